@@ -1,0 +1,1 @@
+namespace moestream::io {}  // placeholder until the GGUF reader lands

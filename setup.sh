@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-command setup on Debian 12: installs the packages moestream needs
+# (idempotent), then configures and builds Release into ./build.
+#   ./setup.sh            install + build
+#   ./setup.sh --no-install   build only
+set -euo pipefail
+cd "$(dirname "$0")"
+
+PKGS=(build-essential cmake ninja-build pkg-config git
+      libabsl-dev liburing-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
+      libpcre2-dev clang libclang-rt-14-dev python3 python3-numpy gnuplot-nox fio)
+
+if [[ "${1:-}" != "--no-install" ]]; then
+  missing=()
+  for p in "${PKGS[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    SUDO=""
+    [[ $(id -u) -ne 0 ]] && SUDO="sudo"
+    echo "setup: installing ${missing[*]}"
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  else
+    echo "setup: all packages present"
+  fi
+fi
+
+JOBS=$(nproc)
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
+cmake --build build -j "$JOBS"
+echo "setup: built ./build/runtime/moestream"
