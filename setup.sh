@@ -3,6 +3,7 @@
 # (idempotent), then configures and builds Release into ./build.
 #   ./setup.sh            install + build
 #   ./setup.sh --no-install   build only
+#   ./setup.sh --deps-only    install packages only
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -25,6 +26,8 @@ if [[ "${1:-}" != "--no-install" ]]; then
     echo "setup: all packages present"
   fi
 fi
+
+[[ "${1:-}" == "--deps-only" ]] && exit 0
 
 JOBS=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
