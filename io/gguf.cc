@@ -1,1 +1,0 @@
-namespace moestream::io {}  // placeholder until the GGUF reader lands
