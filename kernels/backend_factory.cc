@@ -1,0 +1,35 @@
+// CreateBackend: picks the backend BackendOptions::kind names ("auto": CUDA
+// when a GPU is usable, else the CPU backend).
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/cpu_backend.h"
+#ifdef MOESTREAM_HAVE_CUDA
+#include "kernels/cuda/cuda_backend.h"
+#endif
+
+namespace moestream::kernels {
+namespace {
+
+absl::StatusOr<std::unique_ptr<Backend>> TryCuda(const BackendOptions& o) {
+#ifdef MOESTREAM_HAVE_CUDA
+  return CreateCudaBackend(o);
+#else
+  (void)o;
+  return absl::UnavailableError("cuda backend unavailable: built without CUDA");
+#endif
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& o) {
+  MOESTREAM_RETURN_IF_ERROR(o.Validate());
+  if (o.kind == "cpu") return CreateCpuBackend(o);
+  if (o.kind == "cuda") return TryCuda(o);
+  // auto
+  auto cuda = TryCuda(o);
+  if (cuda.ok()) return cuda;
+  return CreateCpuBackend(o);
+}
+
+}  // namespace moestream::kernels

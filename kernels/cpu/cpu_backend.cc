@@ -1,0 +1,286 @@
+#include "kernels/cpu/cpu_backend.h"
+
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <cstring>
+#include <map>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/check.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/cpu_streams.h"
+#include "kernels/cpu/matmul_driver.h"
+#include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/ops_scalar.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/quant.h"
+
+namespace moestream::kernels {
+namespace {
+
+using cpu::ThreadPool;
+
+// Counted allocations under a hard budget. Usage counts requested bytes (what
+// callers plan with); the allocation itself is rounded up to the alignment.
+class Arena {
+ public:
+  Arena(std::string_view kind, uint64_t budget, size_t alignment, bool lock)
+      : kind_(kind), alignment_(alignment), lock_(lock) {
+    stats_.budget_bytes = budget;
+  }
+  ~Arena() {
+    for (auto& [p, size] : live_) Release(reinterpret_cast<void*>(p), size);
+  }
+
+  absl::StatusOr<void*> Alloc(size_t bytes, std::string_view what) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stats_.budget_bytes != 0 && stats_.used_bytes + bytes > stats_.budget_bytes) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "%s budget exceeded allocating '%s': requested %d bytes, %d of %d bytes in use",
+          kind_, Av(what), bytes, stats_.used_bytes, stats_.budget_bytes));
+    }
+    const size_t rounded = (std::max<size_t>(bytes, 1) + alignment_ - 1) / alignment_ * alignment_;
+    void* p = std::aligned_alloc(alignment_, rounded);
+    if (p == nullptr) {
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "%s allocation of %d bytes for '%s' failed: out of host memory", kind_, bytes, Av(what)));
+    }
+    if (lock_ && mlock(p, rounded) != 0) {
+      const int err = errno;
+      std::free(p);
+      return absl::ResourceExhaustedError(absl::StrFormat(
+          "mlock of %d bytes for '%s' failed: %s (raise RLIMIT_MEMLOCK or drop --mlock)", rounded,
+          Av(what), std::strerror(err)));
+    }
+    live_[reinterpret_cast<uintptr_t>(p)] = bytes;
+    stats_.used_bytes += bytes;
+    stats_.high_water_bytes = std::max(stats_.high_water_bytes, stats_.used_bytes);
+    return p;
+  }
+
+  void Free(void* p) {
+    if (p == nullptr) return;
+    std::lock_guard<std::mutex> lock(mu_);
+    auto it = live_.find(reinterpret_cast<uintptr_t>(p));
+    MOESTREAM_CHECK(it != live_.end()) << kind_ << ": freeing a pointer it did not allocate";
+    stats_.used_bytes -= it->second;
+    Release(p, it->second);
+    live_.erase(it);
+  }
+
+  // True when [p, p+bytes) lies inside one live allocation.
+  bool Contains(const void* p, size_t bytes) const {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    auto it = live_.upper_bound(a);
+    if (it == live_.begin()) return false;
+    --it;
+    return a + bytes <= it->first + std::max<size_t>(it->second, 1);
+  }
+
+  MemoryStats stats() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return stats_;
+  }
+
+ private:
+  void Release(void* p, size_t bytes) {
+    if (lock_) munlock(p, (std::max<size_t>(bytes, 1) + alignment_ - 1) / alignment_ * alignment_);
+    std::free(p);
+  }
+
+  const std::string kind_;
+  const size_t alignment_;
+  const bool lock_;
+  mutable std::mutex mu_;
+  std::map<uintptr_t, size_t> live_;  // guarded by mu_: address -> requested bytes
+  MemoryStats stats_;                 // guarded by mu_
+};
+
+// Splits [0, n) across the pool when it is large enough to pay for it.
+void ParallelRange(ThreadPool& pool, int64_t n, int64_t min_grain,
+                   const std::function<void(int64_t, int64_t)>& fn) {
+  const int64_t parts = std::min<int64_t>(pool.size(), std::max<int64_t>(1, n / min_grain));
+  if (parts <= 1) {
+    fn(0, n);
+    return;
+  }
+  const int64_t step = (n + parts - 1) / parts;
+  pool.ParallelFor(parts, [&](int64_t i) { fn(i * step, std::min(n, (i + 1) * step)); });
+}
+
+constexpr int64_t kElementwiseGrain = 1 << 15;
+
+class CpuBackend : public Backend {
+ public:
+  CpuBackend(const BackendOptions& o, cpu::Isa isa, LinkProfile link, int threads)
+      : isa_(isa),
+        kernels_(cpu::KernelsFor(isa)),
+        pool_(threads),
+        link_(std::move(link)),
+        device_("device memory", o.device_budget_bytes, 64, false),
+        pinned_("pinned host memory", o.host_budget_bytes,
+                static_cast<size_t>(sysconf(_SC_PAGESIZE)), o.mlock) {}
+
+  std::string_view name() const override { return "cpu"; }
+  std::string Describe() const override {
+    return absl::StrCat("cpu (", Av(cpu::IsaName(isa_)), ", ", pool_.size(), " threads, link ",
+                        link_.profile().name, ")");
+  }
+
+  absl::StatusOr<void*> DeviceAlloc(size_t bytes, std::string_view what) override {
+    return device_.Alloc(bytes, what);
+  }
+  void DeviceFree(void* p) override { device_.Free(p); }
+  MemoryStats device_memory() const override { return device_.stats(); }
+  absl::StatusOr<void*> HostPinnedAlloc(size_t bytes, std::string_view what) override {
+    return pinned_.Alloc(bytes, what);
+  }
+  void HostPinnedFree(void* p) override { pinned_.Free(p); }
+  MemoryStats host_pinned_memory() const override { return pinned_.stats(); }
+
+  absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+    return absl::OkStatus();
+  }
+  absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
+    std::memcpy(dst, src, bytes);
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::unique_ptr<Stream>> CreateStream(StreamKind kind) override {
+    if (kind == StreamKind::kCompute) return std::make_unique<cpu::ComputeStream>();
+    return std::make_unique<cpu::CopyStream>(&link_);
+  }
+  absl::StatusOr<std::unique_ptr<Event>> CreateEvent() override {
+    return std::make_unique<cpu::CpuEvent>();
+  }
+  Stream& compute_stream() override { return compute_; }
+
+  absl::Status CopyToDeviceAsync(void* dst, const void* src, size_t bytes,
+                                 Stream& stream) override {
+    if (!pinned_.Contains(src, bytes)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "async copy of %d bytes: source is not inside one pinned host allocation", bytes));
+    }
+    if (!device_.Contains(dst, bytes)) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "async copy of %d bytes: destination is not inside one device allocation", bytes));
+    }
+    if (auto* cs = dynamic_cast<cpu::CopyStream*>(&stream)) {
+      cs->EnqueueCopy(dst, src, bytes);
+      return absl::OkStatus();
+    }
+    if (dynamic_cast<cpu::ComputeStream*>(&stream) == nullptr) {
+      return absl::InvalidArgumentError("stream was not created by the cpu backend");
+    }
+    link_.Copy(dst, src, bytes);  // compute stream: in order, i.e. now
+    return absl::OkStatus();
+  }
+  LinkStats link_stats() const override { return link_.stats(); }
+
+  void MatMul(const WeightView& w, const float* x, int64_t n_tok, float* y) override {
+    MatMulJob job{w, x, n_tok, y};
+    driver_.Run(std::span<const MatMulJob>(&job, 1), kernels_, pool_);
+  }
+  void MatMulBatch(std::span<const MatMulJob> jobs) override { driver_.Run(jobs, kernels_, pool_); }
+
+  void RmsNorm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
+               float eps) override {
+    ParallelRange(pool_, rows, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(n, 1)),
+                  [&](int64_t b, int64_t e) { cpu::RmsNormRows(x, w, y, b, e, n, eps); });
+  }
+  void Rope(float* x, int64_t n_tok, int64_t n_head, int64_t head_dim, const int32_t* pos,
+            const RopeParams& p) override {
+    ParallelRange(pool_, n_tok, 4, [&](int64_t b, int64_t e) {
+      cpu::RopeTokens(x, b, e, n_head, head_dim, pos, p);
+    });
+  }
+  void Softmax(float* x, int64_t rows, int64_t n) override {
+    ParallelRange(pool_, rows, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(n, 1)),
+                  [&](int64_t b, int64_t e) { cpu::SoftmaxRows(x, b, e, n); });
+  }
+  void TopK(const float* x, int64_t n, int k, bool renormalize, int32_t* ids,
+            float* values) override {
+    cpu::TopK(x, n, k, renormalize, ids, values);
+  }
+  void Sigmoid(float* x, int64_t n) override {
+    ParallelRange(pool_, n, kElementwiseGrain,
+                  [&](int64_t b, int64_t e) { cpu::SigmoidRange(x, b, e); });
+  }
+  void SiluMul(const float* gate, const float* up, float* out, int64_t n) override {
+    ParallelRange(pool_, n, kElementwiseGrain,
+                  [&](int64_t b, int64_t e) { cpu::SiluMulRange(gate, up, out, b, e); });
+  }
+  void Add(const float* a, const float* b, float* out, int64_t n) override {
+    ParallelRange(pool_, n, kElementwiseGrain,
+                  [&](int64_t s, int64_t e) { cpu::AddRange(a, b, out, s, e); });
+  }
+  void Scale(float* x, float s, int64_t n) override {
+    ParallelRange(pool_, n, kElementwiseGrain,
+                  [&](int64_t b, int64_t e) { cpu::ScaleRange(x, s, b, e); });
+  }
+  void AddScaled(float* y, const float* x, float s, int64_t n) override {
+    ParallelRange(pool_, n, kElementwiseGrain,
+                  [&](int64_t b, int64_t e) { cpu::AddScaledRange(y, x, s, b, e); });
+  }
+  void GetRows(const WeightView& table, const int32_t* ids, int64_t n, float* out) override {
+    const size_t rb = RowBytes(table.type, table.n_in);
+    ParallelRange(pool_, n, 8, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) {
+        MOESTREAM_CHECK(ids[i] >= 0 && ids[i] < table.n_out)
+            << "GetRows: id " << ids[i] << " outside table of " << table.n_out << " rows";
+        const auto* row = static_cast<const uint8_t*>(table.data) + ids[i] * rb;
+        MOESTREAM_CHECK(DequantizeRow(table.type, row, table.n_in, out + i * table.n_in).ok());
+      }
+    });
+  }
+  void StoreKv(const float* src, void* dst, GgmlType kv_type, int64_t n) override {
+    MOESTREAM_CHECK(kv_type == GgmlType::kF32 || kv_type == GgmlType::kF16);
+    ParallelRange(pool_, n, kElementwiseGrain,
+                  [&](int64_t b, int64_t e) { cpu::StoreKvRange(src, dst, kv_type, b, e); });
+  }
+  void Attention(const AttentionArgs& a) override {
+    MOESTREAM_CHECK(a.n_kv_head > 0 && a.n_head % a.n_kv_head == 0);
+    MOESTREAM_CHECK(a.kv_type == GgmlType::kF32 || a.kv_type == GgmlType::kF16);
+    const int64_t pairs = a.n_tok * a.n_head;
+    const int64_t n_ctx = a.pos0 + a.n_tok;
+    pool_.ParallelFor(pairs, [&](int64_t i) {
+      thread_local std::vector<float> scratch;
+      if (static_cast<int64_t>(scratch.size()) < n_ctx) scratch.resize(n_ctx);
+      cpu::AttentionOne(a, i / a.n_head, i % a.n_head, scratch.data());
+    });
+  }
+
+ private:
+  const cpu::Isa isa_;
+  const cpu::MatmulKernels& kernels_;
+  ThreadPool pool_;
+  cpu::CpuLink link_;
+  Arena device_;
+  Arena pinned_;
+  cpu::ComputeStream compute_;
+  cpu::MatmulDriver driver_;
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const BackendOptions& o) {
+  MOESTREAM_RETURN_IF_ERROR(o.Validate());
+  MOESTREAM_ASSIGN_OR_RETURN(cpu::Isa isa, cpu::ResolveIsa(o.isa));
+  MOESTREAM_ASSIGN_OR_RETURN(LinkProfile link, FindLinkProfile(o.link));
+  int threads = o.threads;
+  if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  return std::unique_ptr<Backend>(new CpuBackend(o, isa, std::move(link), threads));
+}
+
+}  // namespace moestream::kernels

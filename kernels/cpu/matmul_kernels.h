@@ -1,0 +1,67 @@
+// The per-ISA kernel table behind the CPU backend's matrix products.
+//
+// A product y = x · Wᵀ first converts each activation row once into the
+// weight type's "activation type" (F32 for float weights, Q8_0 blocks for
+// Q8_0/Q4_0, Q8_K blocks for the k-quants), then each output is one row dot
+// product `dot(n, w_row, x_row)`. Integer dot products of 8-bit activations
+// with 4/6/8-bit weights are what ggml does too; the result differs from the
+// float product by the activation's 8-bit rounding, which the tests bound.
+// Types without a specialised dot (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K) take F32
+// activations and dequantize one weight block at a time.
+//
+//   const MatmulKernels& k = KernelsFor(Isa::kAvx2);
+//   const TypeKernels& t = k.For(GgmlType::kQ4_K);
+//   t.quantize_act(x, n, xq);  float v = t.dot(n, w_row, xq);
+//
+// Every ISA table covers every type CanCompute() accepts; an ISA without a
+// specialised entry inherits the narrower ISA's.
+#ifndef MOESTREAM_KERNELS_CPU_MATMUL_KERNELS_H_
+#define MOESTREAM_KERNELS_CPU_MATMUL_KERNELS_H_
+
+#include <cstddef>
+#include <cstdint>
+
+#include "base/ggml_type.h"
+#include "kernels/cpu/cpu_features.h"
+
+namespace moestream::kernels::cpu {
+
+// dot of one weight row (n elements, weight type) with one activation row
+// (activation type).
+using DotFn = float (*)(int64_t n, const void* w, const void* x);
+// Several weight rows with one activation row: y[r] = dot(w + r*w_stride, x).
+using DotRowsFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t rows,
+                           const void* x, float* y);
+// Converts an F32 activation row to the activation type.
+using QuantizeActFn = void (*)(const float* x, int64_t n, void* out);
+
+struct TypeKernels {
+  GgmlType act_type = GgmlType::kF32;
+  QuantizeActFn quantize_act = nullptr;
+  DotFn dot = nullptr;
+  DotRowsFn dot_rows = nullptr;  // optional; DotRows() falls back to dot
+};
+
+inline constexpr int kMaxTypeId = 40;
+
+struct MatmulKernels {
+  Isa isa = Isa::kScalar;
+  TypeKernels types[kMaxTypeId];
+  const TypeKernels& For(GgmlType t) const { return types[static_cast<int>(t)]; }
+  TypeKernels& For(GgmlType t) { return types[static_cast<int>(t)]; }
+};
+
+// The table of `isa` (which the caller has checked the CPU supports).
+const MatmulKernels& KernelsFor(Isa isa);
+
+// Bytes of one activation row of n elements converted for weight type t.
+size_t ActRowBytes(const TypeKernels& k, int64_t n);
+
+// Fills the tables; defined per ISA (matmul_scalar.cc, *_avx2.cc, *_avx512.cc).
+void FillScalarKernels(MatmulKernels& k);
+void FillAvx2Kernels(MatmulKernels& k);
+void FillAvx512Kernels(MatmulKernels& k);
+
+}  // namespace moestream::kernels::cpu
+
+#endif  // MOESTREAM_KERNELS_CPU_MATMUL_KERNELS_H_

@@ -1,0 +1,192 @@
+// Scalar reference dot products for every computable weight type, the
+// activation converters, and the ISA table lookup. The optimised ISA kernels
+// are tested against these (tests/kernels/matmul_test.cc); these in turn are
+// tested against a double-precision product of dequantized weights.
+//
+// Integer accumulation matches the vector kernels: per block (or group) the
+// int8×intN products are summed exactly in int32, then scaled in float.
+#include <cstring>
+#include <mutex>
+
+#include "base/check.h"
+#include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/quant_blocks.h"
+#include "kernels/quant.h"
+
+namespace moestream::kernels::cpu {
+namespace {
+
+void QuantizeActQ8_0(const float* x, int64_t n, void* out) {
+  MOESTREAM_CHECK(QuantizeRow(GgmlType::kQ8_0, x, n, out).ok());
+}
+void QuantizeActQ8K(const float* x, int64_t n, void* out) {
+  MOESTREAM_CHECK(QuantizeRow(GgmlType::kQ8_K, x, n, out).ok());
+}
+void CopyActF32(const float* x, int64_t n, void* out) { std::memcpy(out, x, n * sizeof(float)); }
+
+float DotF32(int64_t n, const void* w, const void* x) {
+  const float* a = static_cast<const float*>(w);
+  const float* b = static_cast<const float*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+template <float (*Cvt)(uint16_t)>
+float DotHalfLike(int64_t n, const void* w, const void* x) {
+  const uint16_t* a = static_cast<const uint16_t*>(w);
+  const float* b = static_cast<const float*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n; ++i) s += Cvt(a[i]) * b[i];
+  return s;
+}
+
+float DotQ8_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ8_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    int sum = 0;
+    for (int j = 0; j < kQK; ++j) sum += a[i].qs[j] * b[i].qs[j];
+    s += HalfToFloat(a[i].d) * HalfToFloat(b[i].d) * static_cast<float>(sum);
+  }
+  return s;
+}
+
+float DotQ4_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ4_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    int sum = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      sum += ((a[i].qs[j] & 0xF) - 8) * b[i].qs[j];
+      sum += ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + kQK / 2];
+    }
+    s += HalfToFloat(a[i].d) * HalfToFloat(b[i].d) * static_cast<float>(sum);
+  }
+  return s;
+}
+
+// Q4_K and Q5_K: x = d*sc*q - dmin*m per group of 32; the min term uses the
+// activation's 16-element sums.
+template <bool kFive>
+float DotQ45K(int64_t n, const void* w, const void* x) {
+  const auto* b = static_cast<const BlockQ8K*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const uint8_t* scales;
+    const uint8_t* qs;
+    const uint8_t* qh = nullptr;
+    float d, dmin;
+    if constexpr (kFive) {
+      const auto& a = static_cast<const BlockQ5K*>(w)[i];
+      scales = a.scales, qs = a.qs, qh = a.qh;
+      d = HalfToFloat(a.d), dmin = HalfToFloat(a.dmin);
+    } else {
+      const auto& a = static_cast<const BlockQ4K*>(w)[i];
+      scales = a.scales, qs = a.qs;
+      d = HalfToFloat(a.d), dmin = HalfToFloat(a.dmin);
+    }
+    int sumi = 0, summ = 0;
+    for (int g = 0; g < 8; ++g) {
+      uint8_t sc, m;
+      KScaleMin(g, scales, &sc, &m);
+      const uint8_t* q = qs + 32 * (g / 2);
+      const int shift = 4 * (g % 2);
+      int dot = 0;
+      for (int l = 0; l < 32; ++l) {
+        int v = (q[l] >> shift) & 0xF;
+        if constexpr (kFive) v += ((qh[l] >> g) & 1) << 4;
+        dot += v * b[i].qs[32 * g + l];
+      }
+      sumi += sc * dot;
+      summ += m * (b[i].bsums[2 * g] + b[i].bsums[2 * g + 1]);
+    }
+    s += b[i].d * (d * static_cast<float>(sumi) - dmin * static_cast<float>(summ));
+  }
+  return s;
+}
+
+float DotQ6K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ6K*>(w);
+  const auto* b = static_cast<const BlockQ8K*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    int sumi = 0;
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = a[i].ql + 64 * half;
+      const uint8_t* qh = a[i].qh + 32 * half;
+      const int8_t* sc = a[i].scales + 8 * half;
+      const int8_t* q8 = b[i].qs + 128 * half;
+      int grp[8] = {};
+      for (int l = 0; l < 32; ++l) {
+        const int is = l / 16;
+        grp[is + 0] += (((ql[l] & 0xF) | (((qh[l] >> 0) & 3) << 4)) - 32) * q8[l];
+        grp[is + 2] += (((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) - 32) * q8[l + 32];
+        grp[is + 4] += (((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) - 32) * q8[l + 64];
+        grp[is + 6] += (((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) - 32) * q8[l + 96];
+      }
+      for (int g = 0; g < 8; ++g) sumi += sc[g] * grp[g];
+    }
+    s += HalfToFloat(a[i].d) * b[i].d * static_cast<float>(sumi);
+  }
+  return s;
+}
+
+// Any dequantizable type against F32 activations, one block at a time.
+template <GgmlType T>
+float DequantDot(int64_t n, const void* w, const void* x) {
+  const GgmlTypeTraits* tr = GgmlTypeTraitsOf(T);
+  const int be = static_cast<int>(tr->block_elems);
+  const float* xf = static_cast<const float*>(x);
+  const uint8_t* wb = static_cast<const uint8_t*>(w);
+  float buf[kQKK];
+  float s = 0;
+  for (int64_t i = 0; i < n / be; ++i) {
+    MOESTREAM_CHECK(DequantizeRow(T, wb + i * tr->block_bytes, be, buf).ok());
+    for (int j = 0; j < be; ++j) s += buf[j] * xf[i * be + j];
+  }
+  return s;
+}
+
+}  // namespace
+
+void FillScalarKernels(MatmulKernels& k) {
+  k.For(GgmlType::kF32) = {GgmlType::kF32, CopyActF32, DotF32, nullptr};
+  k.For(GgmlType::kF16) = {GgmlType::kF32, CopyActF32, DotHalfLike<HalfToFloat>, nullptr};
+  k.For(GgmlType::kBF16) = {GgmlType::kF32, CopyActF32, DotHalfLike<Bf16ToFloat>, nullptr};
+  k.For(GgmlType::kQ8_0) = {GgmlType::kQ8_0, QuantizeActQ8_0, DotQ8_0, nullptr};
+  k.For(GgmlType::kQ4_0) = {GgmlType::kQ8_0, QuantizeActQ8_0, DotQ4_0, nullptr};
+  k.For(GgmlType::kQ4_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<false>, nullptr};
+  k.For(GgmlType::kQ5_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<true>, nullptr};
+  k.For(GgmlType::kQ6_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K, nullptr};
+  k.For(GgmlType::kQ4_1) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ4_1>, nullptr};
+  k.For(GgmlType::kQ5_0) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ5_0>, nullptr};
+  k.For(GgmlType::kQ5_1) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ5_1>, nullptr};
+  k.For(GgmlType::kQ2_K) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ2_K>, nullptr};
+  k.For(GgmlType::kQ3_K) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ3_K>, nullptr};
+  k.For(GgmlType::kQ8_K) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ8_K>, nullptr};
+}
+
+const MatmulKernels& KernelsFor(Isa isa) {
+  static MatmulKernels tables[3];
+  static std::once_flag once;
+  std::call_once(once, [] {
+    FillScalarKernels(tables[0]);
+    tables[0].isa = Isa::kScalar;
+    tables[1] = tables[0];
+    FillAvx2Kernels(tables[1]);
+    tables[1].isa = Isa::kAvx2;
+    tables[2] = tables[1];
+    FillAvx512Kernels(tables[2]);
+    tables[2].isa = Isa::kAvx512;
+  });
+  return tables[static_cast<int>(isa)];
+}
+
+size_t ActRowBytes(const TypeKernels& k, int64_t n) {
+  return static_cast<size_t>(RowBytes(k.act_type, static_cast<uint64_t>(n)));
+}
+
+}  // namespace moestream::kernels::cpu

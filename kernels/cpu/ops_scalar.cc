@@ -1,0 +1,204 @@
+#include "kernels/cpu/ops_scalar.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+#include <vector>
+
+#include "kernels/quant.h"
+
+namespace moestream::kernels::cpu {
+namespace {
+
+// Half→float through a table: the KV cache of F16 attention reads millions of
+// halves per token.
+const float* HalfTable() {
+  static const std::vector<float> table = [] {
+    std::vector<float> t(65536);
+    for (uint32_t i = 0; i < 65536; ++i) t[i] = HalfToFloat(static_cast<uint16_t>(i));
+    return t;
+  }();
+  return table.data();
+}
+
+// llama.cpp's YaRN correction dimension: the rotary dimension whose
+// wavelength fits n_rot_turns turns into the original context.
+float YarnCorrDim(int64_t n_dims, int64_t n_ctx_orig, float n_rot_turns, float base) {
+  return n_dims * std::log(n_ctx_orig / (n_rot_turns * 2 * static_cast<float>(M_PI))) /
+         (2 * std::log(base));
+}
+
+}  // namespace
+
+void RmsNormRows(const float* x, const float* w, float* y, int64_t row_begin, int64_t row_end,
+                 int64_t n, float eps) {
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    const float* xr = x + r * n;
+    float* yr = y + r * n;
+    double ss = 0;
+    for (int64_t i = 0; i < n; ++i) ss += static_cast<double>(xr[i]) * xr[i];
+    const float inv = static_cast<float>(1.0 / std::sqrt(ss / n + eps));
+    if (w) {
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * inv * w[i];
+    } else {
+      for (int64_t i = 0; i < n; ++i) yr[i] = xr[i] * inv;
+    }
+  }
+}
+
+void SoftmaxRows(float* x, int64_t row_begin, int64_t row_end, int64_t n) {
+  for (int64_t r = row_begin; r < row_end; ++r) {
+    float* xr = x + r * n;
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < n; ++i) mx = std::max(mx, xr[i]);
+    float sum = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      xr[i] = std::exp(xr[i] - mx);
+      sum += xr[i];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t i = 0; i < n; ++i) xr[i] *= inv;
+  }
+}
+
+void RopeTokens(float* x, int64_t tok_begin, int64_t tok_end, int64_t n_head, int64_t head_dim,
+                const int32_t* pos, const RopeParams& p) {
+  const int64_t n_dims = p.n_rot > 0 ? std::min(p.n_rot, head_dim) : head_dim;
+  float freq_scale = p.freq_scale, ext_factor = p.ext_factor;
+  const float* freq_factors = p.freq_factors;
+  switch (p.scaling) {
+    case RopeScaling::kNone: freq_scale = 1.0f, ext_factor = 0.0f; break;
+    case RopeScaling::kLinear: ext_factor = 0.0f; break;
+    case RopeScaling::kYarn: break;
+    case RopeScaling::kLlama3: ext_factor = 0.0f; break;  // carried by freq_factors
+  }
+  const float theta_scale = std::pow(p.freq_base, -2.0f / static_cast<float>(n_dims));
+  float corr0 = 0, corr1 = 0;
+  if (ext_factor != 0.0f && p.n_ctx_orig > 0) {
+    corr0 = std::max(0.0f, std::floor(YarnCorrDim(n_dims, p.n_ctx_orig, p.beta_fast, p.freq_base)));
+    corr1 = std::min(static_cast<float>(n_dims - 1),
+                     std::ceil(YarnCorrDim(n_dims, p.n_ctx_orig, p.beta_slow, p.freq_base)));
+  }
+  std::vector<float> cs(n_dims);  // cos, sin interleaved per pair
+  for (int64_t t = tok_begin; t < tok_end; ++t) {
+    float theta_base = static_cast<float>(pos[t]);
+    for (int64_t i0 = 0; i0 < n_dims; i0 += 2) {
+      const float ff = freq_factors ? freq_factors[i0 / 2] : 1.0f;
+      const float theta_extrap = theta_base / ff;
+      const float theta_interp = freq_scale * theta_extrap;
+      float theta = theta_interp, mscale = p.attn_factor;
+      if (ext_factor != 0.0f) {
+        const float y = (i0 / 2 - corr0) / std::max(0.001f, corr1 - corr0);
+        const float ramp = (1 - std::min(1.0f, std::max(0.0f, y))) * ext_factor;
+        theta = theta_interp * (1 - ramp) + theta_extrap * ramp;
+        mscale *= 1.0f + 0.1f * std::log(1.0f / freq_scale);
+      }
+      cs[i0] = std::cos(theta) * mscale;
+      cs[i0 + 1] = std::sin(theta) * mscale;
+      theta_base *= theta_scale;
+    }
+    for (int64_t h = 0; h < n_head; ++h) {
+      float* v = x + (t * n_head + h) * head_dim;
+      for (int64_t i0 = 0; i0 < n_dims; i0 += 2) {
+        const int64_t a = p.mode == RopeMode::kNeox ? i0 / 2 : i0;
+        const int64_t b = p.mode == RopeMode::kNeox ? i0 / 2 + n_dims / 2 : i0 + 1;
+        const float x0 = v[a], x1 = v[b];
+        v[a] = x0 * cs[i0] - x1 * cs[i0 + 1];
+        v[b] = x0 * cs[i0 + 1] + x1 * cs[i0];
+      }
+    }
+  }
+}
+
+void TopK(const float* x, int64_t n, int k, bool renormalize, int32_t* ids, float* values) {
+  k = static_cast<int>(std::min<int64_t>(k, n));
+  std::vector<int32_t> idx(n);
+  std::iota(idx.begin(), idx.end(), 0);
+  std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int32_t a, int32_t b) {
+    return x[a] > x[b] || (x[a] == x[b] && a < b);
+  });
+  float sum = 0;
+  for (int i = 0; i < k; ++i) {
+    ids[i] = idx[i];
+    values[i] = x[idx[i]];
+    sum += values[i];
+  }
+  if (renormalize && sum != 0) {
+    for (int i = 0; i < k; ++i) values[i] /= sum;
+  }
+}
+
+void SigmoidRange(float* x, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) x[i] = 1.0f / (1.0f + std::exp(-x[i]));
+}
+
+void SiluMulRange(const float* gate, const float* up, float* out, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+void AddRange(const float* a, const float* b, float* out, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];
+}
+
+void ScaleRange(float* x, float s, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) x[i] *= s;
+}
+
+void AddScaledRange(float* y, const float* x, float s, int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) y[i] += s * x[i];
+}
+
+void StoreKvRange(const float* src, void* dst, GgmlType kv_type, int64_t begin, int64_t end) {
+  if (kv_type == GgmlType::kF16) {
+    uint16_t* d = static_cast<uint16_t*>(dst);
+    for (int64_t i = begin; i < end; ++i) d[i] = FloatToHalf(src[i]);
+  } else {
+    float* d = static_cast<float*>(dst);
+    std::copy(src + begin, src + end, d + begin);
+  }
+}
+
+void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch) {
+  const int64_t group = a.n_head / a.n_kv_head;
+  const int64_t kh = h / group;
+  const int64_t n_kv = a.pos0 + t + 1;  // causal: positions 0..pos0+t
+  const int64_t d = a.head_dim;
+  const int64_t kv_stride = a.n_kv_head * d;
+  const float* q = a.q + (t * a.n_head + h) * d;
+  float* out = a.out + (t * a.n_head + h) * d;
+  const bool f16 = a.kv_type == GgmlType::kF16;
+  const float* tab = f16 ? HalfTable() : nullptr;
+  float mx = -INFINITY;
+  for (int64_t j = 0; j < n_kv; ++j) {
+    float s = 0;
+    if (f16) {
+      const uint16_t* k = static_cast<const uint16_t*>(a.k_cache) + j * kv_stride + kh * d;
+      for (int64_t i = 0; i < d; ++i) s += q[i] * tab[k[i]];
+    } else {
+      const float* k = static_cast<const float*>(a.k_cache) + j * kv_stride + kh * d;
+      for (int64_t i = 0; i < d; ++i) s += q[i] * k[i];
+    }
+    scratch[j] = s * a.scale;
+    mx = std::max(mx, scratch[j]);
+  }
+  float sum = 0;
+  for (int64_t j = 0; j < n_kv; ++j) {
+    scratch[j] = std::exp(scratch[j] - mx);
+    sum += scratch[j];
+  }
+  std::fill(out, out + d, 0.0f);
+  for (int64_t j = 0; j < n_kv; ++j) {
+    const float pj = scratch[j];
+    if (f16) {
+      const uint16_t* v = static_cast<const uint16_t*>(a.v_cache) + j * kv_stride + kh * d;
+      for (int64_t i = 0; i < d; ++i) out[i] += pj * tab[v[i]];
+    } else {
+      const float* v = static_cast<const float*>(a.v_cache) + j * kv_stride + kh * d;
+      for (int64_t i = 0; i < d; ++i) out[i] += pj * v[i];
+    }
+  }
+  const float inv = 1.0f / sum;
+  for (int64_t i = 0; i < d; ++i) out[i] *= inv;
+}
+
+}  // namespace moestream::kernels::cpu

@@ -1,0 +1,42 @@
+// Scalar implementations of the CPU backend's non-matmul ops, written over
+// index ranges so the backend can split them across its thread pool. These
+// are the reference the tests hold the backend to (together with
+// double-precision references written in the tests themselves).
+//
+// Numerical choices: sums in float with per-row max subtraction for softmax;
+// RmsNorm accumulates the mean square in double; RoPE angles are computed in
+// float exactly as llama.cpp's ggml_rope_yarn (theta = pos * base^(-2i/n_rot),
+// optionally divided by a frequency factor, YaRN ramp between interpolation
+// and extrapolation); attention subtracts the row max before exp (scores kept
+// in a scratch row of pos0+n_tok floats).
+//
+//   RmsNormRows(x, w, y, 0, rows, n, 1e-6f);
+//   RopeTokens(x, 0, n_tok, n_head, head_dim, pos, params);
+#ifndef MOESTREAM_KERNELS_CPU_OPS_SCALAR_H_
+#define MOESTREAM_KERNELS_CPU_OPS_SCALAR_H_
+
+#include <cstdint>
+
+#include "kernels/backend.h"
+
+namespace moestream::kernels::cpu {
+
+void RmsNormRows(const float* x, const float* w, float* y, int64_t row_begin, int64_t row_end,
+                 int64_t n, float eps);
+void SoftmaxRows(float* x, int64_t row_begin, int64_t row_end, int64_t n);
+// Rotates tokens [tok_begin, tok_end) of x[n_tok, n_head, head_dim].
+void RopeTokens(float* x, int64_t tok_begin, int64_t tok_end, int64_t n_head, int64_t head_dim,
+                const int32_t* pos, const RopeParams& p);
+void TopK(const float* x, int64_t n, int k, bool renormalize, int32_t* ids, float* values);
+void SigmoidRange(float* x, int64_t begin, int64_t end);
+void SiluMulRange(const float* gate, const float* up, float* out, int64_t begin, int64_t end);
+void AddRange(const float* a, const float* b, float* out, int64_t begin, int64_t end);
+void ScaleRange(float* x, float s, int64_t begin, int64_t end);
+void AddScaledRange(float* y, const float* x, float s, int64_t begin, int64_t end);
+void StoreKvRange(const float* src, void* dst, GgmlType kv_type, int64_t begin, int64_t end);
+// One (query token, head) pair of causal GQA; scratch holds pos0+n_tok floats.
+void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch);
+
+}  // namespace moestream::kernels::cpu
+
+#endif  // MOESTREAM_KERNELS_CPU_OPS_SCALAR_H_
