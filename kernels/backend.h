@@ -44,7 +44,8 @@ struct LinkProfile {
   double gbps = 0;         // GB/s (1e9 bytes/s) sustained; 0 = unthrottled
   double latency_us = 0;   // fixed cost per copy, microseconds
 };
-// Known profiles: "pcie3x16", "pcie4x16", "pcie5x16", "none" (unthrottled).
+// Known profiles: "pcie3x4", "pcie3x16", "pcie4x16", "pcie5x16", "none"
+// (unthrottled), and "custom:GBPS:LATENCY_US" (e.g. "custom:0.5:20").
 absl::StatusOr<LinkProfile> FindLinkProfile(std::string_view name);
 
 struct MemoryStats {

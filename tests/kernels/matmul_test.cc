@@ -1,0 +1,160 @@
+// Matrix products of every computable weight type, on every ISA path: against
+// a double-precision product of the dequantized weights (dequantization is
+// itself checked against hand-built blocks in quant_test.cc), and each
+// optimised ISA against the scalar kernels.
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "kernels/backend.h"
+#include "kernels/quant.h"
+#include "tests/kernels/kernel_test_util.h"
+
+namespace moestream::kernels {
+namespace {
+
+using testing::MakeIsaBackend;
+using testing::RandomVec;
+
+constexpr GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
+                               GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1,
+                               GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kQ4_K, GgmlType::kQ5_K,
+                               GgmlType::kQ6_K};
+
+// Types whose kernels round the activations to 8 bits first.
+bool QuantizesActivations(GgmlType t) {
+  return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ4_K ||
+         t == GgmlType::kQ5_K || t == GgmlType::kQ6_K;
+}
+
+struct Weights {
+  std::vector<uint8_t> bytes;
+  std::vector<float> deq;  // n_out × n_in, dequantized
+};
+
+Weights MakeWeights(GgmlType t, int64_t n_in, int64_t n_out, uint32_t seed) {
+  Weights w;
+  const size_t rb = RowBytes(t, n_in);
+  w.bytes.resize(rb * n_out);
+  w.deq.resize(n_in * n_out);
+  if (CanQuantize(t)) {
+    std::vector<float> src = RandomVec(n_in * n_out, seed, 0.05f);
+    for (int64_t r = 0; r < n_out; ++r) {
+      EXPECT_TRUE(QuantizeRow(t, src.data() + r * n_in, n_in, w.bytes.data() + r * rb).ok());
+    }
+  } else {
+    // Random bits with sane super-block scales (Q2_K: d, dmin at 80, 82;
+    // Q3_K: d at 108).
+    std::mt19937 rng(seed);
+    for (auto& b : w.bytes) b = static_cast<uint8_t>(rng());
+    const int bb = static_cast<int>(GgmlTypeTraitsOf(t)->block_bytes);
+    for (size_t off = 0; off < w.bytes.size(); off += bb) {
+      const uint16_t d = FloatToHalf(0.003f), dmin = FloatToHalf(0.001f);
+      if (t == GgmlType::kQ2_K) {
+        std::memcpy(&w.bytes[off + 80], &d, 2);
+        std::memcpy(&w.bytes[off + 82], &dmin, 2);
+      } else {
+        std::memcpy(&w.bytes[off + 108], &d, 2);
+      }
+    }
+  }
+  for (int64_t r = 0; r < n_out; ++r) {
+    EXPECT_TRUE(DequantizeRow(t, w.bytes.data() + r * rb, n_in, w.deq.data() + r * n_in).ok());
+  }
+  return w;
+}
+
+class MatMulTest : public ::testing::TestWithParam<const char*> {};
+
+TEST_P(MatMulTest, MatchesDoubleReference) {
+  std::string skip;
+  auto be = MakeIsaBackend(GetParam(), &skip);
+  if (!be) GTEST_SKIP() << skip;
+  for (GgmlType t : kTypes) {
+    const int64_t block = GgmlTypeTraitsOf(t)->block_elems;
+    const int64_t n_in = block == 256 ? 768 : 32 * 23;  // odd block counts
+    for (int64_t n_out : {1, 37}) {
+      for (int64_t n_tok : {1, 3, 9}) {
+        Weights w = MakeWeights(t, n_in, n_out, static_cast<uint32_t>(n_out * 7 + n_tok));
+        std::vector<float> x = RandomVec(n_tok * n_in, 99 + static_cast<uint32_t>(n_tok));
+        std::vector<float> y(n_tok * n_out, NAN);
+        be->MatMul({t, n_in, n_out, w.bytes.data()}, x.data(), n_tok, y.data());
+        const double c = QuantizesActivations(t) ? 4e-3 : 1e-5;
+        for (int64_t k = 0; k < n_tok; ++k) {
+          double xn = 0;
+          for (int64_t i = 0; i < n_in; ++i) xn += double(x[k * n_in + i]) * x[k * n_in + i];
+          for (int64_t r = 0; r < n_out; ++r) {
+            double ref = 0, wn = 0;
+            for (int64_t i = 0; i < n_in; ++i) {
+              ref += double(w.deq[r * n_in + i]) * x[k * n_in + i];
+              wn += double(w.deq[r * n_in + i]) * w.deq[r * n_in + i];
+            }
+            const double tol = c * std::sqrt(wn * xn) + 1e-6;
+            ASSERT_NEAR(y[k * n_out + r], ref, tol)
+                << GgmlTypeName(t) << " n_out=" << n_out << " n_tok=" << n_tok << " tok " << k
+                << " row " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_P(MatMulTest, OptimisedIsaMatchesScalar) {
+  std::string skip;
+  auto be = MakeIsaBackend(GetParam(), &skip);
+  if (!be) GTEST_SKIP() << skip;
+  auto scalar = MakeIsaBackend("scalar", &skip, 1);
+  ASSERT_TRUE(scalar) << skip;
+  for (GgmlType t : kTypes) {
+    const int64_t block = GgmlTypeTraitsOf(t)->block_elems;
+    for (int64_t n_in : {block == 256 ? 256 : 32, block == 256 ? 2816 : 32 * 45}) {
+      const int64_t n_out = 29, n_tok = 5;
+      Weights w = MakeWeights(t, n_in, n_out, 5);
+      std::vector<float> x = RandomVec(n_tok * n_in, 17);
+      x[3] = 9.0f;  // an activation outlier
+      std::vector<float> y(n_tok * n_out), ys(n_tok * n_out);
+      const WeightView wv{t, n_in, n_out, w.bytes.data()};
+      be->MatMul(wv, x.data(), n_tok, y.data());
+      scalar->MatMul(wv, x.data(), n_tok, ys.data());
+      for (int64_t i = 0; i < n_tok * n_out; ++i) {
+        // Same integer sums; only float summation order (and rare rounding
+        // ties in the activation quantizer) differ.
+        ASSERT_NEAR(y[i], ys[i], 2e-3 * (std::fabs(ys[i]) + 0.1))
+            << GetParam() << " " << GgmlTypeName(t) << " n_in=" << n_in << " i=" << i;
+      }
+    }
+  }
+}
+
+TEST_P(MatMulTest, BatchEqualsSeparateProducts) {
+  std::string skip;
+  auto be = MakeIsaBackend(GetParam(), &skip);
+  if (!be) GTEST_SKIP() << skip;
+  const GgmlType types[] = {GgmlType::kQ4_K, GgmlType::kQ8_0, GgmlType::kQ6_K, GgmlType::kF16};
+  std::vector<Weights> ws;
+  std::vector<std::vector<float>> xs, ys, expect;
+  std::vector<MatMulJob> jobs;
+  for (int j = 0; j < 4; ++j) {
+    const int64_t n_in = 512, n_out = 33 + 10 * j, n_tok = 1 + j;
+    ws.push_back(MakeWeights(types[j], n_in, n_out, 100 + j));
+    xs.push_back(RandomVec(n_tok * n_in, 200 + j));
+    ys.emplace_back(n_tok * n_out);
+    expect.emplace_back(n_tok * n_out);
+  }
+  for (int j = 0; j < 4; ++j) {
+    const int64_t n_in = 512, n_out = 33 + 10 * j, n_tok = 1 + j;
+    const WeightView wv{types[j], n_in, n_out, ws[j].bytes.data()};
+    be->MatMul(wv, xs[j].data(), n_tok, expect[j].data());
+    jobs.push_back({wv, xs[j].data(), n_tok, ys[j].data()});
+  }
+  be->MatMulBatch(jobs);
+  for (int j = 0; j < 4; ++j) EXPECT_EQ(ys[j], expect[j]) << j;
+}
+
+INSTANTIATE_TEST_SUITE_P(Isa, MatMulTest, ::testing::ValuesIn(testing::kIsas),
+                         [](const auto& info) { return std::string(info.param); });
+
+}  // namespace
+}  // namespace moestream::kernels
