@@ -1,11 +1,338 @@
-// AVX2 + FMA + F16C matrix-product kernels (compiled with those flags; only
-// called when CPUID reports them).
+// AVX2 + FMA + F16C matrix-product kernels (this file is compiled with those
+// flags; KernelsFor(Isa::kAvx2) is only used when CPUID reports them).
+//
+// Integer kernels follow ggml's scheme: 8-bit activation blocks, unsigned ×
+// signed byte products with _mm256_maddubs_epi16 (never saturating for these
+// ranges: at most 2·63·127), widened and scaled with _mm256_madd_epi16, then
+// one float FMA per block. Float kernels use four FMA accumulators. The same
+// integer sums as the scalar kernels (matmul_scalar.cc), which the tests
+// compare against.
 #include <immintrin.h>
 
+#include <cstring>
+
 #include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/quant_blocks.h"
 
 namespace moestream::kernels::cpu {
+namespace {
 
-void FillAvx2Kernels(MatmulKernels& k) { (void)k; }
+inline float Hsum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float Hsum128(__m128 s) {
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_add_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+inline float H2F(uint16_t h) { return _cvtsh_ss(h); }
+
+// Σ x·y over signed byte pairs, as 8 int32 lanes.
+inline __m256i MulSumI8(__m256i x, __m256i y) {
+  const __m256i ax = _mm256_sign_epi8(x, x);
+  const __m256i sy = _mm256_sign_epi8(y, x);
+  return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
+}
+
+inline __m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
+
+// ---------------------------------------------------------------- activations
+
+// Rounds 32 floats times `id` to int8 (nearest even), in element order.
+inline __m256i QuantizeBlock32(const float* x, __m256 id) {
+  __m256i i0 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x), id));
+  __m256i i1 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 8), id));
+  __m256i i2 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 16), id));
+  __m256i i3 = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_loadu_ps(x + 24), id));
+  i0 = _mm256_packs_epi32(i0, i1);
+  i2 = _mm256_packs_epi32(i2, i3);
+  i0 = _mm256_packs_epi16(i0, i2);
+  return _mm256_permutevar8x32_epi32(i0, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+}
+
+inline __m256 AbsMax8(const float* x, int n) {
+  const __m256 sign = _mm256_set1_ps(-0.0f);
+  __m256 m = _mm256_setzero_ps();
+  for (int i = 0; i < n; i += 8) m = _mm256_max_ps(m, _mm256_andnot_ps(sign, _mm256_loadu_ps(x + i)));
+  return m;
+}
+
+inline float ReduceMax(__m256 m) {
+  __m128 s = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+  s = _mm_max_ps(s, _mm_movehl_ps(s, s));
+  s = _mm_max_ss(s, _mm_movehdup_ps(s));
+  return _mm_cvtss_f32(s);
+}
+
+void QuantizeActQ8_0(const float* x, int64_t n, void* out) {
+  auto* y = static_cast<BlockQ8_0*>(out);
+  for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    const float amax = ReduceMax(AbsMax8(x, kQK));
+    const float d = amax / 127.0f;
+    y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
+    const __m256 id = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), QuantizeBlock32(x, id));
+  }
+}
+
+void QuantizeActQ8K(const float* x, int64_t n, void* out) {
+  auto* y = static_cast<BlockQ8K*>(out);
+  for (int64_t i = 0; i < n / kQKK; ++i, x += kQKK) {
+    // The signed value of largest magnitude (first one on ties, as scalar).
+    const float amax = ReduceMax(AbsMax8(x, kQKK));
+    if (amax == 0) {
+      std::memset(&y[i], 0, sizeof(y[i]));
+      continue;
+    }
+    float max = 0;
+    for (int j = 0; j < kQKK; ++j) {
+      if (x[j] == amax || x[j] == -amax) {
+        max = x[j];
+        break;
+      }
+    }
+    const float iscale = -127.0f / max;
+    const __m256 id = _mm256_set1_ps(iscale);
+    for (int j = 0; j < kQKK; j += 32) {
+      const __m256i q = QuantizeBlock32(x + j, id);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs + j), q);
+      // Group sums of 16: widen to int16 and add neighbours.
+      const __m256i w = _mm256_maddubs_epi16(_mm256_set1_epi8(1), q);  // 16 pair sums
+      const __m256i s4 = _mm256_madd_epi16(w, _mm256_set1_epi16(1));    // 8 quad sums
+      alignas(32) int32_t quad[8];
+      _mm256_store_si256(reinterpret_cast<__m256i*>(quad), s4);
+      y[i].bsums[j / 16] = static_cast<int16_t>(quad[0] + quad[1] + quad[2] + quad[3]);
+      y[i].bsums[j / 16 + 1] = static_cast<int16_t>(quad[4] + quad[5] + quad[6] + quad[7]);
+    }
+    y[i].d = 1.0f / iscale;
+  }
+}
+
+void CopyActF32(const float* x, int64_t n, void* out) { std::memcpy(out, x, n * sizeof(float)); }
+
+// ---------------------------------------------------------------- float weights
+
+template <typename LoadW, typename ElemW>
+inline float DotFloatLike(int64_t n, const float* x, LoadW load, ElemW elem) {
+  __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+  int64_t i = 0;
+  for (; i + 32 <= n; i += 32) {
+    a0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), a0);
+    a1 = _mm256_fmadd_ps(load(i + 8), _mm256_loadu_ps(x + i + 8), a1);
+    a2 = _mm256_fmadd_ps(load(i + 16), _mm256_loadu_ps(x + i + 16), a2);
+    a3 = _mm256_fmadd_ps(load(i + 24), _mm256_loadu_ps(x + i + 24), a3);
+  }
+  for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(load(i), _mm256_loadu_ps(x + i), a0);
+  float s = Hsum(_mm256_add_ps(_mm256_add_ps(a0, a1), _mm256_add_ps(a2, a3)));
+  for (; i < n; ++i) s += elem(i) * x[i];
+  return s;
+}
+
+float DotF32(int64_t n, const void* w, const void* x) {
+  const float* a = static_cast<const float*>(w);
+  return DotFloatLike(
+      n, static_cast<const float*>(x), [a](int64_t i) { return _mm256_loadu_ps(a + i); },
+      [a](int64_t i) { return a[i]; });
+}
+
+float DotF16(int64_t n, const void* w, const void* x) {
+  const uint16_t* a = static_cast<const uint16_t*>(w);
+  return DotFloatLike(
+      n, static_cast<const float*>(x),
+      [a](int64_t i) {
+        return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+      },
+      [a](int64_t i) { return H2F(a[i]); });
+}
+
+float DotBF16(int64_t n, const void* w, const void* x) {
+  const uint16_t* a = static_cast<const uint16_t*>(w);
+  return DotFloatLike(
+      n, static_cast<const float*>(x),
+      [a](int64_t i) {
+        const __m256i v =
+            _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+        return _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));
+      },
+      [a](int64_t i) {
+        const uint32_t u = static_cast<uint32_t>(a[i]) << 16;
+        float f;
+        std::memcpy(&f, &u, 4);
+        return f;
+      });
+}
+
+// ---------------------------------------------------------------- legacy quants
+
+float DotQ8_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ8_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  const int64_t nb = n / kQK;
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m256 d0 = _mm256_set1_ps(H2F(a[i].d) * H2F(b[i].d));
+    const __m256 d1 = _mm256_set1_ps(H2F(a[i + 1].d) * H2F(b[i + 1].d));
+    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(MulSumI8(Load256(a[i].qs), Load256(b[i].qs))), acc0);
+    acc1 = _mm256_fmadd_ps(
+        d1, _mm256_cvtepi32_ps(MulSumI8(Load256(a[i + 1].qs), Load256(b[i + 1].qs))), acc1);
+  }
+  for (; i < nb; ++i) {
+    const __m256 d0 = _mm256_set1_ps(H2F(a[i].d) * H2F(b[i].d));
+    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(MulSumI8(Load256(a[i].qs), Load256(b[i].qs))), acc0);
+  }
+  return Hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// 16 bytes of nibbles → 32 bytes: low nibbles (elements 0..15) then high.
+inline __m256i UnpackNibbles16(const uint8_t* q) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
+  const __m128i m = _mm_set1_epi8(0xF);
+  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
+}
+
+float DotQ4_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ4_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  const int64_t nb = n / kQK;
+  const __m256i off = _mm256_set1_epi8(8);
+  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
+  int64_t i = 0;
+  for (; i + 2 <= nb; i += 2) {
+    const __m256 d0 = _mm256_set1_ps(H2F(a[i].d) * H2F(b[i].d));
+    const __m256 d1 = _mm256_set1_ps(H2F(a[i + 1].d) * H2F(b[i + 1].d));
+    const __m256i q0 = _mm256_sub_epi8(UnpackNibbles16(a[i].qs), off);
+    const __m256i q1 = _mm256_sub_epi8(UnpackNibbles16(a[i + 1].qs), off);
+    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(MulSumI8(q0, Load256(b[i].qs))), acc0);
+    acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(MulSumI8(q1, Load256(b[i + 1].qs))), acc1);
+  }
+  for (; i < nb; ++i) {
+    const __m256 d0 = _mm256_set1_ps(H2F(a[i].d) * H2F(b[i].d));
+    const __m256i q0 = _mm256_sub_epi8(UnpackNibbles16(a[i].qs), off);
+    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(MulSumI8(q0, Load256(b[i].qs))), acc0);
+  }
+  return Hsum(_mm256_add_ps(acc0, acc1));
+}
+
+// ---------------------------------------------------------------- k-quants
+
+// Unpacks the 12-byte Q4_K/Q5_K scales into 8 scales then 8 mins (bytes).
+inline __m128i UnpackKScales(const uint8_t* packed) {
+  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
+  uint32_t u[4];
+  std::memcpy(u, packed, 12);
+  u[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
+  const uint32_t mins_lo = u[1] & kMask1;
+  u[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
+  u[2] = mins_lo;
+  u[0] &= kMask1;
+  return _mm_set_epi32(static_cast<int>(u[3]), static_cast<int>(u[2]), static_cast<int>(u[1]),
+                       static_cast<int>(u[0]));
+}
+
+template <bool kFive>
+float DotQ45K(int64_t n, const void* w, const void* x) {
+  const auto* b = static_cast<const BlockQ8K*>(x);
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  const __m256i one = _mm256_set1_epi8(1);
+  __m256 acc = _mm256_setzero_ps();
+  __m128 acc_m = _mm_setzero_ps();
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const uint8_t* scales;
+    const uint8_t* q4;
+    const uint8_t* qh = nullptr;
+    float d, dmin;
+    if constexpr (kFive) {
+      const auto& a = static_cast<const BlockQ5K*>(w)[i];
+      scales = a.scales, q4 = a.qs, qh = a.qh, d = H2F(a.d), dmin = H2F(a.dmin);
+    } else {
+      const auto& a = static_cast<const BlockQ4K*>(w)[i];
+      scales = a.scales, q4 = a.qs, d = H2F(a.d), dmin = H2F(a.dmin);
+    }
+    d *= b[i].d;
+    dmin *= -b[i].d;
+    const __m256i mins_and_scales = _mm256_cvtepu8_epi16(UnpackKScales(scales));
+    // Min term: Σ_g m_g · (sum of the group's 32 activations).
+    const __m256i q8sums = Load256(b[i].bsums);
+    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+    const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
+    acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
+    alignas(16) int16_t sc[8];
+    _mm_store_si128(reinterpret_cast<__m128i*>(sc), _mm256_castsi256_si128(mins_and_scales));
+    const __m256i hbits = kFive ? Load256(qh) : _mm256_setzero_si256();
+    __m256i sumi = _mm256_setzero_si256();
+    const int8_t* q8 = b[i].qs;
+    for (int j = 0; j < 4; ++j, q4 += 32, q8 += 64) {
+      const __m256i bits = Load256(q4);
+      __m256i lo = _mm256_and_si256(bits, m4);
+      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
+      if constexpr (kFive) {
+        const __m128i s0 = _mm_cvtsi32_si128(2 * j), s1 = _mm_cvtsi32_si128(2 * j + 1);
+        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, s0), one), 4));
+        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, s1), one), 4));
+      }
+      const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), _mm256_maddubs_epi16(lo, Load256(q8)));
+      const __m256i ph =
+          _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]), _mm256_maddubs_epi16(hi, Load256(q8 + 32)));
+      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return Hsum(acc) + Hsum128(acc_m);
+}
+
+float DotQ6K(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ6K*>(w);
+  const auto* b = static_cast<const BlockQ8K*>(x);
+  const __m256i m4 = _mm256_set1_epi8(0xF);
+  const __m256i m2 = _mm256_set1_epi8(3);
+  const __m256i m32 = _mm256_set1_epi8(32);
+  __m256 acc = _mm256_setzero_ps();
+  for (int64_t i = 0; i < n / kQKK; ++i) {
+    const float d = H2F(a[i].d) * b[i].d;
+    __m256i sumi = _mm256_setzero_si256();
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* ql = a[i].ql + 64 * half;
+      const __m256i qlA = Load256(ql), qlB = Load256(ql + 32);
+      const __m256i qh = Load256(a[i].qh + 32 * half);
+      const int8_t* sc = a[i].scales + 8 * half;
+      const int8_t* q8 = b[i].qs + 128 * half;
+      __m256i q[4];
+      q[0] = _mm256_or_si256(_mm256_and_si256(qlA, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
+      q[1] = _mm256_or_si256(_mm256_and_si256(qlB, m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
+      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlA, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
+      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlB, 4), m4),
+                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+      for (int k = 0; k < 4; ++k) {
+        const __m256i y = Load256(q8 + 32 * k);
+        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y), _mm256_maddubs_epi16(m32, y));
+        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
+        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+      }
+    }
+    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+  }
+  return Hsum(acc);
+}
+
+}  // namespace
+
+void FillAvx2Kernels(MatmulKernels& k) {
+  k.For(GgmlType::kF32) = {GgmlType::kF32, CopyActF32, DotF32, nullptr};
+  k.For(GgmlType::kF16) = {GgmlType::kF32, CopyActF32, DotF16, nullptr};
+  k.For(GgmlType::kBF16) = {GgmlType::kF32, CopyActF32, DotBF16, nullptr};
+  k.For(GgmlType::kQ8_0) = {GgmlType::kQ8_0, QuantizeActQ8_0, DotQ8_0, nullptr};
+  k.For(GgmlType::kQ4_0) = {GgmlType::kQ8_0, QuantizeActQ8_0, DotQ4_0, nullptr};
+  k.For(GgmlType::kQ4_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<false>, nullptr};
+  k.For(GgmlType::kQ5_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<true>, nullptr};
+  k.For(GgmlType::kQ6_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K, nullptr};
+}
 
 }  // namespace moestream::kernels::cpu
