@@ -75,6 +75,9 @@ class EvictionPolicy {
 struct PolicyEnv {
   int n_layers = 0;
   int n_experts = 0;
+  // Experts routed per token per layer (0 = unknown); sets the time unit of
+  // policies that decay by tokens (lfru).
+  int top_k = 0;
   // Total capacity in experts (static pinning sizes its pinned set from it).
   int capacity = 0;
   // The full access sequence in tick order (MIN reads the future from it).

@@ -1,0 +1,29 @@
+// Helpers shared by the prefetch predictors: the layer a prediction targets
+// (wrapping from the last layer to the next token's first), and picking the
+// best k experts of one layer from a score array.
+#ifndef MOESTREAM_POLICIES_PREDICTOR_UTIL_H_
+#define MOESTREAM_POLICIES_PREDICTOR_UTIL_H_
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "policies/prefetch_predictor.h"
+
+namespace moestream::policies {
+
+// Layer `layer + ahead`, wrapping past the last layer (n_layers > 0).
+inline int TargetLayer(int layer, int ahead, int n_layers) {
+  return n_layers > 0 ? (layer + ahead) % n_layers : layer + ahead;
+}
+
+// Appends the k experts of `layer` with the highest positive scores (ties by
+// lower expert id) to `out`, confidence = score / max score.
+void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out);
+
+// Number of guesses per layer: the `k` option if set (> 0), else top_k.
+inline int GuessCount(int k_option, int top_k) { return k_option > 0 ? k_option : top_k; }
+
+}  // namespace moestream::policies
+
+#endif  // MOESTREAM_POLICIES_PREDICTOR_UTIL_H_
