@@ -285,3 +285,49 @@ TEST(PreTokenizerTest, KnownFamiliesCompileAndSplit) {
 
 }  // namespace
 }  // namespace moestream::runtime
+
+namespace moestream::runtime {
+namespace {
+
+using moestream::testing::MoestreamBin;
+using moestream::testing::RunCommand;
+
+TEST(TokenizeCliTest, PrintsIdsAndPieces) {
+  const std::string vocab = VocabPath("llama-spm");
+  // Ids from the "Hello world" vector, after BOS (add_bos_token is true).
+  moestream::testing::CommandResult r =
+      RunCommand(MoestreamBin() + " tokenize -m " + vocab + " --ids -- 'Hello world'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1 15043 3186\n");
+
+  r = RunCommand(MoestreamBin() + " tokenize -m " + vocab + " 'Hello world'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "1\t<s>\n15043\t Hello\n3186\t world\n");
+
+  // Text starting with '-' after "--", without BOS.
+  Tokenizer tok = LoadOrDie(vocab);
+  r = RunCommand(MoestreamBin() + " tokenize -m " + vocab + " --ids --no-bos -- -x");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, absl::StrCat(absl::StrJoin(tok.Encode("-x", false, false), " "), "\n"));
+
+  r = RunCommand(MoestreamBin() + " tokenize -m " + vocab + " --ids --parse-special -- '<s>a'");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out.substr(0, 4), "1 1 ");
+}
+
+TEST(TokenizeCliTest, ModelWithoutTokenizerIsAClearError) {
+  moestream::testing::ScratchDir dir;
+  io::GgufWriter w;
+  w.SetString("general.architecture", "llama");
+  w.SetString("tokenizer.ggml.model", "none");
+  ASSERT_TRUE(w.Write(dir.Path("none.gguf")).ok());
+  moestream::testing::CommandResult r =
+      RunCommand(MoestreamBin() + " tokenize -m " + dir.Path("none.gguf") + " hi");
+  EXPECT_NE(r.exit_code, 0);
+  EXPECT_NE(r.err.find("no tokenizer"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("--prompt-ids"), std::string::npos) << r.err;
+  EXPECT_EQ(r.out, "");
+}
+
+}  // namespace
+}  // namespace moestream::runtime
