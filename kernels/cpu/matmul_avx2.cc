@@ -13,9 +13,14 @@
 
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/quant_blocks.h"
+#include "kernels/cpu/simd_x86.h"
 
 namespace moestream::kernels::cpu {
 namespace {
+
+using simd::H2F;
+using simd::Load256;
+using simd::UnpackNibbles16;
 
 inline float Hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -30,16 +35,12 @@ inline float Hsum128(__m128 s) {
   return _mm_cvtss_f32(s);
 }
 
-inline float H2F(uint16_t h) { return _cvtsh_ss(h); }
-
 // Σ x·y over signed byte pairs, as 8 int32 lanes.
 inline __m256i MulSumI8(__m256i x, __m256i y) {
   const __m256i ax = _mm256_sign_epi8(x, x);
   const __m256i sy = _mm256_sign_epi8(y, x);
   return _mm256_madd_epi16(_mm256_maddubs_epi16(ax, sy), _mm256_set1_epi16(1));
 }
-
-inline __m256i Load256(const void* p) { return _mm256_loadu_si256(static_cast<const __m256i*>(p)); }
 
 // ---------------------------------------------------------------- activations
 
@@ -189,13 +190,6 @@ float DotQ8_0(int64_t n, const void* w, const void* x) {
   return Hsum(_mm256_add_ps(acc0, acc1));
 }
 
-// 16 bytes of nibbles → 32 bytes: low nibbles (elements 0..15) then high.
-inline __m256i UnpackNibbles16(const uint8_t* q) {
-  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(q));
-  const __m128i m = _mm_set1_epi8(0xF);
-  return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
-}
-
 float DotQ4_0(int64_t n, const void* w, const void* x) {
   const auto* a = static_cast<const BlockQ4_0*>(w);
   const auto* b = static_cast<const BlockQ8_0*>(x);
@@ -221,16 +215,10 @@ float DotQ4_0(int64_t n, const void* w, const void* x) {
 
 // ---------------------------------------------------------------- k-quants
 
-// Unpacks the 12-byte Q4_K/Q5_K scales into 8 scales then 8 mins (bytes).
+// The 8 scales then the 8 mins of a Q4_K/Q5_K block, as bytes.
 inline __m128i UnpackKScales(const uint8_t* packed) {
-  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
   uint32_t u[4];
-  std::memcpy(u, packed, 12);
-  u[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
-  const uint32_t mins_lo = u[1] & kMask1;
-  u[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
-  u[2] = mins_lo;
-  u[0] &= kMask1;
+  simd::UnpackKScales(packed, u);
   return _mm_set_epi32(static_cast<int>(u[3]), static_cast<int>(u[2]), static_cast<int>(u[1]),
                        static_cast<int>(u[0]));
 }
@@ -238,22 +226,14 @@ inline __m128i UnpackKScales(const uint8_t* packed) {
 template <bool kFive>
 float DotQ45K(int64_t n, const void* w, const void* x) {
   const auto* b = static_cast<const BlockQ8K*>(x);
-  const __m256i m4 = _mm256_set1_epi8(0xF);
-  const __m256i one = _mm256_set1_epi8(1);
   __m256 acc = _mm256_setzero_ps();
   __m128 acc_m = _mm_setzero_ps();
   for (int64_t i = 0; i < n / kQKK; ++i) {
-    const uint8_t* scales;
-    const uint8_t* q4;
-    const uint8_t* qh = nullptr;
-    float d, dmin;
-    if constexpr (kFive) {
-      const auto& a = static_cast<const BlockQ5K*>(w)[i];
-      scales = a.scales, q4 = a.qs, qh = a.qh, d = H2F(a.d), dmin = H2F(a.dmin);
-    } else {
-      const auto& a = static_cast<const BlockQ4K*>(w)[i];
-      scales = a.scales, q4 = a.qs, d = H2F(a.d), dmin = H2F(a.dmin);
-    }
+    const simd::KBlockView v = simd::ViewK45<kFive>(w, i);
+    const uint8_t* scales = v.scales;
+    const uint8_t* q4 = v.q4;
+    const uint8_t* qh = v.qh;
+    float d = v.d, dmin = v.dmin;
     d *= b[i].d;
     dmin *= -b[i].d;
     const __m256i mins_and_scales = _mm256_cvtepu8_epi16(UnpackKScales(scales));
@@ -268,14 +248,8 @@ float DotQ45K(int64_t n, const void* w, const void* x) {
     __m256i sumi = _mm256_setzero_si256();
     const int8_t* q8 = b[i].qs;
     for (int j = 0; j < 4; ++j, q4 += 32, q8 += 64) {
-      const __m256i bits = Load256(q4);
-      __m256i lo = _mm256_and_si256(bits, m4);
-      __m256i hi = _mm256_and_si256(_mm256_srli_epi16(bits, 4), m4);
-      if constexpr (kFive) {
-        const __m128i s0 = _mm_cvtsi32_si128(2 * j), s1 = _mm_cvtsi32_si128(2 * j + 1);
-        lo = _mm256_or_si256(lo, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, s0), one), 4));
-        hi = _mm256_or_si256(hi, _mm256_slli_epi16(_mm256_and_si256(_mm256_srl_epi16(hbits, s1), one), 4));
-      }
+      __m256i lo, hi;
+      simd::UnpackK45Pair(q4, kFive ? &hbits : nullptr, j, &lo, &hi);
       const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), _mm256_maddubs_epi16(lo, Load256(q8)));
       const __m256i ph =
           _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]), _mm256_maddubs_epi16(hi, Load256(q8 + 32)));
@@ -289,27 +263,16 @@ float DotQ45K(int64_t n, const void* w, const void* x) {
 float DotQ6K(int64_t n, const void* w, const void* x) {
   const auto* a = static_cast<const BlockQ6K*>(w);
   const auto* b = static_cast<const BlockQ8K*>(x);
-  const __m256i m4 = _mm256_set1_epi8(0xF);
-  const __m256i m2 = _mm256_set1_epi8(3);
   const __m256i m32 = _mm256_set1_epi8(32);
   __m256 acc = _mm256_setzero_ps();
   for (int64_t i = 0; i < n / kQKK; ++i) {
     const float d = H2F(a[i].d) * b[i].d;
     __m256i sumi = _mm256_setzero_si256();
     for (int half = 0; half < 2; ++half) {
-      const uint8_t* ql = a[i].ql + 64 * half;
-      const __m256i qlA = Load256(ql), qlB = Load256(ql + 32);
-      const __m256i qh = Load256(a[i].qh + 32 * half);
       const int8_t* sc = a[i].scales + 8 * half;
       const int8_t* q8 = b[i].qs + 128 * half;
       __m256i q[4];
-      q[0] = _mm256_or_si256(_mm256_and_si256(qlA, m4), _mm256_slli_epi16(_mm256_and_si256(qh, m2), 4));
-      q[1] = _mm256_or_si256(_mm256_and_si256(qlB, m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m2), 4));
-      q[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlA, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m2), 4));
-      q[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(qlB, 4), m4),
-                             _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m2), 4));
+      simd::UnpackQ6KHalf(a[i].ql + 64 * half, a[i].qh + 32 * half, q);
       for (int k = 0; k < 4; ++k) {
         const __m256i y = Load256(q8 + 32 * k);
         const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y), _mm256_maddubs_epi16(m32, y));
@@ -324,15 +287,20 @@ float DotQ6K(int64_t n, const void* w, const void* x) {
 
 }  // namespace
 
+// Table entries are set by index, not through the header's inline accessors,
+// so no inline function is ever emitted from this file with AVX2 code in it.
 void FillAvx2Kernels(MatmulKernels& k) {
-  k.For(GgmlType::kF32) = {GgmlType::kF32, CopyActF32, DotF32, nullptr};
-  k.For(GgmlType::kF16) = {GgmlType::kF32, CopyActF32, DotF16, nullptr};
-  k.For(GgmlType::kBF16) = {GgmlType::kF32, CopyActF32, DotBF16, nullptr};
-  k.For(GgmlType::kQ8_0) = {GgmlType::kQ8_0, QuantizeActQ8_0, DotQ8_0, nullptr};
-  k.For(GgmlType::kQ4_0) = {GgmlType::kQ8_0, QuantizeActQ8_0, DotQ4_0, nullptr};
-  k.For(GgmlType::kQ4_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<false>, nullptr};
-  k.For(GgmlType::kQ5_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<true>, nullptr};
-  k.For(GgmlType::kQ6_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K, nullptr};
+  auto set = [&k](GgmlType t, GgmlType act, QuantizeActFn q, DotFn dot) {
+    k.types[static_cast<int>(t)] = TypeKernels{act, q, dot, nullptr};
+  };
+  set(GgmlType::kF32, GgmlType::kF32, CopyActF32, DotF32);
+  set(GgmlType::kF16, GgmlType::kF32, CopyActF32, DotF16);
+  set(GgmlType::kBF16, GgmlType::kF32, CopyActF32, DotBF16);
+  set(GgmlType::kQ8_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotQ8_0);
+  set(GgmlType::kQ4_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotQ4_0);
+  set(GgmlType::kQ4_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<false>);
+  set(GgmlType::kQ5_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<true>);
+  set(GgmlType::kQ6_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K);
 }
 
 }  // namespace moestream::kernels::cpu

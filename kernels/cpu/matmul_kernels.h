@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "base/ggml_type.h"
 #include "kernels/cpu/cpu_features.h"
@@ -53,6 +54,14 @@ struct MatmulKernels {
 
 // The table of `isa` (which the caller has checked the CPU supports).
 const MatmulKernels& KernelsFor(Isa isa);
+
+// Types whose AVX-512 kernel disagreed with the AVX2 kernel in the check
+// KernelsFor(Isa::kAvx512) runs before first use (and which therefore use the
+// AVX2 kernel). Empty when all agree or the CPU lacks AVX-512.
+std::vector<GgmlType> Avx512RejectedKernels();
+// The check itself: types whose `wide` dot disagrees with `base`'s on
+// quantized random rows (activations converted by `base`).
+std::vector<GgmlType> CheckKernelsAgainst(const MatmulKernels& wide, const MatmulKernels& base);
 
 // Bytes of one activation row of n elements converted for weight type t.
 size_t ActRowBytes(const TypeKernels& k, int64_t n);

@@ -5,7 +5,9 @@
 //
 // Integer accumulation matches the vector kernels: per block (or group) the
 // int8×intN products are summed exactly in int32, then scaled in float.
+#include <cmath>
 #include <cstring>
+#include <vector>
 #include <mutex>
 
 #include "base/check.h"
@@ -169,21 +171,78 @@ void FillScalarKernels(MatmulKernels& k) {
   k.For(GgmlType::kQ8_K) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ8_K>, nullptr};
 }
 
-const MatmulKernels& KernelsFor(Isa isa) {
-  static MatmulKernels tables[3];
-  static std::once_flag once;
-  std::call_once(once, [] {
-    FillScalarKernels(tables[0]);
-    tables[0].isa = Isa::kScalar;
-    tables[1] = tables[0];
-    FillAvx2Kernels(tables[1]);
-    tables[1].isa = Isa::kAvx2;
-    tables[2] = tables[1];
-    FillAvx512Kernels(tables[2]);
-    tables[2].isa = Isa::kAvx512;
-  });
-  return tables[static_cast<int>(isa)];
+// Rows include partial vectors (odd block counts, n = 100 for floats).
+std::vector<GgmlType> CheckKernelsAgainst(const MatmulKernels& wide, const MatmulKernels& base) {
+  std::vector<GgmlType> bad;
+  uint32_t seed = 12345;
+  auto rnd = [&seed] {
+    seed = seed * 1664525u + 1013904223u;
+    return static_cast<float>(static_cast<int32_t>(seed >> 8) - (1 << 23)) / (1 << 23);
+  };
+  for (int id = 0; id < kMaxTypeId; ++id) {
+    const TypeKernels& w = wide.types[id];
+    const TypeKernels& b = base.types[id];
+    if (w.dot == nullptr || w.dot == b.dot) continue;
+    const GgmlType t = static_cast<GgmlType>(id);
+    const int64_t block = GgmlTypeTraitsOf(t)->block_elems;
+    for (int64_t n : {block * 1, block * 3, block == 1 ? int64_t{100} : block * 7, int64_t{1536}}) {
+      std::vector<float> xw(n), xa(n);
+      for (auto& v : xw) v = rnd();
+      for (auto& v : xa) v = rnd();
+      std::vector<uint8_t> wq(RowBytes(t, n)), xq(ActRowBytes(b, n) + 64);
+      MOESTREAM_CHECK(QuantizeRow(t, xw.data(), n, wq.data()).ok());
+      b.quantize_act(xa.data(), n, xq.data());
+      const float ref = b.dot(n, wq.data(), xq.data());
+      const float got = w.dot(n, wq.data(), xq.data());
+      if (!(std::fabs(got - ref) <= 1e-4f * (std::fabs(ref) + static_cast<float>(n) * 0.01f))) {
+        bad.push_back(t);
+        break;
+      }
+    }
+  }
+  return bad;
 }
+
+namespace {
+
+struct Tables {
+  MatmulKernels k[3];
+  std::vector<GgmlType> avx512_rejected;
+};
+
+const Tables& GetTables() {
+  static const Tables* tables = [] {
+    auto* t = new Tables;
+    FillScalarKernels(t->k[0]);
+    t->k[0].isa = Isa::kScalar;
+    t->k[1] = t->k[0];
+    t->k[2] = t->k[0];
+    // The ISA files are compiled for their ISA: nothing in them may run,
+    // not even the table fill, on a CPU without it.
+    const CpuFeatures& f = DetectCpuFeatures();
+    if (f.HasAvx2Set()) {
+      FillAvx2Kernels(t->k[1]);
+      t->k[2] = t->k[1];
+    }
+    if (f.HasAvx512Set()) {
+      FillAvx512Kernels(t->k[2]);
+      t->avx512_rejected = CheckKernelsAgainst(t->k[2], t->k[1]);
+      for (GgmlType bad : t->avx512_rejected) {
+        t->k[2].types[static_cast<int>(bad)] = t->k[1].types[static_cast<int>(bad)];
+      }
+    }
+    t->k[1].isa = Isa::kAvx2;
+    t->k[2].isa = Isa::kAvx512;
+    return t;
+  }();
+  return *tables;
+}
+
+}  // namespace
+
+const MatmulKernels& KernelsFor(Isa isa) { return GetTables().k[static_cast<int>(isa)]; }
+
+std::vector<GgmlType> Avx512RejectedKernels() { return GetTables().avx512_rejected; }
 
 size_t ActRowBytes(const TypeKernels& k, int64_t n) {
   return static_cast<size_t>(RowBytes(k.act_type, static_cast<uint64_t>(n)));

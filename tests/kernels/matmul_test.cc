@@ -8,6 +8,8 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/matmul_kernels.h"
 #include "kernels/quant.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -158,3 +160,28 @@ INSTANTIATE_TEST_SUITE_P(Isa, MatMulTest, ::testing::ValuesIn(testing::kIsas),
 
 }  // namespace
 }  // namespace moestream::kernels
+
+namespace moestream::kernels::cpu {
+namespace {
+
+TEST(KernelCheckTest, Avx2AgreesWithScalarAndBrokenKernelsAreCaught) {
+  if (!DetectCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks avx2/fma/f16c";
+  const MatmulKernels& scalar = KernelsFor(Isa::kScalar);
+  EXPECT_TRUE(CheckKernelsAgainst(KernelsFor(Isa::kAvx2), scalar).empty());
+  MatmulKernels broken = KernelsFor(Isa::kAvx2);
+  broken.For(GgmlType::kQ4_K).dot = [](int64_t n, const void* w, const void* x) {
+    return KernelsFor(Isa::kScalar).For(GgmlType::kQ4_K).dot(n, w, x) * 1.01f;
+  };
+  EXPECT_EQ(CheckKernelsAgainst(broken, scalar), std::vector<GgmlType>{GgmlType::kQ4_K});
+}
+
+TEST(KernelCheckTest, Avx512KernelsPassTheirStartupCheck) {
+  if (!DetectCpuFeatures().HasAvx512Set()) {
+    GTEST_SKIP() << "CPU lacks avx512f/bw/vl/dq: the AVX-512 kernels are compiled but not run here";
+  }
+  KernelsFor(Isa::kAvx512);
+  EXPECT_TRUE(Avx512RejectedKernels().empty());
+}
+
+}  // namespace
+}  // namespace moestream::kernels::cpu

@@ -1,0 +1,215 @@
+// Matrix-vector bandwidth of the CPU backend's kernels, next to a memcpy
+// baseline measured in the same run.
+//
+//   matvec_bench [--benchmark_min_time=0.2] [--benchmark_format=json]
+//
+// Counters: weight_GBps (weight bytes read per second), memcpy_GBps (bytes
+// copied per second by memcpy with the same thread count, measured first in
+// this run), ratio = weight_GBps / memcpy_GBps. Each weight matrix is
+// replicated until the set is >= 256 MiB and the copies are used in turn, so
+// every product streams its weights from DRAM, as a decode step does. Also:
+// matrix-matrix GFLOP/s at prefill (128 tokens) and decode attention at
+// 512/4096 context.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <map>
+#include <memory>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "benchmark/benchmark.h"
+#include "kernels/backend.h"
+#include "kernels/cpu/thread_pool.h"
+#include "kernels/quant.h"
+
+namespace moestream::kernels {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr size_t kStreamBytes = size_t{256} << 20;
+
+int AllThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
+
+// memcpy GB/s per thread count, filled by BM_Memcpy (registered first).
+std::map<int, double>& MemcpyGbps() {
+  static std::map<int, double> m;
+  return m;
+}
+
+std::unique_ptr<Backend> MakeBackend(int threads) {
+  BackendOptions o;
+  o.kind = "cpu";
+  o.threads = threads;
+  return std::move(CreateBackend(o)).value();
+}
+
+void BM_Memcpy(benchmark::State& state) {
+  const int threads = static_cast<int>(state.range(0));
+  const size_t n = kStreamBytes / 2;
+  std::vector<uint8_t> src(n, 1), dst(n, 2);
+  cpu::ThreadPool pool(threads);
+  const size_t part = (n / threads + 63) / 64 * 64;
+  uint64_t bytes = 0;
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    pool.ParallelFor(threads, [&](int64_t i) {
+      const size_t b = std::min(n, i * part), e = std::min(n, b + part);
+      std::memcpy(dst.data() + b, src.data() + b, e - b);
+    });
+    benchmark::ClobberMemory();
+    bytes += n;
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double gbps = bytes / secs / 1e9;
+  MemcpyGbps()[threads] = gbps;
+  state.counters["memcpy_GBps"] = gbps;
+  state.counters["threads"] = threads;
+}
+
+// Weight rows with realistic contents: a few distinct quantized rows repeated.
+std::vector<uint8_t> MakeWeight(GgmlType t, int64_t n_in, int64_t n_out) {
+  const size_t rb = RowBytes(t, n_in);
+  constexpr int kDistinct = 8;
+  std::mt19937 rng(1);
+  std::normal_distribution<float> nd(0.0f, 0.02f);
+  std::vector<float> row(n_in);
+  std::vector<uint8_t> distinct(rb * kDistinct);
+  for (int r = 0; r < kDistinct; ++r) {
+    for (auto& v : row) v = nd(rng);
+    if (!QuantizeRow(t, row.data(), n_in, distinct.data() + r * rb).ok()) std::abort();
+  }
+  std::vector<uint8_t> w(rb * n_out);
+  for (int64_t r = 0; r < n_out; ++r) std::memcpy(w.data() + r * rb, distinct.data() + (r % kDistinct) * rb, rb);
+  return w;
+}
+
+void BM_Matvec(benchmark::State& state, GgmlType t) {
+  const int64_t n_in = state.range(0), n_out = state.range(1);
+  const int threads = state.range(2) == 0 ? AllThreads() : static_cast<int>(state.range(2));
+  auto be = MakeBackend(threads);
+  const std::vector<uint8_t> w0 = MakeWeight(t, n_in, n_out);
+  const size_t copies = std::max<size_t>(1, kStreamBytes / w0.size());
+  std::vector<std::vector<uint8_t>> ws(copies, w0);
+  std::vector<float> x(n_in), y(n_out);
+  std::mt19937 rng(2);
+  std::normal_distribution<float> nd;
+  for (auto& v : x) v = nd(rng);
+  size_t k = 0;
+  uint64_t bytes = 0;
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    be->MatMul({t, n_in, n_out, ws[k].data()}, x.data(), 1, y.data());
+    benchmark::DoNotOptimize(y.data());
+    k = (k + 1) % copies;
+    bytes += w0.size();
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double gbps = bytes / secs / 1e9;
+  state.counters["weight_GBps"] = gbps;
+  state.counters["threads"] = threads;
+  auto it = MemcpyGbps().find(threads);
+  if (it != MemcpyGbps().end()) {
+    state.counters["memcpy_GBps"] = it->second;
+    state.counters["ratio"] = gbps / it->second;
+  }
+  state.SetLabel(std::string(GgmlTypeName(t)));
+}
+
+void BM_Prefill(benchmark::State& state, GgmlType t) {
+  const int64_t n_in = state.range(0), n_out = state.range(1), n_tok = state.range(2);
+  auto be = MakeBackend(AllThreads());
+  const std::vector<uint8_t> w = MakeWeight(t, n_in, n_out);
+  std::vector<float> x(n_in * n_tok, 0.5f), y(n_out * n_tok);
+  uint64_t flops = 0;
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    be->MatMul({t, n_in, n_out, w.data()}, x.data(), n_tok, y.data());
+    benchmark::DoNotOptimize(y.data());
+    flops += 2ull * n_in * n_out * n_tok;
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  state.counters["GFLOPs"] = flops / secs / 1e9;
+  state.SetLabel(std::string(GgmlTypeName(t)));
+}
+
+void BM_Attention(benchmark::State& state) {
+  const int64_t n_ctx = state.range(0), n_tok = state.range(1);
+  const int64_t n_head = 32, n_kv = 8, hd = 128;
+  auto be = MakeBackend(AllThreads());
+  std::vector<uint16_t> k(n_ctx * n_kv * hd), v(n_ctx * n_kv * hd);
+  for (size_t i = 0; i < k.size(); ++i) {
+    k[i] = FloatToHalf(static_cast<float>(i % 97) / 97.0f - 0.5f);
+    v[i] = FloatToHalf(static_cast<float>(i % 89) / 89.0f - 0.5f);
+  }
+  std::vector<float> q(n_tok * n_head * hd, 0.1f), out(q.size());
+  AttentionArgs a;
+  a.q = q.data();
+  a.k_cache = k.data();
+  a.v_cache = v.data();
+  a.kv_type = GgmlType::kF16;
+  a.n_tok = n_tok;
+  a.n_head = n_head;
+  a.n_kv_head = n_kv;
+  a.head_dim = hd;
+  a.pos0 = n_ctx - n_tok;
+  a.scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  a.out = out.data();
+  for (auto _ : state) {
+    be->Attention(a);
+    benchmark::DoNotOptimize(out.data());
+  }
+  state.counters["kv_GBps"] = benchmark::Counter(
+      static_cast<double>(2 * k.size() * sizeof(uint16_t)) * state.iterations() / 1e9,
+      benchmark::Counter::kIsRate);
+}
+
+void Shapes(benchmark::internal::Benchmark* b) {
+  for (auto [n_in, n_out] : {std::pair<int64_t, int64_t>{4096, 14336}, {2048, 768}, {7168, 2048}, {5120, 8192}}) {
+    for (int64_t threads : {1, 0}) b->Args({n_in, n_out, threads});
+  }
+  b->ArgNames({"n_in", "n_out", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
+}
+
+void Register() {
+  benchmark::RegisterBenchmark("BM_Memcpy", BM_Memcpy)
+      ->Arg(1)
+      ->Arg(AllThreads())
+      ->UseRealTime()
+      ->Unit(benchmark::kMillisecond);
+  const GgmlType types[] = {GgmlType::kQ4_K, GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ5_K,
+                            GgmlType::kQ6_K, GgmlType::kF16,  GgmlType::kBF16, GgmlType::kF32};
+  for (GgmlType t : types) {
+    benchmark::RegisterBenchmark(("BM_Matvec/" + std::string(GgmlTypeName(t))).c_str(), BM_Matvec, t)
+        ->Apply(Shapes);
+  }
+  for (GgmlType t : {GgmlType::kQ4_K, GgmlType::kQ8_0, GgmlType::kF16}) {
+    benchmark::RegisterBenchmark(("BM_Prefill/" + std::string(GgmlTypeName(t))).c_str(), BM_Prefill, t)
+        ->Args({2048, 768, 128})
+        ->Args({7168, 2048, 128})
+        ->ArgNames({"n_in", "n_out", "n_tok"})
+        ->UseRealTime()
+        ->Unit(benchmark::kMillisecond);
+  }
+  benchmark::RegisterBenchmark("BM_Attention", BM_Attention)
+      ->Args({512, 1})
+      ->Args({4096, 1})
+      ->Args({512, 64})
+      ->ArgNames({"n_ctx", "n_tok"})
+      ->UseRealTime()
+      ->Unit(benchmark::kMicrosecond);
+}
+
+}  // namespace
+}  // namespace moestream::kernels
+
+int main(int argc, char** argv) {
+  benchmark::Initialize(&argc, argv);
+  moestream::kernels::Register();
+  benchmark::RunSpecifiedBenchmarks();
+  benchmark::Shutdown();
+  return 0;
+}
