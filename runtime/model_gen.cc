@@ -515,7 +515,13 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
     double mean = 0;
     for (int64_t e = 0; e < o.experts; ++e) {
       (*bias)[e] = static_cast<float>(-o.router_skew * std::log1p(double(rank[e])));
-      (*tau)[e] = static_cast<float>(std::pow(1.0 + rank[e], -0.25 * o.router_skew));
+      // 1.28 = the standard deviation of a unit Gumbel: with about that much
+      // token noise, top-1 choices follow softmax(bias), i.e. the Zipf law.
+      // The noise sees the part of the hidden state off u, of norm
+      // sqrt(1 - c^2) sqrt(h). It also decays slowly with the rank, which is
+      // all that skews isotropic inputs.
+      (*tau)[e] = static_cast<float>(1.28 / std::sqrt(1.0 - double(c) * c) *
+                                     std::pow(1.0 + rank[e], -0.1 * o.router_skew));
       mean += (*bias)[e];
     }
     mean /= double(o.experts);

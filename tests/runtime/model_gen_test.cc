@@ -375,13 +375,19 @@ TEST(ModelGenTest, RoutingIsSkewedLikeARealModel) {
   const double uniform = 1.0 / o.experts;
   io::GgufFile skewed = OpenOrDie(Generate(dir, "skewed.gguf", o));
   // Hidden states carry the model's common direction: Zipf-like popularity.
-  EXPECT_GT(TopExpertShare(skewed, o.experts, /*isotropic=*/false), 2.5 * uniform);
+  const double model_inputs = TopExpertShare(skewed, o.experts, /*isotropic=*/false);
+  EXPECT_GT(model_inputs, 2.5 * uniform);
   // Even isotropic inputs see some skew.
-  EXPECT_GT(TopExpertShare(skewed, o.experts, /*isotropic=*/true), 1.3 * uniform);
+  const double isotropic = TopExpertShare(skewed, o.experts, /*isotropic=*/true);
+  EXPECT_GT(isotropic, 1.3 * uniform);
   // Without the popularity bias, routing is close to uniform.
   o.router_skew = 0;
   io::GgufFile flat = OpenOrDie(Generate(dir, "flat.gguf", o));
-  EXPECT_LT(TopExpertShare(flat, o.experts, /*isotropic=*/false), 1.6 * uniform);
+  const double no_skew = TopExpertShare(flat, o.experts, /*isotropic=*/false);
+  EXPECT_LT(no_skew, 1.6 * uniform);
+  RecordProperty("top_expert_share_model_inputs", std::to_string(model_inputs));
+  RecordProperty("top_expert_share_isotropic", std::to_string(isotropic));
+  RecordProperty("top_expert_share_no_skew", std::to_string(no_skew));
 }
 
 TEST(ModelGenTest, PresetsHaveTheRealShapes) {
