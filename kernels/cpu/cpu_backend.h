@@ -9,6 +9,10 @@
 // Copy streams are copy-engine threads on a link throttled to a LinkProfile
 // (kernels/cpu/cpu_streams.h).
 //
+// Threading: memory, stream and event calls are thread-safe; ops are not (they
+// are the compute stream: call them from one thread). An Event must outlive
+// the stream work that records or waits on it.
+//
 //   BackendOptions o;  o.kind = "cpu";  o.threads = 4;  o.link = "pcie4x16";
 //   MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<Backend> be, CreateCpuBackend(o));
 #ifndef MOESTREAM_KERNELS_CPU_CPU_BACKEND_H_
