@@ -203,9 +203,11 @@ absl::Status GgufWriter::AddTensor(std::string name, GgmlType type, std::vector<
     return bad(absl::StrCat("ne[0] = ", ne[0], " is not a multiple of the ", Av(tr->name),
                             " block size ", tr->block_elems));
   }
-  uint64_t size = RowBytes(type, uint64_t(ne[0]));
-  for (size_t d = 1; d < ne.size(); ++d) {
-    if (__builtin_mul_overflow(size, uint64_t(ne[d]), &size)) return bad("byte size overflows");
+  uint64_t size = uint64_t(ne[0]) / tr->block_elems;
+  for (size_t d = 0; d < ne.size(); ++d) {
+    if (__builtin_mul_overflow(size, d == 0 ? tr->block_bytes : uint64_t(ne[d]), &size)) {
+      return bad("byte size overflows 64 bits");
+    }
   }
   if (!fill) return bad("expected a fill function");
   tensors_.push_back(
