@@ -268,7 +268,7 @@ class ExpertCache {
   int slot_pins(int slot) const;
   int total_slots() const { return int(slots_.size()); }
   int slot_of(ExpertKey k) const;     // -1 when none
-  const CacheStats& stats() const { return stats_; }
+  CacheStats stats() const;  // per layer and their sum
   void ResetStats();
   const ExpertCacheOptions& options() const { return opt_; }
   uint64_t tick() const { return tick_; }
@@ -285,7 +285,6 @@ class ExpertCache {
     LoadId load = 0;            // in-flight load while kLoading
     bool load_is_prefetch = false;
     bool prefetched_unused = false;  // loaded by prefetch, no demand access yet
-    bool deferred_error = false;
     absl::Status error;
     void* mem = nullptr;
     std::unique_ptr<kernels::Event> fence;  // recorded at release (live only)
@@ -320,7 +319,11 @@ class ExpertCache {
   bool ReapDrains();
   absl::Status WaitForAnySlot(int pool);
   void Unpin(int slot, kernels::Stream* consumer);
-  int CountOutstandingPrefetches() const { return prefetch_outstanding_; }
+  void ReleaseKey(int slot);
+  bool TryPlace(ExpertHandle& h);
+  bool StealQueuedPrefetch(int pool, int* slot);
+  void TakeFreeSlot(int slot);
+  std::pair<int, int> PoolRange(int pool) const;
 
   ExpertCacheOptions opt_;
   ExpertLoader* loader_;
@@ -338,7 +341,8 @@ class ExpertCache {
   int prefetch_outstanding_ = 0;
   int draining_ = 0;
   uint64_t device_bytes_ = 0;
-  CacheStats stats_;
+  std::vector<CacheCounters> counters_;  // per layer
+  std::vector<int> victims_;             // reused by CancelPrefetches
   std::vector<PlanEntry> plan_;             // reused
   std::vector<LoadCompletion> done_;        // reused
 };

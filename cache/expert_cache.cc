@@ -1,0 +1,740 @@
+// ExpertCache: plan-then-commit over the slot state machine described in
+// expert_cache.h.
+#include "cache/expert_cache.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/check.h"
+#include "base/status_macros.h"
+
+namespace moestream::cache {
+
+std::string_view SlotStateName(SlotState s) {
+  switch (s) {
+    case SlotState::kFree: return "free";
+    case SlotState::kLoading: return "loading";
+    case SlotState::kResident: return "resident";
+    case SlotState::kPinned: return "pinned";
+    case SlotState::kDraining: return "draining";
+  }
+  return "?";
+}
+
+absl::Status ExpertCacheOptions::Validate() const {
+  if (n_layers <= 0 || n_layers > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert cache: n_layers must be in [1, 65535], got ", n_layers));
+  }
+  if (n_experts <= 0 || n_experts > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert cache: n_experts must be in [1, 65535], got ", n_experts));
+  }
+  if (slots <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert cache: slots must be >= 1, got ", slots));
+  }
+  if (prefetch_max_outstanding < 0) {
+    return absl::InvalidArgumentError("expert cache: prefetch_max_outstanding must be >= 0");
+  }
+  return absl::OkStatus();
+}
+
+void CacheCounters::Add(const CacheCounters& o) {
+  accesses += o.accesses;
+  demand_hits += o.demand_hits;
+  demand_misses += o.demand_misses;
+  prefetch_hits += o.prefetch_hits;
+  prefetch_late += o.prefetch_late;
+  prefetch_issued += o.prefetch_issued;
+  prefetch_unused += o.prefetch_unused;
+  prefetch_cancelled += o.prefetch_cancelled;
+  prefetch_dropped += o.prefetch_dropped;
+  loads += o.loads;
+  load_errors += o.load_errors;
+  evictions += o.evictions;
+  link_bytes += o.link_bytes;
+  for (int t = 0; t < kNumTiers; ++t) tier_bytes[t] += o.tier_bytes[t];
+  stall_ns += o.stall_ns;
+}
+
+// ---------------------------------------------------------------- handle
+
+ExpertHandle& ExpertHandle::operator=(ExpertHandle&& o) noexcept {
+  if (this != &o) {
+    Release(nullptr);
+    cache_ = std::exchange(o.cache_, nullptr);
+    key_ = o.key_;
+    slot_ = std::exchange(o.slot_, -1);
+  }
+  return *this;
+}
+
+bool ExpertHandle::ready() const {
+  return cache_ != nullptr && slot_ >= 0 && cache_->slots_[slot_].state == SlotState::kPinned;
+}
+
+void* ExpertHandle::data() const {
+  return cache_ != nullptr && slot_ >= 0 ? cache_->slots_[slot_].mem : nullptr;
+}
+
+void ExpertHandle::Release(kernels::Stream* consumer) {
+  if (cache_ == nullptr) return;
+  if (slot_ >= 0) cache_->Unpin(slot_, consumer);
+  cache_ = nullptr;
+  slot_ = -1;
+}
+
+// ---------------------------------------------------------------- creation
+
+ExpertCache::ExpertCache(const ExpertCacheOptions& o, ExpertLoader* loader, Clock* clock,
+                         policies::EvictionPolicy* policy, kernels::Backend* backend)
+    : opt_(o), loader_(loader), clock_(clock), policy_(policy), backend_(backend) {}
+
+absl::StatusOr<std::unique_ptr<ExpertCache>> ExpertCache::Create(
+    const ExpertCacheOptions& options, ExpertLoader* loader, Clock* clock,
+    policies::EvictionPolicy* policy, kernels::Backend* backend) {
+  MOESTREAM_CHECK(loader != nullptr && clock != nullptr && policy != nullptr);
+  MOESTREAM_RETURN_IF_ERROR(options.Validate());
+  if (backend != nullptr && options.slot_bytes == 0) {
+    return absl::InvalidArgumentError("expert cache: slot_bytes must be > 0 with a backend");
+  }
+  std::unique_ptr<ExpertCache> c(new ExpertCache(options, loader, clock, policy, backend));
+  MOESTREAM_RETURN_IF_ERROR(c->AllocateSlots());
+  return c;
+}
+
+absl::Status ExpertCache::AllocateSlots() {
+  const int pools = opt_.per_layer ? opt_.n_layers : 1;
+  const int64_t total = int64_t(opt_.slots) * pools;
+  if (total > (int64_t(1) << 24)) {
+    return absl::InvalidArgumentError(absl::StrCat("expert cache: ", total, " slots is too many"));
+  }
+  slots_.resize(size_t(total));
+  slot_pool_.resize(size_t(total));
+  free_.assign(size_t(pools), {});
+  key_slot_.assign(size_t(opt_.n_layers) * size_t(opt_.n_experts), -1);
+  counters_.assign(size_t(opt_.n_layers), {});
+  const uint64_t bytes = (opt_.slot_bytes + 255) / 256 * 256;
+  for (int s = 0; s < int(total); ++s) {
+    slot_pool_[s] = s / opt_.slots;
+    if (backend_ != nullptr) {
+      auto mem = backend_->DeviceAlloc(bytes, absl::StrCat("expert cache slot ", s));
+      if (!mem.ok()) {
+        return absl::Status(mem.status().code(),
+                            absl::StrCat("expert cache: allocating slot ", s, " of ", total,
+                                         " (", bytes, " bytes each): ", mem.status().message()));
+      }
+      slots_[s].mem = *mem;
+      device_bytes_ += bytes;
+      MOESTREAM_ASSIGN_OR_RETURN(slots_[s].fence, backend_->CreateEvent());
+    }
+  }
+  // Free lists are stacks popped from the back: push in reverse so slots are
+  // handed out in ascending order.
+  for (int s = int(total) - 1; s >= 0; --s) free_[slot_pool_[s]].push_back(s);
+  load_slot_.reserve(size_t(opt_.prefetch_max_outstanding) + 64);
+  return absl::OkStatus();
+}
+
+ExpertCache::~ExpertCache() {
+  (void)Drain();
+  if (backend_ != nullptr) {
+    for (Slot& s : slots_) {
+      s.fence.reset();
+      if (s.mem != nullptr) backend_->DeviceFree(s.mem);
+    }
+  }
+}
+
+// ---------------------------------------------------------------- helpers
+
+std::pair<int, int> ExpertCache::PoolRange(int pool) const {
+  if (!opt_.per_layer) return {0, int(slots_.size())};
+  return {pool * opt_.slots, (pool + 1) * opt_.slots};
+}
+
+int ExpertCache::slot_of(ExpertKey k) const {
+  if (k.layer >= opt_.n_layers || k.expert >= opt_.n_experts) return -1;
+  return key_slot_[KeyIndex(k)];
+}
+bool ExpertCache::Contains(ExpertKey k) const { return slot_of(k) >= 0; }
+bool ExpertCache::IsReady(ExpertKey k) const {
+  int s = slot_of(k);
+  return s >= 0 && slots_[s].state != SlotState::kLoading;
+}
+SlotState ExpertCache::slot_state(int slot) const { return slots_.at(size_t(slot)).state; }
+int ExpertCache::slot_pins(int slot) const { return slots_.at(size_t(slot)).pins; }
+
+CacheStats ExpertCache::stats() const {
+  CacheStats st;
+  st.per_layer = counters_;
+  for (const CacheCounters& c : counters_) st.total.Add(c);
+  return st;
+}
+
+void ExpertCache::ResetStats() { counters_.assign(counters_.size(), {}); }
+
+// Chooses the slot a miss of `k` loads into: a free slot of its pool not
+// already `taken` by this plan, else the policy's victim among resident,
+// unpinned keys that are neither `protect`ed nor taken. -1 when none.
+int ExpertCache::PickSlot(ExpertKey k, std::span<const int> taken,
+                          std::span<const ExpertKey> protect, bool* evict) const {
+  const int pool = PoolOf(k);
+  const std::vector<int>& fl = free_[pool];
+  for (size_t i = fl.size(); i-- > 0;) {
+    int s = fl[i];
+    if (std::find(taken.begin(), taken.end(), s) == taken.end()) {
+      *evict = false;
+      return s;
+    }
+  }
+  policies::VictimQuery q;
+  q.layer = opt_.per_layer ? int(k.layer) : -1;
+  q.tick = tick_;
+  q.current_layer = int(k.layer);
+  q.evictable = [this, taken, protect](ExpertKey v) {
+    if (v.layer >= opt_.n_layers || v.expert >= opt_.n_experts) return false;
+    int s = key_slot_[KeyIndex(v)];
+    if (s < 0 || !Evictable(s)) return false;
+    if (std::find(taken.begin(), taken.end(), s) != taken.end()) return false;
+    return std::find(protect.begin(), protect.end(), v) == protect.end();
+  };
+  std::optional<ExpertKey> v = policy_->PickVictim(q);
+  if (!v) return -1;
+  MOESTREAM_CHECK(q.evictable(*v)) << "policy " << policy_->name() << " named layer "
+                                   << v->layer << " expert " << v->expert
+                                   << " which is not evictable";
+  int s = key_slot_[KeyIndex(*v)];
+  MOESTREAM_CHECK(slot_pool_[s] == pool) << "policy " << policy_->name()
+                                         << " named a victim from another layer's pool";
+  *evict = true;
+  return s;
+}
+
+void ExpertCache::PlanAcquire(int layer, std::span<const int32_t> experts,
+                              const std::function<bool(ExpertKey)>& load_miss,
+                              std::vector<PlanEntry>* plan) const {
+  plan->clear();
+  // The request's keys are protected from eviction by its own misses.
+  ExpertKey protect_buf[64];
+  std::vector<ExpertKey> protect_vec;
+  std::span<const ExpertKey> protect;
+  if (experts.size() <= 64) {
+    for (size_t i = 0; i < experts.size(); ++i) {
+      protect_buf[i] = {uint16_t(layer), uint16_t(experts[i])};
+    }
+    protect = {protect_buf, experts.size()};
+  } else {
+    for (int32_t e : experts) protect_vec.push_back({uint16_t(layer), uint16_t(e)});
+    protect = protect_vec;
+  }
+  int taken_buf[64];
+  std::vector<int> taken_vec;
+  size_t n_taken = 0;
+  for (size_t i = 0; i < experts.size(); ++i) {
+    PlanEntry e;
+    e.key = protect[i];
+    int s = key_slot_[KeyIndex(e.key)];
+    if (s >= 0) {
+      e.slot = s;
+      e.kind = slots_[s].state == SlotState::kLoading ? PlanKind::kInFlight : PlanKind::kHit;
+    } else if (load_miss && !load_miss(e.key)) {
+      e.kind = PlanKind::kSkip;
+    } else {
+      std::span<const int> taken =
+          experts.size() <= 64 ? std::span<const int>(taken_buf, n_taken)
+                               : std::span<const int>(taken_vec);
+      e.slot = PickSlot(e.key, taken, protect, &e.evict);
+      e.kind = e.slot >= 0 ? PlanKind::kMiss : PlanKind::kDeferred;
+      if (e.slot >= 0) {
+        if (experts.size() <= 64) {
+          taken_buf[n_taken++] = e.slot;
+        } else {
+          taken_vec.push_back(e.slot);
+        }
+      }
+    }
+    plan->push_back(e);
+  }
+}
+
+// Unmaps the slot's key (policy OnErase) without touching the free list.
+void ExpertCache::ReleaseKey(int slot) {
+  Slot& s = slots_[slot];
+  if (s.state == SlotState::kFree) return;
+  key_slot_[KeyIndex(s.key)] = -1;
+  policy_->OnErase(s.key);
+  s.state = SlotState::kFree;
+  s.pins = 0;
+  s.load = 0;
+  s.load_is_prefetch = false;
+  s.prefetched_unused = false;
+  s.error = absl::OkStatus();
+}
+
+void ExpertCache::FreeSlot(int slot) {
+  ReleaseKey(slot);
+  free_[slot_pool_[slot]].push_back(slot);
+}
+
+void ExpertCache::TakeFreeSlot(int slot) {
+  std::vector<int>& fl = free_[slot_pool_[slot]];
+  for (size_t i = fl.size(); i-- > 0;) {
+    if (fl[i] == slot) {
+      fl[i] = fl.back();
+      fl.pop_back();
+      return;
+    }
+  }
+  MOESTREAM_CHECK(false) << "slot " << slot << " not in its free list";
+}
+
+void ExpertCache::CountPrefetchUnused(int slot, bool cancelled) {
+  Slot& s = slots_[slot];
+  if (!s.prefetched_unused) return;
+  CacheCounters& c = counters_[s.key.layer];
+  ++c.prefetch_unused;
+  if (cancelled) ++c.prefetch_cancelled;
+  s.prefetched_unused = false;
+}
+
+void ExpertCache::EvictSlot(int slot) {
+  Slot& s = slots_[slot];
+  MOESTREAM_CHECK(s.state == SlotState::kResident)
+      << "evicting slot " << slot << " in state " << SlotStateName(s.state);
+  ++counters_[s.key.layer].evictions;
+  CountPrefetchUnused(slot, false);
+  ReleaseKey(slot);
+}
+
+absl::Status ExpertCache::StartLoad(int slot, ExpertKey k, bool prefetch) {
+  Slot& s = slots_[slot];
+  MOESTREAM_CHECK(s.state == SlotState::kFree);
+  s.key = k;
+  s.state = SlotState::kLoading;
+  s.load = next_load_id_++;
+  s.load_is_prefetch = prefetch;
+  s.prefetched_unused = prefetch;
+  s.pins = 0;
+  key_slot_[KeyIndex(k)] = slot;
+  load_slot_[s.load] = slot;
+  policies::AccessContext ctx;
+  ctx.tick = tick_;
+  ctx.prefetch = prefetch;
+  ctx.current_layer = int(k.layer);
+  policy_->OnInsert(k, ctx);
+  LoadRequest r;
+  r.key = k;
+  r.slot = slot;
+  r.dst = s.mem;
+  r.id = s.load;
+  r.is_prefetch = prefetch;
+  absl::Status st = loader_->StartLoad(r);
+  if (!st.ok()) {
+    load_slot_.erase(s.load);
+    s.prefetched_unused = false;
+    FreeSlot(slot);
+    return st;
+  }
+  if (prefetch) {
+    ++prefetch_outstanding_;
+    ++counters_[k.layer].prefetch_issued;
+  }
+  return absl::OkStatus();
+}
+
+void ExpertCache::OnCompletion(const LoadCompletion& c) {
+  auto it = load_slot_.find(c.id);
+  MOESTREAM_CHECK(it != load_slot_.end()) << "completion for unknown load " << c.id;
+  const int slot = it->second;
+  load_slot_.erase(it);
+  Slot& s = slots_[slot];
+  MOESTREAM_CHECK(s.state == SlotState::kLoading && s.load == c.id);
+  if (s.load_is_prefetch) --prefetch_outstanding_;
+  s.load = 0;
+  CacheCounters& k = counters_[s.key.layer];
+  ++k.loads;
+  k.link_bytes += c.link_bytes;
+  k.tier_bytes[int(c.tier)] += c.tier_bytes;
+  if (!c.status.ok()) {
+    ++k.load_errors;
+    if (s.pins > 0) {
+      // Waiters see the error in Wait(); the slot frees with the last pin.
+      s.error = c.status;
+    } else {
+      CountPrefetchUnused(slot, false);
+      FreeSlot(slot);
+    }
+    return;
+  }
+  s.state = s.pins > 0 ? SlotState::kPinned : SlotState::kResident;
+}
+
+bool ExpertCache::ReapDrains() {
+  if (draining_ == 0) return false;
+  bool any = false;
+  for (Slot& s : slots_) {
+    if (s.state == SlotState::kDraining && s.fence->Query()) {
+      s.state = SlotState::kResident;
+      --draining_;
+      any = true;
+    }
+  }
+  return any;
+}
+
+absl::Status ExpertCache::ReapInternal(bool block) {
+  done_.clear();
+  MOESTREAM_RETURN_IF_ERROR(loader_->Poll(&done_, block));
+  for (const LoadCompletion& c : done_) OnCompletion(c);
+  ReapDrains();
+  return absl::OkStatus();
+}
+
+absl::Status ExpertCache::Reap() { return ReapInternal(false); }
+
+void ExpertCache::Unpin(int slot, kernels::Stream* consumer) {
+  Slot& s = slots_[slot];
+  MOESTREAM_CHECK(s.pins > 0) << "unpinning slot " << slot << " with no pins";
+  if (--s.pins > 0) return;
+  if (!s.error.ok()) {
+    FreeSlot(slot);
+    return;
+  }
+  if (s.state == SlotState::kLoading) return;  // becomes resident on completion
+  if (consumer == nullptr && backend_ != nullptr) consumer = &backend_->compute_stream();
+  if (consumer != nullptr && s.fence != nullptr) {
+    if (consumer->Record(*s.fence).ok() && !s.fence->Query()) {
+      s.state = SlotState::kDraining;
+      ++draining_;
+      return;
+    }
+    // Recording failed: fall back to waiting for the consumer outright.
+    if (!s.fence->Query()) (void)consumer->Synchronize();
+  }
+  s.state = SlotState::kResident;
+}
+
+bool ExpertCache::StealQueuedPrefetch(int pool, int* slot) {
+  auto [lo, hi] = PoolRange(pool);
+  for (int i = lo; i < hi; ++i) {
+    Slot& s = slots_[i];
+    if (s.state != SlotState::kLoading || s.pins > 0 || !s.load_is_prefetch) continue;
+    if (!loader_->Cancel(s.load)) continue;
+    load_slot_.erase(s.load);
+    --prefetch_outstanding_;
+    CountPrefetchUnused(i, true);
+    ReleaseKey(i);
+    *slot = i;
+    return true;
+  }
+  return false;
+}
+
+// Places a deferred handle: a free slot or victim, else a queued prefetch's
+// slot. False when every slot of its pool is pinned, loading or draining.
+bool ExpertCache::TryPlace(ExpertHandle& h) {
+  if (int held = key_slot_[KeyIndex(h.key_)]; held >= 0) {
+    // Loaded meanwhile by another request or a prefetch: share its slot.
+    Slot& s = slots_[held];
+    if (s.state == SlotState::kDraining) --draining_;
+    if (s.state != SlotState::kLoading) s.state = SlotState::kPinned;
+    if (s.state == SlotState::kLoading && s.load_is_prefetch && s.load != 0) {
+      loader_->Promote(s.load);
+      s.load_is_prefetch = false;
+      --prefetch_outstanding_;
+    }
+    s.prefetched_unused = false;
+    ++s.pins;
+    h.slot_ = held;
+    return true;
+  }
+  bool evict = false;
+  int slot = PickSlot(h.key_, {}, {}, &evict);
+  if (slot >= 0) {
+    if (evict) {
+      EvictSlot(slot);
+    } else {
+      TakeFreeSlot(slot);
+    }
+  } else if (!StealQueuedPrefetch(PoolOf(h.key_), &slot)) {
+    return false;
+  }
+  if (!StartLoad(slot, h.key_, false).ok()) return false;
+  slots_[slot].pins = 1;
+  h.slot_ = slot;
+  return true;
+}
+
+// ---------------------------------------------------------------- public
+
+absl::Status ExpertCache::Acquire(int layer, std::span<const int32_t> experts,
+                                  std::vector<ExpertHandle>* out,
+                                  const std::function<bool(ExpertKey)>& load_miss) {
+  out->clear();
+  if (layer < 0 || layer >= opt_.n_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert cache: layer ", layer, " outside [0, ", opt_.n_layers, ")"));
+  }
+  for (size_t i = 0; i < experts.size(); ++i) {
+    if (experts[i] < 0 || experts[i] >= opt_.n_experts) {
+      return absl::InvalidArgumentError(absl::StrCat("expert cache: layer ", layer, " expert ",
+                                                     experts[i], " outside [0, ",
+                                                     opt_.n_experts, ")"));
+    }
+    for (size_t j = 0; j < i; ++j) {
+      if (experts[j] == experts[i]) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "expert cache: layer ", layer, " expert ", experts[i], " requested twice"));
+      }
+    }
+  }
+  MOESTREAM_RETURN_IF_ERROR(ReapInternal(false));
+  if (opt_.cancel_stale_prefetches && prefetch_outstanding_ > 0) {
+    CancelPrefetches([layer, experts](ExpertKey k) {
+      return int(k.layer) == layer &&
+             std::find(experts.begin(), experts.end(), int32_t(k.expert)) == experts.end();
+    });
+  }
+
+  PlanAcquire(layer, experts, load_miss, &plan_);
+
+  // Commit.
+  CacheCounters& c = counters_[layer];
+  out->reserve(plan_.size());
+  absl::Status first_error;
+  bool any_deferred = false;
+  for (const PlanEntry& e : plan_) {
+    ++c.accesses;
+    ExpertHandle h;
+    h.cache_ = this;
+    h.key_ = e.key;
+    switch (e.kind) {
+      case PlanKind::kHit: {
+        Slot& s = slots_[e.slot];
+        ++c.demand_hits;
+        if (s.prefetched_unused) {
+          ++c.prefetch_hits;
+          s.prefetched_unused = false;
+        }
+        policies::AccessContext ctx{tick_, false, layer};
+        policy_->OnAccess(e.key, ctx);
+        if (s.state == SlotState::kDraining) --draining_;
+        s.state = SlotState::kPinned;
+        ++s.pins;
+        h.slot_ = e.slot;
+        break;
+      }
+      case PlanKind::kInFlight: {
+        Slot& s = slots_[e.slot];
+        ++c.demand_misses;
+        if (s.prefetched_unused) {
+          ++c.prefetch_late;
+          s.prefetched_unused = false;
+        }
+        if (s.load_is_prefetch) {
+          loader_->Promote(s.load);
+          s.load_is_prefetch = false;
+          --prefetch_outstanding_;
+        }
+        policies::AccessContext ctx{tick_, false, layer};
+        policy_->OnAccess(e.key, ctx);
+        ++s.pins;
+        h.slot_ = e.slot;
+        break;
+      }
+      case PlanKind::kMiss: {
+        ++c.demand_misses;
+        if (e.evict) {
+          EvictSlot(e.slot);
+        } else {
+          TakeFreeSlot(e.slot);
+        }
+        absl::Status st = StartLoad(e.slot, e.key, false);
+        if (!st.ok()) {
+          if (first_error.ok()) first_error = st;
+          h.cache_ = nullptr;
+          break;
+        }
+        slots_[e.slot].pins = 1;
+        h.slot_ = e.slot;
+        break;
+      }
+      case PlanKind::kSkip:
+        ++c.demand_misses;
+        h.cache_ = nullptr;
+        break;
+      case PlanKind::kDeferred:
+        ++c.demand_misses;
+        any_deferred = true;
+        break;
+    }
+    ++tick_;
+    out->push_back(std::move(h));
+  }
+  // Deferred misses last, once every other expert of the request is pinned
+  // or loading (so none of them can be a victim): a queued prefetch may give
+  // up its slot; else the handle stays deferred until Wait().
+  if (any_deferred) {
+    for (ExpertHandle& h : *out) {
+      if (h.deferred()) TryPlace(h);
+    }
+  }
+  return first_error;
+}
+
+absl::Status ExpertCache::Wait(ExpertHandle& h) {
+  if (h.cache_ != this) {
+    return absl::InvalidArgumentError("expert cache: Wait on a handle of no or another cache");
+  }
+  const uint64_t t0 = clock_->NowNs();
+  absl::Status result;
+  for (;;) {
+    if (h.slot_ < 0) {
+      MOESTREAM_RETURN_IF_ERROR(ReapInternal(false));
+      if (TryPlace(h)) continue;
+      if (loader_->outstanding() > 0) {
+        MOESTREAM_RETURN_IF_ERROR(ReapInternal(true));
+        continue;
+      }
+      if (draining_ > 0) {
+        auto [lo, hi] = PoolRange(PoolOf(h.key_));
+        bool waited = false;
+        for (int i = lo; i < hi && !waited; ++i) {
+          if (slots_[i].state == SlotState::kDraining) {
+            MOESTREAM_RETURN_IF_ERROR(slots_[i].fence->Synchronize());
+            waited = true;
+          }
+        }
+        ReapDrains();
+        if (waited) continue;
+      }
+      result = absl::FailedPreconditionError(absl::StrCat(
+          "expert cache: no slot for layer ", h.key_.layer, " expert ", h.key_.expert,
+          ": all ", PoolRange(PoolOf(h.key_)).second - PoolRange(PoolOf(h.key_)).first,
+          " slots of its pool are pinned (release handles before waiting)"));
+      h.cache_ = nullptr;
+      break;
+    }
+    Slot& s = slots_[h.slot_];
+    if (!s.error.ok()) {
+      result = s.error;
+      h.Release(nullptr);
+      break;
+    }
+    if (s.state == SlotState::kPinned) break;
+    MOESTREAM_RETURN_IF_ERROR(ReapInternal(true));
+  }
+  const uint64_t dt = clock_->NowNs() - t0;
+  counters_[h.key_.layer].stall_ns += dt;
+  return result;
+}
+
+absl::Status ExpertCache::Prefetch(std::span<const ExpertKey> keys) {
+  MOESTREAM_RETURN_IF_ERROR(ReapInternal(false));
+  for (ExpertKey k : keys) {
+    if (k.layer >= opt_.n_layers || k.expert >= opt_.n_experts) {
+      return absl::InvalidArgumentError(absl::StrCat("expert cache: prefetch of layer ",
+                                                     k.layer, " expert ", k.expert,
+                                                     " outside the model"));
+    }
+    if (key_slot_[KeyIndex(k)] >= 0) continue;
+    if (prefetch_outstanding_ >= opt_.prefetch_max_outstanding) {
+      ++counters_[k.layer].prefetch_dropped;
+      continue;
+    }
+    bool evict = false;
+    int slot = PickSlot(k, {}, {}, &evict);
+    if (slot < 0) {
+      ++counters_[k.layer].prefetch_dropped;
+      continue;
+    }
+    if (evict) {
+      EvictSlot(slot);
+    } else {
+      TakeFreeSlot(slot);
+    }
+    MOESTREAM_RETURN_IF_ERROR(StartLoad(slot, k, true));
+  }
+  return absl::OkStatus();
+}
+
+int ExpertCache::CancelPrefetches(const std::function<bool(ExpertKey)>& stale) {
+  victims_.clear();
+  for (const auto& [id, slot] : load_slot_) {
+    const Slot& s = slots_[slot];
+    if (s.load_is_prefetch && s.pins == 0 && stale(s.key)) victims_.push_back(slot);
+  }
+  std::sort(victims_.begin(), victims_.end());  // deterministic order
+  int n = 0;
+  for (int slot : victims_) {
+    Slot& s = slots_[slot];
+    if (!loader_->Cancel(s.load)) continue;
+    load_slot_.erase(s.load);
+    --prefetch_outstanding_;
+    CountPrefetchUnused(slot, true);
+    FreeSlot(slot);
+    ++n;
+  }
+  return n;
+}
+
+absl::Status ExpertCache::Drain() {
+  while (loader_->outstanding() > 0) MOESTREAM_RETURN_IF_ERROR(ReapInternal(true));
+  for (Slot& s : slots_) {
+    if (s.state == SlotState::kDraining) {
+      MOESTREAM_RETURN_IF_ERROR(s.fence->Synchronize());
+    }
+  }
+  ReapDrains();
+  return absl::OkStatus();
+}
+
+void ExpertCache::CheckInvariants() const {
+  std::vector<int> in_free(slots_.size(), 0);
+  for (size_t p = 0; p < free_.size(); ++p) {
+    for (int s : free_[p]) {
+      MOESTREAM_CHECK(slot_pool_[s] == int(p)) << "slot " << s << " in another pool's free list";
+      MOESTREAM_CHECK(++in_free[s] == 1) << "slot " << s << " twice in a free list";
+    }
+  }
+  int draining = 0, prefetching = 0;
+  for (size_t i = 0; i < slots_.size(); ++i) {
+    const Slot& s = slots_[i];
+    if (s.state == SlotState::kFree) {
+      MOESTREAM_CHECK(in_free[i] == 1) << "free slot " << i << " not in its free list";
+      MOESTREAM_CHECK(s.pins == 0) << "free slot " << i << " pinned";
+      continue;
+    }
+    MOESTREAM_CHECK(in_free[i] == 0) << "slot " << i << " in use and in the free list";
+    MOESTREAM_CHECK(key_slot_[KeyIndex(s.key)] == int(i))
+        << "slot " << i << "'s key does not map back to it";
+    if (opt_.per_layer) {
+      MOESTREAM_CHECK(int(s.key.layer) == slot_pool_[i])
+          << "slot " << i << " of layer pool " << slot_pool_[i] << " holds layer " << s.key.layer;
+    }
+    if (s.pins > 0) {
+      MOESTREAM_CHECK(s.state == SlotState::kLoading || s.state == SlotState::kPinned)
+          << "slot " << i << " has pins in state " << SlotStateName(s.state);
+    }
+    if (s.state == SlotState::kPinned) MOESTREAM_CHECK(s.pins > 0) << "pinned slot " << i;
+    if (s.state == SlotState::kDraining) ++draining;
+    if (s.state == SlotState::kLoading) {
+      MOESTREAM_CHECK(s.load == 0 || load_slot_.contains(s.load)) << "loading slot " << i;
+      if (s.load != 0 && s.load_is_prefetch) ++prefetching;
+    }
+  }
+  for (size_t k = 0; k < key_slot_.size(); ++k) {
+    int s = key_slot_[k];
+    if (s < 0) continue;
+    MOESTREAM_CHECK(slots_[s].state != SlotState::kFree && KeyIndex(slots_[s].key) == int(k))
+        << "key index " << k << " maps to slot " << s << " which does not hold it";
+  }
+  MOESTREAM_CHECK(draining == draining_) << "draining count " << draining << " vs " << draining_;
+  MOESTREAM_CHECK(prefetching == prefetch_outstanding_)
+      << "outstanding prefetches " << prefetching << " vs " << prefetch_outstanding_;
+}
+
+}  // namespace moestream::cache
