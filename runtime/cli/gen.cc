@@ -7,7 +7,8 @@
 //
 // Order of precedence: preset (default tiny), then --scale, then explicit
 // hyper-parameter flags. Progress goes to stderr (one line redrawn in place on
-// a terminal, a line per 10% otherwise); one summary line goes to stdout.
+// a terminal, a line per 10% otherwise, for files of 256 MiB or more); one
+// summary line goes to stdout.
 #include <unistd.h>
 
 #include <chrono>
@@ -30,14 +31,15 @@ namespace {
 using runtime::GenOptions;
 
 // Progress to stderr: redrawn in place on a TTY (at most ~10 times a
-// second), else one line per 10% step.
+// second), else one line per 10% step for files of 256 MiB or more.
 class ProgressPrinter {
  public:
   explicit ProgressPrinter(bool quiet)
       : quiet_(quiet), tty_(isatty(STDERR_FILENO) == 1), start_(Clock::now()) {}
 
   void Update(uint64_t done, uint64_t total) {
-    if (quiet_ || total == 0) return;
+    // Off a terminal, small files (tests, scripts) get no progress lines.
+    if (quiet_ || total == 0 || (!tty_ && total < (uint64_t{256} << 20))) return;
     const auto now = Clock::now();
     const int decile = static_cast<int>(done * 10 / total);
     if (tty_) {
@@ -62,7 +64,7 @@ class ProgressPrinter {
   bool tty_;
   Clock::time_point start_;
   Clock::time_point last_{};
-  int last_decile_ = -1;
+  int last_decile_ = 0;  // off a terminal: a line at each 10% step after the start
 };
 
 // The preset's shape for the chosen architecture, scaled.
