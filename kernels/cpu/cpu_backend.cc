@@ -254,10 +254,12 @@ class CpuBackend : public Backend {
     MOESTREAM_CHECK(a.kv_type == GgmlType::kF32 || a.kv_type == GgmlType::kF16);
     const int64_t pairs = a.n_tok * a.n_head;
     const int64_t n_ctx = a.pos0 + a.n_tok;
+    const cpu::KvRowKernels kv =
+        isa_ == cpu::Isa::kScalar ? cpu::ScalarKvKernels(a.kv_type) : cpu::Avx2KvKernels(a.kv_type);
     pool_.ParallelFor(pairs, [&](int64_t i) {
       thread_local std::vector<float> scratch;
       if (static_cast<int64_t>(scratch.size()) < n_ctx) scratch.resize(n_ctx);
-      cpu::AttentionOne(a, i / a.n_head, i % a.n_head, scratch.data());
+      cpu::AttentionOne(a, i / a.n_head, i % a.n_head, scratch.data(), kv);
     });
   }
 

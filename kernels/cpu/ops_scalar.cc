@@ -158,27 +158,54 @@ void StoreKvRange(const float* src, void* dst, GgmlType kv_type, int64_t begin, 
   }
 }
 
-void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch) {
+namespace {
+
+float DotF32Kv(const float* q, const void* k, int64_t d) {
+  const float* kf = static_cast<const float*>(k);
+  float s = 0;
+  for (int64_t i = 0; i < d; ++i) s += q[i] * kf[i];
+  return s;
+}
+float DotF16Kv(const float* q, const void* k, int64_t d) {
+  const uint16_t* kh = static_cast<const uint16_t*>(k);
+  const float* tab = HalfTable();
+  float s = 0;
+  for (int64_t i = 0; i < d; ++i) s += q[i] * tab[kh[i]];
+  return s;
+}
+void AxpyF32Kv(float* out, float p, const void* v, int64_t d) {
+  const float* vf = static_cast<const float*>(v);
+  for (int64_t i = 0; i < d; ++i) out[i] += p * vf[i];
+}
+void AxpyF16Kv(float* out, float p, const void* v, int64_t d) {
+  const uint16_t* vh = static_cast<const uint16_t*>(v);
+  const float* tab = HalfTable();
+  for (int64_t i = 0; i < d; ++i) out[i] += p * tab[vh[i]];
+}
+
+}  // namespace
+
+KvRowKernels ScalarKvKernels(GgmlType kv_type) {
+  if (kv_type == GgmlType::kF16) return {DotF16Kv, AxpyF16Kv};
+  return {DotF32Kv, AxpyF32Kv};
+}
+
+void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
+                  const KvRowKernels& kv) {
   const int64_t group = a.n_head / a.n_kv_head;
   const int64_t kh = h / group;
   const int64_t n_kv = a.pos0 + t + 1;  // causal: positions 0..pos0+t
   const int64_t d = a.head_dim;
-  const int64_t kv_stride = a.n_kv_head * d;
+  const size_t elem = a.kv_type == GgmlType::kF16 ? 2 : 4;
+  const size_t row_stride = static_cast<size_t>(a.n_kv_head * d) * elem;
+  const size_t head_off = static_cast<size_t>(kh * d) * elem;
+  const auto* kbase = static_cast<const uint8_t*>(a.k_cache) + head_off;
+  const auto* vbase = static_cast<const uint8_t*>(a.v_cache) + head_off;
   const float* q = a.q + (t * a.n_head + h) * d;
   float* out = a.out + (t * a.n_head + h) * d;
-  const bool f16 = a.kv_type == GgmlType::kF16;
-  const float* tab = f16 ? HalfTable() : nullptr;
   float mx = -INFINITY;
   for (int64_t j = 0; j < n_kv; ++j) {
-    float s = 0;
-    if (f16) {
-      const uint16_t* k = static_cast<const uint16_t*>(a.k_cache) + j * kv_stride + kh * d;
-      for (int64_t i = 0; i < d; ++i) s += q[i] * tab[k[i]];
-    } else {
-      const float* k = static_cast<const float*>(a.k_cache) + j * kv_stride + kh * d;
-      for (int64_t i = 0; i < d; ++i) s += q[i] * k[i];
-    }
-    scratch[j] = s * a.scale;
+    scratch[j] = kv.dot(q, kbase + j * row_stride, d) * a.scale;
     mx = std::max(mx, scratch[j]);
   }
   float sum = 0;
@@ -187,16 +214,7 @@ void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch) 
     sum += scratch[j];
   }
   std::fill(out, out + d, 0.0f);
-  for (int64_t j = 0; j < n_kv; ++j) {
-    const float pj = scratch[j];
-    if (f16) {
-      const uint16_t* v = static_cast<const uint16_t*>(a.v_cache) + j * kv_stride + kh * d;
-      for (int64_t i = 0; i < d; ++i) out[i] += pj * tab[v[i]];
-    } else {
-      const float* v = static_cast<const float*>(a.v_cache) + j * kv_stride + kh * d;
-      for (int64_t i = 0; i < d; ++i) out[i] += pj * v[i];
-    }
-  }
+  for (int64_t j = 0; j < n_kv; ++j) kv.axpy(out, scratch[j], vbase + j * row_stride, d);
   const float inv = 1.0f / sum;
   for (int64_t i = 0; i < d; ++i) out[i] *= inv;
 }

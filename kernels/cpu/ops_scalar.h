@@ -34,8 +34,20 @@ void AddRange(const float* a, const float* b, float* out, int64_t begin, int64_t
 void ScaleRange(float* x, float s, int64_t begin, int64_t end);
 void AddScaledRange(float* y, const float* x, float s, int64_t begin, int64_t end);
 void StoreKvRange(const float* src, void* dst, GgmlType kv_type, int64_t begin, int64_t end);
+
+// Row kernels of attention over one KV row of d elements (F32 or F16 KV):
+// q·k and out += p·v. Scalar here; AVX2 in attention_avx2.cc.
+struct KvRowKernels {
+  float (*dot)(const float* q, const void* k, int64_t d) = nullptr;
+  void (*axpy)(float* out, float p, const void* v, int64_t d) = nullptr;
+};
+KvRowKernels ScalarKvKernels(GgmlType kv_type);
+// Only when the CPU has AVX2, FMA and F16C.
+KvRowKernels Avx2KvKernels(GgmlType kv_type);
+
 // One (query token, head) pair of causal GQA; scratch holds pos0+n_tok floats.
-void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch);
+void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
+                  const KvRowKernels& kv);
 
 }  // namespace moestream::kernels::cpu
 
