@@ -1,0 +1,133 @@
+// `moestream bench`: prefill and decode throughput with every expert
+// resident. Each repetition resets the context, prefills a fixed
+// pseudo-random prompt as one batch and decodes greedily; the medians over
+// the repetitions are reported (and every repetition with --json).
+//
+//   moestream bench -m model.gguf --prompt 128 --gen 64 --reps 3 -t 2 --json
+#include <algorithm>
+#include <cstdio>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "runtime/cli/command.h"
+#include "runtime/cli/engine_flags.h"
+#include "runtime/cli/flags.h"
+#include "runtime/sampler.h"
+#include "runtime/session.h"
+
+namespace moestream::cli {
+namespace {
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+absl::Status Bench(const std::vector<std::string>& args) {
+  FlagParser p("bench");
+  EngineFlags ef;
+  ef.Register(p);
+  int64_t n_prompt = 128, n_gen = 64, reps = 3;
+  bool json = false;
+  p.Int("prompt", 0, "N", "prompt tokens prefilled as one batch (default 128)", &n_prompt);
+  p.Int("gen", 0, "N", "tokens decoded one at a time (default 64)", &n_gen);
+  p.Int("reps", 0, "N", "repetitions; medians are reported (default 3)", &reps);
+  p.Bool("json", "print the results as one JSON object on stdout", &json);
+  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
+  if (p.help_requested()) {
+    std::printf("%s", p.Usage().c_str());
+    return absl::OkStatus();
+  }
+  if (n_prompt < 1) return absl::InvalidArgumentError("--prompt must be >= 1");
+  if (n_gen < 0) return absl::InvalidArgumentError("--gen must be >= 0");
+  if (reps < 1) return absl::InvalidArgumentError("--reps must be >= 1");
+  if (ef.ctx == 0) ef.ctx = n_prompt + n_gen + 1;
+
+  runtime::LoadOptions lo;
+  lo.verbose = !json;
+  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> m, LoadModel(ef, lo));
+  runtime::Engine& engine = *m->engine;
+
+  // A fixed prompt of ids that are not end-of-generation tokens.
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(m->config.n_vocab - 1));
+  std::vector<int32_t> prompt;
+  while (static_cast<int64_t>(prompt.size()) < n_prompt) {
+    const int32_t id = pick(rng);
+    if (!m->config.IsEog(id)) prompt.push_back(id);
+  }
+  runtime::SamplerOptions so;
+  so.temperature = 0;
+  runtime::GenerateOptions go;
+  go.n_predict = n_gen + 1;  // n_gen tokens fed back through the model
+  go.stop_at_eog = false;
+
+  // One short warm-up (page faults, thread pool start).
+  {
+    runtime::Sampler s(so);
+    runtime::GenerateOptions warm = go;
+    warm.n_predict = std::min<int64_t>(go.n_predict, 4);
+    engine.Reset();
+    MOESTREAM_ASSIGN_OR_RETURN(runtime::GenerationResult w,
+                               runtime::Generate(engine, s, {prompt.data(), std::min<size_t>(prompt.size(), 16)},
+                                                 warm, nullptr));
+    (void)w;
+  }
+  std::vector<double> prefill, decode, ttft;
+  for (int64_t r = 0; r < reps; ++r) {
+    runtime::Sampler s(so);
+    engine.Reset();
+    MOESTREAM_ASSIGN_OR_RETURN(runtime::GenerationResult res,
+                               runtime::Generate(engine, s, prompt, go, nullptr));
+    prefill.push_back(res.stats.prefill_tok_s());
+    decode.push_back(res.stats.decode_tok_s());
+    ttft.push_back(res.stats.ttft_ms);
+    if (!json) {
+      std::fprintf(stderr, "rep %lld: prefill %.1f tok/s, decode %.1f tok/s\n",
+                   static_cast<long long>(r + 1), prefill.back(), decode.back());
+    }
+  }
+  const double pp = Median(prefill), tg = Median(decode), tt = Median(ttft);
+  if (json) {
+    auto list = [](const std::vector<double>& v) {
+      return absl::StrCat("[", absl::StrJoin(v, ", ", [](std::string* out, double d) {
+                            absl::StrAppendFormat(out, "%.3f", d);
+                          }), "]");
+    };
+    std::string out = absl::StrCat("{\"model\": ", JsonString(ef.model),
+                                   ", \"arch\": ", JsonString(m->config.arch),
+                                   ", \"backend\": ", JsonString(m->backend->Describe()));
+    absl::StrAppendFormat(&out,
+                          ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"reps\": %d, "
+                          "\"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, \"ttft_ms\": %.3f, "
+                          "\"weights_bytes\": %d",
+                          n_prompt, n_gen, reps, pp, tg, tt, m->weights->device_bytes());
+    absl::StrAppend(&out, ", \"prefill_tok_s_reps\": ", list(prefill),
+                    ", \"decode_tok_s_reps\": ", list(decode), "}\n");
+    std::fputs(out.c_str(), stdout);
+  } else {
+    std::printf("%s\nprefill %lld tokens: %.1f tok/s   decode %lld tokens: %.1f tok/s   "
+                "(median of %lld; ttft %.1f ms)\n",
+                m->config.Summary().c_str(), static_cast<long long>(n_prompt), pp,
+                static_cast<long long>(n_gen), tg, static_cast<long long>(reps), tt);
+  }
+  return absl::OkStatus();
+}
+
+int BenchCommand(std::vector<std::string> args) {
+  absl::Status s = Bench(args);
+  return s.ok() ? 0 : ReportError("bench", s);
+}
+
+}  // namespace
+}  // namespace moestream::cli
+
+MOESTREAM_REGISTER_COMMAND(bench, "prefill and decode tok/s of a model (median of repetitions)",
+                           moestream::cli::BenchCommand);

@@ -1,0 +1,215 @@
+// `moestream run`: generate from a prompt, streaming tokens as they are
+// sampled, and end with a timing summary.
+//
+//   moestream run -m model.gguf --prompt-ids 1,2,3 -n 32 --temp 0
+//   moestream run -m model.gguf --prompt-ids 1,2,3 -n 16 --json --dump-logits out.f32
+#include <unistd.h>
+
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "runtime/cli/command.h"
+#include "runtime/cli/engine_flags.h"
+#include "runtime/cli/flags.h"
+#include "runtime/sampler.h"
+#include "runtime/session.h"
+
+namespace moestream::cli {
+namespace {
+
+absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
+  std::vector<int32_t> ids;
+  for (absl::string_view part : absl::StrSplit(text, absl::ByAnyChar(", "), absl::SkipEmpty())) {
+    int32_t id = 0;
+    if (!absl::SimpleAtoi(part, &id) || id < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--prompt-ids: '", part, "' is not a token id (expected e.g. 1,2,3)"));
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+// Logits of every processed position, written to FILE via a temporary that
+// is renamed into place (with FILE.json) only when the run completes.
+class LogitsDump {
+ public:
+  absl::Status Open(const std::string& path) {
+    path_ = path;
+    tmp_ = absl::StrCat(path, ".tmp.", ::getpid());
+    f_ = std::fopen(tmp_.c_str(), "wb");
+    if (f_ == nullptr) return absl::PermissionDeniedError(absl::StrCat("--dump-logits: cannot write ", tmp_));
+    return absl::OkStatus();
+  }
+  ~LogitsDump() {
+    if (f_ != nullptr) {
+      std::fclose(f_);
+      std::remove(tmp_.c_str());
+    }
+  }
+  absl::Status Append(std::span<const float> logits, int64_t rows) {
+    if (std::fwrite(logits.data(), sizeof(float), logits.size(), f_) != logits.size()) {
+      return absl::DataLossError(absl::StrCat("--dump-logits: short write to ", tmp_));
+    }
+    rows_ += rows;
+    return absl::OkStatus();
+  }
+  absl::Status Finish(int64_t n_vocab, int64_t n_prompt) {
+    const bool ok = std::fclose(f_) == 0;
+    f_ = nullptr;
+    if (!ok) return absl::DataLossError(absl::StrCat("--dump-logits: cannot finish ", tmp_));
+    const std::string json = absl::StrFormat(
+        "{\"dtype\": \"float32\", \"endian\": \"little\", \"order\": \"row-major\", "
+        "\"shape\": [%d, %d], \"prompt_positions\": %d, \"generated_positions\": %d}\n",
+        rows_, n_vocab, n_prompt, rows_ - n_prompt);
+    const std::string json_tmp = tmp_ + ".json";
+    FILE* j = std::fopen(json_tmp.c_str(), "w");
+    if (j == nullptr || std::fputs(json.c_str(), j) < 0 || std::fclose(j) != 0) {
+      std::remove(tmp_.c_str());
+      return absl::DataLossError(absl::StrCat("--dump-logits: cannot write ", json_tmp));
+    }
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0 ||
+        std::rename(json_tmp.c_str(), (path_ + ".json").c_str()) != 0) {
+      return absl::DataLossError(absl::StrCat("--dump-logits: cannot rename into ", path_));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_, tmp_;
+  FILE* f_ = nullptr;
+  int64_t rows_ = 0;
+};
+
+absl::Status Run(const std::vector<std::string>& args) {
+  FlagParser p("run");
+  EngineFlags ef;
+  ef.Register(p);
+  std::string prompt_ids, dump_path;
+  int64_t n_predict = 32, top_k = 40, repeat_last_n = 64, seed = -1;
+  double temp = 0.8, top_p = 0.95, min_p = 0.05, repeat_penalty = 1.0;
+  bool json = false, ignore_eos = false;
+  p.String("prompt-ids", 0, "ID,ID,...", "prompt token ids, used as given (no BOS added)",
+           &prompt_ids);
+  p.Int("n-predict", 'n', "N", "tokens to generate (default 32)", &n_predict);
+  p.Double("temp", 0, "T", "temperature; 0 = greedy (default 0.8)", &temp);
+  p.Int("top-k", 0, "K", "top-k sampling; 0 = off (default 40)", &top_k);
+  p.Double("top-p", 0, "P", "top-p sampling; 1 = off (default 0.95)", &top_p);
+  p.Double("min-p", 0, "P", "min-p sampling; 0 = off (default 0.05)", &min_p);
+  p.Double("repeat-penalty", 0, "F", "repetition penalty; 1 = off (default 1)", &repeat_penalty);
+  p.Int("repeat-last-n", 0, "N", "tokens the penalty looks back; -1 = all (default 64)",
+        &repeat_last_n);
+  p.Int("seed", 0, "N", "sampling seed (default: random)", &seed);
+  p.Bool("ignore-eos", "keep generating past end-of-generation tokens", &ignore_eos);
+  p.Bool("json", "print the summary as one JSON object on stdout (tokens go to stderr)", &json);
+  p.String("dump-logits", 0, "FILE",
+           "write float32 LE logits of every processed position to FILE (+ FILE.json)",
+           &dump_path);
+  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
+  if (p.help_requested()) {
+    std::printf("%s", p.Usage().c_str());
+    return absl::OkStatus();
+  }
+  if (prompt_ids.empty()) return absl::InvalidArgumentError("--prompt-ids is required");
+  MOESTREAM_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, ParseIds(prompt_ids));
+  if (prompt.empty()) return absl::InvalidArgumentError("--prompt-ids: no ids given");
+  if (n_predict < 0) return absl::InvalidArgumentError("--n-predict must be >= 0");
+
+  runtime::SamplerOptions so;
+  so.temperature = temp;
+  so.top_k = top_k;
+  so.top_p = top_p;
+  so.min_p = min_p;
+  so.repeat_penalty = repeat_penalty;
+  so.repeat_last_n = repeat_last_n;
+  so.seed = seed < 0 ? runtime::kRandomSeed : static_cast<uint64_t>(seed);
+  MOESTREAM_RETURN_IF_ERROR(so.Validate());
+
+  runtime::LoadOptions lo;
+  lo.verbose = true;
+  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> m, LoadModel(ef, lo));
+  runtime::Engine& engine = *m->engine;
+  for (int32_t id : prompt) {
+    if (id >= m->config.n_vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: id ", id,
+                                                     " is outside the vocabulary 0..",
+                                                     m->config.n_vocab - 1));
+    }
+  }
+  if (static_cast<int64_t>(prompt.size()) + n_predict > engine.n_ctx()) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt (", prompt.size(), ") + -n ", n_predict,
+                                                   " exceeds the context of ", engine.n_ctx(),
+                                                   " positions (raise --ctx)"));
+  }
+
+  LogitsDump dump;
+  runtime::LogitsFn on_logits;
+  if (!dump_path.empty()) {
+    MOESTREAM_RETURN_IF_ERROR(dump.Open(dump_path));
+    on_logits = [&dump](std::span<const float> l, int64_t rows) { return dump.Append(l, rows); };
+  }
+  FILE* tok_out = json ? stderr : stdout;
+  runtime::GenerateOptions go;
+  go.n_predict = n_predict;
+  go.stop_at_eog = !ignore_eos;
+  go.all_logits = !dump_path.empty();
+  runtime::Sampler sampler(so);
+  bool first = true;
+  auto on_token = [&](int32_t id) {
+    std::fprintf(tok_out, first ? "%d" : " %d", id);
+    std::fflush(tok_out);
+    first = false;
+    return true;
+  };
+  MOESTREAM_ASSIGN_OR_RETURN(runtime::GenerationResult r,
+                             runtime::Generate(engine, sampler, prompt, go, on_token, on_logits));
+  std::fprintf(tok_out, "\n");
+  if (!dump_path.empty()) {
+    MOESTREAM_RETURN_IF_ERROR(dump.Finish(m->config.n_vocab, static_cast<int64_t>(prompt.size())));
+  }
+
+  const runtime::GenerationStats& s = r.stats;
+  if (json) {
+    std::string out = "{";
+    absl::StrAppend(&out, "\"model\": ", JsonString(ef.model),
+                    ", \"backend\": ", JsonString(m->backend->Describe()),
+                    ", \"prompt_ids\": ", JsonIds(prompt),
+                    ", \"generated_ids\": ", JsonIds(r.generated_ids));
+    absl::StrAppendFormat(&out,
+                          ", \"prompt_tokens\": %d, \"generated_tokens\": %d, "
+                          "\"prefill_ms\": %.3f, \"prefill_tok_s\": %.3f, \"decode_ms\": %.3f, "
+                          "\"decode_tok_s\": %.3f, \"ttft_ms\": %.3f, \"total_ms\": %.3f, "
+                          "\"load_ms\": %.1f, \"seed\": %d, \"stopped_at_eog\": %s}\n",
+                          s.prompt_tokens, s.generated_tokens, s.prefill_ms, s.prefill_tok_s(),
+                          s.decode_ms, s.decode_tok_s(), s.ttft_ms, s.total_ms, m->load_ms,
+                          sampler.seed(), r.stopped_at_eog ? "true" : "false");
+    std::fputs(out.c_str(), stdout);
+  } else {
+    std::fprintf(stderr,
+                 "prompt: %lld tokens, prefill %.1f tok/s (%.1f ms)\n"
+                 "generated: %lld tokens, decode %.1f tok/s (%.1f ms for %lld), ttft %.1f ms%s\n",
+                 static_cast<long long>(s.prompt_tokens), s.prefill_tok_s(), s.prefill_ms,
+                 static_cast<long long>(s.generated_tokens), s.decode_tok_s(), s.decode_ms,
+                 static_cast<long long>(s.decoded_tokens), s.ttft_ms,
+                 r.stopped_at_eog ? " (stopped at end of generation)" : "");
+  }
+  return absl::OkStatus();
+}
+
+int RunCommand(std::vector<std::string> args) {
+  absl::Status s = Run(args);
+  return s.ok() ? 0 : ReportError("run", s);
+}
+
+}  // namespace
+}  // namespace moestream::cli
+
+MOESTREAM_REGISTER_COMMAND(run, "generate tokens from a prompt with a GGUF model",
+                           moestream::cli::RunCommand);

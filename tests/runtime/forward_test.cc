@@ -1,0 +1,258 @@
+// Properties of our own forward pass: batched prefill equals token-by-token
+// decode (and chunked prefill), quantized weights agree with the F32 weights
+// of the same generated model within quantization error, the two Mixtral
+// expert layouts give identical logits, and bad models fail with errors
+// naming the problem.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "io/gguf.h"
+#include "runtime/model_gen.h"
+#include "runtime/session.h"
+#include "tests/test_util.h"
+
+namespace moestream::runtime {
+namespace {
+
+using ::moestream::testing::ScratchDir;
+using ::moestream::testing::SharedPath;
+
+kernels::BackendOptions Cpu() {
+  kernels::BackendOptions bo;
+  bo.kind = "cpu";
+  bo.threads = 2;
+  return bo;
+}
+
+absl::StatusOr<std::unique_ptr<LoadedModel>> LoadWith(const std::string& path, int64_t n_batch = 512) {
+  EngineOptions eo;
+  eo.n_ctx = 128;
+  eo.n_batch = n_batch;
+  return LoadModel(path, Cpu(), eo, LoadOptions{});
+}
+
+std::vector<int32_t> Prompt(int n, int64_t vocab) {
+  std::vector<int32_t> p;
+  for (int i = 0; i < n; ++i) p.push_back(static_cast<int32_t>((i * 37 + 11) % vocab));
+  return p;
+}
+
+std::vector<float> AllLogits(Engine& e, const std::vector<int32_t>& prompt) {
+  e.Reset();
+  EXPECT_TRUE(e.Process(prompt, LogitsMode::kAll).ok());
+  return {e.logits().begin(), e.logits().end()};
+}
+
+float MaxAbsDiff(const std::vector<float>& a, const std::vector<float>& b) {
+  EXPECT_EQ(a.size(), b.size());
+  float m = 0;
+  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) m = std::max(m, std::fabs(a[i] - b[i]));
+  return m;
+}
+
+class PrefillDecodeTest : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(PrefillDecodeTest, BatchedPrefillEqualsTokenByTokenAndChunkedPrefill) {
+  auto m = LoadWith(SharedPath(GetParam()));
+  ASSERT_TRUE(m.ok()) << m.status();
+  Engine& e = *(*m)->engine;
+  const std::vector<int32_t> prompt = Prompt(24, (*m)->config.n_vocab);
+  const std::vector<float> batched = AllLogits(e, prompt);
+
+  e.Reset();
+  std::vector<float> stepped;
+  for (int32_t t : prompt) {
+    ASSERT_TRUE(e.Process({&t, 1}, LogitsMode::kLast).ok());
+    stepped.insert(stepped.end(), e.last_logits().begin(), e.last_logits().end());
+  }
+  EXPECT_LE(MaxAbsDiff(batched, stepped), 2e-5f);
+
+  EngineOptions small;
+  small.n_ctx = 128;
+  small.n_batch = 7;  // 24 tokens in chunks of 7, 7, 7, 3
+  auto chunked = Engine::Create(*(*m)->backend, (*m)->config, *(*m)->weights,
+                                (*m)->provider.get(), small);
+  ASSERT_TRUE(chunked.ok()) << chunked.status();
+  EXPECT_LE(MaxAbsDiff(batched, AllLogits(**chunked, prompt)), 2e-5f);
+
+  // Last-only logits equal the last row of all logits.
+  e.Reset();
+  ASSERT_TRUE(e.Process(prompt, LogitsMode::kLast).ok());
+  ASSERT_EQ(e.logits_rows(), 1);
+  const std::vector<float> last(e.last_logits().begin(), e.last_logits().end());
+  const std::vector<float> batched_last(batched.end() - last.size(), batched.end());
+  EXPECT_EQ(last, batched_last);
+}
+
+INSTANTIATE_TEST_SUITE_P(Models, PrefillDecodeTest,
+                         ::testing::Values("reference/qwen3moe-tiny-a/qwen3moe-tiny-a.gguf",
+                                           "reference/mixtral-tiny-a/mixtral-tiny-a.gguf",
+                                           "data/stories260k-gguf/stories260K.gguf"));
+
+GenOptions Tiny(GenArch arch) {
+  GenOptions o;
+  o.arch = arch;
+  o.layers = 2;
+  o.hidden = 256;
+  o.heads = 4;
+  o.kv_heads = 2;
+  o.head_dim = 64;
+  o.experts = 8;
+  o.top_k = 2;
+  o.expert_ffn = 256;
+  o.ffn = 512;
+  o.vocab = 512;
+  o.context = 256;
+  o.seed = 7;
+  o.threads = 2;
+  return o;
+}
+
+TEST(QuantizedWeights, Q8_0AgreesWithF32WithinQuantizationError) {
+  ScratchDir dir;
+  GenOptions o = Tiny(GenArch::kQwen3Moe);
+  ASSERT_TRUE(GenerateModel(o, dir.Path("f32.gguf")).ok());
+  o.type = GgmlType::kQ8_0;
+  ASSERT_TRUE(GenerateModel(o, dir.Path("q8.gguf")).ok());
+  o.type = GgmlType::kF16;
+  ASSERT_TRUE(GenerateModel(o, dir.Path("f16.gguf")).ok());
+  auto f32 = LoadWith(dir.Path("f32.gguf"));
+  auto q8 = LoadWith(dir.Path("q8.gguf"));
+  auto f16 = LoadWith(dir.Path("f16.gguf"));
+  ASSERT_TRUE(f32.ok() && q8.ok() && f16.ok());
+  const std::vector<int32_t> prompt = Prompt(16, 512);
+  const std::vector<float> a = AllLogits(*(*f32)->engine, prompt);
+  const std::vector<float> b = AllLogits(*(*q8)->engine, prompt);
+  const std::vector<float> c = AllLogits(*(*f16)->engine, prompt);
+  double rms = 0, err_q8 = 0, err_f16 = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    rms += double(a[i]) * a[i];
+    err_q8 += double(a[i] - b[i]) * (a[i] - b[i]);
+    err_f16 += double(a[i] - c[i]) * (a[i] - c[i]);
+  }
+  rms = std::sqrt(rms / a.size());
+  err_q8 = std::sqrt(err_q8 / a.size());
+  err_f16 = std::sqrt(err_f16 / a.size());
+  // Q8_0 stores each weight to within half a step of absmax/127 (~0.3%
+  // relative rms per weight); through a few layers the logits move by about
+  // that much relative to their scale. F16 (11-bit mantissa) is ~30x finer.
+  EXPECT_GT(err_q8, 0.0);
+  EXPECT_LT(err_q8, 0.02 * rms) << "rms " << rms;
+  EXPECT_LT(err_f16, err_q8);
+  EXPECT_LT(err_f16, 0.002 * rms) << "rms " << rms;
+}
+
+TEST(ExpertLayouts, StackedAndPerExpertTensorsGiveIdenticalLogits) {
+  ScratchDir dir;
+  GenOptions o = Tiny(GenArch::kMixtral);
+  ASSERT_TRUE(GenerateModel(o, dir.Path("stacked.gguf")).ok());
+  o.expert_layout = ExpertLayout::kSplit;
+  ASSERT_TRUE(GenerateModel(o, dir.Path("split.gguf")).ok());
+  auto a = LoadWith(dir.Path("stacked.gguf"));
+  auto b = LoadWith(dir.Path("split.gguf"));
+  ASSERT_TRUE(a.ok()) << a.status();
+  ASSERT_TRUE(b.ok()) << b.status();
+  EXPECT_TRUE((*a)->config.is_moe());
+  const std::vector<int32_t> prompt = Prompt(12, 512);
+  EXPECT_EQ(AllLogits(*(*a)->engine, prompt), AllLogits(*(*b)->engine, prompt));
+}
+
+TEST(DenseLlama, GeneratedDenseModelRuns) {
+  ScratchDir dir;
+  GenOptions o = Tiny(GenArch::kLlama);
+  o.type = GgmlType::kQ8_0;
+  ASSERT_TRUE(GenerateModel(o, dir.Path("dense.gguf")).ok());
+  auto m = LoadWith(dir.Path("dense.gguf"));
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_FALSE((*m)->config.is_moe());
+  const std::vector<float> l = AllLogits(*(*m)->engine, Prompt(5, 512));
+  for (float v : l) ASSERT_TRUE(std::isfinite(v));
+}
+
+// Copies `src` to `dst`, letting `edit` change metadata and tensors.
+struct Edit {
+  std::string arch;          // replaces general.architecture when set
+  std::string drop_tensor;   // omitted
+  std::string reshape_tensor;  // written with its first two dims swapped
+};
+
+void CopyGguf(const std::string& src, const std::string& dst, const Edit& edit) {
+  auto f = io::GgufFile::Open(src);
+  ASSERT_TRUE(f.ok()) << f.status();
+  io::GgufWriter w;
+  for (const io::GgufKv& kv : f->metadata()) {
+    if (kv.key == "general.architecture" && !edit.arch.empty()) {
+      w.SetString(kv.key, edit.arch);
+    } else {
+      w.Set(kv.key, kv.value);
+    }
+  }
+  for (const io::GgufTensorInfo& t : f->tensors()) {
+    if (t.name == edit.drop_tensor) continue;
+    std::vector<int64_t> ne(t.ne, t.ne + t.n_dims);
+    if (t.name == edit.reshape_tensor) std::swap(ne[0], ne[1]);
+    const uint64_t off = t.file_offset;
+    ASSERT_TRUE(w.AddTensor(t.name, t.type, ne, [src, off](std::span<uint8_t> out) {
+                   const int fd = ::open(src.c_str(), O_RDONLY);
+                   const ssize_t r = ::pread(fd, out.data(), out.size(), static_cast<off_t>(off));
+                   ::close(fd);
+                   return r == static_cast<ssize_t>(out.size()) ? absl::OkStatus()
+                                                                : absl::DataLossError("short read");
+                 }).ok());
+  }
+  ASSERT_TRUE(w.Write(dst).ok());
+}
+
+TEST(LoadErrors, NameTheProblem) {
+  ScratchDir dir;
+  const std::string src = SharedPath("reference/qwen3moe-tiny-a/qwen3moe-tiny-a.gguf");
+
+  CopyGguf(src, dir.Path("arch.gguf"), {"gpt-neo-moe", "", ""});
+  auto a = LoadWith(dir.Path("arch.gguf"));
+  ASSERT_FALSE(a.ok());
+  EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(a.status().message().find("gpt-neo-moe"), std::string::npos) << a.status();
+  EXPECT_NE(a.status().message().find("llama, qwen3moe"), std::string::npos) << a.status();
+
+  CopyGguf(src, dir.Path("missing.gguf"), {"", "blk.2.attn_k_norm.weight", ""});
+  auto b = LoadWith(dir.Path("missing.gguf"));
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.status().message().find("missing tensor 'blk.2.attn_k_norm.weight'"),
+            std::string::npos)
+      << b.status();
+
+  CopyGguf(src, dir.Path("shape.gguf"), {"", "", "blk.1.attn_k.weight"});
+  auto c = LoadWith(dir.Path("shape.gguf"));
+  ASSERT_FALSE(c.ok());
+  EXPECT_NE(c.status().message().find("'blk.1.attn_k.weight' has shape [128, 256], expected [256, 128]"),
+            std::string::npos)
+      << c.status();
+
+  CopyGguf(src, dir.Path("experts.gguf"), {"", "blk.0.ffn_up_exps.weight", ""});
+  auto d = LoadWith(dir.Path("experts.gguf"));
+  ASSERT_FALSE(d.ok());
+  EXPECT_NE(d.status().message().find("ffn_up_exps"), std::string::npos) << d.status();
+}
+
+TEST(Engine, ContextOverflowAndBadTokenAreErrors) {
+  EngineOptions eo;
+  eo.n_ctx = 8;
+  auto m = LoadModel(SharedPath("data/stories260k-gguf/stories260K.gguf"), Cpu(), eo, LoadOptions{});
+  ASSERT_TRUE(m.ok()) << m.status();
+  Engine& e = *(*m)->engine;
+  const std::vector<int32_t> nine(9, 5);
+  EXPECT_EQ(e.Process(nine, LogitsMode::kLast).code(), absl::StatusCode::kOutOfRange);
+  const int32_t bad = 512;
+  EXPECT_EQ(e.Process({&bad, 1}, LogitsMode::kLast).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(e.n_past(), 0);
+}
+
+}  // namespace
+}  // namespace moestream::runtime
