@@ -1,0 +1,161 @@
+// The packed expert store: round trip, format checks, corruption, identity,
+// and `moestream pack`.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cstring>
+
+#include "gtest/gtest.h"
+#include "io/checksum.h"
+#include "io/expert_store.h"
+#include "io/fake_reader.h"
+#include "tests/io/tier_test_util.h"
+#include "tests/test_util.h"
+
+namespace moestream::io {
+namespace {
+
+using tiertest::ReadAllAndVerify;
+using tiertest::WriteTierModel;
+
+class StoreTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    model_ = dir_.Path("m.gguf");
+    store_path_ = dir_.Path("m.experts");
+    WriteTierModel(model_, {.stacked = stacked_});
+    StorePackOptions po;
+    po.show_progress = false;
+    po.reader.kind = "pread";
+    po.reader.block_bytes = 8192;
+    po.window = 3;
+    absl::Status s = PackExpertStore(model_, store_path_, po);
+    ASSERT_TRUE(s.ok()) << s;
+  }
+  testing::ScratchDir dir_;
+  bool stacked_ = true;
+  std::string model_, store_path_;
+};
+
+TEST_F(StoreTest, RoundTripThroughEveryReader) {
+  auto store = ExpertStore::Open(store_path_);
+  ASSERT_TRUE(store.ok()) << store.status();
+  auto f = GgufFile::Open(model_);
+  ASSERT_TRUE(f.ok());
+  auto src = ExpertLayout::FromGguf(*f);
+  ASSERT_TRUE(src.ok());
+  const ExpertLayout& l = *store->layout();
+  ASSERT_EQ(l.size(), src->size());
+  for (size_t i = 0; i < l.size(); ++i) {
+    const ExpertInfo& a = l.experts()[i];
+    const ExpertInfo& b = src->experts()[i];
+    EXPECT_EQ(a.layer, b.layer);
+    EXPECT_EQ(a.expert, b.expert);
+    EXPECT_EQ(a.blob_bytes, b.blob_bytes);
+    EXPECT_EQ(a.n_segments, 1);
+    EXPECT_EQ(a.segments[0].file_offset % 4096, 0u);
+    EXPECT_TRUE(a.checksum.has_value());
+    for (int m = 0; m < 3; ++m) {
+      EXPECT_EQ(a.matrices[m].type, b.matrices[m].type);
+      EXPECT_EQ(a.matrices[m].ne0, b.matrices[m].ne0);
+      EXPECT_EQ(a.matrices[m].ne1, b.matrices[m].ne1);
+      EXPECT_EQ(a.matrices[m].blob_offset, b.matrices[m].blob_offset);
+    }
+  }
+  EXPECT_EQ(store->source_name(), "m.gguf");
+  EXPECT_TRUE(store->CheckSource(*f).ok());
+  for (const char* kind : {"pread", "auto"}) {
+    ReaderOptions o;
+    o.kind = kind;
+    o.block_bytes = 8192;
+    auto r = OpenExpertReader(store->layout(), o);
+    ASSERT_TRUE(r.ok()) << r.status();
+    ReadAllAndVerify(**r, true);
+  }
+  auto fake = FakeReader::Create(store->layout(), testing::ReadFileOrDie(store_path_), {});
+  ReadAllAndVerify(*fake, true);
+  // Blobs are zero-padded and their checksum is XXH64 of the whole blob.
+  std::string bytes = testing::ReadFileOrDie(store_path_);
+  const ExpertInfo& e = l.experts()[3];
+  EXPECT_EQ(Xxh64(bytes.data() + e.segments[0].file_offset, e.blob_bytes), *e.checksum);
+  uint64_t end = e.matrices[2].blob_offset + e.matrices[2].bytes;
+  for (uint64_t i = end; i < e.blob_bytes; ++i) {
+    ASSERT_EQ(bytes[e.segments[0].file_offset + i], 0) << i;
+  }
+  EXPECT_NE(::access((store_path_ + ".tmp." + std::to_string(getpid())).c_str(), F_OK), 0);
+}
+
+TEST_F(StoreTest, ChecksumMismatchIsDataLossNamingExpert) {
+  auto store = ExpertStore::Open(store_path_);
+  ASSERT_TRUE(store.ok());
+  const ExpertInfo* e = store->layout()->Find(2, 1);
+  auto fake = FakeReader::Create(store->layout(), testing::ReadFileOrDie(store_path_), {});
+  fake->CorruptByte(e->segments[0].file_offset + e->matrices[1].blob_offset + 5);
+  tiertest::TestBuffer buf(e->blob_bytes);
+  absl::Status s = ReadExpertSync(*fake, 2, 1, buf.data);
+  EXPECT_EQ(s.code(), absl::StatusCode::kDataLoss) << s;
+  EXPECT_NE(s.message().find("checksum mismatch in expert 2/1"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("m.experts"), std::string::npos) << s;
+  EXPECT_TRUE(ReadExpertSync(*fake, 2, 0, buf.data).ok());
+  // Verification off: the corrupt blob is delivered.
+  ReaderOptions o;
+  o.verify_checksums = false;
+  auto lax = FakeReader::Create(store->layout(), testing::ReadFileOrDie(store_path_), o);
+  lax->CorruptByte(e->segments[0].file_offset + 9);
+  EXPECT_TRUE(ReadExpertSync(*lax, 2, 1, buf.data).ok());
+}
+
+TEST_F(StoreTest, CorruptHeaderIndexOrTruncatedFileRefused) {
+  std::string good = testing::ReadFileOrDie(store_path_);
+  auto expect_open_fails = [&](std::string bytes, const std::string& needle) {
+    std::string p = dir_.Path("bad.experts");
+    testing::WriteFileOrDie(p, bytes);
+    auto s = ExpertStore::Open(p);
+    EXPECT_EQ(s.status().code(), absl::StatusCode::kDataLoss) << needle;
+    EXPECT_NE(s.status().message().find(needle), std::string::npos) << s.status();
+  };
+  std::string b = good;
+  b[0] = 'X';
+  expect_open_fails(b, "bad magic");
+  b = good;
+  b[20] ^= 1;
+  expect_open_fails(b, "header checksum");
+  b = good;
+  b[b.size() - 3] ^= 1;
+  expect_open_fails(b, "index checksum");
+  expect_open_fails(good.substr(0, good.size() - 100), "truncated");
+  expect_open_fails(good.substr(0, 100), "too short");
+}
+
+TEST_F(StoreTest, DifferentModelIsRefused) {
+  std::string other = dir_.Path("other.gguf");
+  WriteTierModel(other, {.n_experts = 4});
+  auto f = GgufFile::Open(other);
+  ASSERT_TRUE(f.ok());
+  auto store = ExpertStore::Open(store_path_);
+  ASSERT_TRUE(store.ok());
+  absl::Status s = store->CheckSource(*f);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("m.gguf"), std::string::npos) << s;
+}
+
+TEST_F(StoreTest, PackCommand) {
+  std::string out = dir_.Path("cli.experts");
+  auto r = testing::RunCommand(testing::MoestreamBin() + " pack " + model_ + " -o " + out +
+                               " --verify --block-size 64K");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("10 experts in 2 layers"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("checksums verified"), std::string::npos) << r.out;
+  EXPECT_EQ(testing::ReadFileOrDie(out), testing::ReadFileOrDie(store_path_));
+  auto bad = testing::RunCommand(testing::MoestreamBin() + " pack " + model_);
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--output"), std::string::npos) << bad.err;
+  auto missing = testing::RunCommand(testing::MoestreamBin() + " pack " + dir_.Path("nope.gguf") +
+                                     " -o " + dir_.Path("x.experts"));
+  EXPECT_NE(missing.exit_code, 0);
+  EXPECT_NE(missing.err.find("nope.gguf"), std::string::npos) << missing.err;
+  EXPECT_NE(::access(dir_.Path("x.experts").c_str(), F_OK), 0);
+}
+
+}  // namespace
+}  // namespace moestream::io
