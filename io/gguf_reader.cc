@@ -128,7 +128,7 @@ class Cursor {
 
  private:
   absl::Status Fill(std::string_view field) {
-    if (window_.empty()) window_.resize(kReadWindowBytes);
+    if (window_.empty()) window_.resize(std::min<uint64_t>(kReadWindowBytes, limit_));
     uint64_t want = std::min<uint64_t>(kReadWindowBytes, limit_ - pos_);
     uint64_t got = 0;
     while (got < want) {
@@ -432,6 +432,8 @@ absl::StatusOr<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, std::st
   GgufFile f;
   f.path_ = std::move(name);
   f.file_size_ = file_size != 0 ? file_size : bytes.size();
+  // Bytes past the stated file size do not exist.
+  if (bytes.size() > f.file_size_) bytes = bytes.first(f.file_size_);
   Cursor c(f.path_, bytes);
   GgufParser p(c, f);
   MOESTREAM_RETURN_IF_ERROR(p.Run());
