@@ -1,5 +1,6 @@
 #include "runtime/session.h"
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -13,6 +14,14 @@ namespace {
 using Clock = std::chrono::steady_clock;
 double MsSince(Clock::time_point t0) {
   return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+}
+
+// User + system CPU time of the whole process, milliseconds.
+double ProcessCpuMs() {
+  rusage u{};
+  ::getrusage(RUSAGE_SELF, &u);
+  auto ms = [](const timeval& t) { return t.tv_sec * 1e3 + t.tv_usec / 1e3; };
+  return ms(u.ru_utime) + ms(u.ru_stime);
 }
 
 }  // namespace
@@ -30,8 +39,10 @@ absl::StatusOr<GenerationResult> Generate(Engine& engine, Sampler& sampler,
   for (int32_t id : prompt) sampler.Accept(id);
 
   const Clock::time_point start = Clock::now();
+  double cpu0 = ProcessCpuMs();
   MOESTREAM_RETURN_IF_ERROR(engine.Process(prompt, mode));
   s.prefill_ms = MsSince(start);
+  s.prefill_cpu_ms = ProcessCpuMs() - cpu0;
   if (on_logits) MOESTREAM_RETURN_IF_ERROR(on_logits(engine.logits(), engine.logits_rows()));
 
   for (int64_t i = 0; i < o.n_predict; ++i) {
@@ -49,8 +60,10 @@ absl::StatusOr<GenerationResult> Generate(Engine& engine, Sampler& sampler,
     }
     if (!go_on || i + 1 == o.n_predict) break;
     t = Clock::now();
+    cpu0 = ProcessCpuMs();
     MOESTREAM_RETURN_IF_ERROR(engine.Process({&id, 1}, mode));
     s.decode_ms += MsSince(t);
+    s.decode_cpu_ms += ProcessCpuMs() - cpu0;
     ++s.decoded_tokens;
     if (on_logits) MOESTREAM_RETURN_IF_ERROR(on_logits(engine.logits(), engine.logits_rows()));
   }

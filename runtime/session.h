@@ -45,6 +45,10 @@ struct GenerationStats {
   double sample_ms = 0;          // all Sample() calls
   double ttft_ms = 0;            // start to the first sampled token
   double total_ms = 0;
+  // Process CPU time (all threads, user + system) of the two phases: on a
+  // shared machine tokens per CPU-second say what wall-clock rates cannot.
+  double prefill_cpu_ms = 0;
+  double decode_cpu_ms = 0;
   double prefill_tok_s() const { return prefill_ms > 0 ? prompt_tokens * 1e3 / prefill_ms : 0; }
   double decode_tok_s() const { return decode_ms > 0 ? decoded_tokens * 1e3 / decode_ms : 0; }
 };
