@@ -2,6 +2,8 @@
 // sampled, and end with a timing summary.
 //
 //   moestream run -m model.gguf --prompt-ids 1,2,3 -n 32 --temp 0
+//   moestream run -m model.gguf -p "Once upon a time" -n 64
+//   moestream run -m model.gguf --chat -p "Why is the sky blue?" --system "Be brief."
 //   moestream run -m model.gguf --prompt-ids 1,2,3 -n 16 --json --dump-logits out.f32
 #include <unistd.h>
 
@@ -17,9 +19,11 @@
 #include "base/strings.h"
 #include "runtime/cli/command.h"
 #include "runtime/cli/engine_flags.h"
+#include "runtime/chat_template.h"
 #include "runtime/cli/flags.h"
 #include "runtime/sampler.h"
 #include "runtime/session.h"
+#include "runtime/tokenizer.h"
 
 namespace moestream::cli {
 namespace {
@@ -92,12 +96,21 @@ absl::Status Run(const std::vector<std::string>& args) {
   FlagParser p("run");
   EngineFlags ef;
   ef.Register(p);
-  std::string prompt_ids, dump_path;
+  std::string prompt_ids, prompt_text, system_text, chat_format, dump_path, output = "auto";
+  bool chat = false;
   int64_t n_predict = 32, top_k = 40, repeat_last_n = 64, seed = -1;
   double temp = 0.8, top_p = 0.95, min_p = 0.05, repeat_penalty = 1.0;
   bool json = false, ignore_eos = false;
   p.String("prompt-ids", 0, "ID,ID,...", "prompt token ids, used as given (no BOS added)",
            &prompt_ids);
+  p.String("prompt", 'p', "TEXT", "prompt text, tokenized with the model's vocabulary (BOS as it says)",
+           &prompt_text);
+  p.Bool("chat", "format -p as a user turn of the model's chat template", &chat);
+  p.String("system", 0, "TEXT", "system message for --chat", &system_text);
+  p.String("chat-format", 0, "NAME", "chat family instead of the one the GGUF's template shows",
+           &chat_format);
+  p.String("output", 0, "auto|text|ids", "stream text or token ids (default: text with -p)",
+           &output);
   p.Int("n-predict", 'n', "N", "tokens to generate (default 32)", &n_predict);
   p.Double("temp", 0, "T", "temperature; 0 = greedy (default 0.8)", &temp);
   p.Int("top-k", 0, "K", "top-k sampling; 0 = off (default 40)", &top_k);
@@ -117,9 +130,18 @@ absl::Status Run(const std::vector<std::string>& args) {
     std::printf("%s", p.Usage().c_str());
     return absl::OkStatus();
   }
-  if (prompt_ids.empty()) return absl::InvalidArgumentError("--prompt-ids is required");
-  MOESTREAM_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, ParseIds(prompt_ids));
-  if (prompt.empty()) return absl::InvalidArgumentError("--prompt-ids: no ids given");
+  if (prompt_ids.empty() == prompt_text.empty()) {
+    return absl::InvalidArgumentError("give exactly one of --prompt-ids and -p/--prompt");
+  }
+  if (chat && prompt_text.empty()) return absl::InvalidArgumentError("--chat needs -p TEXT");
+  if (output != "auto" && output != "text" && output != "ids") {
+    return absl::InvalidArgumentError(absl::StrCat("--output '", output, "': expected auto, text or ids"));
+  }
+  std::vector<int32_t> prompt;
+  if (!prompt_ids.empty()) {
+    MOESTREAM_ASSIGN_OR_RETURN(prompt, ParseIds(prompt_ids));
+    if (prompt.empty()) return absl::InvalidArgumentError("--prompt-ids: no ids given");
+  }
   if (n_predict < 0) return absl::InvalidArgumentError("--n-predict must be >= 0");
 
   runtime::SamplerOptions so;
@@ -136,6 +158,32 @@ absl::Status Run(const std::vector<std::string>& args) {
   lo.verbose = true;
   MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> m, LoadModel(ef, lo));
   runtime::Engine& engine = *m->engine;
+  std::unique_ptr<runtime::Tokenizer> tokenizer;
+  if (!prompt_text.empty() || output == "text") {
+    MOESTREAM_ASSIGN_OR_RETURN(runtime::Tokenizer t, runtime::Tokenizer::FromGguf(m->file));
+    tokenizer = std::make_unique<runtime::Tokenizer>(std::move(t));
+    // The vocabulary knows end-of-generation tokens the metadata may not name.
+    for (int32_t id : tokenizer->eog_ids()) {
+      if (!m->config.IsEog(id)) m->config.eog_ids.push_back(id);
+    }
+  }
+  if (!prompt_text.empty()) {
+    if (chat) {
+      std::vector<runtime::ChatMessage> msgs;
+      if (!system_text.empty()) msgs.push_back({"system", system_text});
+      msgs.push_back({"user", prompt_text});
+      MOESTREAM_ASSIGN_OR_RETURN(std::string formatted,
+                                 runtime::FormatChat(m->file, msgs, true, chat_format));
+      prompt = tokenizer->Encode(formatted, /*add_special=*/true, /*parse_special=*/true);
+    } else {
+      prompt = tokenizer->Encode(prompt_text, /*add_special=*/true, /*parse_special=*/false);
+    }
+    if (prompt.empty()) return absl::InvalidArgumentError("-p: the prompt has no tokens");
+  }
+  const bool as_text = output == "text" || (output == "auto" && tokenizer != nullptr);
+  std::unique_ptr<runtime::Detokenizer> detok;
+  if (as_text) detok = std::make_unique<runtime::Detokenizer>(*tokenizer);
+  std::string text;
   for (int32_t id : prompt) {
     if (id >= m->config.n_vocab) {
       return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: id ", id,
@@ -163,14 +211,26 @@ absl::Status Run(const std::vector<std::string>& args) {
   runtime::Sampler sampler(so);
   bool first = true;
   auto on_token = [&](int32_t id) {
-    std::fprintf(tok_out, first ? "%d" : " %d", id);
+    if (detok != nullptr) {
+      const std::string piece = detok->Push(id);
+      text += piece;
+      std::fputs(piece.c_str(), tok_out);
+    } else {
+      std::fprintf(tok_out, first ? "%d" : " %d", id);
+    }
     std::fflush(tok_out);
     first = false;
     return true;
   };
   MOESTREAM_ASSIGN_OR_RETURN(runtime::GenerationResult r,
                              runtime::Generate(engine, sampler, prompt, go, on_token, on_logits));
+  if (detok != nullptr) {
+    const std::string rest = detok->Flush();
+    text += rest;
+    std::fputs(rest.c_str(), tok_out);
+  }
   std::fprintf(tok_out, "\n");
+  std::fflush(tok_out);
   if (!dump_path.empty()) {
     MOESTREAM_RETURN_IF_ERROR(dump.Finish(m->config.n_vocab, static_cast<int64_t>(prompt.size())));
   }
@@ -182,6 +242,7 @@ absl::Status Run(const std::vector<std::string>& args) {
                     ", \"backend\": ", JsonString(m->backend->Describe()),
                     ", \"prompt_ids\": ", JsonIds(prompt),
                     ", \"generated_ids\": ", JsonIds(r.generated_ids));
+    if (detok != nullptr) absl::StrAppend(&out, ", \"text\": ", JsonString(text));
     absl::StrAppendFormat(&out,
                           ", \"prompt_tokens\": %d, \"generated_tokens\": %d, "
                           "\"prefill_ms\": %.3f, \"prefill_tok_s\": %.3f, \"decode_ms\": %.3f, "

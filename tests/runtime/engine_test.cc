@@ -62,6 +62,23 @@ TEST(RunCommand, StreamsIdsAndPrintsSummary) {
   EXPECT_NE(r.err.find("ttft"), std::string::npos);
 }
 
+TEST(RunCommand, StreamsTextWithTheModelsVocabulary) {
+  const std::string model = SharedPath("data/stories260k-gguf/stories260K.gguf");
+  // The greedy text from BOS given in data/stories260k-gguf/SOURCE.md.
+  CommandResult r = RunCommand(MoestreamBin() + " run -m " + model +
+                               " --prompt-ids 1 -n 40 --temp 0 --output text --backend cpu");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out,
+            " Once upon a time, there was a little girl named Lily. She loved to play outside in "
+            "the park. One day, she saw a big, r\n");
+  // -p tokenizes with BOS (add_bos) and continues the text.
+  r = RunCommand(MoestreamBin() + " run -m " + model +
+                 " -p 'Once upon a time' -n 8 --temp 0 --backend cpu --json");
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("\"prompt_ids\": [1,"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("\"text\": \", there was a little girl"), std::string::npos) << r.out;
+}
+
 TEST(RunCommand, DumpLogitsCoversPromptAndFedBackTokens) {
   ScratchDir dir;
   const std::string out = dir.Path("logits.f32");
