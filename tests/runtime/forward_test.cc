@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <cmath>
 #include <memory>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 namespace moestream::runtime {
 namespace {
 
+using ::moestream::testing::ReadFileOrDie;
 using ::moestream::testing::ScratchDir;
 using ::moestream::testing::SharedPath;
 
@@ -95,6 +97,93 @@ INSTANTIATE_TEST_SUITE_P(Models, PrefillDecodeTest,
                          ::testing::Values("reference/qwen3moe-tiny-a/qwen3moe-tiny-a.gguf",
                                            "reference/mixtral-tiny-a/mixtral-tiny-a.gguf",
                                            "data/stories260k-gguf/stories260K.gguf"));
+
+// Wraps the resident provider: records every call and, in OnFfnInput,
+// applies layer L+1's router to layer L's state the way a predictor would.
+class RecordingProvider : public ExpertProvider {
+ public:
+  RecordingProvider(LoadedModel& m, ExpertProvider& inner) : m_(m), inner_(inner) {}
+  void OnFfnInput(int layer, const float* x, int64_t n_tok) override {
+    hooks.push_back(layer);
+    const ModelConfig& c = m_.config;
+    if (layer + 1 >= c.n_layer) return;
+    const kernels::WeightView next = m_.engine->router(layer + 1);
+    ASSERT_NE(next.data, nullptr);
+    ASSERT_EQ(next.n_out, c.n_expert);
+    std::vector<float> scores(n_tok * c.n_expert);
+    m_.backend->MatMul(next, x, n_tok, scores.data());  // cpu: device memory is host memory
+    for (float v : scores) ASSERT_TRUE(std::isfinite(v));
+  }
+  absl::Status Compute(int layer, const float* x, int64_t n_tok, const int32_t* ids,
+                       const float* weights, int k, float* out) override {
+    for (int64_t t = 0; t < n_tok; ++t) {
+      calls.push_back({layer, std::vector<int32_t>(ids + t * k, ids + (t + 1) * k)});
+      float sum = 0;
+      for (int j = 0; j < k; ++j) sum += weights[t * k + j];
+      EXPECT_NEAR(sum, 1.0f, 1e-5f);  // renormalised top-k
+    }
+    return inner_.Compute(layer, x, n_tok, ids, weights, k, out);
+  }
+  struct Call {
+    int layer;
+    std::vector<int32_t> ids;
+  };
+  std::vector<Call> calls;
+  std::vector<int> hooks;
+
+ private:
+  LoadedModel& m_;
+  ExpertProvider& inner_;
+};
+
+// Every "experts": [a, b] list of ref.json, in file order (position-major,
+// then layer).
+std::vector<std::vector<int32_t>> RefRouting(const std::string& json) {
+  std::vector<std::vector<int32_t>> out;
+  for (size_t at = json.find("\"experts\""); at != std::string::npos;
+       at = json.find("\"experts\"", at + 1)) {
+    const size_t open = json.find('[', at), close = json.find(']', at);
+    std::vector<int32_t> ids;
+    std::string inner = json.substr(open + 1, close - open - 1);
+    std::replace(inner.begin(), inner.end(), ',', ' ');
+    std::istringstream ss(inner);
+    int32_t v;
+    while (ss >> v) ids.push_back(v);
+    out.push_back(ids);
+  }
+  return out;
+}
+
+TEST(ExpertProviderInjection, EveryRoutedExpertGoesThroughTheProviderAsTheReferenceRoutes) {
+  const std::string dir = SharedPath("reference/qwen3moe-tiny-a");
+  auto m = LoadWith(dir + "/qwen3moe-tiny-a.gguf");
+  ASSERT_TRUE(m.ok()) << m.status();
+  LoadedModel& lm = **m;
+  RecordingProvider rec(lm, *lm.provider);
+  EngineOptions eo;
+  eo.n_ctx = 64;
+  auto e = Engine::Create(*lm.backend, lm.config, *lm.weights, &rec, eo);
+  ASSERT_TRUE(e.ok()) << e.status();
+  std::vector<int32_t> prompt;
+  for (int i = 1; i <= 32; ++i) prompt.push_back(i);
+  ASSERT_TRUE((*e)->Process(prompt, LogitsMode::kAll).ok());
+  // Same logits as the engine with the provider used directly.
+  EXPECT_EQ(AllLogits(*lm.engine, prompt),
+            std::vector<float>((*e)->logits().begin(), (*e)->logits().end()));
+  EXPECT_EQ(rec.hooks, (std::vector<int>{0, 1, 2, 3}));
+  // The float64 reference's expert choices, position by position.
+  const auto ref = RefRouting(ReadFileOrDie(dir + "/ref.json"));
+  ASSERT_GE(ref.size(), 32u * 4u);
+  ASSERT_EQ(rec.calls.size(), 32u * 4u);
+  for (int pos = 0; pos < 32; ++pos) {
+    for (int layer = 0; layer < 4; ++layer) {
+      // Calls are layer-major (all tokens of a layer), ref is position-major.
+      const auto& call = rec.calls[layer * 32 + pos];
+      EXPECT_EQ(call.layer, layer);
+      EXPECT_EQ(call.ids, ref[pos * 4 + layer]) << "position " << pos << " layer " << layer;
+    }
+  }
+}
 
 GenOptions Tiny(GenArch arch) {
   GenOptions o;
