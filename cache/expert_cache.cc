@@ -194,12 +194,21 @@ int ExpertCache::PickSlot(ExpertKey k, std::span<const int> taken,
   q.layer = opt_.per_layer ? int(k.layer) : -1;
   q.tick = tick_;
   q.current_layer = int(k.layer);
-  q.evictable = [this, taken, protect](ExpertKey v) {
-    if (v.layer >= opt_.n_layers || v.expert >= opt_.n_experts) return false;
-    int s = key_slot_[KeyIndex(v)];
-    if (s < 0 || !Evictable(s)) return false;
-    if (std::find(taken.begin(), taken.end(), s) != taken.end()) return false;
-    return std::find(protect.begin(), protect.end(), v) == protect.end();
+  // One pointer of capture keeps the std::function within its small buffer
+  // (no heap allocation per miss).
+  struct Ctx {
+    const ExpertCache* cache;
+    std::span<const int> taken;
+    std::span<const ExpertKey> protect;
+  } ctx{this, taken, protect};
+  const Ctx* cp = &ctx;
+  q.evictable = [cp](ExpertKey v) {
+    const ExpertCache& c = *cp->cache;
+    if (v.layer >= c.opt_.n_layers || v.expert >= c.opt_.n_experts) return false;
+    int s = c.key_slot_[c.KeyIndex(v)];
+    if (s < 0 || !c.Evictable(s)) return false;
+    if (std::find(cp->taken.begin(), cp->taken.end(), s) != cp->taken.end()) return false;
+    return std::find(cp->protect.begin(), cp->protect.end(), v) == cp->protect.end();
   };
   std::optional<ExpertKey> v = policy_->PickVictim(q);
   if (!v) return -1;
