@@ -285,6 +285,7 @@ struct Edit {
   std::string arch;          // replaces general.architecture when set
   std::string drop_tensor;   // omitted
   std::string reshape_tensor;  // written with its first two dims swapped
+  std::vector<std::string> drop_keys;  // metadata keys omitted
 };
 
 void CopyGguf(const std::string& src, const std::string& dst, const Edit& edit) {
@@ -292,6 +293,9 @@ void CopyGguf(const std::string& src, const std::string& dst, const Edit& edit) 
   ASSERT_TRUE(f.ok()) << f.status();
   io::GgufWriter w;
   for (const io::GgufKv& kv : f->metadata()) {
+    if (std::find(edit.drop_keys.begin(), edit.drop_keys.end(), kv.key) != edit.drop_keys.end()) {
+      continue;
+    }
     if (kv.key == "general.architecture" && !edit.arch.empty()) {
       w.SetString(kv.key, edit.arch);
     } else {
@@ -318,31 +322,80 @@ TEST(LoadErrors, NameTheProblem) {
   ScratchDir dir;
   const std::string src = SharedPath("reference/qwen3moe-tiny-a/qwen3moe-tiny-a.gguf");
 
-  CopyGguf(src, dir.Path("arch.gguf"), {"gpt-neo-moe", "", ""});
+  CopyGguf(src, dir.Path("arch.gguf"), {"gpt-neo-moe", "", "", {}});
   auto a = LoadWith(dir.Path("arch.gguf"));
   ASSERT_FALSE(a.ok());
   EXPECT_EQ(a.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(a.status().message().find("gpt-neo-moe"), std::string::npos) << a.status();
   EXPECT_NE(a.status().message().find("llama, qwen3moe"), std::string::npos) << a.status();
 
-  CopyGguf(src, dir.Path("missing.gguf"), {"", "blk.2.attn_k_norm.weight", ""});
+  CopyGguf(src, dir.Path("missing.gguf"), {"", "blk.2.attn_k_norm.weight", "", {}});
   auto b = LoadWith(dir.Path("missing.gguf"));
   ASSERT_FALSE(b.ok());
   EXPECT_NE(b.status().message().find("missing tensor 'blk.2.attn_k_norm.weight'"),
             std::string::npos)
       << b.status();
 
-  CopyGguf(src, dir.Path("shape.gguf"), {"", "", "blk.1.attn_k.weight"});
+  CopyGguf(src, dir.Path("shape.gguf"), {"", "", "blk.1.attn_k.weight", {}});
   auto c = LoadWith(dir.Path("shape.gguf"));
   ASSERT_FALSE(c.ok());
   EXPECT_NE(c.status().message().find("'blk.1.attn_k.weight' has shape [128, 256], expected [256, 128]"),
             std::string::npos)
       << c.status();
 
-  CopyGguf(src, dir.Path("experts.gguf"), {"", "blk.0.ffn_up_exps.weight", ""});
+  CopyGguf(src, dir.Path("experts.gguf"), {"", "blk.0.ffn_up_exps.weight", "", {}});
   auto d = LoadWith(dir.Path("experts.gguf"));
   ASSERT_FALSE(d.ok());
   EXPECT_NE(d.status().message().find("ffn_up_exps"), std::string::npos) << d.status();
+}
+
+TEST(ModelConfig, AbsentKeysTakeLlamaCppDefaults) {
+  ScratchDir dir;
+  const std::vector<std::string> optional = {"attention.layer_norm_rms_epsilon",
+                                             "rope.dimension_count", "attention.key_length",
+                                             "attention.value_length", "vocab_size",
+                                             "attention.head_count_kv", "rope.freq_base"};
+  for (const std::string arch : {"qwen3moe", "llama"}) {
+    const std::string name = arch == "llama" ? "mixtral-tiny-a" : "qwen3moe-tiny-a";
+    std::vector<std::string> drop;
+    for (const std::string& k : optional) drop.push_back(arch + "." + k);
+    const std::string path = dir.Path(arch + ".gguf");
+    CopyGguf(SharedPath("reference/" + name + "/" + name + ".gguf"), path, {"", "", "", drop});
+    auto f = io::GgufFile::Open(path);
+    ASSERT_TRUE(f.ok()) << f.status();
+    auto c = ReadModelConfig(*f);
+    ASSERT_TRUE(c.ok()) << c.status();
+    EXPECT_FLOAT_EQ(c->rms_eps, arch == "llama" ? 1e-5f : 1e-6f) << arch;
+    EXPECT_EQ(c->head_dim_k, 256 / 4) << arch;  // n_embd / n_head
+    EXPECT_EQ(c->head_dim_v, c->head_dim_k);
+    EXPECT_EQ(c->rope.n_rot, c->head_dim_k);
+    EXPECT_EQ(c->n_vocab, 512);  // from token_embd's shape
+    EXPECT_EQ(c->n_head_kv, c->n_head);
+    EXPECT_FLOAT_EQ(c->rope.freq_base, 10000.0f);
+    EXPECT_EQ(c->rope.mode, arch == "llama" ? kernels::RopeMode::kNormal : kernels::RopeMode::kNeox);
+    EXPECT_EQ(c->qk_norm, arch == "qwen3moe");
+    EXPECT_EQ(c->n_ff_exp, 128);
+  }
+}
+
+TEST(ModelConfig, RopeScalingKeys) {
+  ScratchDir dir;
+  auto f = io::GgufFile::Open(SharedPath("reference/mixtral-tiny-a/mixtral-tiny-a.gguf"));
+  ASSERT_TRUE(f.ok());
+  io::GgufWriter w;
+  for (const io::GgufKv& kv : f->metadata()) w.Set(kv.key, kv.value);
+  w.SetString("llama.rope.scaling.type", "yarn");
+  w.SetFloat32("llama.rope.scaling.factor", 4.0f);
+  w.SetUint32("llama.rope.scaling.original_context_length", 128);
+  ASSERT_TRUE(w.Write(dir.Path("yarn.gguf")).ok());
+  auto y = io::GgufFile::Open(dir.Path("yarn.gguf"));
+  ASSERT_TRUE(y.ok()) << y.status();
+  auto c = ReadModelConfig(*y);
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->rope.scaling, kernels::RopeScaling::kYarn);
+  EXPECT_FLOAT_EQ(c->rope.freq_scale, 0.25f);
+  EXPECT_EQ(c->rope.n_ctx_orig, 128);
+  EXPECT_FLOAT_EQ(c->rope.ext_factor, 1.0f);
 }
 
 TEST(Engine, ContextOverflowAndBadTokenAreErrors) {
