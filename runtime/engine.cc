@@ -150,9 +150,9 @@ absl::Status Engine::Chunk(const int32_t* tokens, int64_t n, bool all_logits, fl
     const LayerWeights& l = w_.layers[il];
     // Attention.
     be_.RmsNorm(x_, l.attn_norm, h_, n, D, c.rms_eps);
-    be_.MatMul(l.wq, h_, n, q_);
-    be_.MatMul(l.wk, h_, n, k_);
-    be_.MatMul(l.wv, h_, n, v_);
+    // One dispatch for the three projections of the same input.
+    const kernels::MatMulJob qkv[3] = {{l.wq, h_, n, q_}, {l.wk, h_, n, k_}, {l.wv, h_, n, v_}};
+    be_.MatMulBatch(qkv);
     if (c.qk_norm) {
       be_.RmsNorm(q_, l.q_norm, q_, n * c.n_head, c.head_dim_k, c.rms_eps);
       be_.RmsNorm(k_, l.k_norm, k_, n * c.n_head_kv, c.head_dim_k, c.rms_eps);
@@ -182,8 +182,9 @@ absl::Status Engine::Chunk(const int32_t* tokens, int64_t n, bool all_logits, fl
     if (l.is_moe()) {
       MOESTREAM_RETURN_IF_ERROR(Moe(il, n));
     } else {
-      be_.MatMul(l.ffn_gate, h_, n, ffn_gate_);
-      be_.MatMul(l.ffn_up, h_, n, ffn_up_);
+      const kernels::MatMulJob gate_up[2] = {{l.ffn_gate, h_, n, ffn_gate_},
+                                             {l.ffn_up, h_, n, ffn_up_}};
+      be_.MatMulBatch(gate_up);
       be_.SiluMul(ffn_gate_, ffn_up_, ffn_gate_, n * c.n_ff);
       be_.MatMul(l.ffn_down, ffn_gate_, n, h_);
       be_.Add(x_, h_, x_, n * D);

@@ -98,10 +98,21 @@ void ExpertFfnRunner::Run(const float* x, int64_t n_tok, std::span<const ExpertG
   }
   backend_.MatMulBatch(jobs_);
   jobs_.clear();
+  // Groups covering consecutive rows (all of them, unless the caller splits
+  // the groups) share one SiluMul.
+  bool contiguous = true;
+  for (size_t i = 1; i < groups.size(); ++i) {
+    contiguous &= groups[i].first_row == groups[i - 1].first_row + groups[i - 1].rows;
+  }
+  if (contiguous && !groups.empty()) {
+    const int64_t r0 = groups.front().first_row;
+    const int64_t rows = groups.back().first_row + groups.back().rows - r0;
+    backend_.SiluMul(gate_ + r0 * n_ff_, up_ + r0 * n_ff_, gate_ + r0 * n_ff_, rows * n_ff_);
+  }
   for (size_t i = 0; i < groups.size(); ++i) {
     const ExpertGroup& g = groups[i];
     float* gate = gate_ + g.first_row * n_ff_;
-    backend_.SiluMul(gate, up_ + g.first_row * n_ff_, gate, g.rows * n_ff_);
+    if (!contiguous) backend_.SiluMul(gate, up_ + g.first_row * n_ff_, gate, g.rows * n_ff_);
     jobs_.push_back({w[i]->down, gate, g.rows, ys_ + g.first_row * n_embd_});
   }
   backend_.MatMulBatch(jobs_);
