@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/status_macros.h"
 #include "base/strings.h"
 #include "kernels/cuda/cuda_ops.h"
 
@@ -227,12 +228,19 @@ class CudaBackend : public Backend {
     return {opts_.host_budget_bytes, host_used_, host_high_water_};
   }
 
+  // Synchronous copies run on the compute stream, so they are ordered after
+  // every op issued before them (the compute stream is non-blocking: a plain
+  // cudaMemcpy on the legacy stream would not wait for it).
   absl::Status CopyToDevice(void* dst, const void* src, size_t bytes) override {
-    return CudaError(cudaMemcpy(dst, src, bytes, cudaMemcpyHostToDevice), "copy to device");
+    MOESTREAM_RETURN_IF_ERROR(CudaError(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, cs()), "copy to device"));
+    return CudaError(cudaStreamSynchronize(cs()), "copy to device");
   }
   absl::Status CopyToHost(void* dst, const void* src, size_t bytes) override {
     if (!sticky_.ok()) return sticky_;
-    return CudaError(cudaMemcpy(dst, src, bytes, cudaMemcpyDeviceToHost), "copy to host");
+    MOESTREAM_RETURN_IF_ERROR(CudaError(
+        cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, cs()), "copy to host"));
+    return CudaError(cudaStreamSynchronize(cs()), "copy to host");
   }
 
   absl::StatusOr<std::unique_ptr<Stream>> CreateStream(StreamKind kind) override {
