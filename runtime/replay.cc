@@ -158,8 +158,10 @@ absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
           out->scorer.AddUnpredicted(actual.size());
         }
       }
-      for (size_t part = 0; part < (o.sequential ? ids.size() : 1); ++part) {
-        std::span<const int32_t> req = o.sequential ? ids.subspan(part, 1) : ids;
+      // A step that cannot fit its pool is requested expert by expert.
+      const bool seq = o.sequential || (o.per_layer && int(ids.size()) > o.capacity);
+      for (size_t part = 0; part < (seq ? ids.size() : 1); ++part) {
+        std::span<const int32_t> req = seq ? ids.subspan(part, 1) : ids;
         handles.clear();
         MOESTREAM_RETURN_IF_ERROR(cache->Acquire(g.layer, req, &handles));
         for (auto& h : handles) {

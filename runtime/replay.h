@@ -11,7 +11,8 @@
 //     one that is the token's top-k at that layer, requested together, so a
 //     request is a hit iff the expert is resident when the step starts and no
 //     requested expert evicts another ("step-batched").
-//     With `sequential`, each expert is its own Acquire, in gate order.
+//     With `sequential` (or when a step's experts exceed a per-layer pool),
+//     each expert is its own Acquire, in gate order.
 //   - Capacity is in experts per layer: per-layer mode gives each layer that
 //     many slots, global mode gives capacity * n_layers slots shared by all.
 //   - Only cells of the selected phase are replayed (default decode).
