@@ -28,14 +28,33 @@ float H(uint16_t h) { return HalfToFloat(h); }
 
 // ---------------------------------------------------------------- legacy quants
 
+// roundf(v) (halves away from zero) for |v| < 2^31, without a libm call or a
+// branch so that block loops vectorize: v minus its truncation is exact.
+inline int RoundHalfAway(float v) {
+  const int t = static_cast<int>(v);
+  const float frac = v - static_cast<float>(t);
+  return t + (frac >= 0.5f) - (frac <= -0.5f);
+}
+
+// max |x[j]| over a block, in 8 interleaved lanes (max is exact in any order,
+// and a NaN never wins, as in a sequential std::max).
+float BlockAbsMax(const float* x) {
+  float m[8] = {};
+  for (int j = 0; j < kQK; j += 8) {
+    for (int l = 0; l < 8; ++l) m[l] = std::max(m[l], std::fabs(x[j + l]));
+  }
+  float amax = 0;
+  for (float v : m) amax = std::max(amax, v);
+  return amax;
+}
+
+// ggml's reference Q8_0 quantizer: d = absmax/127, q = roundf(x/d).
 void QuantizeQ8_0(const float* x, int64_t nb, BlockQ8_0* y) {
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
-    float amax = 0;
-    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
-    const float d = amax / 127.0f;
+    const float d = BlockAbsMax(x) / 127.0f;
     const float id = d != 0 ? 1.0f / d : 0.0f;
     y[i].d = FloatToHalf(d);
-    for (int j = 0; j < kQK; ++j) y[i].qs[j] = static_cast<int8_t>(std::roundf(x[j] * id));
+    for (int j = 0; j < kQK; ++j) y[i].qs[j] = static_cast<int8_t>(RoundHalfAway(x[j] * id));
   }
 }
 

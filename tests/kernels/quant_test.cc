@@ -2,6 +2,7 @@
 // ggml block description (the expected floats come from the format's formula
 // in this file, not from our code), conversions of special values, and
 // quantize→dequantize error bounds per type.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <random>
@@ -246,6 +247,55 @@ TEST(QuantTest, Q8KBlockSums) {
       EXPECT_EQ(bs, sum);
     }
   }
+}
+
+// Q8_0 quantization is ggml's reference quantizer byte for byte: d =
+// absmax/127 stored as half, q = roundf(x * (1/d)) with halves away from zero.
+// The expected bytes come from that definition here (libm roundf), over random
+// blocks, exact ties, values just below a half, zero blocks and large ranges.
+TEST(QuantTest, Q8_0IsGgmlReferenceRoundingBitForBit) {
+  constexpr int64_t kBlocks = 4096;
+  std::mt19937 rng(11);
+  std::normal_distribution<float> nd;
+  std::uniform_real_distribution<float> ud(-1.0f, 1.0f);
+  std::vector<float> x(kBlocks * 32);
+  for (int64_t b = 0; b < kBlocks; ++b) {
+    float* blk = x.data() + b * 32;
+    const int kind = static_cast<int>(b % 6);
+    const float scale = std::ldexp(1.0f, static_cast<int>(b % 41) - 20);
+    for (int j = 0; j < 32; ++j) {
+      switch (kind) {
+        case 0: blk[j] = nd(rng) * scale; break;
+        case 1: blk[j] = ud(rng) * scale; break;
+        // amax 127 makes 1/d exactly 1: k + 0.5 are exact ties.
+        case 2: blk[j] = j == 0 ? 127.0f : static_cast<float>(static_cast<int>(rng() % 253) - 126) + 0.5f; break;
+        case 3: blk[j] = j == 0 ? -127.0f : std::nextafter(static_cast<float>(static_cast<int>(rng() % 200) - 100) + 0.5f, 0.0f); break;
+        case 4: blk[j] = 0.0f; break;
+        default: blk[j] = (j % 2 ? -1.0f : 1.0f) * static_cast<float>(rng() % 1000) * scale; break;
+      }
+    }
+  }
+  std::vector<uint8_t> got(RowBytes(GgmlType::kQ8_0, x.size()));
+  ASSERT_TRUE(QuantizeRow(GgmlType::kQ8_0, x.data(), static_cast<int64_t>(x.size()), got.data()).ok());
+  int ties = 0;
+  for (int64_t b = 0; b < kBlocks; ++b) {
+    const float* blk = x.data() + b * 32;
+    float amax = 0;
+    for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(blk[j]));
+    const float d = amax / 127.0f;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    const uint8_t* q = got.data() + b * 34;
+    uint16_t dh;
+    std::memcpy(&dh, q, 2);
+    ASSERT_EQ(dh, FloatToHalf(d)) << "block " << b;
+    for (int j = 0; j < 32; ++j) {
+      const float v = blk[j] * id;
+      ties += v - std::floor(v) == 0.5f;
+      ASSERT_EQ(static_cast<int8_t>(q[2 + j]), static_cast<int8_t>(std::roundf(v)))
+          << "block " << b << " element " << j << " x*id=" << v;
+    }
+  }
+  EXPECT_GT(ties, 1000);
 }
 
 TEST(QuantTest, RejectsPartialBlocksAndUnknownTypes) {
