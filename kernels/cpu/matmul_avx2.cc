@@ -170,47 +170,132 @@ float DotBF16(int64_t n, const void* w, const void* x) {
 
 // ---------------------------------------------------------------- legacy quants
 
-float DotQ8_0(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ8_0*>(w);
-  const auto* b = static_cast<const BlockQ8_0*>(x);
-  const int64_t nb = n / kQK;
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const __m256 d0 = _mm256_set1_ps(H2F(a[i].d) * H2F(b[i].d));
-    const __m256 d1 = _mm256_set1_ps(H2F(a[i + 1].d) * H2F(b[i + 1].d));
-    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(MulSumI8(Load256(a[i].qs), Load256(b[i].qs))), acc0);
-    acc1 = _mm256_fmadd_ps(
-        d1, _mm256_cvtepi32_ps(MulSumI8(Load256(a[i + 1].qs), Load256(b[i + 1].qs))), acc1);
+// Weight rows of Q8_0 / Q4_0 as signed bytes, one 32-element block at a time.
+struct Q8_0Weights {
+  using Block = BlockQ8_0;
+  static __m256i Quants(const Block& b) { return Load256(b.qs); }
+};
+struct Q4_0Weights {
+  using Block = BlockQ4_0;
+  static __m256i Quants(const Block& b) {
+    return _mm256_sub_epi8(UnpackNibbles16(b.qs), _mm256_set1_epi8(8));
   }
-  for (; i < nb; ++i) {
-    const __m256 d0 = _mm256_set1_ps(H2F(a[i].d) * H2F(b[i].d));
-    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(MulSumI8(Load256(a[i].qs), Load256(b[i].qs))), acc0);
+};
+
+// RM weight rows × RN activation rows of 32-element blocks against Q8_0
+// activations. Each (row, token) pair has one 8-lane accumulator updated once
+// per block in block order and one final horizontal sum, so its result does
+// not depend on RM, RN or where the pair falls in a larger product. Weight
+// blocks are loaded (and made unsigned) once per RN tokens, activation blocks
+// once per RM rows.
+template <class W, int RM, int RN>
+inline void TileLegacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
+                       float* y, size_t ys) {
+  using WB = typename W::Block;
+  __m256 acc[RM][RN];
+  for (int r = 0; r < RM; ++r) {
+    for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
   }
-  return Hsum(_mm256_add_ps(acc0, acc1));
+  const __m256i ones = _mm256_set1_epi16(1);
+  for (int64_t i = 0; i < nb; ++i) {
+    __m256i xq[RN];
+    float dx[RN];
+    for (int t = 0; t < RN; ++t) {
+      const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(x + t * xs)[i];
+      xq[t] = Load256(b.qs);
+      dx[t] = H2F(b.d);
+    }
+    for (int r = 0; r < RM; ++r) {
+      const WB& a = reinterpret_cast<const WB*>(w + r * ws)[i];
+      // Short rows read side by side are not followed by the hardware
+      // prefetcher: fetch the rows two tiles ahead (the next in memory).
+      _mm_prefetch(reinterpret_cast<const char*>(&a) + 2 * RM * ws, _MM_HINT_T0);
+      const __m256i q = W::Quants(a);
+      const __m256i aq = _mm256_sign_epi8(q, q);
+      const float dw = H2F(a.d);
+      for (int t = 0; t < RN; ++t) {
+        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(xq[t], q)), ones);
+        acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[t]), _mm256_cvtepi32_ps(p), acc[r][t]);
+      }
+    }
+  }
+  for (int r = 0; r < RM; ++r) {
+    for (int t = 0; t < RN; ++t) y[t * ys + r] = Hsum(acc[r][t]);
+  }
 }
 
-float DotQ4_0(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ4_0*>(w);
-  const auto* b = static_cast<const BlockQ8_0*>(x);
-  const int64_t nb = n / kQK;
-  const __m256i off = _mm256_set1_epi8(8);
-  __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0;
-  int64_t i = 0;
-  for (; i + 2 <= nb; i += 2) {
-    const __m256 d0 = _mm256_set1_ps(H2F(a[i].d) * H2F(b[i].d));
-    const __m256 d1 = _mm256_set1_ps(H2F(a[i + 1].d) * H2F(b[i + 1].d));
-    const __m256i q0 = _mm256_sub_epi8(UnpackNibbles16(a[i].qs), off);
-    const __m256i q1 = _mm256_sub_epi8(UnpackNibbles16(a[i + 1].qs), off);
-    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(MulSumI8(q0, Load256(b[i].qs))), acc0);
-    acc1 = _mm256_fmadd_ps(d1, _mm256_cvtepi32_ps(MulSumI8(q1, Load256(b[i + 1].qs))), acc1);
+// Tiles of RM rows over all tokens, kToks at a time (then one narrower tile).
+// `Tile` is a template of (RM, RN) with a static Run(nb, w, ws, x, xs, y, ys).
+template <template <int, int> class Tile, int RM, int kToks>
+void RunTokens(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, int64_t n_tok,
+               float* y, size_t ys) {
+  static_assert(kToks >= 1 && kToks <= 4);
+  int64_t t = 0;
+  for (; t + kToks <= n_tok; t += kToks) Tile<RM, kToks>::Run(nb, w, ws, x + t * xs, xs, y + t * ys, ys);
+  const int64_t left = n_tok - t;
+  x += t * xs;
+  y += t * ys;
+  if constexpr (kToks > 1) if (left == 1) Tile<RM, 1>::Run(nb, w, ws, x, xs, y, ys);
+  if constexpr (kToks > 2) if (left == 2) Tile<RM, 2>::Run(nb, w, ws, x, xs, y, ys);
+  if constexpr (kToks > 3) if (left == 3) Tile<RM, 3>::Run(nb, w, ws, x, xs, y, ys);
+}
+
+// All rows, kRows at a time (then one narrower tile), each over all tokens.
+template <template <int, int> class Tile, int kRows, int kToks>
+void RunRows(int64_t nb, const uint8_t* w, size_t ws, int64_t rows, const uint8_t* x, size_t xs,
+             int64_t n_tok, float* y, size_t ys) {
+  static_assert(kRows >= 1 && kRows <= 4);
+  int64_t r = 0;
+  for (; r + kRows <= rows; r += kRows) RunTokens<Tile, kRows, kToks>(nb, w + r * ws, ws, x, xs, n_tok, y + r, ys);
+  const int64_t left = rows - r;
+  w += r * ws;
+  y += r;
+  if constexpr (kRows > 1) if (left == 1) RunTokens<Tile, 1, kToks>(nb, w, ws, x, xs, n_tok, y, ys);
+  if constexpr (kRows > 2) if (left == 2) RunTokens<Tile, 2, kToks>(nb, w, ws, x, xs, n_tok, y, ys);
+  if constexpr (kRows > 3) if (left == 3) RunTokens<Tile, 3, kToks>(nb, w, ws, x, xs, n_tok, y, ys);
+}
+
+// A row × token block: prefill in kRows × kToks tiles, so each weight block
+// loaded serves kToks tokens and each activation block kRows rows; a single
+// token in tiles of kRows1 rows. Decode is bound by memory, not arithmetic:
+// reading rows one after another (with the next rows prefetched) streams the
+// weights faster than reading several rows side by side (measured on the
+// qwen3moe expert shapes), so the legacy quants decode with kRows1 = 1.
+template <template <int, int> class Tile, int kRows, int kToks, int kRows1>
+void RunTiled(int64_t nb, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
+              int64_t n_tok, float* y, size_t ys) {
+  const auto* wb = static_cast<const uint8_t*>(w);
+  const auto* xb = static_cast<const uint8_t*>(x);
+  if (n_tok == 1) {
+    RunRows<Tile, kRows1, 1>(nb, wb, ws, rows, xb, xs, 1, y, ys);
+  } else {
+    RunRows<Tile, kRows, kToks>(nb, wb, ws, rows, xb, xs, n_tok, y, ys);
   }
-  for (; i < nb; ++i) {
-    const __m256 d0 = _mm256_set1_ps(H2F(a[i].d) * H2F(b[i].d));
-    const __m256i q0 = _mm256_sub_epi8(UnpackNibbles16(a[i].qs), off);
-    acc0 = _mm256_fmadd_ps(d0, _mm256_cvtepi32_ps(MulSumI8(q0, Load256(b[i].qs))), acc0);
-  }
-  return Hsum(_mm256_add_ps(acc0, acc1));
+}
+
+template <class W>
+struct LegacyTile {
+  template <int RM, int RN>
+  struct T {
+    static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y,
+                    size_t ys) {
+      TileLegacy<W, RM, RN>(nb, w, ws, x, xs, y, ys);
+    }
+  };
+};
+
+template <class W>
+void DotTileLegacy(int64_t n, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
+                   int64_t n_tok, float* y, size_t ys) {
+  RunTiled<LegacyTile<W>::template T, 4, 3, 1>(n / kQK, w, ws, rows, x, xs, n_tok, y, ys);
+}
+
+template <class W>
+float DotLegacy(int64_t n, const void* w, const void* x) {
+  float y;
+  TileLegacy<W, 1, 1>(n / kQK, static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(x),
+                      0, &y, 0);
+  return y;
 }
 
 // ---------------------------------------------------------------- k-quants
@@ -290,14 +375,16 @@ float DotQ6K(int64_t n, const void* w, const void* x) {
 // Table entries are set by index, not through the header's inline accessors,
 // so no inline function is ever emitted from this file with AVX2 code in it.
 void FillAvx2Kernels(MatmulKernels& k) {
-  auto set = [&k](GgmlType t, GgmlType act, QuantizeActFn q, DotFn dot) {
-    k.types[static_cast<int>(t)] = TypeKernels{act, q, dot, nullptr};
+  auto set = [&k](GgmlType t, GgmlType act, QuantizeActFn q, DotFn dot, DotTileFn tile = nullptr) {
+    k.types[static_cast<int>(t)] = TypeKernels{act, q, dot, tile};
   };
   set(GgmlType::kF32, GgmlType::kF32, CopyActF32, DotF32);
   set(GgmlType::kF16, GgmlType::kF32, CopyActF32, DotF16);
   set(GgmlType::kBF16, GgmlType::kF32, CopyActF32, DotBF16);
-  set(GgmlType::kQ8_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotQ8_0);
-  set(GgmlType::kQ4_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotQ4_0);
+  set(GgmlType::kQ8_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotLegacy<Q8_0Weights>,
+      DotTileLegacy<Q8_0Weights>);
+  set(GgmlType::kQ4_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotLegacy<Q4_0Weights>,
+      DotTileLegacy<Q4_0Weights>);
   set(GgmlType::kQ4_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<false>);
   set(GgmlType::kQ5_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<true>);
   set(GgmlType::kQ6_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K);

@@ -13,28 +13,37 @@ constexpr size_t kTileBytes = 128 << 10;
 }  // namespace
 
 void MatmulDriver::Run(std::span<const MatMulJob> jobs, const MatmulKernels& k, ThreadPool& pool) {
-  // 1. Activations, converted once per row.
+  // 1. Activations, converted once per row. Jobs reading the same activation
+  //    rows in the same converted form (an expert's gate and up projections,
+  //    or every expert of a decode step) share one conversion.
   act_offset_.assign(jobs.size(), 0);
   size_t total = 0;
-  int64_t total_rows = 0, total_tok = 0;
+  int64_t total_rows = 0;
+  tok_tasks_.clear();
   for (size_t j = 0; j < jobs.size(); ++j) {
-    const TypeKernels& tk = k.For(jobs[j].w.type);
+    const MatMulJob& job = jobs[j];
+    const TypeKernels& tk = k.For(job.w.type);
     MOESTREAM_CHECK(tk.dot != nullptr) << "no matmul kernel for type "
-                                       << static_cast<int>(jobs[j].w.type);
+                                       << static_cast<int>(job.w.type);
+    total_rows += job.w.n_out;
+    bool shared = false;
+    for (size_t e = 0; e < j && !shared; ++e) {
+      const MatMulJob& o = jobs[e];
+      if (o.x == job.x && o.n_tok == job.n_tok && o.w.n_in == job.w.n_in &&
+          k.For(o.w.type).quantize_act == tk.quantize_act) {
+        act_offset_[j] = act_offset_[e];
+        shared = true;
+      }
+    }
+    if (shared) continue;
     act_offset_[j] = total;
-    total += ActRowBytes(tk, jobs[j].w.n_in) * jobs[j].n_tok;
+    total += ActRowBytes(tk, job.w.n_in) * job.n_tok;
     total = (total + 63) & ~size_t{63};
-    total_rows += jobs[j].w.n_out;
-    total_tok += jobs[j].n_tok;
+    for (int64_t t = 0; t < job.n_tok; ++t) tok_tasks_.emplace_back(static_cast<int32_t>(j), t);
   }
   if (act_.size() < total) act_.resize(total);
-  std::vector<std::pair<int32_t, int64_t>> tok_tasks;
-  tok_tasks.reserve(total_tok);
-  for (size_t j = 0; j < jobs.size(); ++j) {
-    for (int64_t t = 0; t < jobs[j].n_tok; ++t) tok_tasks.emplace_back(static_cast<int32_t>(j), t);
-  }
-  pool.ParallelFor(static_cast<int64_t>(tok_tasks.size()), [&](int64_t i) {
-    const auto [j, t] = tok_tasks[i];
+  pool.ParallelFor(static_cast<int64_t>(tok_tasks_.size()), [&](int64_t i) {
+    const auto [j, t] = tok_tasks_[i];
     const MatMulJob& job = jobs[j];
     const TypeKernels& tk = k.For(job.w.type);
     const size_t ab = ActRowBytes(tk, job.w.n_in);
@@ -62,14 +71,15 @@ void MatmulDriver::Run(std::span<const MatMulJob> jobs, const MatmulKernels& k, 
     const int64_t tile = std::max<int64_t>(1, static_cast<int64_t>(kTileBytes / wb));
     for (int64_t r0 = ch.r0; r0 < ch.r1; r0 += tile) {
       const int64_t r1 = std::min(ch.r1, r0 + tile);
+      if (tk.dot_tile) {
+        tk.dot_tile(n, w + r0 * wb, wb, r1 - r0, xq, ab, job.n_tok, job.y + r0,
+                    static_cast<size_t>(job.w.n_out));
+        continue;
+      }
       for (int64_t t = 0; t < job.n_tok; ++t) {
         float* y = job.y + t * job.w.n_out;
         const uint8_t* x = xq + t * ab;
-        if (tk.dot_rows) {
-          tk.dot_rows(n, w + r0 * wb, wb, r1 - r0, x, y + r0);
-        } else {
-          for (int64_t r = r0; r < r1; ++r) y[r] = tk.dot(n, w + r * wb, x);
-        }
+        for (int64_t r = r0; r < r1; ++r) y[r] = tk.dot(n, w + r * wb, x);
       }
     }
   });

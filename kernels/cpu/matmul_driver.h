@@ -1,10 +1,12 @@
 // Schedules matrix products on the CPU backend's thread pool: each job's
-// activation rows are converted once to the kernel's activation type, then
+// activation rows are converted once to the kernel's activation type (once
+// for all jobs that read the same rows in the same form), then
 // the output rows of all jobs are cut into contiguous chunks that the pool
 // hands out in order (so one thread streams through neighbouring weight rows,
 // which the hardware prefetcher follows). Within a chunk, rows are processed
 // in tiles that stay in L2 while every token of the job passes over them, so a
-// prefill reads each weight row from memory once.
+// prefill reads each weight row from memory once. Types with a register-tiled
+// kernel (TypeKernels::dot_tile) get the whole tile × tokens block in one call.
 //
 //   MatmulDriver d;
 //   d.Run(jobs, KernelsFor(Isa::kAvx2), pool);
@@ -13,6 +15,7 @@
 
 #include <cstdint>
 #include <span>
+#include <utility>
 #include <vector>
 
 #include "kernels/backend.h"
@@ -33,6 +36,7 @@ class MatmulDriver {
   };
   std::vector<uint8_t> act_;        // converted activations of all jobs
   std::vector<size_t> act_offset_;  // per job
+  std::vector<std::pair<int32_t, int64_t>> tok_tasks_;  // (job, token) to convert
   std::vector<Chunk> chunks_;
 };
 

@@ -30,9 +30,15 @@ namespace moestream::kernels::cpu {
 // dot of one weight row (n elements, weight type) with one activation row
 // (activation type).
 using DotFn = float (*)(int64_t n, const void* w, const void* x);
-// Several weight rows with one activation row: y[r] = dot(w + r*w_stride, x).
-using DotRowsFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t rows,
-                           const void* x, float* y);
+// A block of weight rows against a block of activation rows:
+//   y[t * y_stride + r] = dot(w + r * w_stride, x + t * x_stride)
+// for r < rows, t < n_tok. Register-tiled kernels reuse each loaded weight
+// block across several tokens and each activation block across several rows.
+// Every (r, t) result is bit-identical to `dot` of that pair, whatever the
+// tile shape, so a prefill agrees exactly with token-by-token decode.
+using DotTileFn = void (*)(int64_t n, const void* w, size_t w_stride, int64_t rows,
+                           const void* x, size_t x_stride, int64_t n_tok, float* y,
+                           size_t y_stride);
 // Converts an F32 activation row to the activation type.
 using QuantizeActFn = void (*)(const float* x, int64_t n, void* out);
 
@@ -40,7 +46,7 @@ struct TypeKernels {
   GgmlType act_type = GgmlType::kF32;
   QuantizeActFn quantize_act = nullptr;
   DotFn dot = nullptr;
-  DotRowsFn dot_rows = nullptr;  // optional; DotRows() falls back to dot
+  DotTileFn dot_tile = nullptr;  // optional; the driver falls back to dot
 };
 
 inline constexpr int kMaxTypeId = 40;
@@ -59,8 +65,9 @@ const MatmulKernels& KernelsFor(Isa isa);
 // KernelsFor(Isa::kAvx512) runs before first use (and which therefore use the
 // AVX2 kernel). Empty when all agree or the CPU lacks AVX-512.
 std::vector<GgmlType> Avx512RejectedKernels();
-// The check itself: types whose `wide` dot disagrees with `base`'s on
-// quantized random rows (activations converted by `base`).
+// The check itself: types whose `wide` dot (or dot_tile, over several row and
+// token counts) disagrees with `base`'s dot on quantized random rows
+// (activations converted by `base`).
 std::vector<GgmlType> CheckKernelsAgainst(const MatmulKernels& wide, const MatmulKernels& base);
 
 // Bytes of one activation row of n elements converted for weight type t.

@@ -171,7 +171,8 @@ void FillScalarKernels(MatmulKernels& k) {
   k.For(GgmlType::kQ8_K) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ8_K>, nullptr};
 }
 
-// Rows include partial vectors (odd block counts, n = 100 for floats).
+// Rows include partial vectors (odd block counts, n = 100 for floats); tiles
+// cover every row and token count up to 6 (full tiles and each remainder).
 std::vector<GgmlType> CheckKernelsAgainst(const MatmulKernels& wide, const MatmulKernels& base) {
   std::vector<GgmlType> bad;
   uint32_t seed = 12345;
@@ -179,26 +180,48 @@ std::vector<GgmlType> CheckKernelsAgainst(const MatmulKernels& wide, const Matmu
     seed = seed * 1664525u + 1013904223u;
     return static_cast<float>(static_cast<int32_t>(seed >> 8) - (1 << 23)) / (1 << 23);
   };
+  auto close = [](float got, float ref, int64_t n) {
+    return std::fabs(got - ref) <= 1e-4f * (std::fabs(ref) + static_cast<float>(n) * 0.01f);
+  };
+  constexpr int64_t kMaxTile = 6;
   for (int id = 0; id < kMaxTypeId; ++id) {
     const TypeKernels& w = wide.types[id];
     const TypeKernels& b = base.types[id];
-    if (w.dot == nullptr || w.dot == b.dot) continue;
+    if (w.dot == nullptr || (w.dot == b.dot && w.dot_tile == nullptr)) continue;
     const GgmlType t = static_cast<GgmlType>(id);
     const int64_t block = GgmlTypeTraitsOf(t)->block_elems;
+    bool ok = true;
     for (int64_t n : {block * 1, block * 3, block == 1 ? int64_t{100} : block * 7, int64_t{1536}}) {
+      if (!ok) break;
+      const size_t wb = RowBytes(t, n), ab = ActRowBytes(b, n);
+      std::vector<uint8_t> wq(wb * kMaxTile), xq(ab * kMaxTile + 64);
       std::vector<float> xw(n), xa(n);
-      for (auto& v : xw) v = rnd();
-      for (auto& v : xa) v = rnd();
-      std::vector<uint8_t> wq(RowBytes(t, n)), xq(ActRowBytes(b, n) + 64);
-      MOESTREAM_CHECK(QuantizeRow(t, xw.data(), n, wq.data()).ok());
-      b.quantize_act(xa.data(), n, xq.data());
-      const float ref = b.dot(n, wq.data(), xq.data());
-      const float got = w.dot(n, wq.data(), xq.data());
-      if (!(std::fabs(got - ref) <= 1e-4f * (std::fabs(ref) + static_cast<float>(n) * 0.01f))) {
-        bad.push_back(t);
-        break;
+      for (int64_t r = 0; r < kMaxTile; ++r) {
+        for (auto& v : xw) v = rnd();
+        for (auto& v : xa) v = rnd();
+        MOESTREAM_CHECK(QuantizeRow(t, xw.data(), n, wq.data() + r * wb).ok());
+        b.quantize_act(xa.data(), n, xq.data() + r * ab);
+      }
+      std::vector<float> ref(kMaxTile * kMaxTile);
+      for (int64_t tok = 0; tok < kMaxTile; ++tok) {
+        for (int64_t r = 0; r < kMaxTile; ++r) {
+          ref[tok * kMaxTile + r] = b.dot(n, wq.data() + r * wb, xq.data() + tok * ab);
+        }
+      }
+      ok = close(w.dot(n, wq.data(), xq.data()), ref[0], n);
+      for (int64_t rows = 1; ok && w.dot_tile != nullptr && rows <= kMaxTile; ++rows) {
+        for (int64_t n_tok = 1; ok && n_tok <= kMaxTile; ++n_tok) {
+          std::vector<float> y(kMaxTile * kMaxTile, NAN);
+          w.dot_tile(n, wq.data(), wb, rows, xq.data(), ab, n_tok, y.data(), kMaxTile);
+          for (int64_t tok = 0; ok && tok < n_tok; ++tok) {
+            for (int64_t r = 0; ok && r < rows; ++r) {
+              ok = close(y[tok * kMaxTile + r], ref[tok * kMaxTile + r], n);
+            }
+          }
+        }
       }
     }
+    if (!ok) bad.push_back(t);
   }
   return bad;
 }

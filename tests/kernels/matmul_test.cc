@@ -155,6 +155,58 @@ TEST_P(MatMulTest, BatchEqualsSeparateProducts) {
   for (int j = 0; j < 4; ++j) EXPECT_EQ(ys[j], expect[j]) << j;
 }
 
+// A prefill's product must equal token-by-token decode bit for bit, whatever
+// tiles the kernels cut it into.
+TEST_P(MatMulTest, PrefillEqualsTokenByToken) {
+  std::string skip;
+  auto be = MakeIsaBackend(GetParam(), &skip);
+  if (!be) GTEST_SKIP() << skip;
+  for (GgmlType t : kTypes) {
+    const int64_t block = GgmlTypeTraitsOf(t)->block_elems;
+    const int64_t n_in = block == 256 ? 512 : 32 * 9, n_out = 37, n_tok = 11;
+    Weights w = MakeWeights(t, n_in, n_out, 31);
+    std::vector<float> x = RandomVec(n_tok * n_in, 32);
+    const WeightView wv{t, n_in, n_out, w.bytes.data()};
+    std::vector<float> y(n_tok * n_out), y1(n_tok * n_out);
+    be->MatMul(wv, x.data(), n_tok, y.data());
+    for (int64_t k = 0; k < n_tok; ++k) be->MatMul(wv, x.data() + k * n_in, 1, y1.data() + k * n_out);
+    for (int64_t i = 0; i < n_tok * n_out; ++i) {
+      ASSERT_EQ(y[i], y1[i]) << GetParam() << " " << GgmlTypeName(t) << " i=" << i;
+    }
+  }
+}
+
+// Jobs reading the same activations (gate and up of one expert) share one
+// conversion; the results are those of separate products.
+TEST_P(MatMulTest, BatchWithSharedActivations) {
+  std::string skip;
+  auto be = MakeIsaBackend(GetParam(), &skip);
+  if (!be) GTEST_SKIP() << skip;
+  const GgmlType types[] = {GgmlType::kQ8_0, GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K,
+                            GgmlType::kQ6_K, GgmlType::kF16};
+  const int64_t n_in = 512, n_tok = 3;
+  const std::vector<float> x = RandomVec(n_tok * n_in, 400);
+  const std::vector<float> x2 = RandomVec(n_tok * n_in, 401);
+  std::vector<Weights> ws;
+  std::vector<std::vector<float>> ys, expect;
+  std::vector<MatMulJob> jobs;
+  for (size_t j = 0; j < std::size(types); ++j) {
+    const int64_t n_out = 20 + 3 * static_cast<int64_t>(j);
+    ws.push_back(MakeWeights(types[j], n_in, n_out, 300 + static_cast<uint32_t>(j)));
+    ys.emplace_back(n_tok * n_out);
+    expect.emplace_back(n_tok * n_out);
+  }
+  for (size_t j = 0; j < std::size(types); ++j) {
+    const int64_t n_out = 20 + 3 * static_cast<int64_t>(j);
+    const WeightView wv{types[j], n_in, n_out, ws[j].bytes.data()};
+    const float* in = j == 1 ? x2.data() : x.data();  // one job reads other rows
+    be->MatMul(wv, in, n_tok, expect[j].data());
+    jobs.push_back({wv, in, n_tok, ys[j].data()});
+  }
+  be->MatMulBatch(jobs);
+  for (size_t j = 0; j < std::size(types); ++j) EXPECT_EQ(ys[j], expect[j]) << j;
+}
+
 INSTANTIATE_TEST_SUITE_P(Isa, MatMulTest, ::testing::ValuesIn(testing::kIsas),
                          [](const auto& info) { return std::string(info.param); });
 
@@ -173,6 +225,64 @@ TEST(KernelCheckTest, Avx2AgreesWithScalarAndBrokenKernelsAreCaught) {
     return KernelsFor(Isa::kScalar).For(GgmlType::kQ4_K).dot(n, w, x) * 1.01f;
   };
   EXPECT_EQ(CheckKernelsAgainst(broken, scalar), std::vector<GgmlType>{GgmlType::kQ4_K});
+}
+
+// Every tile shape (full tiles and each row/token remainder) of the
+// register-tiled kernels gives exactly the row dot of each (row, token) pair.
+TEST(KernelCheckTest, TiledKernelsEqualTheRowDotForEveryShape) {
+  if (!DetectCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks avx2/fma/f16c";
+  const MatmulKernels& k = KernelsFor(Isa::kAvx2);
+  int tiled = 0;
+  for (int id = 0; id < kMaxTypeId; ++id) {
+    const TypeKernels& tk = k.types[id];
+    if (tk.dot_tile == nullptr) continue;
+    ++tiled;
+    const GgmlType t = static_cast<GgmlType>(id);
+    const int64_t block = GgmlTypeTraitsOf(t)->block_elems;
+    const int64_t n = block == 256 ? 256 * 3 : 32 * 7;
+    constexpr int64_t kMax = 10;
+    const size_t wb = RowBytes(t, n), ab = ActRowBytes(tk, n);
+    std::vector<uint8_t> w(wb * kMax), x(ab * kMax);
+    const std::vector<float> wf = testing::RandomVec(n * kMax, 7, 0.05f);
+    const std::vector<float> xf = testing::RandomVec(n * kMax, 8);
+    for (int64_t r = 0; r < kMax; ++r) {
+      ASSERT_TRUE(QuantizeRow(t, wf.data() + r * n, n, w.data() + r * wb).ok());
+      tk.quantize_act(xf.data() + r * n, n, x.data() + r * ab);
+    }
+    for (int64_t rows = 1; rows <= kMax; ++rows) {
+      for (int64_t n_tok = 1; n_tok <= kMax; ++n_tok) {
+        std::vector<float> y(kMax * kMax, NAN);
+        tk.dot_tile(n, w.data(), wb, rows, x.data(), ab, n_tok, y.data(), kMax);
+        for (int64_t tok = 0; tok < kMax; ++tok) {
+          for (int64_t r = 0; r < kMax; ++r) {
+            const float v = y[tok * kMax + r];
+            if (tok >= n_tok || r >= rows) {
+              ASSERT_TRUE(std::isnan(v)) << "wrote outside the tile";
+              continue;
+            }
+            ASSERT_EQ(v, tk.dot(n, w.data() + r * wb, x.data() + tok * ab))
+                << GgmlTypeName(t) << " rows=" << rows << " n_tok=" << n_tok << " r=" << r
+                << " tok=" << tok;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_GT(tiled, 0);
+}
+
+TEST(KernelCheckTest, BrokenTileRemainderIsCaught) {
+  if (!DetectCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks avx2/fma/f16c";
+  MatmulKernels broken = KernelsFor(Isa::kAvx2);
+  ASSERT_NE(broken.For(GgmlType::kQ8_0).dot_tile, nullptr);
+  broken.For(GgmlType::kQ8_0).dot_tile = [](int64_t n, const void* w, size_t ws, int64_t rows,
+                                            const void* x, size_t xs, int64_t n_tok, float* y,
+                                            size_t ys) {
+    KernelsFor(Isa::kAvx2).For(GgmlType::kQ8_0).dot_tile(n, w, ws, rows, x, xs, n_tok, y, ys);
+    if (rows == 5 && n_tok == 3) y[2 * ys + 4] *= 1.01f;  // one remainder pair
+  };
+  EXPECT_EQ(CheckKernelsAgainst(broken, KernelsFor(Isa::kScalar)),
+            std::vector<GgmlType>{GgmlType::kQ8_0});
 }
 
 TEST(KernelCheckTest, Avx512KernelsPassTheirStartupCheck) {
