@@ -5,8 +5,16 @@
 // tokens per CPU-second of the process (meaningful on a shared machine).
 //
 //   moestream bench -m model.gguf --prompt 128 --gen 64 --reps 3 -t 2 --json
+//   moestream bench -m model.gguf --device-budget 64M --experts-on nvme --link pcie4x16 --json
+//
+// With offloading (engine_flags.h) the expert cache's figures are reported
+// over the decode phases of all repetitions (OffloadReport: hit_rate,
+// prefetch_precision/recall, link_bytes, tier_bytes, stall_ms,
+// overlap_efficiency, budgets and high-water marks), plus the overlap
+// efficiency of each repetition.
 #include <algorithm>
 #include <cstdio>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
@@ -53,7 +61,8 @@ absl::Status Bench(const std::vector<std::string>& args) {
 
   runtime::LoadOptions lo;
   lo.verbose = !json;
-  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> m, LoadModel(ef, lo));
+  runtime::CachedExpertProvider* offload = nullptr;
+  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> m, LoadModel(ef, lo, &offload));
   runtime::Engine& engine = *m->engine;
 
   // A fixed prompt of ids that are not end-of-generation tokens.
@@ -81,12 +90,32 @@ absl::Status Bench(const std::vector<std::string>& args) {
                                                  warm, nullptr));
     (void)w;
   }
-  std::vector<double> prefill, decode, ttft, prefill_cpu, decode_cpu;
+  std::vector<double> prefill, decode, ttft, prefill_cpu, decode_cpu, overlap;
+  // Offloading: the decode phase starts at the first sampled token.
+  runtime::OffloadStats decode_window, decode_start;
+  double decode_window_ms = 0;
+  runtime::TokenFn on_token;
+  bool first_token = true;
+  if (offload != nullptr) {
+    on_token = [&](int32_t) {
+      if (first_token) decode_start = offload->stats();
+      first_token = false;
+      return true;
+    };
+  }
   for (int64_t r = 0; r < reps; ++r) {
     runtime::Sampler s(so);
     engine.Reset();
+    first_token = true;
     MOESTREAM_ASSIGN_OR_RETURN(runtime::GenerationResult res,
-                               runtime::Generate(engine, s, prompt, go, nullptr));
+                               runtime::Generate(engine, s, prompt, go, on_token));
+    if (offload != nullptr) {
+      const runtime::OffloadStats w = offload->stats().Minus(decode_start);
+      decode_window.Add(w);
+      decode_window_ms += res.stats.decode_ms;
+      overlap.push_back(
+          MakeOffloadReport(*m, ef, *offload, w, res.stats.decode_ms).overlap_efficiency());
+    }
     prefill.push_back(res.stats.prefill_tok_s());
     decode.push_back(res.stats.decode_tok_s());
     ttft.push_back(res.stats.ttft_ms);
@@ -98,10 +127,18 @@ absl::Status Bench(const std::vector<std::string>& args) {
                    "rep %lld: prefill %.1f tok/s (%.1f tok/cpu-s), decode %.1f tok/s (%.1f tok/cpu-s)\n",
                    static_cast<long long>(r + 1), prefill.back(), prefill_cpu.back(),
                    decode.back(), decode_cpu.back());
+      if (offload != nullptr) {
+        std::fprintf(stderr, "rep %lld: decode overlap efficiency %.3f\n",
+                     static_cast<long long>(r + 1), overlap.back());
+      }
     }
   }
   const double pp = Median(prefill), tg = Median(decode), tt = Median(ttft);
   const double pp_cpu = Median(prefill_cpu), tg_cpu = Median(decode_cpu);
+  std::optional<OffloadReport> report;
+  if (offload != nullptr) {
+    report = MakeOffloadReport(*m, ef, *offload, decode_window, decode_window_ms);
+  }
   if (json) {
     auto list = [](const std::vector<double>& v) {
       return absl::StrCat("[", absl::StrJoin(v, ", ", [](std::string* out, double d) {
@@ -119,13 +156,20 @@ absl::Status Bench(const std::vector<std::string>& args) {
                           n_prompt, n_gen, reps, pp, tg, tt, pp_cpu, tg_cpu, ef.threads,
                           m->weights->device_bytes());
     absl::StrAppend(&out, ", \"prefill_tok_s_reps\": ", list(prefill),
-                    ", \"decode_tok_s_reps\": ", list(decode), "}\n");
+                    ", \"decode_tok_s_reps\": ", list(decode));
+    absl::StrAppend(&out, ", \"offload\": ", report ? "true" : "false");
+    if (report) {
+      absl::StrAppend(&out, ", ", report->JsonFields(), ", \"overlap_efficiency_reps\": ",
+                      list(overlap));
+    }
+    absl::StrAppend(&out, "}\n");
     std::fputs(out.c_str(), stdout);
   } else {
     std::printf("%s\nprefill %lld tokens: %.1f tok/s (%.1f tok/cpu-s)   decode %lld tokens: "
                 "%.1f tok/s (%.1f tok/cpu-s)   (median of %lld; ttft %.1f ms)\n",
                 m->config.Summary().c_str(), static_cast<long long>(n_prompt), pp, pp_cpu,
                 static_cast<long long>(n_gen), tg, tg_cpu, static_cast<long long>(reps), tt);
+    if (report) std::printf("decode phases:\n%s", report->Text().c_str());
   }
   return absl::OkStatus();
 }

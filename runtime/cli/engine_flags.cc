@@ -1,9 +1,13 @@
 #include "runtime/cli/engine_flags.h"
 
+#include <algorithm>
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "runtime/memory_planner.h"
 
 namespace moestream::cli {
 
@@ -16,6 +20,26 @@ void EngineFlags::Register(FlagParser& p) {
   p.Int("ctx", 0, "N", "KV cache positions (default: the model's context, at most 4096)", &ctx);
   p.Int("batch", 0, "N", "most tokens per forward chunk (default 512)", &batch);
   p.String("isa", 0, "auto|scalar|avx2|avx512", "cpu kernel ISA (default auto)", &isa);
+  p.Bytes("device-budget", "SIZE",
+          "device memory budget (e.g. 256M); offloads the routed experts through an expert cache",
+          &device_budget);
+  p.Bytes("host-budget", "SIZE", "pinned host memory budget (default unlimited)", &host_budget);
+  p.String("experts-on", 0, "host|nvme|auto",
+           "tier of the routed experts when offloading (default auto: host when they fit)",
+           &experts_on);
+  p.String("store", 0, "FILE", "read experts from a packed store (moestream pack) of the model",
+           &store);
+  p.String("link", 0, "PROFILE",
+           "cpu backend link: pcie3x16|pcie4x16|pcie5x16|none|custom:GBPS:US (default none)",
+           &link);
+  p.String("cache-policy", 0, "SPEC", "expert cache eviction policy (default lru)",
+           &cache_policy);
+  p.String("prefetch", 0, "none|gate", "prefetch the next layer's experts (default gate)",
+           &prefetch);
+  p.String("miss-policy", 0, "copy|host|auto",
+           "a missing expert is copied to the device, computed on the host, or chosen by cost "
+           "(default copy)",
+           &miss_policy);
 }
 
 absl::StatusOr<kernels::BackendOptions> EngineFlags::BackendOptions() const {
@@ -29,6 +53,29 @@ absl::StatusOr<kernels::BackendOptions> EngineFlags::BackendOptions() const {
   o.kind = backend;
   o.threads = static_cast<int>(threads);
   o.isa = isa;
+  o.device_budget_bytes = device_budget;
+  o.host_budget_bytes = host_budget;
+  MOESTREAM_RETURN_IF_ERROR(kernels::FindLinkProfile(link).status());
+  o.link = link;
+  MOESTREAM_RETURN_IF_ERROR(o.Validate());
+  return o;
+}
+
+absl::StatusOr<runtime::OffloadOptions> EngineFlags::OffloadOptions() const {
+  runtime::OffloadOptions o;
+  // No --device-budget with --experts-on: the backend's memory is unlimited
+  // and every expert gets a slot once used.
+  o.device_budget_bytes = device_budget > 0 ? device_budget : (uint64_t(1) << 62);
+  o.host_budget_bytes = host_budget;
+  o.experts_on = experts_on.empty() ? "auto" : experts_on;
+  o.store_path = store;
+  o.cache_policy = cache_policy;
+  o.prefetch = prefetch;
+  MOESTREAM_ASSIGN_OR_RETURN(o.miss_policy, runtime::ParseMissPolicy(miss_policy));
+  o.link = link;
+  MOESTREAM_ASSIGN_OR_RETURN(runtime::EngineOptions eo, EngineOptions());
+  o.n_ctx = eo.n_ctx;
+  o.kv_type = eo.kv_type;
   MOESTREAM_RETURN_IF_ERROR(o.Validate());
   return o;
 }
@@ -48,11 +95,83 @@ absl::StatusOr<runtime::EngineOptions> EngineFlags::EngineOptions() const {
   return o;
 }
 
-absl::StatusOr<std::unique_ptr<runtime::LoadedModel>> LoadModel(const EngineFlags& f,
-                                                                const runtime::LoadOptions& o) {
+absl::StatusOr<std::unique_ptr<runtime::LoadedModel>> LoadModel(
+    const EngineFlags& f, const runtime::LoadOptions& o, runtime::CachedExpertProvider** offload) {
   MOESTREAM_ASSIGN_OR_RETURN(kernels::BackendOptions bo, f.BackendOptions());
   MOESTREAM_ASSIGN_OR_RETURN(runtime::EngineOptions eo, f.EngineOptions());
-  return runtime::LoadModel(f.model, bo, eo, o);
+  runtime::CachedExpertProvider* created = nullptr;
+  runtime::LoadOptions lo = o;
+  if (f.offload()) {
+    MOESTREAM_ASSIGN_OR_RETURN(runtime::OffloadOptions oo, f.OffloadOptions());
+    oo.verbose = o.verbose;
+    lo.upload_routed_experts = false;
+    lo.provider_factory = runtime::CachedExpertProvider::Factory(std::move(oo), &created);
+  }
+  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> m,
+                             runtime::LoadModel(f.model, bo, eo, lo));
+  if (f.offload() && created == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(f.model, ": --device-budget/--experts-on: ",
+                                                   "the model has no routed experts to offload"));
+  }
+  if (o.verbose && created != nullptr) {
+    std::fprintf(stderr, "offload: %s\n", created->Describe().c_str());
+  }
+  if (offload != nullptr) *offload = created;
+  return m;
+}
+
+double OffloadReport::overlap_efficiency() const {
+  const double floor_ms = std::max(compute_ms(), transfer_ms());
+  return floor_ms > 0 ? step_ms / floor_ms : 0.0;
+}
+
+std::string OffloadReport::JsonFields() const {
+  const runtime::OffloadStats& s = stats;
+  return absl::StrFormat(
+      "\"hit_rate\": %.6f, \"prefetch_precision\": %.6f, \"prefetch_recall\": %.6f, "
+      "\"link_bytes\": %d, \"tier_bytes\": {\"host\": %d, \"nvme\": %d}, "
+      "\"stall_ms\": %.3f, \"compute_ms\": %.3f, \"transfer_ms\": %.3f, "
+      "\"overlap_efficiency\": %.4f, \"expert_accesses\": %d, \"expert_loads\": %d, "
+      "\"host_computed\": %d, \"device_budget_bytes\": %d, \"device_high_water_bytes\": %d, "
+      "\"host_budget_bytes\": %d, \"host_high_water_bytes\": %d",
+      s.hit_rate(), s.prefetch_precision(), s.prefetch_recall(), s.cache.link_bytes,
+      s.cache.tier_bytes[0], s.cache.tier_bytes[1], stall_ms(), compute_ms(), transfer_ms(),
+      overlap_efficiency(), s.cache.accesses, s.cache.loads, s.host_computed, device_budget_bytes,
+      device_high_water_bytes, host_budget_bytes, host_high_water_bytes);
+}
+
+std::string OffloadReport::Text() const {
+  const runtime::OffloadStats& s = stats;
+  return absl::StrFormat(
+      "offload: %s\n"
+      "experts: hit rate %.1f%% of %d accesses, prefetch precision %.1f%% recall %.1f%%, "
+      "%d loads, %d computed on the host\n"
+      "transfer: %s over the link, %s from host, %s from nvme; stall %.1f ms, "
+      "link busy %.1f ms of %.1f ms, overlap efficiency %.3f\n"
+      "memory: device %s of %s budget, host %s of %s\n",
+      describe, 100 * s.hit_rate(), s.cache.accesses, 100 * s.prefetch_precision(),
+      100 * s.prefetch_recall(), s.cache.loads, s.host_computed,
+      runtime::FormatBytes(s.cache.link_bytes), runtime::FormatBytes(s.cache.tier_bytes[0]),
+      runtime::FormatBytes(s.cache.tier_bytes[1]), stall_ms(), transfer_ms(), step_ms,
+      overlap_efficiency(), runtime::FormatBytes(device_high_water_bytes),
+      runtime::FormatBytes(device_budget_bytes), runtime::FormatBytes(host_high_water_bytes),
+      host_budget_bytes ? runtime::FormatBytes(host_budget_bytes) : std::string("unlimited"));
+}
+
+OffloadReport MakeOffloadReport(const runtime::LoadedModel& m, const EngineFlags& f,
+                                const runtime::CachedExpertProvider& p,
+                                const runtime::OffloadStats& window, double step_ms) {
+  OffloadReport r;
+  r.stats = window;
+  r.step_ms = step_ms;
+  const kernels::MemoryStats dev = m.backend->device_memory();
+  const kernels::MemoryStats host = m.backend->host_pinned_memory();
+  r.device_budget_bytes = f.device_budget > 0 ? f.device_budget : dev.budget_bytes;
+  r.device_high_water_bytes = dev.high_water_bytes;
+  r.host_budget_bytes = f.host_budget > 0 ? f.host_budget : host.budget_bytes;
+  r.host_high_water_bytes = host.high_water_bytes;
+  r.describe = p.Describe();
+  return r;
 }
 
 std::string JsonString(std::string_view s) {

@@ -5,9 +5,16 @@
 //   moestream run -m model.gguf -p "Once upon a time" -n 64
 //   moestream run -m model.gguf --chat -p "Why is the sky blue?" --system "Be brief."
 //   moestream run -m model.gguf --prompt-ids 1,2,3 -n 16 --json --dump-logits out.f32
+//   moestream run -m model.gguf -p "Hi" --device-budget 64M --experts-on nvme --link pcie4x16
+//
+// With offloading (--device-budget / --experts-on, see engine_flags.h) the
+// summary and its JSON add the expert cache's figures over the whole run
+// (OffloadReport: hit_rate, prefetch_precision, prefetch_recall, link_bytes,
+// tier_bytes, stall_ms, overlap_efficiency, budgets and high-water marks).
 #include <unistd.h>
 
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -156,7 +163,8 @@ absl::Status Run(const std::vector<std::string>& args) {
 
   runtime::LoadOptions lo;
   lo.verbose = true;
-  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> m, LoadModel(ef, lo));
+  runtime::CachedExpertProvider* offload = nullptr;
+  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> m, LoadModel(ef, lo, &offload));
   runtime::Engine& engine = *m->engine;
   std::unique_ptr<runtime::Tokenizer> tokenizer;
   if (!prompt_text.empty() || output == "text") {
@@ -222,8 +230,15 @@ absl::Status Run(const std::vector<std::string>& args) {
     first = false;
     return true;
   };
+  const runtime::OffloadStats offload_before =
+      offload != nullptr ? offload->stats() : runtime::OffloadStats{};
   MOESTREAM_ASSIGN_OR_RETURN(runtime::GenerationResult r,
                              runtime::Generate(engine, sampler, prompt, go, on_token, on_logits));
+  std::optional<OffloadReport> report;
+  if (offload != nullptr) {
+    report = MakeOffloadReport(*m, ef, *offload, offload->stats().Minus(offload_before),
+                               r.stats.total_ms);
+  }
   if (detok != nullptr) {
     const std::string rest = detok->Flush();
     text += rest;
@@ -247,10 +262,13 @@ absl::Status Run(const std::vector<std::string>& args) {
                           ", \"prompt_tokens\": %d, \"generated_tokens\": %d, "
                           "\"prefill_ms\": %.3f, \"prefill_tok_s\": %.3f, \"decode_ms\": %.3f, "
                           "\"decode_tok_s\": %.3f, \"ttft_ms\": %.3f, \"total_ms\": %.3f, "
-                          "\"load_ms\": %.1f, \"seed\": %d, \"stopped_at_eog\": %s}\n",
+                          "\"load_ms\": %.1f, \"seed\": %d, \"stopped_at_eog\": %s",
                           s.prompt_tokens, s.generated_tokens, s.prefill_ms, s.prefill_tok_s(),
                           s.decode_ms, s.decode_tok_s(), s.ttft_ms, s.total_ms, m->load_ms,
                           sampler.seed(), r.stopped_at_eog ? "true" : "false");
+    absl::StrAppend(&out, ", \"offload\": ", report ? "true" : "false");
+    if (report) absl::StrAppend(&out, ", ", report->JsonFields());
+    absl::StrAppend(&out, "}\n");
     std::fputs(out.c_str(), stdout);
   } else {
     std::fprintf(stderr,
@@ -260,6 +278,7 @@ absl::Status Run(const std::vector<std::string>& args) {
                  static_cast<long long>(s.generated_tokens), s.decode_tok_s(), s.decode_ms,
                  static_cast<long long>(s.decoded_tokens), s.ttft_ms,
                  r.stopped_at_eog ? " (stopped at end of generation)" : "");
+    if (report) std::fputs(report->Text().c_str(), stderr);
   }
   return absl::OkStatus();
 }
