@@ -2,7 +2,8 @@
 # Runs the whole moestream test suite: installs missing packages, builds, runs CTest.
 #   ./test.sh                      Release build in ./build, every test (gpu tests skip without a GPU)
 #   ./test.sh --sanitize address   ASan+UBSan build in ./build-asan (CUDA and benchmarks off)
-#   ./test.sh --sanitize thread    TSan build in ./build-tsan, concurrency tests (label cpu, -R given by TSAN_TESTS)
+#   ./test.sh --sanitize thread    TSan build in ./build-tsan: the expert cache suite (live copy-engine
+#                                  stress included) and the CPU backend's stream/event/thread tests
 #   extra arguments after -- go to ctest (e.g. ./test.sh -- -R gguf)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -33,12 +34,19 @@ case "$sanitize" in
       -DMOESTREAM_CUDA=OFF -DMOESTREAM_BENCH=OFF >/dev/null ;;
   *) echo "test.sh: --sanitize must be address or thread" >&2; exit 2 ;;
 esac
-cmake --build "$dir" -j "$jobs"
+if [[ "$sanitize" == thread ]]; then
+  # The concurrency tests: the live expert cache over the CPU backend's copy
+  # engine, and the CPU backend's streams, events and thread pool.
+  cmake --build "$dir" -j "$jobs" --target cache_tests kernels_tests
+else
+  cmake --build "$dir" -j "$jobs"
+fi
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 if [[ "$sanitize" == thread ]]; then
-  ctest --test-dir "$dir" --output-on-failure -j "$jobs" -L cpu -R "${TSAN_TESTS:-Concurren|Stress|Thread|CopyEngine}" "${ctest_args[@]}"
+  "$dir/tests/cache_tests" --gtest_brief=1
+  "$dir/tests/kernels_tests" --gtest_brief=1 --gtest_filter="${TSAN_FILTER:-*Stream*:*Event*:*Copy*:*Link*:*Thread*:*Pool*:*Batch*}"
 else
   ctest --test-dir "$dir" --output-on-failure -j "$jobs" "${ctest_args[@]}"
 fi
