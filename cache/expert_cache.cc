@@ -115,6 +115,7 @@ absl::Status ExpertCache::AllocateSlots() {
   slot_pool_.resize(size_t(total));
   free_.assign(size_t(pools), {});
   key_slot_.assign(size_t(opt_.n_layers) * size_t(opt_.n_experts), -1);
+  slot_mark_.assign(size_t(total), 0);
   counters_.assign(size_t(opt_.n_layers), {});
   const uint64_t bytes = (opt_.slot_bytes + 255) / 256 * 256;
   for (int s = 0; s < int(total); ++s) {
@@ -176,16 +177,24 @@ CacheStats ExpertCache::stats() const {
 
 void ExpertCache::ResetStats() { counters_.assign(counters_.size(), {}); }
 
+// Starts a new plan: no slot is marked (taken or protected) afterwards.
+void ExpertCache::NewPlanMark() const {
+  if (++mark_epoch_ == 0) {
+    std::fill(slot_mark_.begin(), slot_mark_.end(), 0);
+    mark_epoch_ = 1;
+  }
+}
+
 // Chooses the slot a miss of `k` loads into: a free slot of its pool not
-// already `taken` by this plan, else the policy's victim among resident,
-// unpinned keys that are neither `protect`ed nor taken. -1 when none.
-int ExpertCache::PickSlot(ExpertKey k, std::span<const int> taken,
-                          std::span<const ExpertKey> protect, bool* evict) const {
+// marked by the current plan (taken by an earlier miss), else the policy's
+// victim among resident keys whose slot is not marked (neither protected as
+// a key of the request nor taken). -1 when none.
+int ExpertCache::PickSlot(ExpertKey k, bool* evict) const {
   const int pool = PoolOf(k);
   const std::vector<int>& fl = free_[pool];
   for (size_t i = fl.size(); i-- > 0;) {
     int s = fl[i];
-    if (std::find(taken.begin(), taken.end(), s) == taken.end()) {
+    if (slot_mark_[s] != mark_epoch_) {
       *evict = false;
       return s;
     }
@@ -195,26 +204,14 @@ int ExpertCache::PickSlot(ExpertKey k, std::span<const int> taken,
   q.tick = tick_;
   q.current_layer = int(k.layer);
   // One pointer of capture keeps the std::function within its small buffer
-  // (no heap allocation per miss).
-  struct Ctx {
-    const ExpertCache* cache;
-    std::span<const int> taken;
-    std::span<const ExpertKey> protect;
-  } ctx{this, taken, protect};
-  const Ctx* cp = &ctx;
-  q.evictable = [cp](ExpertKey v) {
-    const ExpertCache& c = *cp->cache;
-    if (v.layer >= c.opt_.n_layers || v.expert >= c.opt_.n_experts) return false;
-    int s = c.key_slot_[c.KeyIndex(v)];
-    if (s < 0 || !c.Evictable(s)) return false;
-    if (std::find(cp->taken.begin(), cp->taken.end(), s) != cp->taken.end()) return false;
-    return std::find(cp->protect.begin(), cp->protect.end(), v) == cp->protect.end();
-  };
+  // (no heap allocation per miss); the check is two array reads.
+  const ExpertCache* c = this;
+  q.evictable = [c](ExpertKey v) { return c->EvictableKey(v); };
   std::optional<ExpertKey> v = policy_->PickVictim(q);
   if (!v) return -1;
-  MOESTREAM_CHECK(q.evictable(*v)) << "policy " << policy_->name() << " named layer "
-                                   << v->layer << " expert " << v->expert
-                                   << " which is not evictable";
+  MOESTREAM_CHECK(EvictableKey(*v)) << "policy " << policy_->name() << " named layer "
+                                    << v->layer << " expert " << v->expert
+                                    << " which is not evictable";
   int s = key_slot_[KeyIndex(*v)];
   MOESTREAM_CHECK(slot_pool_[s] == pool) << "policy " << policy_->name()
                                          << " named a victim from another layer's pool";
@@ -226,25 +223,15 @@ void ExpertCache::PlanAcquire(int layer, std::span<const int32_t> experts,
                               const std::function<bool(ExpertKey)>& load_miss,
                               std::vector<PlanEntry>* plan) const {
   plan->clear();
+  NewPlanMark();
   // The request's keys are protected from eviction by its own misses.
-  ExpertKey protect_buf[64];
-  std::vector<ExpertKey> protect_vec;
-  std::span<const ExpertKey> protect;
-  if (experts.size() <= 64) {
-    for (size_t i = 0; i < experts.size(); ++i) {
-      protect_buf[i] = {uint16_t(layer), uint16_t(experts[i])};
-    }
-    protect = {protect_buf, experts.size()};
-  } else {
-    for (int32_t e : experts) protect_vec.push_back({uint16_t(layer), uint16_t(e)});
-    protect = protect_vec;
+  for (int32_t x : experts) {
+    int s = key_slot_[KeyIndex({uint16_t(layer), uint16_t(x)})];
+    if (s >= 0) slot_mark_[s] = mark_epoch_;
   }
-  int taken_buf[64];
-  std::vector<int> taken_vec;
-  size_t n_taken = 0;
-  for (size_t i = 0; i < experts.size(); ++i) {
+  for (int32_t x : experts) {
     PlanEntry e;
-    e.key = protect[i];
+    e.key = {uint16_t(layer), uint16_t(x)};
     int s = key_slot_[KeyIndex(e.key)];
     if (s >= 0) {
       e.slot = s;
@@ -252,18 +239,9 @@ void ExpertCache::PlanAcquire(int layer, std::span<const int32_t> experts,
     } else if (load_miss && !load_miss(e.key)) {
       e.kind = PlanKind::kSkip;
     } else {
-      std::span<const int> taken =
-          experts.size() <= 64 ? std::span<const int>(taken_buf, n_taken)
-                               : std::span<const int>(taken_vec);
-      e.slot = PickSlot(e.key, taken, protect, &e.evict);
+      e.slot = PickSlot(e.key, &e.evict);
       e.kind = e.slot >= 0 ? PlanKind::kMiss : PlanKind::kDeferred;
-      if (e.slot >= 0) {
-        if (experts.size() <= 64) {
-          taken_buf[n_taken++] = e.slot;
-        } else {
-          taken_vec.push_back(e.slot);
-        }
-      }
+      if (e.slot >= 0) slot_mark_[e.slot] = mark_epoch_;  // taken
     }
     plan->push_back(e);
   }
@@ -395,9 +373,13 @@ bool ExpertCache::ReapDrains() {
 }
 
 absl::Status ExpertCache::ReapInternal(bool block) {
-  done_.clear();
-  MOESTREAM_RETURN_IF_ERROR(loader_->Poll(&done_, block));
-  for (const LoadCompletion& c : done_) OnCompletion(c);
+  // Nothing outstanding: Poll would report nothing (the loader contract), so
+  // the common all-hit step skips the loader entirely.
+  if (loader_->outstanding() > 0) {
+    done_.clear();
+    MOESTREAM_RETURN_IF_ERROR(loader_->Poll(&done_, block));
+    for (const LoadCompletion& c : done_) OnCompletion(c);
+  }
   ReapDrains();
   return absl::OkStatus();
 }
@@ -461,7 +443,8 @@ bool ExpertCache::TryPlace(ExpertHandle& h) {
     return true;
   }
   bool evict = false;
-  int slot = PickSlot(h.key_, {}, {}, &evict);
+  NewPlanMark();
+  int slot = PickSlot(h.key_, &evict);
   if (slot >= 0) {
     if (evict) {
       EvictSlot(slot);
@@ -655,7 +638,8 @@ absl::Status ExpertCache::Prefetch(std::span<const ExpertKey> keys) {
       continue;
     }
     bool evict = false;
-    int slot = PickSlot(k, {}, {}, &evict);
+    NewPlanMark();
+    int slot = PickSlot(k, &evict);
     if (slot < 0) {
       ++counters_[k.layer].prefetch_dropped;
       continue;

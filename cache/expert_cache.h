@@ -306,9 +306,17 @@ class ExpertCache {
   void PlanAcquire(int layer, std::span<const int32_t> experts,
                    const std::function<bool(ExpertKey)>& load_miss,
                    std::vector<PlanEntry>* plan) const;
-  int PickSlot(ExpertKey k, std::span<const int> taken, std::span<const ExpertKey> protect,
-               bool* evict) const;
+  // Marks slots taken or protected by the plan being built: a slot is
+  // marked when slot_mark_[slot] == mark_epoch_. NewPlanMark clears all.
+  void NewPlanMark() const;
+  int PickSlot(ExpertKey k, bool* evict) const;
   bool Evictable(int slot) const { return slots_[slot].state == SlotState::kResident; }
+  // The victim filter handed to the policy: resident and not marked.
+  bool EvictableKey(ExpertKey v) const {
+    if (v.layer >= opt_.n_layers || v.expert >= opt_.n_experts) return false;
+    int s = key_slot_[KeyIndex(v)];
+    return s >= 0 && Evictable(s) && slot_mark_[s] != mark_epoch_;
+  }
   // Commit helpers.
   void EvictSlot(int slot);
   absl::Status StartLoad(int slot, ExpertKey k, bool prefetch);
@@ -334,6 +342,8 @@ class ExpertCache {
   std::vector<int> key_slot_;             // KeyIndex -> slot or -1
   std::vector<std::vector<int>> free_;    // per pool: free slot ids (stack)
   std::vector<int> slot_pool_;            // slot -> pool
+  mutable std::vector<uint32_t> slot_mark_;  // plan marks (see NewPlanMark)
+  mutable uint32_t mark_epoch_ = 0;
   absl::flat_hash_map<LoadId, int> load_slot_;  // in-flight load -> slot
   absl::Status sticky_error_;
   uint64_t next_load_id_ = 1;
