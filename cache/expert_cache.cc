@@ -108,7 +108,7 @@ absl::StatusOr<std::unique_ptr<ExpertCache>> ExpertCache::Create(
 absl::Status ExpertCache::AllocateSlots() {
   const int pools = opt_.per_layer ? opt_.n_layers : 1;
   const int64_t total = int64_t(opt_.slots) * pools;
-  if (total > (int64_t(1) << 24)) {
+  if (total > (int64_t(1) << kLoadSlotBits)) {
     return absl::InvalidArgumentError(absl::StrCat("expert cache: ", total, " slots is too many"));
   }
   slots_.resize(size_t(total));
@@ -135,7 +135,7 @@ absl::Status ExpertCache::AllocateSlots() {
   // Free lists are stacks popped from the back: push in reverse so slots are
   // handed out in ascending order.
   for (int s = int(total) - 1; s >= 0; --s) free_[slot_pool_[s]].push_back(s);
-  load_slot_.reserve(size_t(opt_.prefetch_max_outstanding) + 64);
+  prefetch_slots_.reserve(size_t(opt_.prefetch_max_outstanding));
   return absl::OkStatus();
 }
 
@@ -301,12 +301,13 @@ absl::Status ExpertCache::StartLoad(int slot, ExpertKey k, bool prefetch) {
   MOESTREAM_CHECK(s.state == SlotState::kFree);
   s.key = k;
   s.state = SlotState::kLoading;
-  s.load = next_load_id_++;
+  // The slot rides in the id's low bits (slots < 2^24, checked at Create), so
+  // a completion finds its slot without a lookup table.
+  s.load = (next_load_id_++ << kLoadSlotBits) | uint64_t(slot);
   s.load_is_prefetch = prefetch;
   s.prefetched_unused = prefetch;
   s.pins = 0;
   key_slot_[KeyIndex(k)] = slot;
-  load_slot_[s.load] = slot;
   policies::AccessContext ctx;
   ctx.tick = tick_;
   ctx.prefetch = prefetch;
@@ -320,26 +321,25 @@ absl::Status ExpertCache::StartLoad(int slot, ExpertKey k, bool prefetch) {
   r.is_prefetch = prefetch;
   absl::Status st = loader_->StartLoad(r);
   if (!st.ok()) {
-    load_slot_.erase(s.load);
     s.prefetched_unused = false;
     FreeSlot(slot);
     return st;
   }
   if (prefetch) {
-    ++prefetch_outstanding_;
+    AddOutstandingPrefetch(slot);
     ++counters_[k.layer].prefetch_issued;
   }
   return absl::OkStatus();
 }
 
 void ExpertCache::OnCompletion(const LoadCompletion& c) {
-  auto it = load_slot_.find(c.id);
-  MOESTREAM_CHECK(it != load_slot_.end()) << "completion for unknown load " << c.id;
-  const int slot = it->second;
-  load_slot_.erase(it);
+  const uint64_t slot_bits = c.id & ((uint64_t(1) << kLoadSlotBits) - 1);
+  MOESTREAM_CHECK(c.id != 0 && slot_bits < slots_.size() &&
+                  slots_[slot_bits].state == SlotState::kLoading && slots_[slot_bits].load == c.id)
+      << "completion for unknown load " << c.id;
+  const int slot = int(slot_bits);
   Slot& s = slots_[slot];
-  MOESTREAM_CHECK(s.state == SlotState::kLoading && s.load == c.id);
-  if (s.load_is_prefetch) --prefetch_outstanding_;
+  if (s.load_is_prefetch) RemoveOutstandingPrefetch(slot);
   s.load = 0;
   CacheCounters& k = counters_[s.key.layer];
   ++k.loads;
@@ -408,14 +408,26 @@ void ExpertCache::Unpin(int slot, kernels::Stream* consumer) {
   s.state = SlotState::kResident;
 }
 
+void ExpertCache::AddOutstandingPrefetch(int slot) {
+  prefetch_slots_.push_back(slot);
+  ++prefetch_outstanding_;
+}
+
+void ExpertCache::RemoveOutstandingPrefetch(int slot) {
+  auto it = std::find(prefetch_slots_.begin(), prefetch_slots_.end(), slot);
+  MOESTREAM_CHECK(it != prefetch_slots_.end()) << "slot " << slot << " has no prefetch";
+  *it = prefetch_slots_.back();
+  prefetch_slots_.pop_back();
+  --prefetch_outstanding_;
+}
+
 bool ExpertCache::StealQueuedPrefetch(int pool, int* slot) {
   auto [lo, hi] = PoolRange(pool);
   for (int i = lo; i < hi; ++i) {
     Slot& s = slots_[i];
     if (s.state != SlotState::kLoading || s.pins > 0 || !s.load_is_prefetch) continue;
     if (!loader_->Cancel(s.load)) continue;
-    load_slot_.erase(s.load);
-    --prefetch_outstanding_;
+    RemoveOutstandingPrefetch(i);
     CountPrefetchUnused(i, true);
     ReleaseKey(i);
     *slot = i;
@@ -435,7 +447,7 @@ bool ExpertCache::TryPlace(ExpertHandle& h) {
     if (s.state == SlotState::kLoading && s.load_is_prefetch && s.load != 0) {
       loader_->Promote(s.load);
       s.load_is_prefetch = false;
-      --prefetch_outstanding_;
+      RemoveOutstandingPrefetch(held);
     }
     s.prefetched_unused = false;
     ++s.pins;
@@ -529,7 +541,7 @@ absl::Status ExpertCache::Acquire(int layer, std::span<const int32_t> experts,
         if (s.load_is_prefetch) {
           loader_->Promote(s.load);
           s.load_is_prefetch = false;
-          --prefetch_outstanding_;
+          RemoveOutstandingPrefetch(e.slot);
         }
         policies::AccessContext ctx{tick_, false, layer};
         policy_->OnAccess(e.key, ctx);
@@ -656,17 +668,16 @@ absl::Status ExpertCache::Prefetch(std::span<const ExpertKey> keys) {
 
 int ExpertCache::CancelPrefetches(const std::function<bool(ExpertKey)>& stale) {
   victims_.clear();
-  for (const auto& [id, slot] : load_slot_) {
+  for (int slot : prefetch_slots_) {
     const Slot& s = slots_[slot];
-    if (s.load_is_prefetch && s.pins == 0 && stale(s.key)) victims_.push_back(slot);
+    if (s.pins == 0 && stale(s.key)) victims_.push_back(slot);
   }
   std::sort(victims_.begin(), victims_.end());  // deterministic order
   int n = 0;
   for (int slot : victims_) {
     Slot& s = slots_[slot];
     if (!loader_->Cancel(s.load)) continue;
-    load_slot_.erase(s.load);
-    --prefetch_outstanding_;
+    RemoveOutstandingPrefetch(slot);
     CountPrefetchUnused(slot, true);
     FreeSlot(slot);
     ++n;
@@ -715,7 +726,8 @@ void ExpertCache::CheckInvariants() const {
     if (s.state == SlotState::kPinned) MOESTREAM_CHECK(s.pins > 0) << "pinned slot " << i;
     if (s.state == SlotState::kDraining) ++draining;
     if (s.state == SlotState::kLoading) {
-      MOESTREAM_CHECK(s.load == 0 || load_slot_.contains(s.load)) << "loading slot " << i;
+      MOESTREAM_CHECK(s.load == 0 || (s.load & ((uint64_t(1) << kLoadSlotBits) - 1)) == i)
+          << "loading slot " << i << "'s load id names another slot";
       if (s.load != 0 && s.load_is_prefetch) ++prefetching;
     }
   }
@@ -726,7 +738,8 @@ void ExpertCache::CheckInvariants() const {
         << "key index " << k << " maps to slot " << s << " which does not hold it";
   }
   MOESTREAM_CHECK(draining == draining_) << "draining count " << draining << " vs " << draining_;
-  MOESTREAM_CHECK(prefetching == prefetch_outstanding_)
+  MOESTREAM_CHECK(prefetching == prefetch_outstanding_ &&
+                  prefetching == int(prefetch_slots_.size()))
       << "outstanding prefetches " << prefetching << " vs " << prefetch_outstanding_;
 }
 

@@ -330,6 +330,8 @@ class ExpertCache {
   void ReleaseKey(int slot);
   bool TryPlace(ExpertHandle& h);
   bool StealQueuedPrefetch(int pool, int* slot);
+  void AddOutstandingPrefetch(int slot);
+  void RemoveOutstandingPrefetch(int slot);
   void TakeFreeSlot(int slot);
   std::pair<int, int> PoolRange(int pool) const;
 
@@ -344,7 +346,10 @@ class ExpertCache {
   std::vector<int> slot_pool_;            // slot -> pool
   mutable std::vector<uint32_t> slot_mark_;  // plan marks (see NewPlanMark)
   mutable uint32_t mark_epoch_ = 0;
-  absl::flat_hash_map<LoadId, int> load_slot_;  // in-flight load -> slot
+  // Load ids are (sequence << kLoadSlotBits) | slot.
+  static constexpr int kLoadSlotBits = 24;
+  // Slots whose load is an outstanding, unpromoted prefetch (unordered).
+  std::vector<int> prefetch_slots_;
   absl::Status sticky_error_;
   uint64_t next_load_id_ = 1;
   uint64_t tick_ = 0;

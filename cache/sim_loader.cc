@@ -47,7 +47,9 @@ SimLoader::SimLoader(const SimLoaderOptions& o, SimClock* clock) : opt_(o), cloc
   link_.latency_ns = uint64_t(std::llround(o.link.latency_us * 1e3));
   tier_.gbps = o.tier_gbps;
   tier_.latency_ns = uint64_t(std::llround(o.tier_latency_us * 1e3));
-  loads_.reserve(256);
+  pool_.reserve(256);
+  free_.reserve(256);
+  index_.reserve(256);
 }
 
 uint64_t SimLoader::ExpertBytes(ExpertKey key) const {
@@ -59,123 +61,143 @@ uint64_t SimLoader::ExpertBytes(ExpertKey key) const {
   return opt_.expert_bytes;
 }
 
-uint64_t SimLoader::ServiceNs(const Stage& s, uint64_t bytes) const {
+uint64_t SimLoader::ServiceNs(Stage& s, uint64_t bytes) const {
+  if (bytes == s.memo_bytes) return s.memo_ns;
   // bytes / (gbps * 1e9 B/s) seconds = bytes / gbps nanoseconds.
   uint64_t t = s.latency_ns;
   if (s.gbps > 0) t += uint64_t(std::llround(double(bytes) / s.gbps));
+  s.memo_bytes = bytes;
+  s.memo_ns = t;
   return t;
 }
 
-void SimLoader::Enqueue(Stage& s, LoadId id, bool prefetch) {
-  (prefetch ? s.prefetch : s.demand).push_back(id);
+void SimLoader::Enqueue(Stage& s, uint32_t li, bool prefetch) {
+  (prefetch ? s.prefetch : s.demand).push_back(li);
 }
 
 void SimLoader::TryStart(Stage& s, uint64_t at_ns) {
-  if (s.current != 0) return;
-  std::deque<LoadId>* q = !s.demand.empty() ? &s.demand : &s.prefetch;
+  if (s.current != kNone) return;
+  std::deque<uint32_t>* q = !s.demand.empty() ? &s.demand : &s.prefetch;
   if (q->empty()) return;
-  LoadId id = q->front();
+  uint32_t li = q->front();
   q->pop_front();
-  Load& l = loads_.at(id);
+  Load& l = pool_[li];
   l.started = true;
   uint64_t t = ServiceNs(s, l.bytes);
-  s.current = id;
+  s.current = li;
   s.finish_ns = at_ns + t;
   s.busy_ns += t;
 }
 
 void SimLoader::RunUntil(uint64_t t_ns) {
   for (;;) {
-    bool tier_due = tier_.current != 0 && tier_.finish_ns <= t_ns;
-    bool link_due = link_.current != 0 && link_.finish_ns <= t_ns;
+    bool tier_due = tier_.current != kNone && tier_.finish_ns <= t_ns;
+    bool link_due = link_.current != kNone && link_.finish_ns <= t_ns;
     if (!tier_due && !link_due) return;
     // Earliest first; on a tie the tier goes first so its output is queued
     // when the link picks its next copy.
     if (tier_due && (!link_due || tier_.finish_ns <= link_.finish_ns)) {
-      LoadId id = tier_.current;
+      uint32_t li = tier_.current;
       uint64_t at = tier_.finish_ns;
-      tier_.current = 0;
-      Load& l = loads_.at(id);
+      tier_.current = kNone;
+      Load& l = pool_[li];
       l.stage = 1;
-      Enqueue(link_, id, l.prefetch);
+      Enqueue(link_, li, l.prefetch);
       TryStart(link_, at);
       TryStart(tier_, at);
     } else {
-      LoadId id = link_.current;
+      uint32_t li = link_.current;
       uint64_t at = link_.finish_ns;
-      link_.current = 0;
-      loads_.at(id).stage = 2;
-      finished_.push_back(id);
+      link_.current = kNone;
+      pool_[li].stage = 2;
+      finished_.push_back(li);
       TryStart(link_, at);
     }
   }
 }
 
 absl::Status SimLoader::StartLoad(const LoadRequest& r) {
-  if (loads_.contains(r.id)) {
+  uint32_t li;
+  if (free_.empty()) {
+    li = uint32_t(pool_.size());
+  } else {
+    li = free_.back();
+  }
+  auto [it, inserted] = index_.try_emplace(r.id, li);
+  if (!inserted) {
     return absl::InvalidArgumentError(absl::StrCat("sim loader: load id ", r.id, " reused"));
+  }
+  if (li == pool_.size()) {
+    pool_.emplace_back();
+  } else {
+    free_.pop_back();
   }
   uint64_t now = clock_->NowNs();
   RunUntil(now);
-  Load& l = loads_[r.id];
+  Load& l = pool_[li];
+  l = Load{};
+  l.id = r.id;
   l.bytes = ExpertBytes(r.key);
   l.prefetch = r.is_prefetch;
   l.stage = has_tier() ? 0 : 1;
   Stage& s = has_tier() ? tier_ : link_;
-  Enqueue(s, r.id, r.is_prefetch);
+  Enqueue(s, li, r.is_prefetch);
   TryStart(s, now);
   return absl::OkStatus();
 }
 
 void SimLoader::Promote(LoadId id) {
   RunUntil(clock_->NowNs());
-  auto it = loads_.find(id);
-  if (it == loads_.end() || !it->second.prefetch) return;
-  Load& l = it->second;
-  if (l.stage == 2) return;
+  auto it = index_.find(id);
+  if (it == index_.end()) return;
+  const uint32_t li = it->second;
+  Load& l = pool_[li];
+  if (!l.prefetch || l.stage == 2) return;
   Stage& s = l.stage == 0 ? tier_ : link_;
-  auto q = std::find(s.prefetch.begin(), s.prefetch.end(), id);
+  auto q = std::find(s.prefetch.begin(), s.prefetch.end(), li);
   l.prefetch = false;  // later stages queue it as demand
   if (q != s.prefetch.end()) {
     s.prefetch.erase(q);
-    s.demand.push_back(id);
+    s.demand.push_back(li);
   }
 }
 
 bool SimLoader::Cancel(LoadId id) {
   RunUntil(clock_->NowNs());
-  auto it = loads_.find(id);
-  if (it == loads_.end() || it->second.started) return false;
-  Load& l = it->second;
+  auto it = index_.find(id);
+  if (it == index_.end()) return false;
+  const uint32_t li = it->second;
+  Load& l = pool_[li];
+  if (l.started) return false;
   Stage& s = l.stage == 0 ? tier_ : link_;
   auto& q = l.prefetch ? s.prefetch : s.demand;
-  auto pos = std::find(q.begin(), q.end(), id);
+  auto pos = std::find(q.begin(), q.end(), li);
   MOESTREAM_CHECK(pos != q.end()) << "queued load " << id << " missing from its queue";
   q.erase(pos);
-  loads_.erase(it);
+  index_.erase(it);
+  free_.push_back(li);
   return true;
 }
 
 absl::Status SimLoader::Poll(std::vector<LoadCompletion>* done, bool block) {
   RunUntil(clock_->NowNs());
-  while (block && finished_.empty() && !loads_.empty()) {
+  while (block && finished_.empty() && !index_.empty()) {
     uint64_t next = UINT64_MAX;
-    if (tier_.current != 0) next = std::min(next, tier_.finish_ns);
-    if (link_.current != 0) next = std::min(next, link_.finish_ns);
+    if (tier_.current != kNone) next = std::min(next, tier_.finish_ns);
+    if (link_.current != kNone) next = std::min(next, link_.finish_ns);
     MOESTREAM_CHECK(next != UINT64_MAX) << "outstanding loads but both stages idle";
     clock_->AdvanceTo(next);
     RunUntil(next);
   }
-  for (LoadId id : finished_) {
-    auto it = loads_.find(id);
-    MOESTREAM_CHECK(it != loads_.end());
-    LoadCompletion c;
-    c.id = id;
+  for (uint32_t li : finished_) {
+    const Load& l = pool_[li];
+    LoadCompletion& c = done->emplace_back();
+    c.id = l.id;
     c.tier = opt_.tier;
-    c.tier_bytes = it->second.bytes;
-    c.link_bytes = it->second.bytes;
-    done->push_back(std::move(c));
-    loads_.erase(it);
+    c.tier_bytes = l.bytes;
+    c.link_bytes = l.bytes;
+    index_.erase(l.id);
+    free_.push_back(li);
   }
   finished_.clear();
   return absl::OkStatus();

@@ -76,14 +76,19 @@ class SimLoader final : public ExpertLoader {
   void Promote(LoadId id) override;
   bool Cancel(LoadId id) override;
   absl::Status Poll(std::vector<LoadCompletion>* done, bool block) override;
-  size_t outstanding() const override { return loads_.size(); }
+  size_t outstanding() const override { return index_.size(); }
 
   // Modelled busy time of the link and the tier stage so far.
   uint64_t link_busy_ns() const { return link_.busy_ns; }
   uint64_t tier_busy_ns() const { return tier_.busy_ns; }
 
  private:
+  // Loads live in a pool of entries reused through a free list; queues and
+  // stages refer to them by pool index, so the id map is touched only when a
+  // load starts, is promoted or cancelled, and is reported.
+  static constexpr uint32_t kNone = ~uint32_t{0};
   struct Load {
+    LoadId id = 0;
     uint64_t bytes = 0;
     bool prefetch = false;
     int stage = 0;        // 0: tier queue/serving, 1: link queue/serving, 2: done
@@ -92,14 +97,16 @@ class SimLoader final : public ExpertLoader {
   struct Stage {
     double gbps = 0;
     uint64_t latency_ns = 0;
-    std::deque<LoadId> demand, prefetch;
-    LoadId current = 0;       // 0 = idle
-    uint64_t finish_ns = 0;   // when `current` finishes
+    std::deque<uint32_t> demand, prefetch;  // pool indices
+    uint32_t current = kNone;  // pool index being served; kNone = idle
+    uint64_t finish_ns = 0;    // when `current` finishes
     uint64_t busy_ns = 0;
+    // Service time of the last size seen (experts mostly share one size).
+    uint64_t memo_bytes = ~uint64_t{0}, memo_ns = 0;
   };
   SimLoader(const SimLoaderOptions& o, SimClock* clock);
-  uint64_t ServiceNs(const Stage& s, uint64_t bytes) const;
-  void Enqueue(Stage& s, LoadId id, bool prefetch);
+  uint64_t ServiceNs(Stage& s, uint64_t bytes) const;
+  void Enqueue(Stage& s, uint32_t li, bool prefetch);
   void TryStart(Stage& s, uint64_t at_ns);
   // Processes stage completions with finish time <= t_ns, in time order.
   void RunUntil(uint64_t t_ns);
@@ -108,8 +115,10 @@ class SimLoader final : public ExpertLoader {
   SimLoaderOptions opt_;
   SimClock* clock_;
   Stage tier_, link_;
-  absl::flat_hash_map<LoadId, Load> loads_;
-  std::vector<LoadId> finished_;  // reported by the next Poll
+  std::vector<Load> pool_;
+  std::vector<uint32_t> free_;                 // unused pool indices
+  absl::flat_hash_map<LoadId, uint32_t> index_;  // outstanding load -> pool index
+  std::vector<uint32_t> finished_;             // reported by the next Poll
 };
 
 }  // namespace moestream::cache
