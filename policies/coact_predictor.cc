@@ -25,6 +25,7 @@ class CoactPredictor final : public PrefetchPredictor {
         k_(k),
         matrix_(size_t(env.n_layers) * env.n_experts * env.n_experts, 0.0f),
         freq_(size_t(env.n_layers) * env.n_experts, 0.0),
+        freq_total_(size_t(env.n_layers), 0.0),
         last_(env.n_layers),
         last_token_(env.n_layers, ~uint64_t{0}) {}
   std::string name() const override { return k_ > 0 ? absl::StrCat("coact:k=", k_) : "coact"; }
@@ -42,7 +43,10 @@ class CoactPredictor final : public PrefetchPredictor {
       }
     }
     for (int32_t b : o.experts) {
-      if (Valid(b)) freq_[size_t(o.layer) * n_experts_ + b] += 1.0;
+      if (Valid(b)) {
+        freq_[size_t(o.layer) * n_experts_ + b] += 1.0;
+        freq_total_[o.layer] += 1.0;
+      }
     }
     last_[o.layer].assign(o.experts.begin(), o.experts.end());
     last_token_[o.layer] = o.token;
@@ -56,17 +60,18 @@ class CoactPredictor final : public PrefetchPredictor {
     for (int d = 1; d <= ctx.lookahead; ++d) {
       int to = TargetLayer(from, 1, n_layers_);
       scores_.assign(n_experts_, 0.0);
+      double* __restrict sc = scores_.data();
       const float* m = &matrix_[size_t(from) * n_experts_ * n_experts_];
       for (int32_t a : input_) {
         if (!Valid(a)) continue;
-        const float* row = m + size_t(a) * n_experts_;
-        for (int b = 0; b < n_experts_; ++b) scores_[b] += row[b];
+        const float* __restrict row = m + size_t(a) * n_experts_;
+        for (int b = 0; b < n_experts_; ++b) sc[b] += row[b];
       }
-      const double* f = &freq_[size_t(to) * n_experts_];
-      double total = 0;
-      for (int b = 0; b < n_experts_; ++b) total += f[b];
+      const double* __restrict f = &freq_[size_t(to) * n_experts_];
+      // Counts are whole numbers, so the running total equals the sum.
+      const double total = freq_total_[to];
       if (total > 0) {
-        for (int b = 0; b < n_experts_; ++b) scores_[b] += 1e-3 * f[b] / total;
+        for (int b = 0; b < n_experts_; ++b) sc[b] += 1e-3 * f[b] / total;
       }
       size_t before = out->size();
       AppendTopK(scores_, to, k, out);
@@ -84,6 +89,7 @@ class CoactPredictor final : public PrefetchPredictor {
   int k_;
   std::vector<float> matrix_;   // [layer][a][b]: a in layer, b in the next layer
   std::vector<double> freq_;    // [layer][expert]
+  std::vector<double> freq_total_;  // [layer]: sum of freq_ over experts
   std::vector<std::vector<int32_t>> last_;  // last set seen per layer
   std::vector<uint64_t> last_token_;        // its token
   std::vector<double> scores_;

@@ -6,16 +6,41 @@ namespace moestream::policies {
 
 void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out) {
   if (k <= 0) return;
-  // Small k over at most a few hundred experts: a partial selection.
+  // Best first: higher score, then lower id (a strict total order, so the
+  // answer does not depend on the selection method).
+  auto better = [&](int a, int b) {
+    return scores[a] != scores[b] ? scores[a] > scores[b] : a < b;
+  };
+  constexpr int kSmall = 32;
+  if (k <= kSmall) {
+    // Insertion into a sorted array of the best k so far: one comparison
+    // per expert once the array is full and the scores are skewed.
+    int best[kSmall];
+    int n = 0;
+    for (int e = 0; e < int(scores.size()); ++e) {
+      if (!(scores[e] > 0)) continue;
+      if (n == k && !better(e, best[n - 1])) continue;
+      int i = n < k ? n++ : n - 1;
+      while (i > 0 && better(e, best[i - 1])) {
+        best[i] = best[i - 1];
+        --i;
+      }
+      best[i] = e;
+    }
+    if (n == 0) return;
+    const double top = scores[best[0]];
+    for (int i = 0; i < n; ++i) {
+      out->push_back(ExpertGuess{ExpertKey{uint16_t(layer), uint16_t(best[i])},
+                                 float(scores[best[i]] / top)});
+    }
+    return;
+  }
   thread_local std::vector<int> ids;
   ids.clear();
   for (size_t e = 0; e < scores.size(); ++e) {
     if (scores[e] > 0) ids.push_back(int(e));
   }
   size_t n = std::min(ids.size(), size_t(k));
-  auto better = [&](int a, int b) {
-    return scores[a] != scores[b] ? scores[a] > scores[b] : a < b;
-  };
   std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), better);
   if (n == 0) return;
   double top = scores[ids[0]];
