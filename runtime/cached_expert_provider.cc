@@ -97,6 +97,21 @@ void OffloadStats::Add(const OffloadStats& o) {
   link.busy_ns += o.link.busy_ns;
 }
 
+absl::StatusOr<MemoryPlan> PlanOffload(const io::GgufFile& file, const OffloadOptions& o,
+                                       int64_t n_batch) {
+  PlanOptions po;
+  po.device_budget_bytes = o.device_budget_bytes;
+  po.host_budget_bytes = o.host_budget_bytes > 0 ? o.host_budget_bytes : (uint64_t(1) << 62);
+  po.n_ctx = o.n_ctx;
+  po.kv_type = o.kv_type;
+  po.n_batch = n_batch;
+  po.experts_on = o.experts_on;
+  po.staging_buffers = o.loader.staging_buffers;
+  MOESTREAM_ASSIGN_OR_RETURN(MemoryPlan plan, PlanMemory(file, po));
+  if (!plan.fits) return absl::ResourceExhaustedError(plan.message);
+  return plan;
+}
+
 absl::StatusOr<std::unique_ptr<CachedExpertProvider>> CachedExpertProvider::Create(
     kernels::Backend& backend, const io::GgufFile& file, const ModelConfig& c,
     const ModelWeights& w, int64_t n_batch, const OffloadOptions& o) {
@@ -157,16 +172,7 @@ absl::Status CachedExpertProvider::OpenTier(const io::GgufFile& file) {
 
 absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batch) {
   MOESTREAM_ASSIGN_OR_RETURN(link_, kernels::FindLinkProfile(opt_.link));
-  PlanOptions po;
-  po.device_budget_bytes = opt_.device_budget_bytes;
-  po.host_budget_bytes = opt_.host_budget_bytes > 0 ? opt_.host_budget_bytes : (uint64_t(1) << 62);
-  po.n_ctx = opt_.n_ctx;
-  po.kv_type = opt_.kv_type;
-  po.n_batch = n_batch;
-  po.experts_on = opt_.experts_on;
-  po.staging_buffers = opt_.loader.staging_buffers;
-  MOESTREAM_ASSIGN_OR_RETURN(plan_, PlanMemory(file, po));
-  if (!plan_.fits) return absl::ResourceExhaustedError(plan_.message);
+  MOESTREAM_ASSIGN_OR_RETURN(plan_, PlanOffload(file, opt_, n_batch));
   // With every expert fitting the device the planner names no tier; the
   // bytes still come from somewhere: the file (nvme) unless host was asked.
   tier_ = opt_.experts_on != "auto" ? opt_.experts_on

@@ -118,6 +118,12 @@ struct OffloadOptions {
   absl::Status Validate() const;
 };
 
+// The memory plan for offloading `file` as `o` says, with n_batch tokens per
+// step; kResourceExhausted carrying the planner's one-line message when it
+// does not fit. Create() calls it; callers may call it before loading.
+absl::StatusOr<MemoryPlan> PlanOffload(const io::GgufFile& file, const OffloadOptions& o,
+                                       int64_t n_batch);
+
 // What the offloading did over a window (stats() minus an earlier stats()).
 struct OffloadStats {
   cache::CacheCounters cache;       // cache totals (accesses, hits, loads, bytes, stall)

@@ -69,6 +69,7 @@ absl::StatusOr<runtime::OffloadOptions> EngineFlags::OffloadOptions() const {
   o.host_budget_bytes = host_budget;
   o.experts_on = experts_on.empty() ? "auto" : experts_on;
   o.store_path = store;
+  o.reader.queue_depth = 8;  // staging ring of 8 MiB (1 MiB blocks)
   o.cache_policy = cache_policy;
   o.prefetch = prefetch;
   MOESTREAM_ASSIGN_OR_RETURN(o.miss_policy, runtime::ParseMissPolicy(miss_policy));
@@ -103,6 +104,10 @@ absl::StatusOr<std::unique_ptr<runtime::LoadedModel>> LoadModel(
   runtime::LoadOptions lo = o;
   if (f.offload()) {
     MOESTREAM_ASSIGN_OR_RETURN(runtime::OffloadOptions oo, f.OffloadOptions());
+    // Plan before loading anything: a budget that cannot work fails with
+    // the planner's message, not with the first allocation past it.
+    MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile gf, io::GgufFile::Open(f.model));
+    MOESTREAM_RETURN_IF_ERROR(runtime::PlanOffload(gf, oo, eo.n_batch).status());
     oo.verbose = o.verbose;
     lo.upload_routed_experts = false;
     lo.provider_factory = runtime::CachedExpertProvider::Factory(std::move(oo), &created);
