@@ -15,17 +15,20 @@ void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<Ex
   if (k <= kSmall) {
     // Insertion into a sorted array of the best k so far: one comparison
     // per expert once the array is full and the scores are skewed.
+    // Ids arrive in increasing order, so a newcomer beats the current k-th
+    // best only by a strictly higher score.
     int best[kSmall];
     int n = 0;
+    double floor = 0;  // score to beat: 0 until k are held, then the k-th best
     for (int e = 0; e < int(scores.size()); ++e) {
-      if (!(scores[e] > 0)) continue;
-      if (n == k && !better(e, best[n - 1])) continue;
+      if (!(scores[e] > floor)) continue;
       int i = n < k ? n++ : n - 1;
       while (i > 0 && better(e, best[i - 1])) {
         best[i] = best[i - 1];
         --i;
       }
       best[i] = e;
+      if (n == k) floor = scores[best[k - 1]];
     }
     if (n == 0) return;
     const double top = scores[best[0]];
