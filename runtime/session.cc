@@ -1,5 +1,7 @@
 #include "runtime/session.h"
 
+#include "runtime/recording_expert_provider.h"
+
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -107,6 +109,12 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
     } else {
       MOESTREAM_ASSIGN_OR_RETURN(m->provider, ResidentExpertProvider::Create(
                                                   *m->backend, m->config, *m->weights, n_batch));
+    }
+    if (!o.record_trace.empty()) {
+      auto rec = std::make_unique<RecordingExpertProvider>(std::move(m->provider), m->config,
+                                                           o.record_trace);
+      m->recorder = rec.get();
+      m->provider = std::move(rec);
     }
   }
   MOESTREAM_ASSIGN_OR_RETURN(m->engine, Engine::Create(*m->backend, m->config, *m->weights,

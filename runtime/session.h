@@ -26,6 +26,8 @@
 
 namespace moestream::runtime {
 
+class RecordingExpertProvider;
+
 struct GenerateOptions {
   // Tokens to generate (sample). Default 32.
   int64_t n_predict = 32;
@@ -84,6 +86,10 @@ struct LoadOptions {
   ExpertProviderFactory provider_factory;
   // Print loading progress and the model summary on stderr. Default false.
   bool verbose = false;
+  // Record the routing into this trace file (runtime/trace.h): the provider
+  // is wrapped in a RecordingExpertProvider (LoadedModel::recorder). Empty =
+  // no recording.
+  std::string record_trace;
 };
 
 // Everything one loaded model consists of; members are destroyed in reverse
@@ -94,6 +100,7 @@ struct LoadedModel {
   ModelConfig config;
   std::unique_ptr<ModelWeights> weights;
   std::unique_ptr<ExpertProvider> provider;
+  RecordingExpertProvider* recorder = nullptr;  // set when LoadOptions::record_trace is
   std::unique_ptr<Engine> engine;
   double load_ms = 0;
 };

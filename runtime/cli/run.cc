@@ -26,6 +26,7 @@
 #include "base/strings.h"
 #include "runtime/cli/command.h"
 #include "runtime/cli/engine_flags.h"
+#include "runtime/recording_expert_provider.h"
 #include "runtime/chat_template.h"
 #include "runtime/cli/flags.h"
 #include "runtime/sampler.h"
@@ -103,7 +104,8 @@ absl::Status Run(const std::vector<std::string>& args) {
   FlagParser p("run");
   EngineFlags ef;
   ef.Register(p);
-  std::string prompt_ids, prompt_text, system_text, chat_format, dump_path, output = "auto";
+  std::string prompt_ids, prompt_text, system_text, chat_format, dump_path, record_trace;
+  std::string output = "auto";
   bool chat = false;
   int64_t n_predict = 32, top_k = 40, repeat_last_n = 64, seed = -1;
   double temp = 0.8, top_p = 0.95, min_p = 0.05, repeat_penalty = 1.0;
@@ -129,6 +131,9 @@ absl::Status Run(const std::vector<std::string>& args) {
   p.Int("seed", 0, "N", "sampling seed (default: random)", &seed);
   p.Bool("ignore-eos", "keep generating past end-of-generation tokens", &ignore_eos);
   p.Bool("json", "print the summary as one JSON object on stdout (tokens go to stderr)", &json);
+  p.String("record-trace", 0, "FILE",
+           "record the routing (every token at every MoE layer) as a trace for `replay`",
+           &record_trace);
   p.String("dump-logits", 0, "FILE",
            "write float32 LE logits of every processed position to FILE (+ FILE.json)",
            &dump_path);
@@ -163,6 +168,7 @@ absl::Status Run(const std::vector<std::string>& args) {
 
   runtime::LoadOptions lo;
   lo.verbose = true;
+  lo.record_trace = record_trace;
   runtime::CachedExpertProvider* offload = nullptr;
   MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<runtime::LoadedModel> m, LoadModel(ef, lo, &offload));
   runtime::Engine& engine = *m->engine;
@@ -230,6 +236,7 @@ absl::Status Run(const std::vector<std::string>& args) {
     first = false;
     return true;
   };
+  if (m->recorder != nullptr) m->recorder->BeginSequence(static_cast<int64_t>(prompt.size()));
   const runtime::OffloadStats offload_before =
       offload != nullptr ? offload->stats() : runtime::OffloadStats{};
   MOESTREAM_ASSIGN_OR_RETURN(runtime::GenerationResult r,
@@ -246,6 +253,7 @@ absl::Status Run(const std::vector<std::string>& args) {
   }
   std::fprintf(tok_out, "\n");
   std::fflush(tok_out);
+  if (m->recorder != nullptr) MOESTREAM_RETURN_IF_ERROR(m->recorder->Finish());
   if (!dump_path.empty()) {
     MOESTREAM_RETURN_IF_ERROR(dump.Finish(m->config.n_vocab, static_cast<int64_t>(prompt.size())));
   }

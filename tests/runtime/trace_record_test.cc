@@ -105,3 +105,27 @@ TEST(TraceRecording, RecordsTheReferenceRoutingWithPositionsAndPhases) {
 
 }  // namespace
 }  // namespace moestream::runtime
+
+namespace moestream::runtime {
+namespace {
+
+// `run --record-trace` writes a trace that `replay` reads back: 8 prompt
+// tokens + 3 fed-back tokens. (Replay fetches a prefill batch's union of
+// experts once per layer, so accesses are fewer than tokens x layers x k.)
+TEST(TraceRecordingCli, RunRecordsATraceThatReplayReads) {
+  using ::moestream::testing::MoestreamBin;
+  using ::moestream::testing::RunCommand;
+  ScratchDir tmp;
+  const std::string model = SharedPath("reference/mixtral-tiny-a/mixtral-tiny-a.gguf");
+  const std::string trace = tmp.Path("run.mstrace");
+  auto run = RunCommand(MoestreamBin() + " run -m " + model +
+                        " --prompt-ids 1,2,3,4,5,6,7,8 -n 4 --temp 0 --record-trace " + trace);
+  ASSERT_EQ(run.exit_code, 0) << run.err;
+  auto replay = RunCommand(MoestreamBin() + " replay --trace " + trace +
+                           " --policy lru --capacity 2 --phase all --json");
+  ASSERT_EQ(replay.exit_code, 0) << replay.err;
+  EXPECT_NE(replay.out.find("\"tokens\": 11,"), std::string::npos) << replay.out;
+}
+
+}  // namespace
+}  // namespace moestream::runtime
