@@ -60,7 +60,7 @@ class Reader {
   absl::Status GetArray(std::vector<T>* v, uint64_t n, const char* what) {
     if (n > (d_.size() - pos_) / sizeof(T)) return Truncated(what);
     v->resize(n);
-    std::memcpy(v->data(), d_.data() + pos_, n * sizeof(T));
+    if (n > 0) std::memcpy(v->data(), d_.data() + pos_, n * sizeof(T));  // data() may be null
     pos_ += n * sizeof(T);
     return absl::OkStatus();
   }
