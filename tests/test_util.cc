@@ -78,4 +78,22 @@ std::vector<float> ReadF32File(const std::string& path) {
   return v;
 }
 
+std::vector<std::vector<int32_t>> ReferenceRouting(const std::string& json) {
+  std::vector<std::vector<int32_t>> out;
+  for (size_t at = json.find("\"experts\""); at != std::string::npos;
+       at = json.find("\"experts\"", at + 1)) {
+    const size_t open = json.find('[', at), close = json.find(']', at);
+    if (open == std::string::npos || close == std::string::npos) break;
+    std::string inner = json.substr(open + 1, close - open - 1);
+    for (char& c : inner) {
+      if (c == ',') c = ' ';
+    }
+    std::istringstream ss(inner);
+    std::vector<int32_t> ids;
+    for (int32_t v; ss >> v;) ids.push_back(v);
+    out.push_back(std::move(ids));
+  }
+  return out;
+}
+
 }  // namespace moestream::testing

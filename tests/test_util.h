@@ -46,6 +46,10 @@ std::string ReadFileOrDie(const std::string& path);
 void WriteFileOrDie(const std::string& path, const std::string& bytes);
 std::vector<float> ReadF32File(const std::string& path);
 
+// Every "experts": [a, b, ...] list of a reference model's ref.json, in file
+// order (position-major, then layer).
+std::vector<std::vector<int32_t>> ReferenceRouting(const std::string& ref_json);
+
 }  // namespace moestream::testing
 
 #endif  // MOESTREAM_TESTS_TEST_UTIL_H_

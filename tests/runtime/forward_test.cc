@@ -136,24 +136,6 @@ class RecordingProvider : public ExpertProvider {
   ExpertProvider& inner_;
 };
 
-// Every "experts": [a, b] list of ref.json, in file order (position-major,
-// then layer).
-std::vector<std::vector<int32_t>> RefRouting(const std::string& json) {
-  std::vector<std::vector<int32_t>> out;
-  for (size_t at = json.find("\"experts\""); at != std::string::npos;
-       at = json.find("\"experts\"", at + 1)) {
-    const size_t open = json.find('[', at), close = json.find(']', at);
-    std::vector<int32_t> ids;
-    std::string inner = json.substr(open + 1, close - open - 1);
-    std::replace(inner.begin(), inner.end(), ',', ' ');
-    std::istringstream ss(inner);
-    int32_t v;
-    while (ss >> v) ids.push_back(v);
-    out.push_back(ids);
-  }
-  return out;
-}
-
 TEST(ExpertProviderInjection, EveryRoutedExpertGoesThroughTheProviderAsTheReferenceRoutes) {
   const std::string dir = SharedPath("reference/qwen3moe-tiny-a");
   auto m = LoadWith(dir + "/qwen3moe-tiny-a.gguf");
@@ -172,7 +154,7 @@ TEST(ExpertProviderInjection, EveryRoutedExpertGoesThroughTheProviderAsTheRefere
             std::vector<float>((*e)->logits().begin(), (*e)->logits().end()));
   EXPECT_EQ(rec.hooks, (std::vector<int>{0, 1, 2, 3}));
   // The float64 reference's expert choices, position by position.
-  const auto ref = RefRouting(ReadFileOrDie(dir + "/ref.json"));
+  const auto ref = ::moestream::testing::ReferenceRouting(ReadFileOrDie(dir + "/ref.json"));
   ASSERT_GE(ref.size(), 32u * 4u);
   ASSERT_EQ(rec.calls.size(), 32u * 4u);
   for (int pos = 0; pos < 32; ++pos) {

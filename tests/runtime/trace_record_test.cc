@@ -22,22 +22,6 @@ using ::moestream::testing::ReadFileOrDie;
 using ::moestream::testing::ScratchDir;
 using ::moestream::testing::SharedPath;
 
-// Every "experts": [...] list of ref.json in file order (position, then layer).
-std::vector<std::vector<int32_t>> RefExperts(const std::string& json) {
-  std::vector<std::vector<int32_t>> out;
-  for (size_t at = json.find("\"experts\""); at != std::string::npos;
-       at = json.find("\"experts\"", at + 1)) {
-    const size_t open = json.find('[', at), close = json.find(']', at);
-    std::string inner = json.substr(open + 1, close - open - 1);
-    std::replace(inner.begin(), inner.end(), ',', ' ');
-    std::istringstream ss(inner);
-    std::vector<int32_t> ids;
-    for (int32_t v; ss >> v;) ids.push_back(v);
-    out.push_back(ids);
-  }
-  return out;
-}
-
 TEST(TraceRecording, RecordsTheReferenceRoutingWithPositionsAndPhases) {
   const std::string dir = SharedPath("reference/mixtral-tiny-a");
   RecordingExpertProvider* rec = nullptr;
@@ -84,7 +68,7 @@ TEST(TraceRecording, RecordsTheReferenceRoutingWithPositionsAndPhases) {
   const size_t decode_tokens = n_gen - 1;
   ASSERT_EQ(t->cells.size(), (prompt.size() + decode_tokens) * n_layer);
 
-  const auto ref = RefExperts(ReadFileOrDie(dir + "/ref.json"));
+  const auto ref = ::moestream::testing::ReferenceRouting(ReadFileOrDie(dir + "/ref.json"));
   ASSERT_GE(ref.size(), prompt.size() * n_layer);
   for (const TraceCell& c : t->cells) {
     if (c.pos < prompt.size()) {
