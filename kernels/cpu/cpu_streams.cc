@@ -21,10 +21,10 @@ uint64_t CpuEvent::Arm() {
 }
 
 void CpuEvent::Complete(uint64_t generation) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    completed_ = std::max(completed_, generation);
-  }
+  // Notify under the lock: a waiter that sees the completion may destroy the
+  // event at once, so the engine thread must not touch cv_ after unlocking.
+  std::lock_guard<std::mutex> lock(mu_);
+  completed_ = std::max(completed_, generation);
   cv_.notify_all();
 }
 
