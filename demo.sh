@@ -7,7 +7,7 @@
 #   ./demo.sh            # files under ./demo/ (gitignored)
 set -euo pipefail
 cd "$(dirname "$0")"
-BIN=${MOESTREAM_BIN:-./build/runtime/moestream}
+BIN=${MOESTREAM_BIN:-./build/cli/moestream}
 [[ -x "$BIN" ]] || { echo "demo.sh: $BIN not found; build it first (ninja -C build moestream)" >&2; exit 1; }
 mkdir -p demo
 MODEL=demo/moe-q8.gguf

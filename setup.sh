@@ -9,7 +9,7 @@ cd "$(dirname "$0")"
 
 PKGS=(build-essential cmake ninja-build pkg-config git
       libabsl-dev liburing-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
-      libpcre2-dev clang libclang-rt-14-dev python3 python3-numpy gnuplot-nox fio)
+      libpcre2-dev libcli11-dev nlohmann-json3-dev libxxhash-dev clang libclang-rt-14-dev python3 python3-numpy gnuplot-nox fio)
 
 if [[ "${1:-}" != "--no-install" ]]; then
   missing=()
@@ -32,4 +32,4 @@ fi
 JOBS=$(nproc)
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release
 cmake --build build -j "$JOBS"
-echo "setup: built ./build/runtime/moestream"
+echo "setup: built ./build/cli/moestream"

@@ -1,5 +1,5 @@
 // Replay speed: expert accesses per second through the real expert cache
-// (runtime/replay.h) on one core, per policy and with a predictor, next to a
+// (trace/replay.h) on one core, per policy and with a predictor, next to a
 // baseline measured in the same run: the policy alone driven by a bare
 // residency array (no cache, no loader, no clock). The target is >= 5 M
 // accesses/s for `moestream replay`; the ratio shows the cache's share.
@@ -11,17 +11,17 @@
 #include <vector>
 
 #include "policies/eviction_policy.h"
-#include "runtime/replay.h"
-#include "runtime/trace.h"
+#include "trace/replay.h"
+#include "trace/trace.h"
 
 namespace moestream {
 namespace {
 
 constexpr int kLayers = 48, kExperts = 128, kTopK = 8, kTokens = 1000;
 
-const runtime::Trace& SyntheticTrace() {
-  static runtime::Trace t = [] {
-    runtime::Trace t;
+const trace::Trace& SyntheticTrace() {
+  static trace::Trace t = [] {
+    trace::Trace t;
     t.shape = {"synthetic", "bench", kLayers, kExperts, kTopK, {}, {}};
     for (int l = 0; l < kLayers; ++l) t.shape.layer_ids.push_back(l);
     std::mt19937 rng(42);
@@ -34,7 +34,7 @@ const runtime::Trace& SyntheticTrace() {
           int e = (skew(rng) + 7 * l) % kExperts;
           if (std::find(ids.begin(), ids.end(), e) == ids.end()) ids.push_back(e);
         }
-        runtime::TraceCell c;
+        trace::TraceCell c;
         c.step = c.pos = uint32_t(tok);
         c.layer = uint16_t(l);
         t.AddCell(c, ids, {});
@@ -47,8 +47,8 @@ const runtime::Trace& SyntheticTrace() {
 
 void BM_Replay(benchmark::State& state, const char* policy, const char* predictor,
                bool per_layer) {
-  const runtime::Trace& t = SyntheticTrace();
-  runtime::ReplayOptions o;
+  const trace::Trace& t = SyntheticTrace();
+  trace::ReplayOptions o;
   o.policy = policy;
   o.predictor = predictor;
   o.capacity = 16;
@@ -56,7 +56,7 @@ void BM_Replay(benchmark::State& state, const char* policy, const char* predicto
   o.run_min = false;
   uint64_t accesses = 0;
   for (auto _ : state) {
-    auto r = runtime::Replay(t, o);
+    auto r = trace::Replay(t, o);
     if (!r.ok()) {
       state.SkipWithError(std::string(r.status().message()).c_str());
       return;
@@ -69,8 +69,8 @@ void BM_Replay(benchmark::State& state, const char* policy, const char* predicto
 
 // Baseline: the same access stream through the policy alone.
 void BM_PolicyOnly(benchmark::State& state, const char* policy) {
-  const runtime::Trace& t = SyntheticTrace();
-  std::vector<policies::ExpertKey> future;
+  const trace::Trace& t = SyntheticTrace();
+  std::vector<ExpertKey> future;
   for (const auto& c : t.cells) {
     for (uint16_t e : t.Experts(c)) future.push_back({c.layer, e});
   }
@@ -86,10 +86,10 @@ void BM_PolicyOnly(benchmark::State& state, const char* policy) {
     std::vector<uint8_t> resident(kLayers * kExperts, 0);
     std::vector<int> count(kLayers, 0);
     policies::VictimQuery q;
-    q.evictable = [](policies::ExpertKey) { return true; };
+    q.evictable = [](ExpertKey) { return true; };
     uint64_t hits = 0;
     for (uint64_t i = 0; i < future.size(); ++i) {
-      policies::ExpertKey k = future[i];
+      ExpertKey k = future[i];
       policies::AccessContext ctx{i, false, k.layer};
       uint8_t& r = resident[k.layer * kExperts + k.expert];
       if (r) {

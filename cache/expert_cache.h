@@ -132,7 +132,7 @@
 #include "cache/expert_loader.h"
 #include "kernels/backend.h"
 #include "policies/eviction_policy.h"
-#include "policies/expert_key.h"
+#include "base/expert_key.h"
 
 namespace moestream::cache {
 

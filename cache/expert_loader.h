@@ -27,11 +27,10 @@
 #include <vector>
 
 #include "absl/status/status.h"
-#include "policies/expert_key.h"
+#include "base/expert_key.h"
 
 namespace moestream::cache {
 
-using policies::ExpertKey;
 
 // Identifies one load for its whole life; issued by the cache, unique, never
 // reused within a cache's lifetime.

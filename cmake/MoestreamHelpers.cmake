@@ -64,7 +64,7 @@ function(moestream_test)
     DISCOVERY_MODE PRE_TEST
     DISCOVERY_TIMEOUT 60
     PROPERTIES LABELS "${MT_LABELS}")
-  if(MT_NAME MATCHES "^(io|runtime)_")
+  if(MT_NAME MATCHES "^(io|model|engine|text|trace|gen|cli)_")
     # These suites also drive the built `moestream` command line.
     add_dependencies(${MT_NAME} moestream)
   endif()

@@ -43,7 +43,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "policies/expert_key.h"
+#include "base/expert_key.h"
 
 namespace moestream::policies {
 

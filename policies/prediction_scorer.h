@@ -13,7 +13,7 @@
 #include <cstdint>
 #include <span>
 
-#include "policies/expert_key.h"
+#include "base/expert_key.h"
 #include "policies/prefetch_predictor.h"
 
 namespace moestream::policies {

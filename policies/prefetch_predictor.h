@@ -22,7 +22,7 @@
 
 #include "absl/status/statusor.h"
 #include "policies/eviction_policy.h"
-#include "policies/expert_key.h"
+#include "base/expert_key.h"
 
 namespace moestream::policies {
 

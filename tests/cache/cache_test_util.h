@@ -19,7 +19,6 @@
 
 namespace moestream::cache::testing {
 
-using policies::ExpertKey;
 
 // Least recently used first; records its resident set so tests can check the
 // cache keeps the policy's mirror exact.

@@ -1,0 +1,186 @@
+// `moestream bench`: prefill and decode throughput with every expert
+// resident. Each repetition resets the context, prefills a fixed
+// pseudo-random prompt as one batch and decodes greedily; the medians over
+// the repetitions are reported (and every repetition with --json), beside
+// tokens per CPU-second of the process (meaningful on a shared machine).
+//
+//   moestream bench -m model.gguf --prompt 128 --gen 64 --reps 3 -t 2 --json
+//   moestream bench -m model.gguf --device-budget 64M --experts-on nvme --link pcie4x16 --json
+//
+// With offloading (engine_flags.h) the expert cache's figures are reported
+// over the decode phases of all repetitions (OffloadReport: hit_rate,
+// prefetch_precision/recall, link_bytes, tier_bytes, stall_ms,
+// overlap_efficiency, budgets and high-water marks), plus the overlap
+// efficiency of each repetition.
+#include <algorithm>
+#include <cstdio>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "cli/command.h"
+#include "cli/engine_flags.h"
+#include "cli/flags.h"
+#include "engine/sampler.h"
+#include "engine/session.h"
+
+namespace moestream::cli {
+namespace {
+
+double Median(std::vector<double> v) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+absl::Status Bench(const std::vector<std::string>& args) {
+  FlagParser p("bench");
+  EngineFlags ef;
+  ef.Register(p);
+  int64_t n_prompt = 128, n_gen = 64, reps = 3;
+  bool json = false;
+  p.Int("prompt", 0, "N", "prompt tokens prefilled as one batch (default 128)", &n_prompt);
+  p.Int("gen", 0, "N", "tokens decoded one at a time (default 64)", &n_gen);
+  p.Int("reps", 0, "N", "repetitions; medians are reported (default 3)", &reps);
+  p.Bool("json", "print the results as one JSON object on stdout", &json);
+  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
+  if (p.help_requested()) {
+    std::printf("%s", p.Usage().c_str());
+    return absl::OkStatus();
+  }
+  if (n_prompt < 1) return absl::InvalidArgumentError("--prompt must be >= 1");
+  if (n_gen < 0) return absl::InvalidArgumentError("--gen must be >= 0");
+  if (reps < 1) return absl::InvalidArgumentError("--reps must be >= 1");
+  if (ef.ctx == 0) ef.ctx = n_prompt + n_gen + 1;
+
+  engine::LoadOptions lo;
+  lo.verbose = !json;
+  engine::CachedExpertProvider* offload = nullptr;
+  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m, LoadModel(ef, lo, &offload));
+  engine::Engine& engine = *m->engine;
+
+  // A fixed prompt of ids that are not end-of-generation tokens.
+  std::mt19937 rng(1234);
+  std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(m->config.n_vocab - 1));
+  std::vector<int32_t> prompt;
+  while (static_cast<int64_t>(prompt.size()) < n_prompt) {
+    const int32_t id = pick(rng);
+    if (!m->config.IsEog(id)) prompt.push_back(id);
+  }
+  engine::SamplerOptions so;
+  so.temperature = 0;
+  engine::GenerateOptions go;
+  go.n_predict = n_gen + 1;  // n_gen tokens fed back through the model
+  go.stop_at_eog = false;
+
+  // One short warm-up (page faults, thread pool start).
+  {
+    engine::Sampler s(so);
+    engine::GenerateOptions warm = go;
+    warm.n_predict = std::min<int64_t>(go.n_predict, 4);
+    engine.Reset();
+    MOESTREAM_ASSIGN_OR_RETURN(engine::GenerationResult w,
+                               engine::Generate(engine, s, {prompt.data(), std::min<size_t>(prompt.size(), 16)},
+                                                 warm, nullptr));
+    (void)w;
+  }
+  std::vector<double> prefill, decode, ttft, prefill_cpu, decode_cpu, overlap;
+  // Offloading: the decode phase starts at the first sampled token.
+  engine::OffloadStats decode_window, decode_start;
+  double decode_window_ms = 0;
+  engine::TokenFn on_token;
+  bool first_token = true;
+  if (offload != nullptr) {
+    on_token = [&](int32_t) {
+      if (first_token) decode_start = offload->stats();
+      first_token = false;
+      return true;
+    };
+  }
+  for (int64_t r = 0; r < reps; ++r) {
+    engine::Sampler s(so);
+    engine.Reset();
+    first_token = true;
+    MOESTREAM_ASSIGN_OR_RETURN(engine::GenerationResult res,
+                               engine::Generate(engine, s, prompt, go, on_token));
+    if (offload != nullptr) {
+      const engine::OffloadStats w = offload->stats().Minus(decode_start);
+      decode_window.Add(w);
+      decode_window_ms += res.stats.decode_ms;
+      overlap.push_back(
+          MakeOffloadReport(*m, ef, *offload, w, res.stats.decode_ms).overlap_efficiency());
+    }
+    prefill.push_back(res.stats.prefill_tok_s());
+    decode.push_back(res.stats.decode_tok_s());
+    ttft.push_back(res.stats.ttft_ms);
+    const engine::GenerationStats& st = res.stats;
+    prefill_cpu.push_back(st.prefill_cpu_ms > 0 ? st.prompt_tokens * 1e3 / st.prefill_cpu_ms : 0);
+    decode_cpu.push_back(st.decode_cpu_ms > 0 ? st.decoded_tokens * 1e3 / st.decode_cpu_ms : 0);
+    if (!json) {
+      std::fprintf(stderr,
+                   "rep %lld: prefill %.1f tok/s (%.1f tok/cpu-s), decode %.1f tok/s (%.1f tok/cpu-s)\n",
+                   static_cast<long long>(r + 1), prefill.back(), prefill_cpu.back(),
+                   decode.back(), decode_cpu.back());
+      if (offload != nullptr) {
+        std::fprintf(stderr, "rep %lld: decode overlap efficiency %.3f\n",
+                     static_cast<long long>(r + 1), overlap.back());
+      }
+    }
+  }
+  const double pp = Median(prefill), tg = Median(decode), tt = Median(ttft);
+  const double pp_cpu = Median(prefill_cpu), tg_cpu = Median(decode_cpu);
+  std::optional<OffloadReport> report;
+  if (offload != nullptr) {
+    report = MakeOffloadReport(*m, ef, *offload, decode_window, decode_window_ms);
+  }
+  if (json) {
+    auto list = [](const std::vector<double>& v) {
+      return absl::StrCat("[", absl::StrJoin(v, ", ", [](std::string* out, double d) {
+                            absl::StrAppendFormat(out, "%.3f", d);
+                          }), "]");
+    };
+    std::string out = absl::StrCat("{\"model\": ", JsonString(ef.model),
+                                   ", \"arch\": ", JsonString(m->config.arch),
+                                   ", \"backend\": ", JsonString(m->backend->Describe()));
+    absl::StrAppendFormat(&out,
+                          ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"reps\": %d, "
+                          "\"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, \"ttft_ms\": %.3f, "
+                          "\"prefill_tok_per_cpu_s\": %.3f, \"decode_tok_per_cpu_s\": %.3f, "
+                          "\"threads\": %d, \"weights_bytes\": %d",
+                          n_prompt, n_gen, reps, pp, tg, tt, pp_cpu, tg_cpu, ef.threads,
+                          m->weights->device_bytes());
+    absl::StrAppend(&out, ", \"prefill_tok_s_reps\": ", list(prefill),
+                    ", \"decode_tok_s_reps\": ", list(decode));
+    absl::StrAppend(&out, ", \"offload\": ", report ? "true" : "false");
+    if (report) {
+      absl::StrAppend(&out, ", ", report->JsonFields(), ", \"overlap_efficiency_reps\": ",
+                      list(overlap));
+    }
+    absl::StrAppend(&out, "}\n");
+    std::fputs(out.c_str(), stdout);
+  } else {
+    std::printf("%s\nprefill %lld tokens: %.1f tok/s (%.1f tok/cpu-s)   decode %lld tokens: "
+                "%.1f tok/s (%.1f tok/cpu-s)   (median of %lld; ttft %.1f ms)\n",
+                m->config.Summary().c_str(), static_cast<long long>(n_prompt), pp, pp_cpu,
+                static_cast<long long>(n_gen), tg, tg_cpu, static_cast<long long>(reps), tt);
+    if (report) std::printf("decode phases:\n%s", report->Text().c_str());
+  }
+  return absl::OkStatus();
+}
+
+int BenchCommand(std::vector<std::string> args) {
+  absl::Status s = Bench(args);
+  return s.ok() ? 0 : ReportError("bench", s);
+}
+
+}  // namespace
+}  // namespace moestream::cli
+
+MOESTREAM_REGISTER_COMMAND(bench, "prefill and decode tok/s of a model (median of repetitions)",
+                           moestream::cli::BenchCommand);

@@ -1,0 +1,113 @@
+// The flags every model-running command shares (backend, threads, KV cache,
+// context, batch, and expert offloading), turned into the options of
+// engine::LoadModel. `run` and `bench` use them. Offloading is on when
+// --device-budget or --experts-on is given: the routed experts are then not
+// uploaded, and a engine::CachedExpertProvider streams them through the
+// device expert cache (engine::LoadOptions::provider_factory).
+//
+//   EngineFlags ef;  FlagParser p("run");
+//   ef.Register(p);                      // -m, --backend, -t, ..., --device-budget, ...
+//   MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
+//   engine::CachedExpertProvider* offload = nullptr;   // set when offloading
+//   MOESTREAM_ASSIGN_OR_RETURN(auto m, LoadModel(ef, engine::LoadOptions{}, &offload));
+//   engine::OffloadStats before = offload->stats();
+//   m->engine->Process(...);
+//   OffloadReport r = MakeOffloadReport(*m, ef, offload->stats().Minus(before), step_ms);
+#ifndef MOESTREAM_CLI_ENGINE_FLAGS_H_
+#define MOESTREAM_CLI_ENGINE_FLAGS_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "io/gguf.h"
+#include "kernels/backend.h"
+#include "engine/cached_expert_provider.h"
+#include "cli/flags.h"
+#include "engine/engine.h"
+#include "engine/expert_provider.h"
+#include "engine/session.h"
+
+namespace moestream::cli {
+
+struct EngineFlags {
+  std::string model;             // -m: GGUF path (required)
+  std::string backend = "auto";  // --backend cpu|cuda|auto
+  int64_t threads = 0;           // -t: compute threads (cpu); 0 = one per core
+  std::string kv_type = "f32";   // --kv-type f32|f16
+  int64_t ctx = 0;               // --ctx: KV positions; 0 = model context capped at 4096
+  int64_t batch = 512;           // --batch: most tokens per forward chunk
+  std::string isa = "auto";      // --isa auto|scalar|avx2|avx512 (cpu kernels)
+  // Offloading.
+  uint64_t device_budget = 0;    // --device-budget: device bytes (0 = none; resident run)
+  uint64_t host_budget = 0;      // --host-budget: pinned host bytes (0 = unlimited)
+  std::string experts_on;        // --experts-on host|nvme|auto ("" = auto when offloading)
+  std::string store;             // --store: packed expert store of the model
+  std::string link = "none";     // --link: the cpu backend's link profile
+  std::string cache_policy = "lru";  // --cache-policy SPEC
+  std::string prefetch = "gate";     // --prefetch none|gate
+  std::string miss_policy = "copy";  // --miss-policy copy|host|auto
+
+  void Register(FlagParser& p);
+  // kInvalidArgument naming the flag.
+  absl::StatusOr<kernels::BackendOptions> BackendOptions() const;
+  absl::StatusOr<engine::EngineOptions> EngineOptions() const;
+  bool offload() const { return device_budget > 0 || !experts_on.empty(); }
+  absl::StatusOr<engine::OffloadOptions> OffloadOptions() const;
+};
+
+// engine::LoadModel with the flags' options. When the flags ask for
+// offloading, `offload` (if given) receives the provider (owned by the
+// returned model); otherwise it is set to null.
+absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadModel(
+    const EngineFlags& f, const engine::LoadOptions& o,
+    engine::CachedExpertProvider** offload = nullptr);
+
+// What offloading did over a measured window (a run, or bench's decode
+// phase), as the run summary and the JSON of `run` and `bench` report it.
+//
+//   step time      = wall time of the window (step_ms)
+//   stall time     = time the engine thread blocked waiting for experts
+//                    (ExpertCache stall_ns: Wait and waiting for a slot)
+//   compute time   = step time - stall time (everything the engine thread
+//                    did: dense path, expert FFNs, host-computed experts)
+//   transfer time  = the link's busy time over the window
+//                    (Backend::link_stats().busy_ns: every host→device copy,
+//                    modelled latency included). NVMe reads are pipelined
+//                    with the copies through the staging buffers and are not
+//                    added: the link time is the transfer floor of a step.
+//   overlap_efficiency = step time / max(compute time, transfer time)
+//                    (1.0 = transfers fully hidden behind compute or vice
+//                    versa; 2.0 = they ran back to back)
+struct OffloadReport {
+  engine::OffloadStats stats;
+  double step_ms = 0;
+  uint64_t device_budget_bytes = 0;
+  uint64_t device_high_water_bytes = 0;
+  uint64_t host_budget_bytes = 0;  // 0 = unlimited
+  uint64_t host_high_water_bytes = 0;
+  std::string describe;  // the provider's one-line description
+
+  double stall_ms() const { return stats.cache.stall_ns / 1e6; }
+  double transfer_ms() const { return stats.link.busy_ns / 1e6; }
+  double compute_ms() const { return step_ms - stall_ms(); }
+  double overlap_efficiency() const;
+  // `"hit_rate": ..., ..., "host_high_water_bytes": N` (no braces), to
+  // splice into a JSON object.
+  std::string JsonFields() const;
+  std::string Text() const;  // multi-line summary for stderr
+};
+
+OffloadReport MakeOffloadReport(const engine::LoadedModel& m, const EngineFlags& f,
+                                const engine::CachedExpertProvider& p,
+                                const engine::OffloadStats& window, double step_ms);
+
+// JSON text of a string (quoted and escaped) and of an id array.
+std::string JsonString(std::string_view s);
+std::string JsonIds(const std::vector<int32_t>& ids);
+
+}  // namespace moestream::cli
+
+#endif  // MOESTREAM_CLI_ENGINE_FLAGS_H_

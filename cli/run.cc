@@ -1,0 +1,303 @@
+// `moestream run`: generate from a prompt, streaming tokens as they are
+// sampled, and end with a timing summary.
+//
+//   moestream run -m model.gguf --prompt-ids 1,2,3 -n 32 --temp 0
+//   moestream run -m model.gguf -p "Once upon a time" -n 64
+//   moestream run -m model.gguf --chat -p "Why is the sky blue?" --system "Be brief."
+//   moestream run -m model.gguf --prompt-ids 1,2,3 -n 16 --json --dump-logits out.f32
+//   moestream run -m model.gguf -p "Hi" --device-budget 64M --experts-on nvme --link pcie4x16
+//
+// With offloading (--device-budget / --experts-on, see engine_flags.h) the
+// summary and its JSON add the expert cache's figures over the whole run
+// (OffloadReport: hit_rate, prefetch_precision, prefetch_recall, link_bytes,
+// tier_bytes, stall_ms, overlap_efficiency, budgets and high-water marks).
+#include <unistd.h>
+
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "cli/command.h"
+#include "cli/engine_flags.h"
+#include "engine/recording_expert_provider.h"
+#include "text/chat_template.h"
+#include "cli/flags.h"
+#include "engine/sampler.h"
+#include "engine/session.h"
+#include "text/tokenizer.h"
+
+namespace moestream::cli {
+namespace {
+
+absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
+  std::vector<int32_t> ids;
+  for (absl::string_view part : absl::StrSplit(text, absl::ByAnyChar(", "), absl::SkipEmpty())) {
+    int32_t id = 0;
+    if (!absl::SimpleAtoi(part, &id) || id < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--prompt-ids: '", part, "' is not a token id (expected e.g. 1,2,3)"));
+    }
+    ids.push_back(id);
+  }
+  return ids;
+}
+
+// Logits of every processed position, written to FILE via a temporary that
+// is renamed into place (with FILE.json) only when the run completes.
+class LogitsDump {
+ public:
+  absl::Status Open(const std::string& path) {
+    path_ = path;
+    tmp_ = absl::StrCat(path, ".tmp.", ::getpid());
+    f_ = std::fopen(tmp_.c_str(), "wb");
+    if (f_ == nullptr) return absl::PermissionDeniedError(absl::StrCat("--dump-logits: cannot write ", tmp_));
+    return absl::OkStatus();
+  }
+  ~LogitsDump() {
+    if (f_ != nullptr) {
+      std::fclose(f_);
+      std::remove(tmp_.c_str());
+    }
+  }
+  absl::Status Append(std::span<const float> logits, int64_t rows) {
+    if (std::fwrite(logits.data(), sizeof(float), logits.size(), f_) != logits.size()) {
+      return absl::DataLossError(absl::StrCat("--dump-logits: short write to ", tmp_));
+    }
+    rows_ += rows;
+    return absl::OkStatus();
+  }
+  absl::Status Finish(int64_t n_vocab, int64_t n_prompt) {
+    const bool ok = std::fclose(f_) == 0;
+    f_ = nullptr;
+    if (!ok) return absl::DataLossError(absl::StrCat("--dump-logits: cannot finish ", tmp_));
+    const std::string json = absl::StrFormat(
+        "{\"dtype\": \"float32\", \"endian\": \"little\", \"order\": \"row-major\", "
+        "\"shape\": [%d, %d], \"prompt_positions\": %d, \"generated_positions\": %d}\n",
+        rows_, n_vocab, n_prompt, rows_ - n_prompt);
+    const std::string json_tmp = tmp_ + ".json";
+    FILE* j = std::fopen(json_tmp.c_str(), "w");
+    if (j == nullptr || std::fputs(json.c_str(), j) < 0 || std::fclose(j) != 0) {
+      std::remove(tmp_.c_str());
+      return absl::DataLossError(absl::StrCat("--dump-logits: cannot write ", json_tmp));
+    }
+    if (std::rename(tmp_.c_str(), path_.c_str()) != 0 ||
+        std::rename(json_tmp.c_str(), (path_ + ".json").c_str()) != 0) {
+      return absl::DataLossError(absl::StrCat("--dump-logits: cannot rename into ", path_));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  std::string path_, tmp_;
+  FILE* f_ = nullptr;
+  int64_t rows_ = 0;
+};
+
+absl::Status Run(const std::vector<std::string>& args) {
+  FlagParser p("run");
+  EngineFlags ef;
+  ef.Register(p);
+  std::string prompt_ids, prompt_text, system_text, chat_format, dump_path, record_trace;
+  std::string output = "auto";
+  bool chat = false;
+  int64_t n_predict = 32, top_k = 40, repeat_last_n = 64, seed = -1;
+  double temp = 0.8, top_p = 0.95, min_p = 0.05, repeat_penalty = 1.0;
+  bool json = false, ignore_eos = false;
+  p.String("prompt-ids", 0, "ID,ID,...", "prompt token ids, used as given (no BOS added)",
+           &prompt_ids);
+  p.String("prompt", 'p', "TEXT", "prompt text, tokenized with the model's vocabulary (BOS as it says)",
+           &prompt_text);
+  p.Bool("chat", "format -p as a user turn of the model's chat template", &chat);
+  p.String("system", 0, "TEXT", "system message for --chat", &system_text);
+  p.String("chat-format", 0, "NAME", "chat family instead of the one the GGUF's template shows",
+           &chat_format);
+  p.String("output", 0, "auto|text|ids", "stream text or token ids (default: text with -p)",
+           &output);
+  p.Int("n-predict", 'n', "N", "tokens to generate (default 32)", &n_predict);
+  p.Double("temp", 0, "T", "temperature; 0 = greedy (default 0.8)", &temp);
+  p.Int("top-k", 0, "K", "top-k sampling; 0 = off (default 40)", &top_k);
+  p.Double("top-p", 0, "P", "top-p sampling; 1 = off (default 0.95)", &top_p);
+  p.Double("min-p", 0, "P", "min-p sampling; 0 = off (default 0.05)", &min_p);
+  p.Double("repeat-penalty", 0, "F", "repetition penalty; 1 = off (default 1)", &repeat_penalty);
+  p.Int("repeat-last-n", 0, "N", "tokens the penalty looks back; -1 = all (default 64)",
+        &repeat_last_n);
+  p.Int("seed", 0, "N", "sampling seed (default: random)", &seed);
+  p.Bool("ignore-eos", "keep generating past end-of-generation tokens", &ignore_eos);
+  p.Bool("json", "print the summary as one JSON object on stdout (tokens go to stderr)", &json);
+  p.String("record-trace", 0, "FILE",
+           "record the routing (every token at every MoE layer) as a trace for `replay`",
+           &record_trace);
+  p.String("dump-logits", 0, "FILE",
+           "write float32 LE logits of every processed position to FILE (+ FILE.json)",
+           &dump_path);
+  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
+  if (p.help_requested()) {
+    std::printf("%s", p.Usage().c_str());
+    return absl::OkStatus();
+  }
+  if (prompt_ids.empty() == prompt_text.empty()) {
+    return absl::InvalidArgumentError("give exactly one of --prompt-ids and -p/--prompt");
+  }
+  if (chat && prompt_text.empty()) return absl::InvalidArgumentError("--chat needs -p TEXT");
+  if (output != "auto" && output != "text" && output != "ids") {
+    return absl::InvalidArgumentError(absl::StrCat("--output '", output, "': expected auto, text or ids"));
+  }
+  std::vector<int32_t> prompt;
+  if (!prompt_ids.empty()) {
+    MOESTREAM_ASSIGN_OR_RETURN(prompt, ParseIds(prompt_ids));
+    if (prompt.empty()) return absl::InvalidArgumentError("--prompt-ids: no ids given");
+  }
+  if (n_predict < 0) return absl::InvalidArgumentError("--n-predict must be >= 0");
+
+  engine::SamplerOptions so;
+  so.temperature = temp;
+  so.top_k = top_k;
+  so.top_p = top_p;
+  so.min_p = min_p;
+  so.repeat_penalty = repeat_penalty;
+  so.repeat_last_n = repeat_last_n;
+  so.seed = seed < 0 ? engine::kRandomSeed : static_cast<uint64_t>(seed);
+  MOESTREAM_RETURN_IF_ERROR(so.Validate());
+
+  engine::LoadOptions lo;
+  lo.verbose = true;
+  lo.record_trace = record_trace;
+  engine::CachedExpertProvider* offload = nullptr;
+  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m, LoadModel(ef, lo, &offload));
+  engine::Engine& engine = *m->engine;
+  std::unique_ptr<text::Tokenizer> tokenizer;
+  if (!prompt_text.empty() || output == "text") {
+    MOESTREAM_ASSIGN_OR_RETURN(text::Tokenizer t, text::Tokenizer::FromGguf(m->file));
+    tokenizer = std::make_unique<text::Tokenizer>(std::move(t));
+    // The vocabulary knows end-of-generation tokens the metadata may not name.
+    for (int32_t id : tokenizer->eog_ids()) {
+      if (!m->config.IsEog(id)) m->config.eog_ids.push_back(id);
+    }
+  }
+  if (!prompt_text.empty()) {
+    if (chat) {
+      std::vector<text::ChatMessage> msgs;
+      if (!system_text.empty()) msgs.push_back({"system", system_text});
+      msgs.push_back({"user", prompt_text});
+      MOESTREAM_ASSIGN_OR_RETURN(std::string formatted,
+                                 text::FormatChat(m->file, msgs, true, chat_format));
+      prompt = tokenizer->Encode(formatted, /*add_special=*/true, /*parse_special=*/true);
+    } else {
+      prompt = tokenizer->Encode(prompt_text, /*add_special=*/true, /*parse_special=*/false);
+    }
+    if (prompt.empty()) return absl::InvalidArgumentError("-p: the prompt has no tokens");
+  }
+  const bool as_text = output == "text" || (output == "auto" && tokenizer != nullptr);
+  std::unique_ptr<text::Detokenizer> detok;
+  if (as_text) detok = std::make_unique<text::Detokenizer>(*tokenizer);
+  std::string text;
+  for (int32_t id : prompt) {
+    if (id >= m->config.n_vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: id ", id,
+                                                     " is outside the vocabulary 0..",
+                                                     m->config.n_vocab - 1));
+    }
+  }
+  if (static_cast<int64_t>(prompt.size()) + n_predict > engine.n_ctx()) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt (", prompt.size(), ") + -n ", n_predict,
+                                                   " exceeds the context of ", engine.n_ctx(),
+                                                   " positions (raise --ctx)"));
+  }
+
+  LogitsDump dump;
+  engine::LogitsFn on_logits;
+  if (!dump_path.empty()) {
+    MOESTREAM_RETURN_IF_ERROR(dump.Open(dump_path));
+    on_logits = [&dump](std::span<const float> l, int64_t rows) { return dump.Append(l, rows); };
+  }
+  FILE* tok_out = json ? stderr : stdout;
+  engine::GenerateOptions go;
+  go.n_predict = n_predict;
+  go.stop_at_eog = !ignore_eos;
+  go.all_logits = !dump_path.empty();
+  engine::Sampler sampler(so);
+  bool first = true;
+  auto on_token = [&](int32_t id) {
+    if (detok != nullptr) {
+      const std::string piece = detok->Push(id);
+      text += piece;
+      std::fputs(piece.c_str(), tok_out);
+    } else {
+      std::fprintf(tok_out, first ? "%d" : " %d", id);
+    }
+    std::fflush(tok_out);
+    first = false;
+    return true;
+  };
+  if (m->recorder != nullptr) m->recorder->BeginSequence(static_cast<int64_t>(prompt.size()));
+  const engine::OffloadStats offload_before =
+      offload != nullptr ? offload->stats() : engine::OffloadStats{};
+  MOESTREAM_ASSIGN_OR_RETURN(engine::GenerationResult r,
+                             engine::Generate(engine, sampler, prompt, go, on_token, on_logits));
+  std::optional<OffloadReport> report;
+  if (offload != nullptr) {
+    report = MakeOffloadReport(*m, ef, *offload, offload->stats().Minus(offload_before),
+                               r.stats.total_ms);
+  }
+  if (detok != nullptr) {
+    const std::string rest = detok->Flush();
+    text += rest;
+    std::fputs(rest.c_str(), tok_out);
+  }
+  std::fprintf(tok_out, "\n");
+  std::fflush(tok_out);
+  if (m->recorder != nullptr) MOESTREAM_RETURN_IF_ERROR(m->recorder->Finish());
+  if (!dump_path.empty()) {
+    MOESTREAM_RETURN_IF_ERROR(dump.Finish(m->config.n_vocab, static_cast<int64_t>(prompt.size())));
+  }
+
+  const engine::GenerationStats& s = r.stats;
+  if (json) {
+    std::string out = "{";
+    absl::StrAppend(&out, "\"model\": ", JsonString(ef.model),
+                    ", \"backend\": ", JsonString(m->backend->Describe()),
+                    ", \"prompt_ids\": ", JsonIds(prompt),
+                    ", \"generated_ids\": ", JsonIds(r.generated_ids));
+    if (detok != nullptr) absl::StrAppend(&out, ", \"text\": ", JsonString(text));
+    absl::StrAppendFormat(&out,
+                          ", \"prompt_tokens\": %d, \"generated_tokens\": %d, "
+                          "\"prefill_ms\": %.3f, \"prefill_tok_s\": %.3f, \"decode_ms\": %.3f, "
+                          "\"decode_tok_s\": %.3f, \"ttft_ms\": %.3f, \"total_ms\": %.3f, "
+                          "\"load_ms\": %.1f, \"seed\": %d, \"stopped_at_eog\": %s",
+                          s.prompt_tokens, s.generated_tokens, s.prefill_ms, s.prefill_tok_s(),
+                          s.decode_ms, s.decode_tok_s(), s.ttft_ms, s.total_ms, m->load_ms,
+                          sampler.seed(), r.stopped_at_eog ? "true" : "false");
+    absl::StrAppend(&out, ", \"offload\": ", report ? "true" : "false");
+    if (report) absl::StrAppend(&out, ", ", report->JsonFields());
+    absl::StrAppend(&out, "}\n");
+    std::fputs(out.c_str(), stdout);
+  } else {
+    std::fprintf(stderr,
+                 "prompt: %lld tokens, prefill %.1f tok/s (%.1f ms)\n"
+                 "generated: %lld tokens, decode %.1f tok/s (%.1f ms for %lld), ttft %.1f ms%s\n",
+                 static_cast<long long>(s.prompt_tokens), s.prefill_tok_s(), s.prefill_ms,
+                 static_cast<long long>(s.generated_tokens), s.decode_tok_s(), s.decode_ms,
+                 static_cast<long long>(s.decoded_tokens), s.ttft_ms,
+                 r.stopped_at_eog ? " (stopped at end of generation)" : "");
+    if (report) std::fputs(report->Text().c_str(), stderr);
+  }
+  return absl::OkStatus();
+}
+
+int RunCommand(std::vector<std::string> args) {
+  absl::Status s = Run(args);
+  return s.ok() ? 0 : ReportError("run", s);
+}
+
+}  // namespace
+}  // namespace moestream::cli
+
+MOESTREAM_REGISTER_COMMAND(run, "generate tokens from a prompt with a GGUF model",
+                           moestream::cli::RunCommand);

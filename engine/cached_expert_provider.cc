@@ -1,0 +1,398 @@
+#include "engine/cached_expert_provider.h"
+
+#include <algorithm>
+#include <limits>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "io/host_tier.h"
+
+namespace moestream::engine {
+
+absl::StatusOr<MissPolicy> ParseMissPolicy(std::string_view name) {
+  if (name == "copy") return MissPolicy::kCopy;
+  if (name == "host") return MissPolicy::kHost;
+  if (name == "auto") return MissPolicy::kAuto;
+  return absl::InvalidArgumentError(
+      absl::StrCat("--miss-policy '", Av(name), "': expected copy, host or auto"));
+}
+
+std::string_view MissPolicyName(MissPolicy p) {
+  switch (p) {
+    case MissPolicy::kCopy: return "copy";
+    case MissPolicy::kHost: return "host";
+    case MissPolicy::kAuto: return "auto";
+  }
+  return "?";
+}
+
+absl::Status OffloadOptions::Validate() const {
+  if (device_budget_bytes == 0) {
+    return absl::InvalidArgumentError("offloading needs a device budget (--device-budget SIZE)");
+  }
+  if (experts_on != "auto" && experts_on != "host" && experts_on != "nvme") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--experts-on '", experts_on, "': expected host, nvme or auto"));
+  }
+  if (prefetch != "none" && prefetch != "gate") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--prefetch '", prefetch, "': expected none or gate"));
+  }
+  if (slots < 0) return absl::InvalidArgumentError("slots must be >= 0");
+  if (!(host_gbps > 0)) return absl::InvalidArgumentError("host_gbps must be > 0");
+  MOESTREAM_RETURN_IF_ERROR(reader.Validate());
+  return loader.Validate();
+}
+
+namespace {
+
+void Subtract(cache::CacheCounters& a, const cache::CacheCounters& b) {
+  a.accesses -= b.accesses;
+  a.demand_hits -= b.demand_hits;
+  a.demand_misses -= b.demand_misses;
+  a.prefetch_hits -= b.prefetch_hits;
+  a.prefetch_late -= b.prefetch_late;
+  a.prefetch_issued -= b.prefetch_issued;
+  a.prefetch_unused -= b.prefetch_unused;
+  a.prefetch_cancelled -= b.prefetch_cancelled;
+  a.prefetch_dropped -= b.prefetch_dropped;
+  a.loads -= b.loads;
+  a.load_errors -= b.load_errors;
+  a.evictions -= b.evictions;
+  a.link_bytes -= b.link_bytes;
+  for (int t = 0; t < cache::kNumTiers; ++t) a.tier_bytes[t] -= b.tier_bytes[t];
+  a.stall_ns -= b.stall_ns;
+}
+
+}  // namespace
+
+double OffloadStats::prefetch_precision() const {
+  const uint64_t used = cache.prefetch_hits + cache.prefetch_late;
+  return cache.prefetch_issued ? double(used) / double(cache.prefetch_issued) : 0.0;
+}
+
+double OffloadStats::prefetch_recall() const {
+  const uint64_t would_miss = cache.demand_misses + cache.prefetch_hits;
+  const uint64_t used = cache.prefetch_hits + cache.prefetch_late;
+  return would_miss ? double(used) / double(would_miss) : 0.0;
+}
+
+OffloadStats OffloadStats::Minus(const OffloadStats& before) const {
+  OffloadStats d = *this;
+  Subtract(d.cache, before.cache);
+  d.host_computed -= before.host_computed;
+  d.link.copies -= before.link.copies;
+  d.link.bytes -= before.link.bytes;
+  d.link.busy_ns -= before.link.busy_ns;
+  return d;
+}
+
+void OffloadStats::Add(const OffloadStats& o) {
+  cache.Add(o.cache);
+  host_computed += o.host_computed;
+  link.copies += o.link.copies;
+  link.bytes += o.link.bytes;
+  link.busy_ns += o.link.busy_ns;
+}
+
+absl::StatusOr<model::MemoryPlan> PlanOffload(const io::GgufFile& file, const OffloadOptions& o,
+                                       int64_t n_batch) {
+  model::PlanOptions po;
+  po.device_budget_bytes = o.device_budget_bytes;
+  po.host_budget_bytes = o.host_budget_bytes > 0 ? o.host_budget_bytes : (uint64_t(1) << 62);
+  po.n_ctx = o.n_ctx;
+  po.kv_type = o.kv_type;
+  po.n_batch = n_batch;
+  po.experts_on = o.experts_on;
+  po.staging_buffers = o.loader.staging_buffers;
+  MOESTREAM_ASSIGN_OR_RETURN(model::MemoryPlan plan, model::PlanMemory(file, po));
+  if (!plan.fits) return absl::ResourceExhaustedError(plan.message);
+  return plan;
+}
+
+absl::StatusOr<std::unique_ptr<CachedExpertProvider>> CachedExpertProvider::Create(
+    kernels::Backend& backend, const io::GgufFile& file, const model::ModelConfig& c,
+    const model::ModelWeights& w, int64_t n_batch, const OffloadOptions& o) {
+  MOESTREAM_RETURN_IF_ERROR(o.Validate());
+  if (!c.is_moe()) return absl::InvalidArgumentError("offloading needs a model with routed experts");
+  std::unique_ptr<CachedExpertProvider> p(new CachedExpertProvider(backend, c, w, o));
+  MOESTREAM_RETURN_IF_ERROR(p->Init(file, n_batch));
+  return p;
+}
+
+ExpertProviderFactory CachedExpertProvider::Factory(OffloadOptions o,
+                                                    CachedExpertProvider** created) {
+  return [o = std::move(o), created](kernels::Backend& backend, const io::GgufFile& file,
+                                     const model::ModelConfig& c, const model::ModelWeights& w,
+                                     int64_t n_batch)
+             -> absl::StatusOr<std::unique_ptr<ExpertProvider>> {
+    MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<CachedExpertProvider> p,
+                               Create(backend, file, c, w, n_batch, o));
+    if (created != nullptr) *created = p.get();
+    return std::unique_ptr<ExpertProvider>(std::move(p));
+  };
+}
+
+CachedExpertProvider::~CachedExpertProvider() {
+  handles_.clear();  // pins end before the cache goes
+  for (void* q : {static_cast<void*>(pred_scores_), static_cast<void*>(pred_ids_dev_),
+                  static_cast<void*>(pred_vals_dev_)}) {
+    if (q != nullptr) backend_.DeviceFree(q);
+  }
+}
+
+absl::Status CachedExpertProvider::OpenTier(const io::GgufFile& file) {
+  if (!opt_.store_path.empty()) {
+    MOESTREAM_ASSIGN_OR_RETURN(io::ExpertStore store, io::ExpertStore::Open(opt_.store_path));
+    MOESTREAM_RETURN_IF_ERROR(store.CheckSource(file));
+    layout_ = store.layout();
+  } else {
+    MOESTREAM_ASSIGN_OR_RETURN(io::ExpertLayout layout, io::ExpertLayout::FromGguf(file));
+    layout_ = std::make_shared<const io::ExpertLayout>(std::move(layout));
+  }
+  auto open = [&](io::HostAllocator* staging) -> absl::StatusOr<std::unique_ptr<io::ExpertReader>> {
+    if (opt_.open_reader) return opt_.open_reader(layout_, staging);
+    return io::OpenExpertReader(layout_, opt_.reader, staging);
+  };
+  if (tier_ == "host") {
+    // The load-time reader's staging ring is transient (freed once the tier
+    // is loaded), so it comes from the reader's own memory, not the budget.
+    MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<io::ExpertReader> loader_reader, open(nullptr));
+    io::HostTierOptions ho;
+    ho.host_budget_bytes = opt_.host_budget_bytes;
+    ho.show_progress = opt_.verbose;
+    MOESTREAM_ASSIGN_OR_RETURN(host_, io::HostTier::Load(layout_, *loader_reader, host_alloc_, ho));
+    return absl::OkStatus();
+  }
+  MOESTREAM_ASSIGN_OR_RETURN(reader_, open(&host_alloc_));
+  return absl::OkStatus();
+}
+
+absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batch) {
+  MOESTREAM_ASSIGN_OR_RETURN(link_, kernels::FindLinkProfile(opt_.link));
+  MOESTREAM_ASSIGN_OR_RETURN(plan_, PlanOffload(file, opt_, n_batch));
+  // With every expert fitting the device the planner names no tier; the
+  // bytes still come from somewhere: the file (nvme) unless host was asked.
+  tier_ = opt_.experts_on != "auto" ? opt_.experts_on
+          : plan_.all_experts_resident ? "nvme"
+                                       : plan_.experts_tier;
+  host_compute_ok_ = tier_ == "host" && backend_.name() == "cpu";
+  if (opt_.miss_policy == MissPolicy::kHost && !host_compute_ok_) {
+    return absl::FailedPreconditionError(
+        "--miss-policy host computes missing experts from the host tier on the cpu backend: "
+        "it needs --experts-on host and --backend cpu");
+  }
+  MOESTREAM_RETURN_IF_ERROR(OpenTier(file));
+
+  const int slots = opt_.slots > 0 ? std::min<int>(opt_.slots, int(plan_.slots_global))
+                                   : int(plan_.slots_global);
+  policies::PolicyEnv env;
+  env.n_layers = int(c_.n_layer);
+  env.n_experts = int(c_.n_expert);
+  env.top_k = int(c_.n_expert_used);
+  env.capacity = slots;
+  MOESTREAM_ASSIGN_OR_RETURN(policy_, policies::CreateEvictionPolicy(opt_.cache_policy, env));
+  cache::TierSource src = tier_ == "host" ? cache::TierSource::Host(*host_)
+                                          : cache::TierSource::Nvme(*reader_);
+  MOESTREAM_ASSIGN_OR_RETURN(loader_, cache::TierLoader::Create(&backend_, src, opt_.loader));
+
+  // Workspaces before the slots: the slots take what the plan gives them.
+  MOESTREAM_ASSIGN_OR_RETURN(runner_, ExpertFfnRunner::Create(backend_, c_, n_batch));
+  if (opt_.prefetch == "gate") {
+    const size_t rows = size_t(n_batch);
+    MOESTREAM_ASSIGN_OR_RETURN(void* s, backend_.DeviceAlloc(rows * c_.n_expert * sizeof(float),
+                                                             "prefetch.scores"));
+    pred_scores_ = static_cast<float*>(s);
+    const size_t kk = rows * size_t(c_.n_expert_used);
+    MOESTREAM_ASSIGN_OR_RETURN(void* i, backend_.DeviceAlloc(kk * sizeof(int32_t), "prefetch.ids"));
+    pred_ids_dev_ = static_cast<int32_t*>(i);
+    MOESTREAM_ASSIGN_OR_RETURN(void* v, backend_.DeviceAlloc(kk * sizeof(float), "prefetch.values"));
+    pred_vals_dev_ = static_cast<float*>(v);
+    pred_ids_.resize(kk);
+    pred_count_.resize(size_t(c_.n_expert));
+  }
+
+  cache::ExpertCacheOptions co;
+  co.n_layers = int(c_.n_layer);
+  co.n_experts = int(c_.n_expert);
+  co.slots = slots;
+  co.slot_bytes = layout_->max_blob_bytes();
+  auto made = cache::ExpertCache::Create(co, loader_.get(), &clock_, policy_.get(), &backend_);
+  if (!made.ok()) {
+    return absl::Status(made.status().code(),
+                        absl::StrCat("expert cache of ", slots, " slots x ",
+                                     model::FormatBytes(co.slot_bytes), ": ", made.status().message()));
+  }
+  cache_ = std::move(*made);
+  experts_.reserve(size_t(c_.n_expert));
+  views_.reserve(size_t(c_.n_expert));
+  view_ptrs_.reserve(size_t(c_.n_expert));
+  groups_run_.reserve(size_t(c_.n_expert));
+  handles_run_.reserve(size_t(c_.n_expert));
+  pending_.reserve(size_t(c_.n_expert));
+  return absl::OkStatus();
+}
+
+std::string CachedExpertProvider::Describe() const {
+  std::string src = opt_.store_path.empty() ? "the GGUF" : opt_.store_path;
+  if (reader_ != nullptr) src = absl::StrCat(Av(reader_->kind()), " reads of ", src);
+  return absl::StrCat("experts on ", tier_, " (", src, "), ", cache_->total_slots(), " of ",
+                      plan_.experts_total, " expert slots x ", model::FormatBytes(plan_.slot_bytes),
+                      " on the device, policy ", policy_->name(), ", prefetch ", opt_.prefetch,
+                      ", miss policy ", Av(MissPolicyName(opt_.miss_policy)));
+}
+
+OffloadStats CachedExpertProvider::stats() const {
+  OffloadStats s;
+  s.cache = cache_->stats().total;
+  s.host_computed = host_computed_;
+  s.link = backend_.link_stats();
+  return s;
+}
+
+model::ExpertWeights CachedExpertProvider::View(int layer, int expert, const uint8_t* blob) const {
+  const io::ExpertInfo* info = layout_->Find(layer, expert);
+  auto view = [&](io::ExpertMatrix m) {
+    const io::ExpertMatrixInfo& mi = info->matrix(m);
+    return kernels::WeightView{mi.type, mi.ne0, mi.ne1, blob + mi.blob_offset};
+  };
+  return {view(io::ExpertMatrix::kGate), view(io::ExpertMatrix::kUp),
+          view(io::ExpertMatrix::kDown)};
+}
+
+// The kAuto cost model, per missing expert of B bytes:
+//   copy = B / link GB/s + link latency   (then the device reads it from the slot)
+//   host = B / host GB/s                  (a few tokens' matmul reads each weight once)
+// Host compute when strictly cheaper. An unthrottled link ("none") copies:
+// the copy is a memcpy, and the copied expert stays cached for later tokens.
+bool CachedExpertProvider::ChooseHostCompute(ExpertKey k) const {
+  if (opt_.miss_policy == MissPolicy::kHost) return true;
+  if (opt_.miss_policy == MissPolicy::kCopy || link_.gbps <= 0) return false;
+  const io::ExpertInfo* info = layout_->Find(k.layer, k.expert);
+  if (info == nullptr) return false;
+  const double bytes = double(info->blob_bytes);
+  const double copy_ns = bytes / link_.gbps + link_.latency_us * 1e3;  // 1 GB/s = 1 B/ns
+  const double host_ns = bytes / opt_.host_gbps;
+  return host_ns < copy_ns;
+}
+
+void CachedExpertProvider::OnFfnInput(int layer, const float* x, int64_t n_tok) {
+  if (pred_scores_ == nullptr || !sticky_.ok()) return;
+  const int next = layer + 1;
+  if (next >= c_.n_layer || !w_.layers[next].is_moe()) return;
+  absl::Status s = PredictNext(next, x, n_tok);
+  if (!s.ok()) sticky_ = s;
+}
+
+absl::Status CachedExpertProvider::PredictNext(int next, const float* x, int64_t n_tok) {
+  const int64_t n_exp = c_.n_expert;
+  const int k = int(c_.n_expert_used);
+  backend_.MatMul(w_.layers[next].router, x, n_tok, pred_scores_);
+  backend_.Softmax(pred_scores_, n_tok, n_exp);
+  for (int64_t t = 0; t < n_tok; ++t) {
+    backend_.TopK(pred_scores_ + t * n_exp, n_exp, k, false, pred_ids_dev_ + t * k,
+                  pred_vals_dev_ + t * k);
+  }
+  MOESTREAM_RETURN_IF_ERROR(
+      backend_.CopyToHost(pred_ids_.data(), pred_ids_dev_, size_t(n_tok * k) * sizeof(int32_t)));
+  // Rank by how many tokens picked an expert; ties by first appearance (for
+  // one token: the router's descending order).
+  std::fill(pred_count_.begin(), pred_count_.end(), 0);
+  pending_prefetch_.clear();
+  for (int64_t i = 0; i < n_tok * k; ++i) {
+    const int32_t e = pred_ids_[size_t(i)];
+    if (e < 0 || e >= n_exp) continue;
+    if (pred_count_[size_t(e)]++ == 0) pending_prefetch_.push_back({uint16_t(next), uint16_t(e)});
+  }
+  std::stable_sort(pending_prefetch_.begin(), pending_prefetch_.end(),
+                   [&](ExpertKey a, ExpertKey b) {
+                     return pred_count_[a.expert] > pred_count_[b.expert];
+                   });
+  return absl::OkStatus();
+}
+
+void CachedExpertProvider::RunBatch(const float* x, int64_t n_tok) {
+  if (groups_run_.empty()) return;
+  view_ptrs_.clear();
+  for (const model::ExpertWeights& v : views_) view_ptrs_.push_back(&v);
+  runner_->Run(x, n_tok, groups_run_, view_ptrs_);
+  // The slots may be reused once the compute stream has passed this point.
+  for (cache::ExpertHandle* h : handles_run_) h->Release(&backend_.compute_stream());
+  groups_run_.clear();
+  views_.clear();
+  handles_run_.clear();
+}
+
+absl::Status CachedExpertProvider::Compute(int layer, const float* x, int64_t n_tok,
+                                           const int32_t* ids, const float* weights, int k,
+                                           float* out) {
+  MOESTREAM_RETURN_IF_ERROR(sticky_);
+  MOESTREAM_RETURN_IF_ERROR(runner_->Group(ids, weights, n_tok, k));
+  const std::span<const ExpertGroup> groups = runner_->groups();
+  experts_.clear();
+  for (const ExpertGroup& g : groups) experts_.push_back(g.expert);
+  std::function<bool(ExpertKey)> load_miss;
+  if (opt_.miss_policy != MissPolicy::kCopy && host_compute_ok_) {
+    load_miss = [this](ExpertKey key) { return !ChooseHostCompute(key); };
+  }
+  MOESTREAM_RETURN_IF_ERROR(cache_->Acquire(layer, experts_, &handles_, load_miss));
+  // The next layer's guesses, now that this layer's experts are pinned.
+  if (!pending_prefetch_.empty()) {
+    if (pending_prefetch_.front().layer != layer) {
+      MOESTREAM_RETURN_IF_ERROR(cache_->Prefetch(pending_prefetch_));
+    }
+    pending_prefetch_.clear();
+  }
+
+  // Resident experts (and those computed where they live) first.
+  groups_run_.clear();
+  views_.clear();
+  handles_run_.clear();
+  pending_.clear();
+  for (size_t i = 0; i < handles_.size(); ++i) {
+    cache::ExpertHandle& h = handles_[i];
+    if (!h.valid()) {
+      const uint8_t* blob = host_ != nullptr ? host_->Blob(layer, groups[i].expert) : nullptr;
+      if (blob == nullptr) {
+        return absl::InternalError(absl::StrCat("expert ", layer, "/", groups[i].expert,
+                                                " is neither loaded nor in the host tier"));
+      }
+      groups_run_.push_back(groups[i]);
+      views_.push_back(View(layer, groups[i].expert, blob));
+      ++host_computed_;
+    } else if (h.ready()) {
+      groups_run_.push_back(groups[i]);
+      views_.push_back(View(layer, groups[i].expert, static_cast<const uint8_t*>(h.data())));
+      handles_run_.push_back(&h);
+    } else {
+      pending_.push_back(int(i));
+    }
+  }
+  RunBatch(x, n_tok);
+
+  // The rest as they land: loads with a slot first, deferred ones (no slot
+  // until this layer's earlier pins are released) last.
+  std::stable_partition(pending_.begin(), pending_.end(),
+                        [&](int i) { return !handles_[size_t(i)].deferred(); });
+  size_t next = 0;
+  while (next < pending_.size()) {
+    cache::ExpertHandle& h = handles_[size_t(pending_[next])];
+    if (!h.ready()) MOESTREAM_RETURN_IF_ERROR(cache_->Wait(h));
+    do {
+      const size_t i = size_t(pending_[next]);
+      groups_run_.push_back(groups[i]);
+      views_.push_back(
+          View(layer, groups[i].expert, static_cast<const uint8_t*>(handles_[i].data())));
+      handles_run_.push_back(&handles_[i]);
+      ++next;
+    } while (next < pending_.size() && handles_[size_t(pending_[next])].ready());
+    RunBatch(x, n_tok);
+    MOESTREAM_RETURN_IF_ERROR(cache_->Reap());
+  }
+  runner_->Scatter(out);
+  return absl::OkStatus();
+}
+
+}  // namespace moestream::engine

@@ -1,0 +1,218 @@
+// The offloading expert provider: every routed expert is computed through
+// the device expert cache (cache/expert_cache.h). The routed experts live in
+// a tier below the device — pinned host memory (io::HostTier) or NVMe (an
+// io::ExpertReader over the GGUF or a packed expert store) — and a fixed
+// pool of device slots, sized by the memory planner from the device budget,
+// holds the ones in use.
+//
+//   OffloadOptions o;  o.device_budget_bytes = 256 << 20;  o.experts_on = "nvme";
+//   LoadOptions lo;  lo.upload_routed_experts = false;
+//   lo.provider_factory = CachedExpertProvider::Factory(o);
+//   MOESTREAM_ASSIGN_OR_RETURN(auto m, LoadModel(path, bo, eo, lo));
+//   ... Generate(*m->engine, ...) ...
+//   OffloadStats s = static_cast<CachedExpertProvider&>(*m->provider).stats();
+//
+// Per MoE layer (Compute):
+//   1. group the tokens' choices by expert (ExpertFfnRunner::Group): each
+//      needed expert crosses the link at most once per layer;
+//   2. Acquire the layer's experts: hits are pinned and ready, misses start
+//      demand loads (or, by the miss policy, are left on the host);
+//   3. issue the prefetches predicted for the next MoE layer (after the
+//      Acquire, so they never evict an expert this layer is about to use);
+//   4. compute the ready groups (and the host-computed ones) while the
+//      misses land, then Wait for each remaining expert and compute it as it
+//      lands; each pin is released in the compute stream's order
+//      (Release(&compute_stream)) right after the compute that read it, so
+//      a layer needing more experts than there are slots still proceeds;
+//   5. Scatter: the weighted sum in token-major, choice order — the result
+//      is bit-identical to ResidentExpertProvider whatever the order of the
+//      groups, the tier, the policy or the prefetching.
+//
+// Prefetch ("gate"): in OnFfnInput(L, x) the next MoE layer's router is
+// applied to layer L's ffn-normed state on the device (MatMul, Softmax,
+// TopK per token, as the engine routes); the predicted ids are copied to the
+// host and, ranked by how many tokens chose them, prefetched in Compute(L).
+//
+// Miss policy: kCopy loads every miss into a slot. kHost computes a missing
+// expert where it lives, from the host tier's pinned memory — possible on the
+// CPU backend, whose ops read host memory directly — and never copies it.
+// kAuto decides per miss with a cost model (see ChooseHostCompute in the .cc):
+// copy = expert bytes / link GB/s + link latency; host = expert bytes / host
+// memory bandwidth (the matmul of a few tokens is bound by reading the
+// weights); host compute is chosen when strictly cheaper. Host compute needs
+// the host tier and the CPU backend; elsewhere kAuto copies and kHost is an
+// error at Create.
+//
+// Threading: the engine thread only (the cache's owner).
+#ifndef MOESTREAM_ENGINE_CACHED_EXPERT_PROVIDER_H_
+#define MOESTREAM_ENGINE_CACHED_EXPERT_PROVIDER_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "cache/expert_cache.h"
+#include "cache/tier_loader.h"
+#include "io/expert_store.h"
+#include "io/expert_tier.h"
+#include "io/gguf.h"
+#include "kernels/backend.h"
+#include "policies/eviction_policy.h"
+#include "engine/expert_provider.h"
+#include "model/memory_planner.h"
+#include "model/model_config.h"
+#include "engine/session.h"
+#include "model/weights.h"
+
+namespace moestream::engine {
+
+enum class MissPolicy { kCopy, kHost, kAuto };
+// "copy", "host", "auto"; kInvalidArgument naming --miss-policy otherwise.
+absl::StatusOr<MissPolicy> ParseMissPolicy(std::string_view name);
+std::string_view MissPolicyName(MissPolicy p);
+
+// Opens the NVMe reader for a layout (test seam: a FakeReader with faults).
+using ExpertReaderFactory = std::function<absl::StatusOr<std::unique_ptr<io::ExpertReader>>(
+    std::shared_ptr<const io::ExpertLayout> layout, io::HostAllocator* staging)>;
+
+struct OffloadOptions {
+  // The device budget the planner sizes the slots from, bytes (the backend
+  // must enforce the same budget). Required, > 0.
+  uint64_t device_budget_bytes = 0;
+  // Pinned host bytes for the host tier or the NVMe staging; 0 = unlimited.
+  uint64_t host_budget_bytes = 0;
+  // "host", "nvme" or "auto" (host when the experts fit the host budget).
+  std::string experts_on = "auto";
+  // Packed expert store (moestream pack) to read experts from instead of the
+  // GGUF; must have been packed from the loaded model.
+  std::string store_path;
+  // Eviction policy spec (policies/eviction_policy.h). Default "lru".
+  std::string cache_policy = "lru";
+  // "gate" (next layer's router on this layer's state) or "none".
+  std::string prefetch = "gate";
+  MissPolicy miss_policy = MissPolicy::kCopy;
+  // KV cache the engine will allocate (the planner counts it): positions
+  // (0 = the model's context capped at 4096) and element type.
+  int64_t n_ctx = 0;
+  GgmlType kv_type = GgmlType::kF32;
+  // Expert slots; 0 = the planner's global count. Tests set it to force
+  // small caches; never above what the budget holds.
+  int slots = 0;
+  // The backend's link profile (BackendOptions::link): the kAuto cost
+  // model's copy time. Default "none" (unthrottled).
+  std::string link = "none";
+  // Host memory bandwidth for host compute in the kAuto cost model, GB/s.
+  double host_gbps = 20.0;
+  // NVMe reader (kind, depth, block size, O_DIRECT) and loader options.
+  io::ReaderOptions reader;
+  cache::TierLoaderOptions loader;
+  // Test seam; null = io::OpenExpertReader.
+  ExpertReaderFactory open_reader;
+  // Host tier load progress on stderr.
+  bool verbose = false;
+  absl::Status Validate() const;
+};
+
+// The memory plan for offloading `file` as `o` says, with n_batch tokens per
+// step; kResourceExhausted carrying the planner's one-line message when it
+// does not fit. Create() calls it; callers may call it before loading.
+absl::StatusOr<model::MemoryPlan> PlanOffload(const io::GgufFile& file, const OffloadOptions& o,
+                                       int64_t n_batch);
+
+// What the offloading did over a window (stats() minus an earlier stats()).
+struct OffloadStats {
+  cache::CacheCounters cache;       // cache totals (accesses, hits, loads, bytes, stall)
+  uint64_t host_computed = 0;       // experts computed on the host (miss policy)
+  kernels::LinkStats link;          // the backend's link (all copies it made)
+  double hit_rate() const { return cache.hit_rate(); }
+  // Prefetched experts that a demand access used / prefetch loads issued.
+  double prefetch_precision() const;
+  // Demand accesses served by a prefetch / accesses that would have missed
+  // without prefetching (demand misses + prefetch hits).
+  double prefetch_recall() const;
+  OffloadStats Minus(const OffloadStats& before) const;
+  void Add(const OffloadStats& o);  // sums two windows
+};
+
+class CachedExpertProvider final : public ExpertProvider {
+ public:
+  static absl::StatusOr<std::unique_ptr<CachedExpertProvider>> Create(
+      kernels::Backend& backend, const io::GgufFile& file, const model::ModelConfig& c,
+      const model::ModelWeights& w, int64_t n_batch, const OffloadOptions& o);
+  // For LoadOptions::provider_factory. `created`, when set, receives the
+  // provider (owned by the LoadedModel).
+  static ExpertProviderFactory Factory(OffloadOptions o,
+                                       CachedExpertProvider** created = nullptr);
+  ~CachedExpertProvider() override;
+
+  void OnFfnInput(int layer, const float* x, int64_t n_tok) override;
+  absl::Status Compute(int layer, const float* x, int64_t n_tok, const int32_t* ids,
+                       const float* weights, int k, float* out) override;
+
+  OffloadStats stats() const;
+  const model::MemoryPlan& plan() const { return plan_; }
+  const cache::ExpertCache& cache() const { return *cache_; }
+  std::string_view tier() const { return tier_; }  // "host" or "nvme"
+  // One line: tier, reader, slots, policy, prefetch, miss policy.
+  std::string Describe() const;
+
+ private:
+  CachedExpertProvider(kernels::Backend& b, const model::ModelConfig& c, const model::ModelWeights& w,
+                       OffloadOptions o)
+      : backend_(b), c_(c), w_(w), opt_(std::move(o)), host_alloc_(&b) {}
+  absl::Status Init(const io::GgufFile& file, int64_t n_batch);
+  absl::Status OpenTier(const io::GgufFile& file);
+  absl::Status PredictNext(int layer, const float* x, int64_t n_tok);
+  bool ChooseHostCompute(ExpertKey k) const;
+  model::ExpertWeights View(int layer, int expert, const uint8_t* blob) const;
+  // Computes groups_run_ with views_ and releases handles_run_ after it.
+  void RunBatch(const float* x, int64_t n_tok);
+
+  kernels::Backend& backend_;
+  const model::ModelConfig& c_;
+  const model::ModelWeights& w_;
+  OffloadOptions opt_;
+  model::MemoryPlan plan_;
+  std::string tier_;
+  bool host_compute_ok_ = false;
+  kernels::LinkProfile link_;
+
+  // Destroyed in reverse: cache before loader before tiers before memory.
+  cache::BackendHostAllocator host_alloc_;
+  std::shared_ptr<const io::ExpertLayout> layout_;
+  std::unique_ptr<io::ExpertReader> reader_;
+  std::unique_ptr<io::HostTier> host_;
+  std::unique_ptr<policies::EvictionPolicy> policy_;
+  cache::SteadyClock clock_;
+  std::unique_ptr<cache::TierLoader> loader_;
+  std::unique_ptr<cache::ExpertCache> cache_;
+  std::unique_ptr<ExpertFfnRunner> runner_;
+
+  // Gate prediction: device scores [n_batch, n_expert], ids/values [n_batch, k].
+  float* pred_scores_ = nullptr;
+  int32_t* pred_ids_dev_ = nullptr;
+  float* pred_vals_dev_ = nullptr;
+  std::vector<int32_t> pred_ids_;
+  std::vector<int> pred_count_;
+  std::vector<ExpertKey> pending_prefetch_;
+  absl::Status sticky_;
+
+  // Reused per Compute.
+  std::vector<int32_t> experts_;
+  std::vector<cache::ExpertHandle> handles_;
+  std::vector<int> pending_;
+  std::vector<ExpertGroup> groups_run_;
+  std::vector<model::ExpertWeights> views_;
+  std::vector<const model::ExpertWeights*> view_ptrs_;
+  std::vector<cache::ExpertHandle*> handles_run_;
+  uint64_t host_computed_ = 0;
+};
+
+}  // namespace moestream::engine
+
+#endif  // MOESTREAM_ENGINE_CACHED_EXPERT_PROVIDER_H_

@@ -1,0 +1,227 @@
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+
+namespace moestream::engine {
+
+absl::Status EngineOptions::Validate() const {
+  if (n_ctx < 0) return absl::InvalidArgumentError(absl::StrCat("--ctx ", n_ctx, " must be >= 0"));
+  if (n_batch < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("batch size ", n_batch, " must be >= 1"));
+  }
+  if (kv_type != GgmlType::kF32 && kv_type != GgmlType::kF16) {
+    return absl::InvalidArgumentError("--kv-type must be f32 or f16");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Alloc(size_t bytes, const char* what, void** out) {
+  MOESTREAM_ASSIGN_OR_RETURN(*out, be_.DeviceAlloc(std::max<size_t>(bytes, 64), what));
+  allocations_.push_back(*out);
+  workspace_bytes_ += bytes;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend,
+                                                       const model::ModelConfig& c,
+                                                       const model::ModelWeights& w,
+                                                       ExpertProvider* experts,
+                                                       const EngineOptions& o) {
+  MOESTREAM_RETURN_IF_ERROR(o.Validate());
+  if (c.is_moe() && experts == nullptr) {
+    return absl::InvalidArgumentError("engine: a MoE model needs an expert provider");
+  }
+  std::unique_ptr<Engine> e(new Engine(backend, c, w, experts));
+  const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
+  MOESTREAM_ASSIGN_OR_RETURN(e->kv_, KvCache::Create(backend, c, n_ctx, o.kv_type));
+  e->workspace_bytes_ += e->kv_->bytes();
+  e->rope_ = c.rope;
+  e->rope_.freq_factors = w.rope_freqs;
+  e->n_batch_ = std::min(o.n_batch, n_ctx);
+  e->n_vocab_ = c.n_vocab;
+  const size_t nb = static_cast<size_t>(e->n_batch_);
+  const size_t f = sizeof(float);
+  void* p = nullptr;
+  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * sizeof(int32_t), "engine.tokens", &p));
+  e->tokens_dev_ = static_cast<int32_t*>(p);
+  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * sizeof(int32_t), "engine.pos", &p));
+  e->pos_dev_ = static_cast<int32_t*>(p);
+  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_embd * f, "engine.x", &p));
+  e->x_ = static_cast<float*>(p);
+  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_embd * f, "engine.h", &p));
+  e->h_ = static_cast<float*>(p);
+  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.q_dim() * f, "engine.q", &p));
+  e->q_ = static_cast<float*>(p);
+  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.kv_dim() * f, "engine.k", &p));
+  e->k_ = static_cast<float*>(p);
+  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.kv_dim() * f, "engine.v", &p));
+  e->v_ = static_cast<float*>(p);
+  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.q_dim() * f, "engine.attn", &p));
+  e->attn_ = static_cast<float*>(p);
+  if (c.is_moe()) {
+    const size_t k = static_cast<size_t>(c.n_expert_used);
+    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_expert * f, "engine.router", &p));
+    e->router_ = static_cast<float*>(p);
+    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * k * sizeof(int32_t), "engine.topk_ids", &p));
+    e->topk_ids_dev_ = static_cast<int32_t*>(p);
+    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * k * f, "engine.topk_w", &p));
+    e->topk_w_dev_ = static_cast<float*>(p);
+    e->topk_ids_.resize(nb * k);
+    e->topk_w_.resize(nb * k);
+  }
+  bool dense_layers = false;
+  for (const model::LayerWeights& l : w.layers) dense_layers |= !l.is_moe();
+  if (dense_layers) {
+    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_ff * f, "engine.ffn_gate", &p));
+    e->ffn_gate_ = static_cast<float*>(p);
+    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_ff * f, "engine.ffn_up", &p));
+    e->ffn_up_ = static_cast<float*>(p);
+  }
+  MOESTREAM_RETURN_IF_ERROR(e->Alloc(c.n_vocab * f, "engine.logits", &p));
+  e->logits_dev_ = static_cast<float*>(p);
+  e->logits_cap_ = 1;
+  e->pos_host_.resize(nb);
+  e->logits_.resize(c.n_vocab);
+  return e;
+}
+
+Engine::~Engine() {
+  for (void* p : allocations_) be_.DeviceFree(p);
+}
+
+absl::Status Engine::Process(std::span<const int32_t> tokens, LogitsMode mode) {
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  if (n == 0) return absl::InvalidArgumentError("engine: no tokens to process");
+  if (n_past_ + n > kv_->n_ctx()) {
+    return absl::OutOfRangeError(absl::StrCat("context full: ", n_past_, " + ", n,
+                                              " tokens exceed the context of ", kv_->n_ctx(),
+                                              " (raise --ctx)"));
+  }
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= n_vocab_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", t, " is outside the vocabulary 0..", n_vocab_ - 1));
+    }
+  }
+  const bool all = mode == LogitsMode::kAll;
+  logits_rows_ = all ? n : 1;
+  if (logits_.size() < static_cast<size_t>(logits_rows_ * n_vocab_)) {
+    logits_.resize(logits_rows_ * n_vocab_);
+  }
+  if (all && logits_cap_ < std::min(n, n_batch_)) {
+    // Grows once to a full batch of logits rows.
+    be_.DeviceFree(logits_dev_);
+    allocations_.erase(std::find(allocations_.begin(), allocations_.end(), logits_dev_));
+    void* p = nullptr;
+    MOESTREAM_RETURN_IF_ERROR(Alloc(n_batch_ * n_vocab_ * sizeof(float), "engine.logits", &p));
+    logits_dev_ = static_cast<float*>(p);
+    logits_cap_ = n_batch_;
+  }
+  for (int64_t done = 0; done < n;) {
+    const int64_t m = std::min(n_batch_, n - done);
+    const bool last_chunk = done + m == n;
+    float* out = all ? logits_.data() + done * n_vocab_ : logits_.data();
+    if (all || last_chunk) {
+      MOESTREAM_RETURN_IF_ERROR(Chunk(tokens.data() + done, m, all, out));
+    } else {
+      MOESTREAM_RETURN_IF_ERROR(Chunk(tokens.data() + done, m, false, nullptr));
+    }
+    done += m;
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::Chunk(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out) {
+  const model::ModelConfig& c = c_;
+  const int64_t D = c.n_embd;
+  const int64_t pos0 = n_past_;
+  for (int64_t i = 0; i < n; ++i) pos_host_[i] = static_cast<int32_t>(pos0 + i);
+  MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(tokens_dev_, tokens, n * sizeof(int32_t)));
+  MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(pos_dev_, pos_host_.data(), n * sizeof(int32_t)));
+  be_.GetRows(w_.token_embd, tokens_dev_, n, x_);
+
+  const float scale =
+      c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim_k));
+  for (int il = 0; il < c.n_layer; ++il) {
+    const model::LayerWeights& l = w_.layers[il];
+    // Attention.
+    be_.RmsNorm(x_, l.attn_norm, h_, n, D, c.rms_eps);
+    // One dispatch for the three projections of the same input.
+    const kernels::MatMulJob qkv[3] = {{l.wq, h_, n, q_}, {l.wk, h_, n, k_}, {l.wv, h_, n, v_}};
+    be_.MatMulBatch(qkv);
+    if (c.qk_norm) {
+      be_.RmsNorm(q_, l.q_norm, q_, n * c.n_head, c.head_dim_k, c.rms_eps);
+      be_.RmsNorm(k_, l.k_norm, k_, n * c.n_head_kv, c.head_dim_k, c.rms_eps);
+    }
+    be_.Rope(q_, n, c.n_head, c.head_dim_k, pos_dev_, rope_);
+    be_.Rope(k_, n, c.n_head_kv, c.head_dim_k, pos_dev_, rope_);
+    be_.StoreKv(k_, kv_->KeyAt(il, pos0), kv_->type(), n * c.kv_dim());
+    be_.StoreKv(v_, kv_->ValueAt(il, pos0), kv_->type(), n * c.kv_dim());
+    kernels::AttentionArgs a;
+    a.q = q_;
+    a.k_cache = kv_->keys(il);
+    a.v_cache = kv_->values(il);
+    a.kv_type = kv_->type();
+    a.n_tok = n;
+    a.n_head = c.n_head;
+    a.n_kv_head = c.n_head_kv;
+    a.head_dim = c.head_dim_k;
+    a.pos0 = pos0;
+    a.scale = scale;
+    a.out = attn_;
+    be_.Attention(a);
+    be_.MatMul(l.wo, attn_, n, h_);
+    be_.Add(x_, h_, x_, n * D);
+
+    // Feed-forward.
+    be_.RmsNorm(x_, l.ffn_norm, h_, n, D, c.rms_eps);
+    if (l.is_moe()) {
+      MOESTREAM_RETURN_IF_ERROR(Moe(il, n));
+    } else {
+      const kernels::MatMulJob gate_up[2] = {{l.ffn_gate, h_, n, ffn_gate_},
+                                             {l.ffn_up, h_, n, ffn_up_}};
+      be_.MatMulBatch(gate_up);
+      be_.SiluMul(ffn_gate_, ffn_up_, ffn_gate_, n * c.n_ff);
+      be_.MatMul(l.ffn_down, ffn_gate_, n, h_);
+      be_.Add(x_, h_, x_, n * D);
+    }
+  }
+  n_past_ += n;
+  if (logits_out == nullptr) return absl::OkStatus();
+
+  // Output: the last row, or every row.
+  const int64_t rows = all_logits ? n : 1;
+  const float* xr = x_ + (n - rows) * D;
+  be_.RmsNorm(xr, w_.output_norm, h_, rows, D, c.rms_eps);
+  be_.MatMul(w_.output, h_, rows, logits_dev_);
+  return be_.CopyToHost(logits_out, logits_dev_, rows * n_vocab_ * sizeof(float));
+}
+
+absl::Status Engine::Moe(int il, int64_t n) {
+  const model::ModelConfig& c = c_;
+  const int k = static_cast<int>(c.n_expert_used);
+  experts_->OnFfnInput(il, h_, n);
+  be_.MatMul(w_.layers[il].router, h_, n, router_);
+  if (c.gating == model::ExpertGating::kSoftmax) {
+    be_.Softmax(router_, n, c.n_expert);
+  } else {
+    be_.Sigmoid(router_, n * c.n_expert);
+  }
+  for (int64_t t = 0; t < n; ++t) {
+    be_.TopK(router_ + t * c.n_expert, c.n_expert, k, c.norm_topk, topk_ids_dev_ + t * k,
+             topk_w_dev_ + t * k);
+  }
+  MOESTREAM_RETURN_IF_ERROR(
+      be_.CopyToHost(topk_ids_.data(), topk_ids_dev_, n * k * sizeof(int32_t)));
+  MOESTREAM_RETURN_IF_ERROR(be_.CopyToHost(topk_w_.data(), topk_w_dev_, n * k * sizeof(float)));
+  if (c.expert_weights_scale != 1.0f) {
+    for (int64_t i = 0; i < n * k; ++i) topk_w_[i] *= c.expert_weights_scale;
+  }
+  return experts_->Compute(il, h_, n, topk_ids_.data(), topk_w_.data(), k, x_);
+}
+
+}  // namespace moestream::engine

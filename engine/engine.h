@@ -1,0 +1,142 @@
+// The forward pass: batched prefill and single-token decode of a
+// llama-family decoder (llama, mixtral, qwen3moe) on one kernels::Backend,
+// with a resident KV cache. Every op goes through the Backend interface, so
+// the same engine runs on the CPU and CUDA backends; every routed expert
+// goes through the ExpertProvider the caller injects.
+//
+//   MOESTREAM_ASSIGN_OR_RETURN(auto provider,
+//       ResidentExpertProvider::Create(backend, config, *weights, opts.n_batch));
+//   MOESTREAM_ASSIGN_OR_RETURN(auto engine,
+//       Engine::Create(backend, config, *weights, provider.get(), opts));
+//   MOESTREAM_RETURN_IF_ERROR(engine->Process(prompt, LogitsMode::kLast));  // prefill
+//   int32_t next = sampler.Sample(engine->last_logits(), history);
+//   MOESTREAM_RETURN_IF_ERROR(engine->Process({&next, 1}, LogitsMode::kLast)); // decode
+//
+// Per layer: h = RMSNorm(x)·attn_norm; q,k,v = h·W; [q/k per-head RMSNorm];
+// RoPE; K,V stored at positions n_past..; causal GQA attention; x += o·Wo;
+// h = RMSNorm(x)·ffn_norm; dense: x += down(silu(gate h)·up h); MoE:
+// provider.OnFfnInput(L, h), p = softmax(h·router), top-k (renormalised),
+// provider.Compute(L, h, ids, p) adds the experts into x. Then the final
+// norm and the LM head for the last position (or every position on
+// request). All workspaces are allocated at Create(); Process() allocates
+// nothing on the device (host logits grow once to the largest request).
+#ifndef MOESTREAM_ENGINE_ENGINE_H_
+#define MOESTREAM_ENGINE_ENGINE_H_
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "base/ggml_type.h"
+#include "kernels/backend.h"
+#include "engine/expert_provider.h"
+#include "engine/kv_cache.h"
+#include "model/model_config.h"
+#include "model/weights.h"
+
+namespace moestream::engine {
+
+enum class LogitsMode {
+  kLast,  // logits of the last processed token only (1 row)
+  kAll,   // logits of every processed token (n rows)
+};
+
+struct EngineOptions {
+  // KV cache positions. 0 = the model's context_length, capped at 4096.
+  int64_t n_ctx = 0;
+  // KV cache element type: kF32 (default) or kF16.
+  GgmlType kv_type = GgmlType::kF32;
+  // Most tokens per forward chunk; longer inputs are split. Default 512.
+  int64_t n_batch = 512;
+  absl::Status Validate() const;
+};
+
+class Engine {
+ public:
+  // `experts` must outlive the engine and may be null only for a dense model.
+  static absl::StatusOr<std::unique_ptr<Engine>> Create(kernels::Backend& backend,
+                                                        const model::ModelConfig& c,
+                                                        const model::ModelWeights& w,
+                                                        ExpertProvider* experts,
+                                                        const EngineOptions& o);
+  ~Engine();
+  Engine(const Engine&) = delete;
+  Engine& operator=(const Engine&) = delete;
+
+  // Runs `tokens` at positions n_past() .. n_past()+size-1 (in chunks of
+  // n_batch) and advances n_past. kOutOfRange when the context would
+  // overflow, kInvalidArgument for a token id outside the vocabulary.
+  absl::Status Process(std::span<const int32_t> tokens, LogitsMode mode);
+
+  // Logits of the last Process(): logits_rows() rows of n_vocab floats.
+  std::span<const float> logits() const { return {logits_.data(), size_t(logits_rows_ * n_vocab_)}; }
+  int64_t logits_rows() const { return logits_rows_; }
+  std::span<const float> last_logits() const {
+    return {logits_.data() + (logits_rows_ - 1) * n_vocab_, size_t(n_vocab_)};
+  }
+
+  int64_t n_past() const { return n_past_; }
+  int64_t n_ctx() const { return kv_->n_ctx(); }
+  int64_t n_batch() const { return n_batch_; }
+  // Forgets the context (the KV cache is overwritten from position 0).
+  void Reset() { n_past_ = 0; }
+
+  // Layer `layer`'s router (n_in n_embd, n_out n_expert; data null for a
+  // dense layer), for predictors applying layer L+1's router in OnFfnInput.
+  kernels::WeightView router(int layer) const { return w_.layers[layer].router; }
+  const model::ModelConfig& config() const { return c_; }
+  kernels::Backend& backend() const { return be_; }
+  const KvCache& kv_cache() const { return *kv_; }
+  // Device bytes of the engine's activations and KV cache.
+  uint64_t workspace_bytes() const { return workspace_bytes_; }
+
+ private:
+  Engine(kernels::Backend& b, const model::ModelConfig& c, const model::ModelWeights& w, ExpertProvider* e)
+      : be_(b), c_(c), w_(w), experts_(e) {}
+  absl::Status Alloc(size_t bytes, const char* what, void** out);
+  absl::Status Chunk(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
+  absl::Status Moe(int layer, int64_t n);
+
+  kernels::Backend& be_;
+  const model::ModelConfig& c_;
+  const model::ModelWeights& w_;
+  ExpertProvider* experts_;
+  std::unique_ptr<KvCache> kv_;
+  kernels::RopeParams rope_;
+  int64_t n_batch_ = 0;
+  int64_t n_vocab_ = 0;
+  int64_t n_past_ = 0;
+  uint64_t workspace_bytes_ = 0;
+  std::vector<void*> allocations_;
+
+  // Device activations, n_batch rows each.
+  int32_t* tokens_dev_ = nullptr;
+  int32_t* pos_dev_ = nullptr;
+  float* x_ = nullptr;       // residual [n, n_embd]
+  float* h_ = nullptr;       // normed / projected [n, n_embd]
+  float* q_ = nullptr;       // [n, q_dim]
+  float* k_ = nullptr;       // [n, kv_dim]
+  float* v_ = nullptr;       // [n, kv_dim]
+  float* attn_ = nullptr;    // [n, q_dim]
+  float* ffn_gate_ = nullptr;  // dense [n, n_ff]
+  float* ffn_up_ = nullptr;
+  float* router_ = nullptr;  // [n, n_expert]
+  int32_t* topk_ids_dev_ = nullptr;  // [n, k]
+  float* topk_w_dev_ = nullptr;
+  float* logits_dev_ = nullptr;      // [logits_cap_, n_vocab]
+  int64_t logits_cap_ = 0;
+
+  // Host mirrors.
+  std::vector<int32_t> pos_host_;
+  std::vector<int32_t> topk_ids_;
+  std::vector<float> topk_w_;
+  std::vector<float> logits_;
+  int64_t logits_rows_ = 0;
+};
+
+}  // namespace moestream::engine
+
+#endif  // MOESTREAM_ENGINE_ENGINE_H_

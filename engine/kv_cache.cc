@@ -1,0 +1,43 @@
+#include "engine/kv_cache.h"
+
+#include "absl/strings/str_cat.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+
+namespace moestream::engine {
+
+uint64_t KvCache::BytesFor(const model::ModelConfig& c, int64_t n_ctx, GgmlType type) {
+  return 2 * static_cast<uint64_t>(c.n_layer) * n_ctx * RowBytes(type, c.kv_dim());
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend& backend,
+                                                         const model::ModelConfig& c, int64_t n_ctx,
+                                                         GgmlType type) {
+  if (type != GgmlType::kF32 && type != GgmlType::kF16) {
+    return absl::InvalidArgumentError(absl::StrCat("KV cache type ", Av(GgmlTypeName(type)),
+                                                   " is not supported (expected f32 or f16)"));
+  }
+  if (n_ctx < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("KV cache context ", n_ctx, " must be >= 1"));
+  }
+  std::unique_ptr<KvCache> kv(new KvCache(backend));
+  kv->type_ = type;
+  kv->n_ctx_ = n_ctx;
+  kv->row_bytes_ = RowBytes(type, c.kv_dim());
+  const uint64_t layer_bytes = kv->row_bytes_ * n_ctx;
+  for (int il = 0; il < c.n_layer; ++il) {
+    MOESTREAM_ASSIGN_OR_RETURN(void* k, backend.DeviceAlloc(layer_bytes, absl::StrCat("kv.k.", il)));
+    kv->k_.push_back(k);
+    MOESTREAM_ASSIGN_OR_RETURN(void* v, backend.DeviceAlloc(layer_bytes, absl::StrCat("kv.v.", il)));
+    kv->v_.push_back(v);
+    kv->bytes_ += 2 * layer_bytes;
+  }
+  return kv;
+}
+
+KvCache::~KvCache() {
+  for (void* p : k_) backend_.DeviceFree(p);
+  for (void* p : v_) backend_.DeviceFree(p);
+}
+
+}  // namespace moestream::engine

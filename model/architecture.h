@@ -1,0 +1,77 @@
+// The registry of model architectures. An architecture is one file
+// (model/arch/<name>.cc) defining an ArchSpec, plus its line in
+// kArchitectures (model/architecture.cc: the library is static, so a
+// self-registering object file would be dropped by the linker).
+//
+// An ArchSpec reads the hyper-parameters its GGUFs carry into a ModelConfig
+// (with llama.cpp's defaults) and says which optional parts of the common
+// decoder block it uses; weights binding (model/weights.h) and the forward
+// pass (engine/engine.h) follow the config's flags.
+//
+//   const ArchSpec* a = FindArchitecture("qwen3moe");   // nullptr if unknown
+//   MOESTREAM_RETURN_IF_ERROR(a->read_config(file, reader, &config));
+#ifndef MOESTREAM_MODEL_ARCHITECTURE_H_
+#define MOESTREAM_MODEL_ARCHITECTURE_H_
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "io/gguf.h"
+#include "model/model_config.h"
+
+namespace moestream::model {
+
+// Reads `<arch>.<suffix>` metadata keys, errors naming the file and key.
+class HparamReader {
+ public:
+  HparamReader(const io::GgufFile& f, std::string arch) : f_(f), arch_(std::move(arch)) {}
+
+  std::string Key(std::string_view suffix) const;
+  bool Has(std::string_view suffix) const;
+  absl::StatusOr<int64_t> Int(std::string_view suffix) const;  // required
+  absl::StatusOr<int64_t> IntOr(std::string_view suffix, int64_t def) const;
+  absl::StatusOr<double> FloatOr(std::string_view suffix, double def) const;
+  absl::StatusOr<bool> BoolOr(std::string_view suffix, bool def) const;
+  absl::StatusOr<std::string> StringOr(std::string_view suffix, std::string def) const;
+  const io::GgufFile& file() const { return f_; }
+  const std::string& arch() const { return arch_; }
+
+ private:
+  const io::GgufFile& f_;
+  std::string arch_;
+};
+
+// Defaults of the keys every llama-family architecture reads.
+struct CommonHparamDefaults {
+  double rms_eps = 1e-5;           // attention.layer_norm_rms_epsilon
+  double rope_freq_base = 10000;   // rope.freq_base
+  kernels::RopeMode rope_mode = kernels::RopeMode::kNormal;
+};
+
+// Reads what llama, mixtral and qwen3moe share: sizes, heads, key/value
+// lengths, context, rms eps, rope (base, dimension_count, scaling keys as
+// llama.cpp reads them), expert counts, vocab size (`<arch>.vocab_size`,
+// else the token_embd shape, else the tokenizer's token list) and the
+// special tokens.
+absl::Status ReadCommonHparams(const HparamReader& r, const CommonHparamDefaults& d,
+                               ModelConfig* c);
+
+struct ArchSpec {
+  std::string_view name;  // general.architecture value
+  absl::Status (*read_config)(const HparamReader& r, ModelConfig* c);
+};
+
+extern const ArchSpec kLlamaArch;     // model/arch/llama.cc
+extern const ArchSpec kQwen3MoeArch;  // model/arch/qwen3moe.cc
+
+std::span<const ArchSpec* const> Architectures();
+const ArchSpec* FindArchitecture(std::string_view name);
+std::string SupportedArchitectureNames();  // "llama, qwen3moe"
+
+}  // namespace moestream::model
+
+#endif  // MOESTREAM_MODEL_ARCHITECTURE_H_

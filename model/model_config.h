@@ -1,0 +1,77 @@
+// The hyper-parameters of a model as the forward pass needs them, read from a
+// GGUF's metadata with llama.cpp's defaults where a key is absent. Which keys
+// mean what depends on `general.architecture`; the per-architecture readers
+// live in model/arch/*.cc (see model/architecture.h).
+//
+//   MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile f, io::GgufFile::Open("m.gguf"));
+//   MOESTREAM_ASSIGN_OR_RETURN(ModelConfig c, ReadModelConfig(f));
+//   if (c.is_moe()) { ... c.n_expert, c.n_expert_used, c.n_ff_exp ... }
+#ifndef MOESTREAM_MODEL_MODEL_CONFIG_H_
+#define MOESTREAM_MODEL_MODEL_CONFIG_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "io/gguf.h"
+#include "kernels/backend.h"
+
+namespace moestream::model {
+
+// How router logits become expert probabilities.
+enum class ExpertGating { kSoftmax, kSigmoid };
+
+struct ModelConfig {
+  std::string arch;  // general.architecture, e.g. "qwen3moe"
+  std::string name;  // general.name (may be empty)
+
+  int64_t n_vocab = 0;    // rows of token_embd / output
+  int64_t n_embd = 0;     // residual width
+  int64_t n_layer = 0;    // transformer blocks
+  int64_t n_head = 0;     // query heads
+  int64_t n_head_kv = 0;  // key/value heads (divides n_head)
+  int64_t head_dim_k = 0; // attention.key_length (default n_embd / n_head)
+  int64_t head_dim_v = 0; // attention.value_length (default head_dim_k)
+  int64_t n_ctx_train = 0;
+  float rms_eps = 1e-5f;
+  float attn_scale = 0;   // softmax scale of q·k; 0 = 1/sqrt(head_dim_k)
+  bool qk_norm = false;   // per-head RMSNorm of q and k (attn_{q,k}_norm)
+
+  // Dense FFN width (layers without experts).
+  int64_t n_ff = 0;
+  // Routed experts: 0 for a dense model.
+  int64_t n_expert = 0;
+  int64_t n_expert_used = 0;
+  int64_t n_ff_exp = 0;  // rows of each expert's gate/up matrix
+  ExpertGating gating = ExpertGating::kSoftmax;
+  bool norm_topk = true;            // renormalise the k selected weights to sum 1
+  float expert_weights_scale = 1;   // applied after renormalisation
+
+  // RoPE as the backend applies it (freq_factors is bound with the weights).
+  kernels::RopeParams rope;
+
+  // Special tokens (-1 when absent) and the end-of-generation set.
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+  bool add_bos = false;
+  std::vector<int32_t> eog_ids;
+
+  bool is_moe() const { return n_expert > 0; }
+  int64_t q_dim() const { return n_head * head_dim_k; }
+  int64_t kv_dim() const { return n_head_kv * head_dim_k; }
+  bool IsEog(int32_t id) const;
+  // One line: "qwen3moe: 8 layers, hidden 1024, heads 8/4x128, 32 experts top-4 ffn 512, vocab 4096".
+  std::string Summary() const;
+  // Cross-field checks (positive sizes, divisibility); kInvalidArgument
+  // naming `file` and the field.
+  absl::Status Validate(const std::string& file) const;
+};
+
+// Reads `f`'s architecture and hyper-parameters. kInvalidArgument for an
+// unsupported architecture (naming it and the supported ones) or a bad value.
+absl::StatusOr<ModelConfig> ReadModelConfig(const io::GgufFile& f);
+
+}  // namespace moestream::model
+
+#endif  // MOESTREAM_MODEL_MODEL_CONFIG_H_

@@ -1,0 +1,260 @@
+#include "model/weights.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <initializer_list>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+#include "kernels/quant.h"
+
+namespace moestream::model {
+namespace {
+
+std::string ShapeOf(std::initializer_list<int64_t> ne) {
+  return absl::StrCat("[", absl::StrJoin(ne, ", "), "]");
+}
+
+// Chunk size of staged uploads on backends whose device memory is not host
+// memory.
+constexpr size_t kStagingBytes = 64u << 20;
+
+}  // namespace
+
+// Reads tensors of one GGUF into device memory owned by a ModelWeights.
+class WeightBinder {
+ public:
+  WeightBinder(const io::GgufFile& f, ModelWeights& w, const WeightsOptions& o)
+      : f_(f), w_(w), be_(w.backend_), o_(o) {}
+  ~WeightBinder() {
+    if (fd_ >= 0) ::close(fd_);
+  }
+
+  absl::Status Open() {
+    fd_ = ::open(f_.path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd_ < 0) {
+      return absl::NotFoundError(absl::StrCat(f_.path(), ": cannot open: ", std::strerror(errno)));
+    }
+    host_is_device_ = be_.name() == "cpu";
+    return absl::OkStatus();
+  }
+
+  void set_total(uint64_t t) { total_ = t; }
+
+  absl::StatusOr<const io::GgufTensorInfo*> Find(const std::string& name,
+                                                 std::initializer_list<int64_t> ne) const {
+    const io::GgufTensorInfo* t = f_.FindTensor(name);
+    if (t == nullptr) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(f_.path(), ": missing tensor '", name, "' (expected shape ", ShapeOf(ne), ")"));
+    }
+    MOESTREAM_RETURN_IF_ERROR(CheckShape(*t, ne));
+    return t;
+  }
+
+  absl::Status CheckShape(const io::GgufTensorInfo& t, std::initializer_list<int64_t> ne) const {
+    bool ok = true;
+    int i = 0;
+    for (int64_t v : ne) ok &= t.ne[i++] == v;
+    for (; i < 4; ++i) ok &= t.ne[i] == 1;
+    if (!ok) {
+      return absl::InvalidArgumentError(absl::StrCat(f_.path(), ": tensor '", t.name,
+                                                     "' has shape ", t.ShapeString(),
+                                                     ", expected ", ShapeOf(ne)));
+    }
+    return absl::OkStatus();
+  }
+
+  // Uploads a tensor (any rank) as-is; returns its device pointer.
+  absl::StatusOr<void*> Upload(const io::GgufTensorInfo& t) {
+    if (!kernels::CanCompute(t.type)) {
+      return absl::InvalidArgumentError(absl::StrCat(f_.path(), ": tensor '", t.name,
+                                                     "' has type ", Av(GgmlTypeName(t.type)),
+                                                     ", which the kernels cannot compute with"));
+    }
+    MOESTREAM_ASSIGN_OR_RETURN(void* dst, be_.DeviceAlloc(t.size_bytes, t.name));
+    w_.allocations_.push_back(dst);
+    w_.device_bytes_ += t.size_bytes;
+    if (host_is_device_) {
+      MOESTREAM_RETURN_IF_ERROR(ReadRange(t, dst, t.file_offset, t.size_bytes));
+    } else {
+      staging_.resize(std::min<size_t>(kStagingBytes, t.size_bytes));
+      for (uint64_t done = 0; done < t.size_bytes;) {
+        const uint64_t n = std::min<uint64_t>(staging_.size(), t.size_bytes - done);
+        MOESTREAM_RETURN_IF_ERROR(ReadRange(t, staging_.data(), t.file_offset + done, n));
+        MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(static_cast<uint8_t*>(dst) + done,
+                                                   staging_.data(), n));
+        done += n;
+      }
+    }
+    Progress(t.size_bytes);
+    return dst;
+  }
+
+  absl::StatusOr<kernels::WeightView> Matrix(const std::string& name, int64_t n_in, int64_t n_out) {
+    MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {n_in, n_out}));
+    MOESTREAM_ASSIGN_OR_RETURN(void* p, Upload(*t));
+    return kernels::WeightView{t->type, n_in, n_out, p};
+  }
+
+  // A 1-D weight converted to F32 on the device.
+  absl::StatusOr<const float*> Vector(const std::string& name, int64_t n) {
+    MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {n}));
+    std::vector<uint8_t> raw(t->size_bytes);
+    MOESTREAM_RETURN_IF_ERROR(ReadRange(*t, raw.data(), t->file_offset, t->size_bytes));
+    std::vector<float> f32(n);
+    if (t->type == GgmlType::kF32) {
+      std::memcpy(f32.data(), raw.data(), n * sizeof(float));
+    } else {
+      absl::Status s = kernels::DequantizeRow(t->type, raw.data(), n, f32.data());
+      if (!s.ok()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(f_.path(), ": tensor '", name, "': ", s.message()));
+      }
+    }
+    const size_t bytes = n * sizeof(float);
+    MOESTREAM_ASSIGN_OR_RETURN(void* dst, be_.DeviceAlloc(bytes, name));
+    w_.allocations_.push_back(dst);
+    w_.device_bytes_ += bytes;
+    MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(dst, f32.data(), bytes));
+    Progress(t->size_bytes);
+    return static_cast<const float*>(dst);
+  }
+
+  // Routed experts of one layer: stacked `_exps` tensors or per-expert ones.
+  absl::Status Experts(int layer, const ModelConfig& c, LayerWeights* lw) {
+    const std::string p = absl::StrCat("blk.", layer, ".");
+    const int64_t E = c.n_expert, D = c.n_embd, F = c.n_ff_exp;
+    struct Mat { const char* name; int64_t n_in, n_out; kernels::WeightView ExpertWeights::*field; };
+    const Mat mats[3] = {{"gate", D, F, &ExpertWeights::gate},
+                         {"up", D, F, &ExpertWeights::up},
+                         {"down", F, D, &ExpertWeights::down}};
+    if (o_.upload_routed_experts) lw->experts.assign(E, ExpertWeights{});
+    const bool stacked = f_.FindTensor(p + "ffn_gate_exps.weight") != nullptr;
+    for (const Mat& m : mats) {
+      if (stacked) {
+        MOESTREAM_ASSIGN_OR_RETURN(
+            const io::GgufTensorInfo* t,
+            Find(absl::StrCat(p, "ffn_", m.name, "_exps.weight"), {m.n_in, m.n_out, E}));
+        if (!o_.upload_routed_experts) continue;
+        MOESTREAM_ASSIGN_OR_RETURN(void* base, Upload(*t));
+        const uint64_t stride = RowBytes(t->type, m.n_in) * m.n_out;
+        for (int64_t e = 0; e < E; ++e) {
+          lw->experts[e].*m.field =
+              kernels::WeightView{t->type, m.n_in, m.n_out, static_cast<uint8_t*>(base) + e * stride};
+        }
+      } else {
+        for (int64_t e = 0; e < E; ++e) {
+          const std::string name = absl::StrCat(p, "ffn_", m.name, ".", e, ".weight");
+          if (f_.FindTensor(name) == nullptr && e == 0) {
+            return absl::InvalidArgumentError(absl::StrCat(
+                f_.path(), ": layer ", layer, " has neither '", p, "ffn_", m.name,
+                "_exps.weight' ", ShapeOf({m.n_in, m.n_out, E}), " nor per-expert '", name, "' ",
+                ShapeOf({m.n_in, m.n_out})));
+          }
+          MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {m.n_in, m.n_out}));
+          if (!o_.upload_routed_experts) continue;
+          MOESTREAM_ASSIGN_OR_RETURN(void* d, Upload(*t));
+          lw->experts[e].*m.field = kernels::WeightView{t->type, m.n_in, m.n_out, d};
+        }
+      }
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status ReadRange(const io::GgufTensorInfo& t, void* dst, uint64_t off, uint64_t n) {
+    auto* out = static_cast<uint8_t*>(dst);
+    while (n > 0) {
+      const ssize_t r = ::pread(fd_, out, std::min<uint64_t>(n, 1u << 30), static_cast<off_t>(off));
+      if (r < 0 && errno == EINTR) continue;
+      if (r <= 0) {
+        return absl::DataLossError(absl::StrCat(
+            f_.path(), ": reading tensor '", t.name, "' at offset ", off, ": ",
+            r < 0 ? std::strerror(errno) : "unexpected end of file"));
+      }
+      out += r;
+      off += static_cast<uint64_t>(r);
+      n -= static_cast<uint64_t>(r);
+    }
+    return absl::OkStatus();
+  }
+
+  void Progress(uint64_t bytes) {
+    done_ += bytes;
+    if (o_.progress) o_.progress(done_, total_);
+  }
+
+  const io::GgufFile& f_;
+  ModelWeights& w_;
+  kernels::Backend& be_;
+  const WeightsOptions& o_;
+  int fd_ = -1;
+  bool host_is_device_ = false;
+  std::vector<uint8_t> staging_;
+  uint64_t done_ = 0;
+  uint64_t total_ = 0;
+};
+
+ModelWeights::~ModelWeights() {
+  for (void* p : allocations_) backend_.DeviceFree(p);
+}
+
+absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const io::GgufFile& f,
+                                                                 const ModelConfig& c,
+                                                                 kernels::Backend& backend,
+                                                                 const WeightsOptions& o) {
+  std::unique_ptr<ModelWeights> w(new ModelWeights(backend));
+  w->experts_resident_ = c.is_moe() && o.upload_routed_experts;
+  WeightBinder b(f, *w, o);
+  MOESTREAM_RETURN_IF_ERROR(b.Open());
+  uint64_t total = 0;
+  for (const io::GgufTensorInfo& t : f.tensors()) total += t.size_bytes;
+  b.set_total(total);
+
+  const int64_t D = c.n_embd;
+  MOESTREAM_ASSIGN_OR_RETURN(w->token_embd, b.Matrix("token_embd.weight", D, c.n_vocab));
+  MOESTREAM_ASSIGN_OR_RETURN(w->output_norm, b.Vector("output_norm.weight", D));
+  if (f.FindTensor("output.weight") != nullptr) {
+    MOESTREAM_ASSIGN_OR_RETURN(w->output, b.Matrix("output.weight", D, c.n_vocab));
+  } else {
+    w->output = w->token_embd;  // tied embeddings, as llama.cpp falls back
+  }
+  if (f.FindTensor("rope_freqs.weight") != nullptr) {
+    MOESTREAM_ASSIGN_OR_RETURN(w->rope_freqs, b.Vector("rope_freqs.weight", c.rope.n_rot / 2));
+  }
+
+  w->layers.resize(c.n_layer);
+  for (int il = 0; il < c.n_layer; ++il) {
+    LayerWeights& l = w->layers[il];
+    const std::string p = absl::StrCat("blk.", il, ".");
+    MOESTREAM_ASSIGN_OR_RETURN(l.attn_norm, b.Vector(p + "attn_norm.weight", D));
+    MOESTREAM_ASSIGN_OR_RETURN(l.wq, b.Matrix(p + "attn_q.weight", D, c.q_dim()));
+    MOESTREAM_ASSIGN_OR_RETURN(l.wk, b.Matrix(p + "attn_k.weight", D, c.kv_dim()));
+    MOESTREAM_ASSIGN_OR_RETURN(l.wv, b.Matrix(p + "attn_v.weight", D, c.n_head_kv * c.head_dim_v));
+    MOESTREAM_ASSIGN_OR_RETURN(l.wo, b.Matrix(p + "attn_output.weight", c.n_head * c.head_dim_v, D));
+    if (c.qk_norm) {
+      MOESTREAM_ASSIGN_OR_RETURN(l.q_norm, b.Vector(p + "attn_q_norm.weight", c.head_dim_k));
+      MOESTREAM_ASSIGN_OR_RETURN(l.k_norm, b.Vector(p + "attn_k_norm.weight", c.head_dim_k));
+    }
+    MOESTREAM_ASSIGN_OR_RETURN(l.ffn_norm, b.Vector(p + "ffn_norm.weight", D));
+    if (c.is_moe()) {
+      MOESTREAM_ASSIGN_OR_RETURN(l.router, b.Matrix(p + "ffn_gate_inp.weight", D, c.n_expert));
+      MOESTREAM_RETURN_IF_ERROR(b.Experts(il, c, &l));
+    } else {
+      MOESTREAM_ASSIGN_OR_RETURN(l.ffn_gate, b.Matrix(p + "ffn_gate.weight", D, c.n_ff));
+      MOESTREAM_ASSIGN_OR_RETURN(l.ffn_up, b.Matrix(p + "ffn_up.weight", D, c.n_ff));
+      MOESTREAM_ASSIGN_OR_RETURN(l.ffn_down, b.Matrix(p + "ffn_down.weight", c.n_ff, D));
+    }
+  }
+  return w;
+}
+
+}  // namespace moestream::model

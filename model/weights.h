@@ -1,0 +1,90 @@
+// The model's weights bound by tensor name, shape-checked against the
+// config, and uploaded to the backend's device memory. Matrices keep their
+// GGUF type (ggml block layout, used in place by the kernels); 1-D norm
+// weights are converted to F32 at load.
+//
+//   MOESTREAM_ASSIGN_OR_RETURN(auto w, ModelWeights::Load(file, config, backend, {}));
+//   backend.MatMul(w->layers[0].wq, x, n_tok, q);
+//
+// Routed experts: with `upload_routed_experts` (the all-resident engine)
+// every expert's gate/up/down is uploaded and viewed in `LayerWeights::experts`;
+// without it only their shapes are checked and the expert tier (cache/) is
+// responsible for their bytes.
+#ifndef MOESTREAM_MODEL_WEIGHTS_H_
+#define MOESTREAM_MODEL_WEIGHTS_H_
+
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "io/gguf.h"
+#include "kernels/backend.h"
+#include "model/model_config.h"
+
+namespace moestream::model {
+
+struct ExpertWeights {
+  kernels::WeightView gate;  // n_in n_embd, n_out n_ff_exp
+  kernels::WeightView up;    // n_in n_embd, n_out n_ff_exp
+  kernels::WeightView down;  // n_in n_ff_exp, n_out n_embd
+};
+
+struct LayerWeights {
+  const float* attn_norm = nullptr;  // [n_embd] F32
+  kernels::WeightView wq, wk, wv, wo;
+  const float* q_norm = nullptr;  // [head_dim] F32, qk_norm only
+  const float* k_norm = nullptr;
+  const float* ffn_norm = nullptr;  // [n_embd] F32
+  // Dense FFN (layers without experts).
+  kernels::WeightView ffn_gate, ffn_up, ffn_down;
+  // Router (ffn_gate_inp): n_in n_embd, n_out n_expert. MoE layers only.
+  kernels::WeightView router;
+  // One entry per routed expert when uploaded, else empty.
+  std::vector<ExpertWeights> experts;
+  bool is_moe() const { return router.data != nullptr; }
+};
+
+struct WeightsOptions {
+  // Upload every routed expert (all-resident). Default true.
+  bool upload_routed_experts = true;
+  // Called with (bytes uploaded, total bytes) during the upload; may be null.
+  io::ProgressFn progress;
+};
+
+class ModelWeights {
+ public:
+  // Binds and uploads every tensor `c` needs from `f`. Errors name the file
+  // and the tensor: kInvalidArgument for a missing tensor, a shape that
+  // disagrees with the metadata or a type the backend cannot compute with;
+  // kResourceExhausted from the device budget; kDataLoss for a short read.
+  static absl::StatusOr<std::unique_ptr<ModelWeights>> Load(const io::GgufFile& f,
+                                                            const ModelConfig& c,
+                                                            kernels::Backend& backend,
+                                                            const WeightsOptions& o);
+  ~ModelWeights();
+  ModelWeights(const ModelWeights&) = delete;
+  ModelWeights& operator=(const ModelWeights&) = delete;
+
+  kernels::WeightView token_embd;     // n_in n_embd, n_out n_vocab
+  kernels::WeightView output;         // LM head (token_embd when tied)
+  const float* output_norm = nullptr;
+  const float* rope_freqs = nullptr;  // [n_rot/2] or null
+  std::vector<LayerWeights> layers;
+
+  uint64_t device_bytes() const { return device_bytes_; }
+  bool experts_resident() const { return experts_resident_; }
+
+ private:
+  explicit ModelWeights(kernels::Backend& b) : backend_(b) {}
+  friend class WeightBinder;
+
+  kernels::Backend& backend_;
+  std::vector<void*> allocations_;
+  uint64_t device_bytes_ = 0;
+  bool experts_resident_ = false;
+};
+
+}  // namespace moestream::model
+
+#endif  // MOESTREAM_MODEL_WEIGHTS_H_

@@ -1,0 +1,316 @@
+#include "trace/replay.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <memory>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/status_macros.h"
+#include "cache/expert_cache.h"
+#include "cache/sim_loader.h"
+#include "kernels/backend.h"
+#include "policies/eviction_policy.h"
+#include "policies/prediction_scorer.h"
+#include "policies/prefetch_predictor.h"
+#include "trace/trace_import.h"
+
+namespace moestream::trace {
+namespace {
+
+
+constexpr uint64_t kDefaultExpertBytes = 8ull << 20;
+
+// One Acquire: the union of the experts of consecutive cells with equal
+// (seq, step, layer).
+struct Group {
+  uint32_t seq;
+  uint16_t layer;
+  uint32_t first_cell, end_cell;
+  uint32_t offset, n;  // into Plan::experts
+  uint32_t pos;        // position of the first cell (the token for predictors)
+};
+
+struct Plan {
+  std::vector<Group> groups;
+  std::vector<int32_t> experts;
+  std::vector<std::pair<size_t, size_t>> seqs;  // [first, end) group ranges
+  uint64_t cells = 0;
+};
+
+bool Selected(const TraceCell& c, const std::string& phase) {
+  if (phase == "all") return true;
+  return phase == "prefill" ? c.phase == Phase::kPrefill : c.phase == Phase::kDecode;
+}
+
+Plan MakePlan(const Trace& t, const std::string& phase) {
+  Plan p;
+  const TraceCell* prev = nullptr;
+  for (uint32_t i = 0; i < t.cells.size(); ++i) {
+    const TraceCell& c = t.cells[i];
+    if (!Selected(c, phase)) continue;
+    ++p.cells;
+    if (prev == nullptr || prev->seq != c.seq || prev->step != c.step ||
+        prev->layer != c.layer || prev->phase != c.phase) {
+      if (p.seqs.empty() || (prev != nullptr && prev->seq != c.seq)) {
+        if (!p.seqs.empty()) p.seqs.back().second = p.groups.size();
+        p.seqs.push_back({p.groups.size(), 0});
+      }
+      p.groups.push_back(Group{c.seq, c.layer, i, i, uint32_t(p.experts.size()), 0, c.pos});
+    }
+    Group& g = p.groups.back();
+    g.end_cell = i + 1;
+    for (uint16_t e : t.Experts(c)) {
+      auto begin = p.experts.begin() + g.offset;
+      if (std::find(begin, p.experts.end(), int32_t(e)) == p.experts.end()) {
+        p.experts.push_back(e);
+        ++g.n;
+      }
+    }
+    prev = &c;
+  }
+  if (!p.seqs.empty()) p.seqs.back().second = p.groups.size();
+  return p;
+}
+
+struct RunTotals {
+  cache::CacheCounters counters;
+  std::vector<cache::CacheCounters> per_layer;
+  policies::PredictionScorer scorer;
+  uint64_t modelled_ns = 0;
+  std::string policy_name, predictor_name;
+};
+
+absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
+                    const std::string& policy_spec, const std::string& predictor_spec,
+                    const std::vector<double>& popularity, RunTotals* out) {
+  const int n_layers = t.shape.n_layers;
+  MOESTREAM_ASSIGN_OR_RETURN(kernels::LinkProfile link, kernels::FindLinkProfile(o.link));
+  cache::SimLoaderOptions lo;
+  lo.link = link;
+  if (o.expert_bytes > 0) {
+    lo.expert_bytes = o.expert_bytes;
+  } else {
+    bool known = int(t.shape.expert_bytes.size()) == n_layers;
+    for (uint64_t b : t.shape.expert_bytes) known = known && b > 0;
+    if (known) {
+      lo.expert_bytes_per_layer = t.shape.expert_bytes;
+    } else {
+      lo.expert_bytes = kDefaultExpertBytes;
+    }
+  }
+  const uint64_t compute_ns = uint64_t(std::llround(o.layer_compute_us * 1e3));
+  out->per_layer.resize(n_layers);
+  std::vector<ExpertKey> future;
+  std::vector<cache::ExpertHandle> handles;
+  std::vector<policies::ExpertGuess> guesses;
+  std::vector<ExpertKey> prefetch_keys;
+  std::vector<ExpertKey> actual;
+  // Pending guesses per target layer (made one layer ahead).
+  std::vector<std::vector<policies::ExpertGuess>> pending(n_layers);
+  std::vector<uint8_t> has_pending(n_layers, 0);
+
+  for (auto [gbegin, gend] : plan.seqs) {
+    future.clear();
+    for (size_t gi = gbegin; gi < gend; ++gi) {
+      const Group& g = plan.groups[gi];
+      for (uint32_t j = 0; j < g.n; ++j) {
+        future.push_back({g.layer, uint16_t(plan.experts[g.offset + j])});
+      }
+    }
+    policies::PolicyEnv env;
+    env.n_layers = n_layers;
+    env.n_experts = t.shape.n_experts;
+    env.top_k = t.shape.top_k;
+    env.capacity = o.capacity * n_layers;
+    env.future = &future;
+    env.popularity = &popularity;
+    MOESTREAM_ASSIGN_OR_RETURN(auto policy, policies::CreateEvictionPolicy(policy_spec, env));
+    MOESTREAM_ASSIGN_OR_RETURN(auto predictor,
+                               policies::CreatePrefetchPredictor(predictor_spec, env));
+    out->policy_name = policy->name();
+    out->predictor_name = predictor->name();
+    const bool predicting = predictor->name() != "none";
+    cache::SimClock clock;
+    MOESTREAM_ASSIGN_OR_RETURN(auto loader, cache::SimLoader::Create(lo, &clock));
+    cache::ExpertCacheOptions co;
+    co.n_layers = n_layers;
+    co.n_experts = t.shape.n_experts;
+    co.per_layer = o.per_layer;
+    co.slots = o.per_layer ? o.capacity : o.capacity * n_layers;
+    MOESTREAM_ASSIGN_OR_RETURN(
+        auto cache, cache::ExpertCache::Create(co, loader.get(), &clock, policy.get()));
+    std::fill(has_pending.begin(), has_pending.end(), 0);
+
+    for (size_t gi = gbegin; gi < gend; ++gi) {
+      const Group& g = plan.groups[gi];
+      std::span<const int32_t> ids(plan.experts.data() + g.offset, g.n);
+      if (predicting) {
+        actual.clear();
+        for (int32_t e : ids) actual.push_back({g.layer, uint16_t(e)});
+        if (has_pending[g.layer]) {
+          out->scorer.Add(pending[g.layer], actual);
+          has_pending[g.layer] = 0;
+        } else {
+          out->scorer.AddUnpredicted(actual.size());
+        }
+      }
+      // A step that cannot fit its pool is requested expert by expert.
+      const bool seq = o.sequential || (o.per_layer && int(ids.size()) > o.capacity);
+      for (size_t part = 0; part < (seq ? ids.size() : 1); ++part) {
+        std::span<const int32_t> req = seq ? ids.subspan(part, 1) : ids;
+        handles.clear();
+        MOESTREAM_RETURN_IF_ERROR(cache->Acquire(g.layer, req, &handles));
+        for (auto& h : handles) {
+          if (h.valid() && h.ready()) h.Release();
+        }
+        for (auto& h : handles) {
+          if (!h.valid()) continue;
+          MOESTREAM_RETURN_IF_ERROR(cache->Wait(h));
+          h.Release();
+        }
+      }
+      if (predicting) {
+        for (uint32_t c = g.first_cell; c < g.end_cell; ++c) {
+          const TraceCell& cell = t.cells[c];
+          if (!Selected(cell, o.phase)) continue;
+          std::span<const uint16_t> ex = t.Experts(cell);
+          int32_t buf[256];
+          size_t n = std::min<size_t>(ex.size(), 256);
+          for (size_t i = 0; i < n; ++i) buf[i] = ex[i];
+          predictor->Observe(policies::RoutingObservation{
+              cell.pos, cell.layer, std::span<const int32_t>(buf, n), t.Weights(cell)});
+        }
+        policies::PredictContext ctx;
+        ctx.token = g.pos;
+        ctx.layer = g.layer;
+        ctx.lookahead = o.lookahead;
+        ctx.top_k = t.shape.top_k;
+        ctx.experts = ids;
+        ctx.tick = cache->tick();
+        guesses.clear();
+        predictor->Predict(ctx, &guesses);
+        int next = (g.layer + 1) % n_layers;
+        auto& pend = pending[next];
+        pend.clear();
+        prefetch_keys.clear();
+        for (const auto& gs : guesses) {
+          if (gs.key.layer == next) pend.push_back(gs);
+          if (gs.key.layer < n_layers && gs.key.expert < t.shape.n_experts) {
+            prefetch_keys.push_back(gs.key);
+          }
+        }
+        has_pending[next] = 1;
+        MOESTREAM_RETURN_IF_ERROR(cache->Prefetch(prefetch_keys));
+      }
+      clock.Advance(compute_ns);
+    }
+    handles.clear();
+    MOESTREAM_RETURN_IF_ERROR(cache->Drain());
+    cache::CacheStats st = cache->stats();
+    out->counters.Add(st.total);
+    for (int l = 0; l < n_layers; ++l) out->per_layer[l].Add(st.per_layer[l]);
+    out->modelled_ns += clock.NowNs();
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status ReplayOptions::Validate() const {
+  if (capacity < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("capacity must be >= 1 expert per layer, got ",
+                                                   capacity));
+  }
+  if (phase != "decode" && phase != "prefill" && phase != "all") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("phase '", phase, "' is not one of decode, prefill, all"));
+  }
+  if (!(layer_compute_us >= 0)) return absl::InvalidArgumentError("layer compute time must be >= 0");
+  if (lookahead < 1) return absl::InvalidArgumentError("lookahead must be >= 1");
+  return kernels::FindLinkProfile(link).status();
+}
+
+absl::StatusOr<int> ParseCapacity(const std::string& text, int n_experts) {
+  std::string s = text;
+  bool pct = !s.empty() && s.back() == '%';
+  if (pct) s.pop_back();
+  char* end = nullptr;
+  double v = std::strtod(s.c_str(), &end);
+  if (s.empty() || *end != '\0' || !(v > 0) || (pct && v > 100)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "capacity '", text, "' is not a positive expert count or a percentage in (0, 100]"));
+  }
+  if (pct) return std::max(1, int(std::lround(v * n_experts / 100.0)));
+  if (v != std::floor(v)) {
+    return absl::InvalidArgumentError(absl::StrCat("capacity '", text, "' is not a whole count"));
+  }
+  if (v > n_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("capacity ", text, " exceeds the ", n_experts,
+                                                   " experts per layer"));
+  }
+  return int(v);
+}
+
+absl::StatusOr<ReplayResult> Replay(const Trace& trace, const ReplayOptions& o) {
+  MOESTREAM_RETURN_IF_ERROR(o.Validate());
+  MOESTREAM_RETURN_IF_ERROR(trace.Validate());
+  Plan plan = MakePlan(trace, o.phase);
+  if (plan.groups.empty()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("the trace has no ", o.phase, " cells to replay"));
+  }
+  std::vector<double> popularity = o.popularity;
+  if (popularity.empty()) popularity = TracePopularity(trace);
+
+  RunTotals run;
+  auto t0 = std::chrono::steady_clock::now();
+  MOESTREAM_RETURN_IF_ERROR(RunOne(trace, plan, o, o.policy, o.predictor, popularity, &run));
+  double wall = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+
+  ReplayResult r;
+  r.policy = run.policy_name;
+  r.predictor = run.predictor_name;
+  r.accesses = run.counters.accesses;
+  r.hits = run.counters.demand_hits;
+  r.hit_rate = run.counters.hit_rate();
+  r.prefetch_precision = run.scorer.precision();
+  r.prefetch_recall = run.scorer.recall();
+  r.prefetch_issued = run.counters.prefetch_issued;
+  r.prefetch_hits = run.counters.prefetch_hits;
+  r.link_bytes = run.counters.link_bytes;
+  r.stall_ns = run.counters.stall_ns;
+  r.modelled_ns = run.modelled_ns;
+  r.tokens = plan.cells / uint64_t(std::max(1, trace.shape.n_layers));
+  r.modelled_tok_s = r.modelled_ns ? double(r.tokens) * 1e9 / double(r.modelled_ns) : 0.0;
+  r.wall_s = wall;
+  r.accesses_per_s = wall > 0 ? double(r.accesses) / wall : 0.0;
+  for (const auto& c : run.per_layer) r.layer_hit_rate.push_back(c.hit_rate());
+  if (o.run_min) {
+    if (r.policy == "min" && o.predictor == "none") {
+      r.min_hit_rate = r.hit_rate;
+    } else {
+      RunTotals m;
+      MOESTREAM_RETURN_IF_ERROR(RunOne(trace, plan, o, "min", "none", popularity, &m));
+      r.min_hit_rate = m.counters.hit_rate();
+    }
+  }
+  return r;
+}
+
+std::string ReplayResultJson(const ReplayResult& r) {
+  return absl::StrFormat(
+      "{\"policy\": \"%s\", \"predictor\": \"%s\", \"accesses\": %d, \"hits\": %d, "
+      "\"hit_rate\": %.6f, \"min_hit_rate\": %.6f, \"ratio_to_min\": %.6f, "
+      "\"prefetch_precision\": %.6f, \"prefetch_recall\": %.6f, \"prefetch_issued\": %d, "
+      "\"prefetch_hits\": %d, \"link_bytes\": %d, \"stall_ms\": %.3f, \"modelled_ms\": %.3f, "
+      "\"tokens\": %d, \"modelled_tok_s\": %.3f, \"wall_s\": %.6f, \"accesses_per_s\": %.0f}",
+      r.policy, r.predictor, r.accesses, r.hits, r.hit_rate, r.min_hit_rate,
+      r.min_hit_rate > 0 ? r.hit_rate / r.min_hit_rate : 0.0, r.prefetch_precision,
+      r.prefetch_recall, r.prefetch_issued, r.prefetch_hits, r.link_bytes, r.stall_ns / 1e6,
+      r.modelled_ns / 1e6, r.tokens, r.modelled_tok_s, r.wall_s, r.accesses_per_s);
+}
+
+}  // namespace moestream::trace

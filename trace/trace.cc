@@ -1,0 +1,322 @@
+#include "trace/trace.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "base/status_macros.h"
+
+namespace moestream::trace {
+namespace {
+
+constexpr char kMagic[8] = {'M', 'S', 'T', 'R', 'A', 'C', 'E', '\0'};
+constexpr uint32_t kVersion = 1;
+
+uint64_t Fnv1a(const std::string& s) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
+class Writer {
+ public:
+  template <typename T>
+  void Put(T v) {
+    buf_.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  template <typename T>
+  void PutArray(const std::vector<T>& v) {
+    buf_.append(reinterpret_cast<const char*>(v.data()), v.size() * sizeof(T));
+  }
+  void PutStr(const std::string& s) {
+    Put(uint32_t(s.size()));
+    buf_ += s;
+  }
+  std::string& buf() { return buf_; }
+
+ private:
+  std::string buf_;
+};
+
+class Reader {
+ public:
+  Reader(const std::string& data, const std::string& path) : d_(data), path_(path) {}
+  template <typename T>
+  absl::Status Get(T* v, const char* what) {
+    if (pos_ + sizeof(T) > d_.size()) return Truncated(what);
+    std::memcpy(v, d_.data() + pos_, sizeof(T));
+    pos_ += sizeof(T);
+    return absl::OkStatus();
+  }
+  template <typename T>
+  absl::Status GetArray(std::vector<T>* v, uint64_t n, const char* what) {
+    if (n > (d_.size() - pos_) / sizeof(T)) return Truncated(what);
+    v->resize(n);
+    if (n > 0) std::memcpy(v->data(), d_.data() + pos_, n * sizeof(T));  // data() may be null
+    pos_ += n * sizeof(T);
+    return absl::OkStatus();
+  }
+  absl::Status GetStr(std::string* s, const char* what) {
+    uint32_t n = 0;
+    MOESTREAM_RETURN_IF_ERROR(Get(&n, what));
+    if (n > d_.size() - pos_) return Truncated(what);
+    s->assign(d_.data() + pos_, n);
+    pos_ += n;
+    return absl::OkStatus();
+  }
+  size_t pos() const { return pos_; }
+
+ private:
+  absl::Status Truncated(const char* what) const {
+    return absl::DataLossError(
+        absl::StrCat("trace '", path_, "' is truncated: no room for ", what, " at byte ", pos_));
+  }
+  const std::string& d_;
+  const std::string& path_;
+  size_t pos_ = 0;
+};
+
+absl::Status WriteFileAtomically(const std::string& path, const std::string& bytes) {
+  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
+  FILE* f = std::fopen(tmp.c_str(), "wb");
+  if (f == nullptr) {
+    return absl::PermissionDeniedError(absl::StrCat("cannot create '", tmp, "': ",
+                                                    std::strerror(errno)));
+  }
+  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
+  ok = std::fflush(f) == 0 && ok;
+  ok = fsync(fileno(f)) == 0 && ok;
+  ok = std::fclose(f) == 0 && ok;
+  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
+    std::remove(tmp.c_str());
+    return absl::DataLossError(absl::StrCat("cannot write '", path, "': ", std::strerror(errno)));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+const char* PhaseName(Phase p) { return p == Phase::kPrefill ? "prefill" : "decode"; }
+
+void Trace::AddCell(TraceCell c, std::span<const int32_t> ids, std::span<const float> w,
+                    std::span<const ExpertKey> guessed) {
+  c.n_experts = uint8_t(ids.size());
+  c.n_guesses = uint16_t(guessed.size());
+  c.offset = experts.size();
+  c.guess_offset = guesses.size();
+  for (size_t i = 0; i < ids.size(); ++i) {
+    experts.push_back(uint16_t(ids[i]));
+    weights.push_back(i < w.size() ? w[i] : 0.0f);
+  }
+  for (auto g : guessed) guesses.push_back(g.packed());
+  cells.push_back(c);
+}
+
+absl::Status Trace::Validate() const {
+  if (shape.n_layers <= 0 || shape.n_experts <= 0 || shape.n_experts > 65535) {
+    return absl::DataLossError(absl::StrCat("trace shape is invalid: ", shape.n_layers,
+                                            " layers, ", shape.n_experts, " experts"));
+  }
+  if (!shape.layer_ids.empty() && int(shape.layer_ids.size()) != shape.n_layers) {
+    return absl::DataLossError(absl::StrCat("trace has ", shape.layer_ids.size(),
+                                            " layer ids for ", shape.n_layers, " layers"));
+  }
+  for (size_t i = 0; i < cells.size(); ++i) {
+    const TraceCell& c = cells[i];
+    if (c.layer >= shape.n_layers || c.n_experts > shape.top_k ||
+        c.offset + c.n_experts > experts.size() ||
+        c.guess_offset + c.n_guesses > guesses.size()) {
+      return absl::DataLossError(absl::StrCat("trace cell ", i, " (layer ", c.layer, ", ",
+                                              int(c.n_experts), " experts) does not fit shape ",
+                                              shape.n_layers, "x", shape.n_experts, " top-",
+                                              shape.top_k));
+    }
+    for (uint16_t e : Experts(c)) {
+      if (e >= shape.n_experts) {
+        return absl::DataLossError(absl::StrCat("trace cell ", i, ": expert ", e, " >= ",
+                                                shape.n_experts));
+      }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status WriteTrace(const Trace& t, const std::string& path) {
+  MOESTREAM_RETURN_IF_ERROR(t.Validate());
+  Writer w;
+  w.buf().append(kMagic, sizeof kMagic);
+  w.Put(kVersion);
+  w.Put(uint32_t(t.shape.n_layers));
+  w.Put(uint32_t(t.shape.n_experts));
+  w.Put(uint32_t(t.shape.top_k));
+  w.PutStr(t.shape.model);
+  w.PutStr(t.shape.source);
+  w.Put(uint32_t(t.shape.layer_ids.size()));
+  for (int id : t.shape.layer_ids) w.Put(int32_t(id));
+  w.Put(uint32_t(t.shape.expert_bytes.size()));
+  w.PutArray(t.shape.expert_bytes);
+  // Entries in cell order (cells may have been reordered after AddCell).
+  std::vector<uint16_t> ex;
+  std::vector<float> wt;
+  std::vector<uint32_t> gs;
+  ex.reserve(t.experts.size());
+  wt.reserve(t.experts.size());
+  for (const TraceCell& c : t.cells) {
+    auto e = t.Experts(c);
+    auto g = t.Weights(c);
+    auto q = t.Guesses(c);
+    ex.insert(ex.end(), e.begin(), e.end());
+    wt.insert(wt.end(), g.begin(), g.end());
+    gs.insert(gs.end(), q.begin(), q.end());
+  }
+  w.Put(uint64_t(t.cells.size()));
+  w.Put(uint64_t(ex.size()));
+  w.Put(uint64_t(gs.size()));
+  for (const TraceCell& c : t.cells) {
+    w.Put(c.seq);
+    w.Put(c.step);
+    w.Put(c.pos);
+    w.Put(c.layer);
+    w.Put(uint8_t(c.phase));
+    w.Put(c.n_experts);
+    w.Put(c.n_guesses);
+    w.Put(uint16_t(0));
+  }
+  w.PutArray(ex);
+  w.PutArray(wt);
+  w.PutArray(gs);
+  w.Put(Fnv1a(w.buf()));
+  return WriteFileAtomically(path, w.buf());
+}
+
+absl::StatusOr<Trace> ReadTrace(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open trace '", path, "'"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  std::string data = ss.str();
+  if (data.size() < 8 || std::memcmp(data.data(), kMagic, 8) != 0) {
+    return absl::DataLossError(absl::StrCat("'", path, "' is not a moestream trace (bad magic)"));
+  }
+  if (data.size() < 16) return absl::DataLossError(absl::StrCat("trace '", path, "' is truncated"));
+  uint64_t stored;
+  std::memcpy(&stored, data.data() + data.size() - 8, 8);
+  Reader r(data, path);
+  uint64_t skip = 0;
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&skip, "magic"));
+  uint32_t version = 0, nl = 0, ne = 0, k = 0;
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&version, "version"));
+  if (version != kVersion) {
+    return absl::UnimplementedError(absl::StrCat("trace '", path, "' has version ", version,
+                                                 "; this moestream reads version ", kVersion));
+  }
+  if (Fnv1a(data.substr(0, data.size() - 8)) != stored) {
+    return absl::DataLossError(absl::StrCat("trace '", path, "': checksum mismatch (corrupt)"));
+  }
+  Trace t;
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&nl, "n_layers"));
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&ne, "n_experts"));
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&k, "top_k"));
+  t.shape.n_layers = int(nl);
+  t.shape.n_experts = int(ne);
+  t.shape.top_k = int(k);
+  MOESTREAM_RETURN_IF_ERROR(r.GetStr(&t.shape.model, "model name"));
+  MOESTREAM_RETURN_IF_ERROR(r.GetStr(&t.shape.source, "source"));
+  uint32_t n = 0;
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&n, "layer id count"));
+  std::vector<int32_t> ids;
+  MOESTREAM_RETURN_IF_ERROR(r.GetArray(&ids, n, "layer ids"));
+  t.shape.layer_ids.assign(ids.begin(), ids.end());
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&n, "expert bytes count"));
+  MOESTREAM_RETURN_IF_ERROR(r.GetArray(&t.shape.expert_bytes, n, "expert bytes"));
+  uint64_t n_cells = 0, n_entries = 0, n_guesses = 0;
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&n_cells, "cell count"));
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&n_entries, "entry count"));
+  MOESTREAM_RETURN_IF_ERROR(r.Get(&n_guesses, "guess count"));
+  if (n_cells > data.size() / 20) return absl::DataLossError(absl::StrCat("trace '", path, "': cell count ", n_cells, " exceeds the file"));
+  t.cells.resize(n_cells);
+  uint64_t off = 0, goff = 0;
+  for (TraceCell& c : t.cells) {
+    uint8_t phase = 0;
+    uint16_t reserved = 0;
+    MOESTREAM_RETURN_IF_ERROR(r.Get(&c.seq, "cell"));
+    MOESTREAM_RETURN_IF_ERROR(r.Get(&c.step, "cell"));
+    MOESTREAM_RETURN_IF_ERROR(r.Get(&c.pos, "cell"));
+    MOESTREAM_RETURN_IF_ERROR(r.Get(&c.layer, "cell"));
+    MOESTREAM_RETURN_IF_ERROR(r.Get(&phase, "cell"));
+    MOESTREAM_RETURN_IF_ERROR(r.Get(&c.n_experts, "cell"));
+    MOESTREAM_RETURN_IF_ERROR(r.Get(&c.n_guesses, "cell"));
+    MOESTREAM_RETURN_IF_ERROR(r.Get(&reserved, "cell"));
+    if (phase > 1) return absl::DataLossError(absl::StrCat("trace '", path, "': bad phase ", int(phase)));
+    c.phase = Phase(phase);
+    c.offset = off;
+    c.guess_offset = goff;
+    off += c.n_experts;
+    goff += c.n_guesses;
+  }
+  if (off != n_entries || goff != n_guesses) {
+    return absl::DataLossError(absl::StrCat("trace '", path, "': cells reference ", off,
+                                            " experts but the file holds ", n_entries));
+  }
+  MOESTREAM_RETURN_IF_ERROR(r.GetArray(&t.experts, n_entries, "expert ids"));
+  MOESTREAM_RETURN_IF_ERROR(r.GetArray(&t.weights, n_entries, "gate weights"));
+  MOESTREAM_RETURN_IF_ERROR(r.GetArray(&t.guesses, n_guesses, "guesses"));
+  if (r.pos() + 8 != data.size()) {
+    return absl::DataLossError(absl::StrCat("trace '", path, "': ", data.size() - r.pos() - 8,
+                                            " unexpected bytes before the checksum"));
+  }
+  MOESTREAM_RETURN_IF_ERROR(t.Validate());
+  return t;
+}
+
+absl::Status WriteTraceCsv(const Trace& t, const std::string& path) {
+  std::string out = "seq,step,pos,phase,layer,layer_id,rank,expert,weight\n";
+  for (const TraceCell& c : t.cells) {
+    auto e = t.Experts(c);
+    auto w = t.Weights(c);
+    int id = c.layer < t.shape.layer_ids.size() ? t.shape.layer_ids[c.layer] : c.layer;
+    for (size_t i = 0; i < e.size(); ++i) {
+      absl::StrAppendFormat(&out, "%u,%u,%u,%s,%u,%d,%u,%u,%.6g\n", c.seq, c.step, c.pos,
+                            PhaseName(c.phase), c.layer, id, unsigned(i), e[i], w[i]);
+    }
+  }
+  return WriteFileAtomically(path, out);
+}
+
+TraceRecorder::TraceRecorder(std::string path, TraceShape shape) : path_(std::move(path)) {
+  trace_.shape = std::move(shape);
+  if (trace_.shape.source.empty()) trace_.shape.source = "moestream";
+  if (trace_.shape.layer_ids.empty()) {
+    for (int l = 0; l < trace_.shape.n_layers; ++l) trace_.shape.layer_ids.push_back(l);
+  }
+}
+
+void TraceRecorder::BeginSequence() {
+  if (!trace_.cells.empty()) ++seq_;
+  step_ = 0;
+}
+
+void TraceRecorder::Record(int layer, uint32_t token_pos, Phase phase,
+                           std::span<const int32_t> ids, std::span<const float> weights,
+                           std::span<const ExpertKey> guesses) {
+  TraceCell c;
+  c.seq = seq_;
+  c.step = step_;
+  c.pos = token_pos;
+  c.layer = uint16_t(layer);
+  c.phase = phase;
+  if (int(ids.size()) > trace_.shape.top_k) trace_.shape.top_k = int(ids.size());
+  trace_.AddCell(c, ids, weights, guesses);
+}
+
+absl::Status TraceRecorder::Finish() { return WriteTrace(trace_, path_); }
+
+}  // namespace moestream::trace

@@ -1,0 +1,577 @@
+#include "trace/trace_import.h"
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "base/status_macros.h"
+#include "base/strings.h"
+
+namespace moestream::trace {
+namespace {
+
+namespace fs = std::filesystem;
+
+absl::StatusOr<std::string> ReadAll(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot open trace '", path, "'"));
+  std::stringstream ss;
+  ss << in.rdbuf();
+  return ss.str();
+}
+
+std::vector<std::string_view> Lines(const std::string& data) {
+  std::vector<std::string_view> out;
+  size_t start = 0;
+  while (start < data.size()) {
+    size_t nl = data.find('\n', start);
+    if (nl == std::string::npos) nl = data.size();
+    std::string_view line(data.data() + start, nl - start);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    if (!line.empty()) out.push_back(line);
+    start = nl + 1;
+  }
+  return out;
+}
+
+// ---- a minimal reader for the flat JSON objects of the jsonl formats
+
+// Position just after `"key":` (and spaces), or npos.
+size_t FindKey(std::string_view line, std::string_view key) {
+  std::string pat = absl::StrCat("\"", Av(key), "\"");
+  size_t p = line.find(pat);
+  if (p == std::string_view::npos) return p;
+  p += pat.size();
+  while (p < line.size() && (line[p] == ' ' || line[p] == ':')) ++p;
+  return p;
+}
+
+bool JsonNumber(std::string_view line, std::string_view key, double* out) {
+  size_t p = FindKey(line, key);
+  if (p == std::string_view::npos) return false;
+  std::string tmp(line.substr(p, 32));
+  char* end = nullptr;
+  *out = std::strtod(tmp.c_str(), &end);
+  return end != tmp.c_str();
+}
+
+bool JsonString(std::string_view line, std::string_view key, std::string* out) {
+  size_t p = FindKey(line, key);
+  if (p == std::string_view::npos || p >= line.size() || line[p] != '"') return false;
+  size_t q = line.find('"', p + 1);
+  if (q == std::string_view::npos) return false;
+  *out = std::string(line.substr(p + 1, q - p - 1));
+  return true;
+}
+
+template <typename T>
+bool JsonArray(std::string_view line, std::string_view key, std::vector<T>* out) {
+  out->clear();
+  size_t p = FindKey(line, key);
+  if (p == std::string_view::npos || p >= line.size() || line[p] != '[') return false;
+  size_t q = line.find(']', p);
+  if (q == std::string_view::npos) return false;
+  std::string body(line.substr(p + 1, q - p - 1));
+  const char* s = body.c_str();
+  while (*s) {
+    while (*s == ' ' || *s == ',') ++s;
+    if (!*s) break;
+    char* end = nullptr;
+    double v = std::strtod(s, &end);
+    if (end == s) return false;
+    out->push_back(T(v));
+    s = end;
+  }
+  return true;
+}
+
+absl::Status BadLine(const std::string& path, size_t line_no, std::string_view what) {
+  return absl::DataLossError(
+      absl::StrCat("trace '", path, "' line ", line_no, ": ", Av(what)));
+}
+
+void FinishShape(Trace& t, int n_layers, int n_experts, std::vector<int> layer_ids) {
+  t.shape.n_layers = n_layers;
+  t.shape.n_experts = n_experts;
+  t.shape.layer_ids = std::move(layer_ids);
+  int k = 0;
+  for (const TraceCell& c : t.cells) k = std::max(k, int(c.n_experts));
+  t.shape.top_k = std::max(t.shape.top_k, k);
+}
+
+// ---- route-csv
+
+absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
+  MOESTREAM_ASSIGN_OR_RETURN(std::string data, ReadAll(path));
+  std::vector<std::string_view> lines = Lines(data);
+  Trace t;
+  t.shape.source = "route-csv";
+  int n_expert = 0;
+  std::map<int, uint64_t> layer_bytes;
+  std::map<std::string, int> col;
+  struct Row {
+    int turn, phase, step, layer, slot, expert;
+    float weight;
+  };
+  std::vector<Row> rows;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string_view line = lines[i];
+    if (line[0] == '#') {
+      int layer = -1;
+      uint64_t bytes = 0;
+      for (absl::string_view kv : absl::StrSplit(Av(line.substr(1)), ' ', absl::SkipEmpty())) {
+        size_t eq = kv.find('=');
+        if (eq == std::string_view::npos) continue;
+        absl::string_view k = kv.substr(0, eq), v = kv.substr(eq + 1);
+        int x = 0;
+        if (k == "arch") t.shape.model = std::string(v);
+        if (k == "n_expert" && absl::SimpleAtoi(v, &x)) n_expert = x;
+        if (k == "n_expert_used" && absl::SimpleAtoi(v, &x)) t.shape.top_k = x;
+        if (k == "layer") (void)absl::SimpleAtoi(v, &layer);
+        if (k == "expert_bytes") (void)absl::SimpleAtoi(v, &bytes);
+      }
+      if (layer >= 0) layer_bytes[layer] = bytes;
+      continue;
+    }
+    std::vector<absl::string_view> f = absl::StrSplit(Av(line), ',');
+    if (col.empty()) {
+      for (size_t c = 0; c < f.size(); ++c) col[std::string(f[c])] = int(c);
+      for (const char* need : {"turn", "phase", "step", "layer", "slot", "expert", "weight"}) {
+        if (!col.count(need)) {
+          return BadLine(path, i + 1, absl::StrCat("header lacks column '", need, "'"));
+        }
+      }
+      continue;
+    }
+    Row r;
+    auto get = [&](const char* name, int* out) {
+      size_t c = size_t(col[name]);
+      return c < f.size() && absl::SimpleAtoi(f[c], out);
+    };
+    size_t wc = size_t(col["weight"]);
+    if (!get("turn", &r.turn) || !get("phase", &r.phase) || !get("step", &r.step) ||
+        !get("layer", &r.layer) || !get("slot", &r.slot) || !get("expert", &r.expert) ||
+        wc >= f.size() || !absl::SimpleAtof(f[wc], &r.weight) || r.phase < 0 || r.phase > 1 ||
+        r.expert < 0 || r.layer < 0) {
+      return BadLine(path, i + 1, absl::StrCat("malformed row '", Av(line), "'"));
+    }
+    rows.push_back(r);
+  }
+  if (col.empty() || rows.empty()) return absl::DataLossError(absl::StrCat("trace '", path, "' has no data rows"));
+  for (const Row& r : rows) layer_bytes.try_emplace(r.layer, 0);
+  std::vector<int> layer_ids;
+  std::map<int, int> dense;
+  for (auto& [id, bytes] : layer_bytes) {
+    dense[id] = int(layer_ids.size());
+    layer_ids.push_back(id);
+    t.shape.expert_bytes.push_back(bytes);
+  }
+  int max_expert = 0;
+  std::vector<int32_t> ids;
+  std::vector<float> ws;
+  for (size_t i = 0; i < rows.size();) {
+    size_t j = i;
+    ids.clear();
+    ws.clear();
+    while (j < rows.size() && rows[j].turn == rows[i].turn && rows[j].phase == rows[i].phase &&
+           rows[j].step == rows[i].step && rows[j].layer == rows[i].layer) {
+      ids.push_back(rows[j].expert);
+      ws.push_back(rows[j].weight);
+      max_expert = std::max(max_expert, rows[j].expert);
+      ++j;
+    }
+    TraceCell c;
+    c.seq = uint32_t(rows[i].turn);
+    c.phase = rows[i].phase == 0 ? Phase::kPrefill : Phase::kDecode;
+    c.pos = uint32_t(rows[i].step);
+    c.step = c.phase == Phase::kPrefill ? 0 : c.pos;  // the prompt is one batch
+    c.layer = uint16_t(dense[rows[i].layer]);
+    t.AddCell(c, ids, ws);
+    i = j;
+  }
+  FinishShape(t, int(layer_ids.size()), std::max(n_expert, max_expert + 1), layer_ids);
+  return t;
+}
+
+// ---- mixtral jsonl (routing and raw)
+
+absl::Status ImportMixtralFile(const std::string& path, Trace& t, uint32_t* next_seq,
+                               int* max_layer, int* max_expert) {
+  MOESTREAM_ASSIGN_OR_RETURN(std::string data, ReadAll(path));
+  std::vector<std::string_view> lines = Lines(data);
+  bool raw = !lines.empty() && FindKey(lines[0], "token_pos") != std::string_view::npos;
+  struct Row {
+    int problem, layer, idx;
+    Phase phase;
+    std::vector<int32_t> ids;
+    std::vector<float> w;
+  };
+  std::vector<Row> rows;
+  // raw: per (problem, layer), prompt tokens while token_pos increases.
+  std::map<std::pair<int, int>, std::pair<int, int>> state;  // -> (last pos, decode count)
+  std::map<std::pair<int, int>, int> prefill_count;
+  for (size_t i = 0; i < lines.size(); ++i) {
+    Row r;
+    double problem, layer, idx;
+    if (!JsonNumber(lines[i], "problem_id", &problem) || !JsonNumber(lines[i], "layer", &layer) ||
+        !JsonNumber(lines[i], raw ? "token_pos" : "token_idx", &idx) ||
+        !JsonArray(lines[i], "experts", &r.ids) || !JsonArray(lines[i], "gating_probs", &r.w) ||
+        r.ids.empty() || r.ids.size() != r.w.size()) {
+      return BadLine(path, i + 1, "expected problem_id, layer, token_idx/token_pos, experts, "
+                                  "gating_probs of equal length");
+    }
+    r.problem = int(problem);
+    r.layer = int(layer);
+    r.idx = int(idx);
+    r.phase = Phase::kDecode;
+    if (raw) {
+      auto key = std::make_pair(r.problem, r.layer);
+      auto [it, fresh] = state.try_emplace(key, std::make_pair(-1, -1));
+      auto& [last, decode] = it->second;
+      if (decode < 0 && r.idx > last) {
+        r.phase = Phase::kPrefill;
+        last = r.idx;
+        prefill_count[key]++;
+      } else {
+        r.idx = ++decode;  // decode token index within the layer
+      }
+      (void)fresh;
+    }
+    *max_layer = std::max(*max_layer, r.layer);
+    for (int32_t e : r.ids) *max_expert = std::max(*max_expert, int(e));
+    rows.push_back(std::move(r));
+  }
+  int prompt = 0;
+  for (auto& [k, n] : prefill_count) prompt = std::max(prompt, n);
+  // Execution order: prefill layer-major (one batch), decode token-major.
+  std::stable_sort(rows.begin(), rows.end(), [](const Row& a, const Row& b) {
+    if (a.problem != b.problem) return a.problem < b.problem;
+    if (a.phase != b.phase) return a.phase < b.phase;
+    if (a.phase == Phase::kPrefill) {
+      return a.layer != b.layer ? a.layer < b.layer : a.idx < b.idx;
+    }
+    return a.idx != b.idx ? a.idx < b.idx : a.layer < b.layer;
+  });
+  int last_problem = -1;
+  uint32_t seq = *next_seq;
+  for (const Row& r : rows) {
+    if (r.problem != last_problem) {
+      seq = (*next_seq)++;
+      last_problem = r.problem;
+    }
+    TraceCell c;
+    c.seq = seq;
+    c.layer = uint16_t(r.layer);
+    c.phase = r.phase;
+    if (r.phase == Phase::kPrefill) {
+      c.step = 0;
+      c.pos = uint32_t(r.idx);
+    } else {
+      c.step = uint32_t(r.idx) + (raw ? 1 : 0);
+      c.pos = uint32_t(prompt + r.idx);
+    }
+    t.AddCell(c, r.ids, r.w);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Trace> ImportMixtral(const std::vector<std::string>& files) {
+  Trace t;
+  t.shape.source = "mixtral-jsonl";
+  t.shape.model = "mixtral";
+  uint32_t seq = 0;
+  int max_layer = 0, max_expert = 0;
+  for (const std::string& f : files) {
+    MOESTREAM_RETURN_IF_ERROR(ImportMixtralFile(f, t, &seq, &max_layer, &max_expert));
+  }
+  std::vector<int> ids;
+  for (int l = 0; l <= max_layer; ++l) ids.push_back(l);
+  FinishShape(t, max_layer + 1, max_expert + 1, ids);
+  return t;
+}
+
+// ---- vLLM logger jsonl (Qwen1.5-MoE, OLMoE)
+
+struct VllmFile {
+  int layer = 0;
+  int top_k = 0;
+  int n_experts = 0;
+  std::string model;
+  struct Row {
+    std::vector<int32_t> ids;
+    std::vector<float> w;
+  };
+  std::vector<std::vector<Row>> batches;  // real batches: [0] prefill, then decode
+  bool global_counter = false;
+};
+
+absl::StatusOr<VllmFile> ParseVllmFile(const std::string& path) {
+  MOESTREAM_ASSIGN_OR_RETURN(std::string data, ReadAll(path));
+  VllmFile f;
+  std::vector<std::vector<VllmFile::Row>> batches;
+  int64_t prev_idx = -1;
+  bool restarted = false;
+  int layer = -1;
+  std::vector<std::string_view> lines = Lines(data);
+  for (size_t i = 0; i < lines.size(); ++i) {
+    std::string type;
+    JsonString(lines[i], "type", &type);
+    if (type == "meta") {
+      double v;
+      if (JsonNumber(lines[i], "top_k", &v)) f.top_k = int(v);
+      if (JsonNumber(lines[i], "num_experts", &v)) f.n_experts = int(v);
+      JsonString(lines[i], "model_id", &f.model);
+      continue;
+    }
+    if (type != "route") return BadLine(path, i + 1, "expected a \"type\": \"route\" row");
+    double idx, l;
+    VllmFile::Row r;
+    if (!JsonNumber(lines[i], "token_idx", &idx) || !JsonNumber(lines[i], "layer", &l) ||
+        !JsonArray(lines[i], "topk_ids", &r.ids) || !JsonArray(lines[i], "topk_weights", &r.w) ||
+        r.ids.empty() || r.ids.size() != r.w.size()) {
+      return BadLine(path, i + 1, "expected token_idx, layer, topk_ids, topk_weights");
+    }
+    if (layer >= 0 && int(l) != layer) {
+      return BadLine(path, i + 1, "rows of several layers in one vLLM logger file");
+    }
+    layer = int(l);
+    if (int64_t(idx) == 0 || batches.empty()) {
+      if (int64_t(idx) == 0 && prev_idx >= 0) restarted = true;
+      batches.emplace_back();
+    }
+    prev_idx = int64_t(idx);
+    batches.back().push_back(std::move(r));
+  }
+  if (batches.empty()) return absl::DataLossError(absl::StrCat("trace '", path, "' has no route rows"));
+  f.layer = layer;
+  auto identical = [](const std::vector<VllmFile::Row>& b) {
+    for (const auto& r : b) {
+      if (r.ids != b[0].ids || r.w != b[0].w) return false;
+    }
+    return true;
+  };
+  if (!restarted) {
+    // One global counter: drop the leading dummy run, then one row per step.
+    f.global_counter = true;
+    std::vector<VllmFile::Row>& all = batches[0];
+    size_t start = 0;
+    while (start < all.size() && all[start].ids == all[0].ids && all[start].w == all[0].w) ++start;
+    if (start == 1) start = 0;  // a single row is no dummy run
+    for (size_t i = start; i < all.size(); ++i) f.batches.push_back({std::move(all[i])});
+    return f;
+  }
+  size_t first = 0;
+  while (first < batches.size() && batches[first].size() > 1 && identical(batches[first])) ++first;
+  size_t largest = first;
+  for (size_t i = first; i < batches.size(); ++i) {
+    if (batches[i].size() > batches[largest].size()) largest = i;
+  }
+  for (size_t i = largest; i < batches.size(); ++i) f.batches.push_back(std::move(batches[i]));
+  return f;
+}
+
+absl::StatusOr<Trace> ImportVllm(std::vector<std::string> files) {
+  std::vector<VllmFile> parsed;
+  for (const std::string& p : files) {
+    MOESTREAM_ASSIGN_OR_RETURN(VllmFile f, ParseVllmFile(p));
+    parsed.push_back(std::move(f));
+  }
+  std::stable_sort(parsed.begin(), parsed.end(),
+                   [](const VllmFile& a, const VllmFile& b) { return a.layer < b.layer; });
+  for (size_t i = 1; i < parsed.size(); ++i) {
+    bool same = parsed[i].batches.size() == parsed[0].batches.size();
+    for (size_t b = 0; same && b < parsed[0].batches.size(); ++b) {
+      same = parsed[i].batches[b].size() == parsed[0].batches[b].size();
+    }
+    if (!same || parsed[i].layer == parsed[i - 1].layer) {
+      return absl::DataLossError(absl::StrCat(
+          "vLLM logger files '", files[0], "' and others do not share one batch structure "
+          "(or repeat a layer): cannot merge them into one trace"));
+    }
+  }
+  Trace t;
+  t.shape.source = "vllm-logger";
+  t.shape.model = parsed[0].model;
+  int max_expert = 0;
+  std::vector<int> layer_ids;
+  for (const VllmFile& f : parsed) layer_ids.push_back(f.layer);
+  const VllmFile& ref = parsed[0];
+  for (size_t b = 0; b < ref.batches.size(); ++b) {
+    for (size_t l = 0; l < parsed.size(); ++l) {
+      for (size_t r = 0; r < ref.batches[b].size(); ++r) {
+        const VllmFile::Row& row = parsed[l].batches[b][r];
+        TraceCell c;
+        c.seq = 0;
+        c.step = uint32_t(b);
+        c.layer = uint16_t(l);
+        bool prefill = !ref.global_counter && b == 0;
+        c.phase = prefill ? Phase::kPrefill : Phase::kDecode;
+        c.pos = prefill || ref.global_counter ? uint32_t(r + b) : uint32_t(b);
+        for (int32_t e : row.ids) max_expert = std::max(max_expert, int(e));
+        t.AddCell(c, row.ids, row.w);
+      }
+    }
+  }
+  t.shape.top_k = ref.top_k;
+  FinishShape(t, int(parsed.size()), std::max(ref.n_experts, max_expert + 1), layer_ids);
+  return t;
+}
+
+// ---- detection
+
+std::string FirstLine(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  std::string line;
+  std::getline(in, line);
+  return line;
+}
+
+struct Detected {
+  std::string format;
+  std::vector<std::string> files;
+};
+
+absl::StatusOr<Detected> Detect(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_directory(path, ec)) {
+    std::vector<std::string> names;
+    for (const auto& e : fs::directory_iterator(path, ec)) {
+      if (e.is_regular_file()) names.push_back(e.path().filename().string());
+    }
+    std::sort(names.begin(), names.end());
+    Detected d;
+    auto collect = [&](auto pred) {
+      d.files.clear();
+      for (const auto& n : names) {
+        if (pred(n)) d.files.push_back(path + "/" + n);
+      }
+      return !d.files.empty();
+    };
+    if (collect([](const std::string& n) { return absl::EndsWith(n, ".mstrace"); })) {
+      d.files.resize(1);
+      d.format = "moestream";
+    } else if (collect([](const std::string& n) { return absl::EndsWith(n, ".route.csv"); })) {
+      d.files.resize(1);
+      d.format = "route-csv";
+    } else if (collect([](const std::string& n) { return absl::EndsWith(n, "_routing.jsonl"); })) {
+      d.format = "mixtral-jsonl";
+    } else if (collect([](const std::string& n) {
+                 return absl::StartsWith(n, "moe_") && absl::EndsWith(n, ".jsonl");
+               })) {
+      d.format = "vllm-logger";
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "no routing trace found in directory '", path,
+          "' (expected *.mstrace, *.route.csv, *_routing.jsonl or moe_*.jsonl)"));
+    }
+    return d;
+  }
+  if (!fs::exists(path, ec)) return absl::NotFoundError(absl::StrCat("trace '", path, "' does not exist"));
+  std::string line = FirstLine(path);
+  Detected d{"", {path}};
+  if (line.compare(0, 7, "MSTRACE") == 0) {
+    d.format = "moestream";
+  } else if (absl::StartsWith(line, "# route_trace") || absl::StartsWith(line, "turn,phase")) {
+    d.format = "route-csv";
+  } else if (FindKey(line, "gating_probs") != std::string_view::npos) {
+    d.format = FindKey(line, "token_pos") != std::string_view::npos ? "mixtral-raw" : "mixtral-jsonl";
+  } else if (FindKey(line, "type") != std::string_view::npos &&
+             (line.find("\"meta\"") != std::string::npos ||
+              line.find("\"route\"") != std::string::npos)) {
+    d.format = "vllm-logger";
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cannot tell the format of trace '", path,
+        "' (expected a moestream trace, a # route_trace CSV, Mixtral or vLLM-logger JSON lines)"));
+  }
+  return d;
+}
+
+}  // namespace
+
+absl::StatusOr<std::string> DetectTraceFormat(const std::string& path) {
+  MOESTREAM_ASSIGN_OR_RETURN(Detected d, Detect(path));
+  return d.format;
+}
+
+absl::StatusOr<Trace> LoadTrace(const std::string& path) {
+  MOESTREAM_ASSIGN_OR_RETURN(Detected d, Detect(path));
+  absl::StatusOr<Trace> t;
+  if (d.format == "moestream") {
+    t = ReadTrace(d.files[0]);
+  } else if (d.format == "route-csv") {
+    t = ImportRouteCsv(d.files[0]);
+  } else if (d.format == "mixtral-jsonl" || d.format == "mixtral-raw") {
+    t = ImportMixtral(d.files);
+    if (t.ok()) t->shape.source = d.format;
+  } else {
+    t = ImportVllm(d.files);
+  }
+  if (!t.ok()) return t.status();
+  MOESTREAM_RETURN_IF_ERROR(t->Validate());
+  return t;
+}
+
+std::vector<double> TracePopularity(const Trace& t) {
+  std::vector<double> pop(size_t(t.shape.n_layers) * t.shape.n_experts, 0.0);
+  for (const TraceCell& c : t.cells) {
+    for (uint16_t e : t.Experts(c)) pop[size_t(c.layer) * t.shape.n_experts + e] += 1.0;
+  }
+  return pop;
+}
+
+absl::StatusOr<std::vector<double>> LoadPopularity(const std::string& path,
+                                                   const TraceShape& shape) {
+  std::string first = FirstLine(path);
+  if (!absl::StartsWith(first, "Layer,")) {
+    MOESTREAM_ASSIGN_OR_RETURN(Trace t, LoadTrace(path));
+    if (t.shape.n_layers != shape.n_layers || t.shape.n_experts != shape.n_experts) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "popularity trace '", path, "' has shape ", t.shape.n_layers, "x", t.shape.n_experts,
+          ", the replayed trace ", shape.n_layers, "x", shape.n_experts));
+    }
+    return TracePopularity(t);
+  }
+  MOESTREAM_ASSIGN_OR_RETURN(std::string data, ReadAll(path));
+  std::vector<std::string_view> lines = Lines(data);
+  std::vector<absl::string_view> header = absl::StrSplit(Av(lines[0]), ',');
+  int n_cols = int(header.size()) - 2;
+  if (n_cols != shape.n_experts) {
+    return absl::InvalidArgumentError(absl::StrCat("popularity file '", path, "' has ", n_cols,
+                                                   " experts per layer, the trace ",
+                                                   shape.n_experts));
+  }
+  std::vector<double> pop(size_t(shape.n_layers) * shape.n_experts, 0.0);
+  int matched = 0;
+  for (size_t i = 1; i < lines.size(); ++i) {
+    std::vector<absl::string_view> f = absl::StrSplit(Av(lines[i]), ',');
+    int layer;
+    if (f.size() != header.size() || !absl::SimpleAtoi(f[0], &layer)) {
+      return BadLine(path, i + 1, "expected Layer,<label>,<one value per expert>");
+    }
+    auto it = std::find(shape.layer_ids.begin(), shape.layer_ids.end(), layer);
+    if (it == shape.layer_ids.end()) continue;
+    size_t dense = size_t(it - shape.layer_ids.begin());
+    ++matched;
+    for (int e = 0; e < n_cols; ++e) {
+      double v;
+      if (!absl::SimpleAtod(f[e + 2], &v)) return BadLine(path, i + 1, "bad number");
+      pop[dense * shape.n_experts + e] += v;
+    }
+  }
+  if (matched == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("popularity file '", path,
+                                                   "' has no row for the trace's layers"));
+  }
+  return pop;
+}
+
+}  // namespace moestream::trace
