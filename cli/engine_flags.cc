@@ -77,6 +77,7 @@ absl::StatusOr<engine::OffloadOptions> EngineFlags::OffloadOptions() const {
   MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, EngineOptions());
   o.n_ctx = eo.n_ctx;
   o.kv_type = eo.kv_type;
+  o.all_logits = eo.all_logits;
   MOESTREAM_RETURN_IF_ERROR(o.Validate());
   return o;
 }
@@ -92,6 +93,7 @@ absl::StatusOr<engine::EngineOptions> EngineFlags::EngineOptions() const {
   }
   o.n_ctx = ctx;
   o.n_batch = batch;
+  o.all_logits = all_logits;
   MOESTREAM_RETURN_IF_ERROR(o.Validate());
   return o;
 }

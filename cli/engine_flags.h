@@ -49,6 +49,8 @@ struct EngineFlags {
   std::string cache_policy = "lru";  // --cache-policy SPEC
   std::string prefetch = "gate";     // --prefetch none|gate
   std::string miss_policy = "copy";  // --miss-policy copy|host|auto
+  // Not a flag: the command keeps every token's logits (run --dump-logits).
+  bool all_logits = false;
 
   void Register(FlagParser& p);
   // kInvalidArgument naming the flag.

@@ -170,6 +170,7 @@ absl::Status Run(const std::vector<std::string>& args) {
   lo.verbose = true;
   lo.record_trace = record_trace;
   engine::CachedExpertProvider* offload = nullptr;
+  ef.all_logits = !dump_path.empty();
   MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m, LoadModel(ef, lo, &offload));
   engine::Engine& engine = *m->engine;
   std::unique_ptr<text::Tokenizer> tokenizer;

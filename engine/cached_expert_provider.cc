@@ -32,9 +32,10 @@ absl::Status OffloadOptions::Validate() const {
   if (device_budget_bytes == 0) {
     return absl::InvalidArgumentError("offloading needs a device budget (--device-budget SIZE)");
   }
-  if (experts_on != "auto" && experts_on != "host" && experts_on != "nvme") {
+  if (experts_on != "auto" && experts_on != "host" && experts_on != "nvme" &&
+      experts_on != "mmap") {
     return absl::InvalidArgumentError(
-        absl::StrCat("--experts-on '", experts_on, "': expected host, nvme or auto"));
+        absl::StrCat("--experts-on '", experts_on, "': expected host, nvme, mmap or auto"));
   }
   if (prefetch != "none" && prefetch != "gate") {
     return absl::InvalidArgumentError(
@@ -97,19 +98,57 @@ void OffloadStats::Add(const OffloadStats& o) {
   link.busy_ns += o.link.busy_ns;
 }
 
+std::vector<model::PlannedBuffer> CachedExpertProvider::PlanBuffers(const model::ModelConfig& c,
+                                                                    int64_t n_batch,
+                                                                    const OffloadOptions& o) {
+  std::vector<model::PlannedBuffer> v = ExpertFfnRunner::PlanBuffers(c, n_batch);
+  if (o.prefetch == "gate") {
+    const uint64_t rows = uint64_t(n_batch);
+    const uint64_t kk = rows * uint64_t(c.n_expert_used);
+    const model::MemoryUse s = model::MemoryUse::kScratch;
+    v.push_back({"prefetch.scores", rows * uint64_t(c.n_expert) * sizeof(float), 1, s});
+    v.push_back({"prefetch.ids", kk * sizeof(int32_t), 1, s});
+    v.push_back({"prefetch.values", kk * sizeof(float), 1, s});
+  }
+  return v;
+}
+
 absl::StatusOr<model::MemoryPlan> PlanOffload(const io::GgufFile& file, const OffloadOptions& o,
-                                       int64_t n_batch) {
+                                              int64_t n_batch) {
+  MOESTREAM_ASSIGN_OR_RETURN(model::MemoryPlan plan, PlanOffloadUnchecked(file, o, n_batch));
+  if (!plan.fits) return absl::ResourceExhaustedError(plan.message);
+  return plan;
+}
+
+absl::StatusOr<model::MemoryPlan> PlanOffloadUnchecked(const io::GgufFile& file,
+                                                       const OffloadOptions& o, int64_t n_batch) {
+  MOESTREAM_RETURN_IF_ERROR(o.Validate());
+  MOESTREAM_ASSIGN_OR_RETURN(model::ModelConfig c, model::ReadModelConfig(file));
+  EngineOptions eo;
+  eo.n_ctx = o.n_ctx;
+  eo.kv_type = o.kv_type;
+  eo.n_batch = n_batch;
+  eo.all_logits = o.all_logits;
+  MOESTREAM_RETURN_IF_ERROR(eo.Validate());
   model::PlanOptions po;
   po.device_budget_bytes = o.device_budget_bytes;
   po.host_budget_bytes = o.host_budget_bytes > 0 ? o.host_budget_bytes : (uint64_t(1) << 62);
-  po.n_ctx = o.n_ctx;
-  po.kv_type = o.kv_type;
-  po.n_batch = n_batch;
   po.experts_on = o.experts_on;
+  po.n_ctx = eo.ResolvedCtx(c);
+  po.n_batch = eo.ResolvedBatch(c);
+  // Weights without the routed experts, the engine's KV cache and
+  // activations, this provider's workspaces: the order LoadModel allocates.
+  MOESTREAM_ASSIGN_OR_RETURN(po.device_fixed, model::ModelWeights::PlanBuffers(file, c, false));
+  for (auto& part : {CachedExpertProvider::PlanBuffers(c, po.n_batch, o), Engine::PlanBuffers(c, eo)}) {
+    po.device_fixed.insert(po.device_fixed.end(), part.begin(), part.end());
+  }
   po.staging_buffers = o.loader.staging_buffers;
-  MOESTREAM_ASSIGN_OR_RETURN(model::MemoryPlan plan, model::PlanMemory(file, po));
-  if (!plan.fits) return absl::ResourceExhaustedError(plan.message);
-  return plan;
+  // The reader stages through pinned memory it takes from the budget; a
+  // test's reader factory brings its own.
+  po.reader_ring_bytes = o.open_reader ? 0 : uint64_t(o.reader.queue_depth) * o.reader.block_bytes;
+  po.host_cache = false;
+  po.max_slots = uint64_t(o.slots);
+  return model::PlanMemory(file, po);
 }
 
 absl::StatusOr<std::unique_ptr<CachedExpertProvider>> CachedExpertProvider::Create(
@@ -173,11 +212,7 @@ absl::Status CachedExpertProvider::OpenTier(const io::GgufFile& file) {
 absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batch) {
   MOESTREAM_ASSIGN_OR_RETURN(link_, kernels::FindLinkProfile(opt_.link));
   MOESTREAM_ASSIGN_OR_RETURN(plan_, PlanOffload(file, opt_, n_batch));
-  // With every expert fitting the device the planner names no tier; the
-  // bytes still come from somewhere: the file (nvme) unless host was asked.
-  tier_ = opt_.experts_on != "auto" ? opt_.experts_on
-          : plan_.all_experts_resident ? "nvme"
-                                       : plan_.experts_tier;
+  tier_ = plan_.experts_tier;
   host_compute_ok_ = tier_ == "host" && backend_.name() == "cpu";
   if (opt_.miss_policy == MissPolicy::kHost && !host_compute_ok_) {
     return absl::FailedPreconditionError(
@@ -186,8 +221,7 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
   }
   MOESTREAM_RETURN_IF_ERROR(OpenTier(file));
 
-  const int slots = opt_.slots > 0 ? std::min<int>(opt_.slots, int(plan_.slots_global))
-                                   : int(plan_.slots_global);
+  const int slots = int(plan_.slots_global);
   policies::PolicyEnv env;
   env.n_layers = int(c_.n_layer);
   env.n_experts = int(c_.n_expert);
@@ -201,16 +235,17 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
   // Workspaces before the slots: the slots take what the plan gives them.
   MOESTREAM_ASSIGN_OR_RETURN(runner_, ExpertFfnRunner::Create(backend_, c_, n_batch));
   if (opt_.prefetch == "gate") {
-    const size_t rows = size_t(n_batch);
-    MOESTREAM_ASSIGN_OR_RETURN(void* s, backend_.DeviceAlloc(rows * c_.n_expert * sizeof(float),
-                                                             "prefetch.scores"));
-    pred_scores_ = static_cast<float*>(s);
-    const size_t kk = rows * size_t(c_.n_expert_used);
-    MOESTREAM_ASSIGN_OR_RETURN(void* i, backend_.DeviceAlloc(kk * sizeof(int32_t), "prefetch.ids"));
-    pred_ids_dev_ = static_cast<int32_t*>(i);
-    MOESTREAM_ASSIGN_OR_RETURN(void* v, backend_.DeviceAlloc(kk * sizeof(float), "prefetch.values"));
-    pred_vals_dev_ = static_cast<float*>(v);
-    pred_ids_.resize(kk);
+    // The buffers after the runner's in PlanBuffers: scores, ids, values.
+    const std::vector<model::PlannedBuffer> bufs = PlanBuffers(c_, n_batch, opt_);
+    void* p[3] = {};
+    for (int i = 0; i < 3; ++i) {
+      const model::PlannedBuffer& b = bufs[bufs.size() - 3 + size_t(i)];
+      MOESTREAM_ASSIGN_OR_RETURN(p[i], backend_.DeviceAlloc(b.bytes, b.name));
+      if (i == 0) pred_scores_ = static_cast<float*>(p[0]);
+      if (i == 1) pred_ids_dev_ = static_cast<int32_t*>(p[1]);
+      if (i == 2) pred_vals_dev_ = static_cast<float*>(p[2]);
+    }
+    pred_ids_.resize(size_t(n_batch) * size_t(c_.n_expert_used));
     pred_count_.resize(size_t(c_.n_expert));
   }
 
@@ -218,7 +253,7 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
   co.n_layers = int(c_.n_layer);
   co.n_experts = int(c_.n_expert);
   co.slots = slots;
-  co.slot_bytes = layout_->max_blob_bytes();
+  co.slot_bytes = plan_.slot_bytes;
   auto made = cache::ExpertCache::Create(co, loader_.get(), &clock_, policy_.get(), &backend_);
   if (!made.ok()) {
     return absl::Status(made.status().code(),

@@ -100,6 +100,8 @@ struct OffloadOptions {
   // (0 = the model's context capped at 4096) and element type.
   int64_t n_ctx = 0;
   GgmlType kv_type = GgmlType::kF32;
+  // The engine keeps every token's logits (EngineOptions::all_logits).
+  bool all_logits = false;
   // Expert slots; 0 = the planner's global count. Tests set it to force
   // small caches; never above what the budget holds.
   int slots = 0;
@@ -119,10 +121,16 @@ struct OffloadOptions {
 };
 
 // The memory plan for offloading `file` as `o` says, with n_batch tokens per
-// step; kResourceExhausted carrying the planner's one-line message when it
-// does not fit. Create() calls it; callers may call it before loading.
+// step: every buffer the weights (routed experts excluded), the engine, the
+// provider, the expert cache, the loader and the reader will allocate.
+// kResourceExhausted carrying the planner's one-line message when it does
+// not fit. Create() calls it and allocates exactly it; callers may call it
+// before loading.
 absl::StatusOr<model::MemoryPlan> PlanOffload(const io::GgufFile& file, const OffloadOptions& o,
-                                       int64_t n_batch);
+                                              int64_t n_batch);
+// The same plan whether it fits or not (`moestream plan` prints both).
+absl::StatusOr<model::MemoryPlan> PlanOffloadUnchecked(const io::GgufFile& file,
+                                                       const OffloadOptions& o, int64_t n_batch);
 
 // What the offloading did over a window (stats() minus an earlier stats()).
 struct OffloadStats {
@@ -148,6 +156,11 @@ class CachedExpertProvider final : public ExpertProvider {
   // provider (owned by the LoadedModel).
   static ExpertProviderFactory Factory(OffloadOptions o,
                                        CachedExpertProvider** created = nullptr);
+  // The provider's own device buffers for `n_batch`-token steps (the expert
+  // FFN workspace and, with gate prefetch, the prediction buffers).
+  static std::vector<model::PlannedBuffer> PlanBuffers(const model::ModelConfig& c,
+                                                       int64_t n_batch,
+                                                       const OffloadOptions& o);
   ~CachedExpertProvider() override;
 
   void OnFfnInput(int layer, const float* x, int64_t n_tok) override;

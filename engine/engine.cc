@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
 
@@ -19,11 +20,52 @@ absl::Status EngineOptions::Validate() const {
   return absl::OkStatus();
 }
 
-absl::Status Engine::Alloc(size_t bytes, const char* what, void** out) {
-  MOESTREAM_ASSIGN_OR_RETURN(*out, be_.DeviceAlloc(std::max<size_t>(bytes, 64), what));
-  allocations_.push_back(*out);
-  workspace_bytes_ += bytes;
-  return absl::OkStatus();
+int64_t EngineOptions::ResolvedCtx(const model::ModelConfig& c) const {
+  return n_ctx > 0 ? n_ctx : std::min<int64_t>(c.n_ctx_train > 0 ? c.n_ctx_train : 4096, 4096);
+}
+
+int64_t EngineOptions::ResolvedBatch(const model::ModelConfig& c) const {
+  return std::min(n_batch, ResolvedCtx(c));
+}
+
+namespace {
+
+// The engine's activation buffers, in the order of PlanBuffers (after the KV
+// cache's). Every buffer is at least 64 bytes.
+enum Buf { kTokens, kPos, kX, kH, kQ, kK, kV, kAttn, kRouter, kTopkIds, kTopkW, kFfnGate,
+           kFfnUp, kLogits, kNumBufs };
+
+}  // namespace
+
+std::vector<model::PlannedBuffer> Engine::PlanBuffers(const model::ModelConfig& c,
+                                                      const EngineOptions& o) {
+  const int64_t n_ctx = o.ResolvedCtx(c);
+  std::vector<model::PlannedBuffer> v = KvCache::PlanBuffers(c, n_ctx, o.kv_type);
+  const uint64_t nb = uint64_t(o.ResolvedBatch(c));
+  const uint64_t f = sizeof(float);
+  const uint64_t k = uint64_t(c.n_expert_used);
+  auto add = [&](const char* name, uint64_t bytes) {
+    v.push_back({name, std::max<uint64_t>(bytes, 64), 1, model::MemoryUse::kScratch});
+  };
+  add("engine.tokens", nb * sizeof(int32_t));
+  add("engine.pos", nb * sizeof(int32_t));
+  add("engine.x", nb * c.n_embd * f);
+  add("engine.h", nb * c.n_embd * f);
+  add("engine.q", nb * c.q_dim() * f);
+  add("engine.k", nb * c.kv_dim() * f);
+  add("engine.v", nb * c.kv_dim() * f);
+  add("engine.attn", nb * c.q_dim() * f);
+  if (c.is_moe()) {
+    add("engine.router", nb * c.n_expert * f);
+    add("engine.topk_ids", nb * k * sizeof(int32_t));
+    add("engine.topk_w", nb * k * f);
+  }
+  if (!c.is_moe()) {
+    add("engine.ffn_gate", nb * c.n_ff * f);
+    add("engine.ffn_up", nb * c.n_ff * f);
+  }
+  add("engine.logits", (o.all_logits ? nb : 1) * c.n_vocab * f);
+  return v;
 }
 
 absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend,
@@ -35,57 +77,53 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
   if (c.is_moe() && experts == nullptr) {
     return absl::InvalidArgumentError("engine: a MoE model needs an expert provider");
   }
+  for (const model::LayerWeights& l : w.layers) {
+    if (l.is_moe() != c.is_moe()) {
+      return absl::InvalidArgumentError(
+          "engine: a model mixing dense and MoE layers is not supported by this engine");
+    }
+  }
   std::unique_ptr<Engine> e(new Engine(backend, c, w, experts));
-  const int64_t n_ctx = o.n_ctx > 0 ? o.n_ctx : std::min<int64_t>(c.n_ctx_train, 4096);
+  const int64_t n_ctx = o.ResolvedCtx(c);
   MOESTREAM_ASSIGN_OR_RETURN(e->kv_, KvCache::Create(backend, c, n_ctx, o.kv_type));
   e->workspace_bytes_ += e->kv_->bytes();
   e->rope_ = c.rope;
   e->rope_.freq_factors = w.rope_freqs;
-  e->n_batch_ = std::min(o.n_batch, n_ctx);
+  e->n_batch_ = o.ResolvedBatch(c);
   e->n_vocab_ = c.n_vocab;
+  e->all_logits_ = o.all_logits;
+  // The activations, exactly as planned (after the KV cache's buffers).
+  std::vector<model::PlannedBuffer> plan = PlanBuffers(c, o);
+  plan.erase(plan.begin(), plan.begin() + 2 * c.n_layer);
+  absl::flat_hash_map<std::string, void*> at;
+  for (const model::PlannedBuffer& b : plan) {
+    MOESTREAM_ASSIGN_OR_RETURN(void* p, backend.DeviceAlloc(b.bytes, b.name));
+    e->allocations_.push_back(p);
+    e->workspace_bytes_ += b.bytes;
+    at[b.name] = p;
+  }
+  auto get = [&](const char* name) { return at.contains(name) ? at[name] : nullptr; };
+  e->tokens_dev_ = static_cast<int32_t*>(get("engine.tokens"));
+  e->pos_dev_ = static_cast<int32_t*>(get("engine.pos"));
+  e->x_ = static_cast<float*>(get("engine.x"));
+  e->h_ = static_cast<float*>(get("engine.h"));
+  e->q_ = static_cast<float*>(get("engine.q"));
+  e->k_ = static_cast<float*>(get("engine.k"));
+  e->v_ = static_cast<float*>(get("engine.v"));
+  e->attn_ = static_cast<float*>(get("engine.attn"));
+  e->router_ = static_cast<float*>(get("engine.router"));
+  e->topk_ids_dev_ = static_cast<int32_t*>(get("engine.topk_ids"));
+  e->topk_w_dev_ = static_cast<float*>(get("engine.topk_w"));
+  e->ffn_gate_ = static_cast<float*>(get("engine.ffn_gate"));
+  e->ffn_up_ = static_cast<float*>(get("engine.ffn_up"));
+  e->logits_dev_ = static_cast<float*>(get("engine.logits"));
   const size_t nb = static_cast<size_t>(e->n_batch_);
-  const size_t f = sizeof(float);
-  void* p = nullptr;
-  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * sizeof(int32_t), "engine.tokens", &p));
-  e->tokens_dev_ = static_cast<int32_t*>(p);
-  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * sizeof(int32_t), "engine.pos", &p));
-  e->pos_dev_ = static_cast<int32_t*>(p);
-  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_embd * f, "engine.x", &p));
-  e->x_ = static_cast<float*>(p);
-  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_embd * f, "engine.h", &p));
-  e->h_ = static_cast<float*>(p);
-  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.q_dim() * f, "engine.q", &p));
-  e->q_ = static_cast<float*>(p);
-  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.kv_dim() * f, "engine.k", &p));
-  e->k_ = static_cast<float*>(p);
-  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.kv_dim() * f, "engine.v", &p));
-  e->v_ = static_cast<float*>(p);
-  MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.q_dim() * f, "engine.attn", &p));
-  e->attn_ = static_cast<float*>(p);
   if (c.is_moe()) {
-    const size_t k = static_cast<size_t>(c.n_expert_used);
-    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_expert * f, "engine.router", &p));
-    e->router_ = static_cast<float*>(p);
-    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * k * sizeof(int32_t), "engine.topk_ids", &p));
-    e->topk_ids_dev_ = static_cast<int32_t*>(p);
-    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * k * f, "engine.topk_w", &p));
-    e->topk_w_dev_ = static_cast<float*>(p);
-    e->topk_ids_.resize(nb * k);
-    e->topk_w_.resize(nb * k);
+    e->topk_ids_.resize(nb * size_t(c.n_expert_used));
+    e->topk_w_.resize(nb * size_t(c.n_expert_used));
   }
-  bool dense_layers = false;
-  for (const model::LayerWeights& l : w.layers) dense_layers |= !l.is_moe();
-  if (dense_layers) {
-    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_ff * f, "engine.ffn_gate", &p));
-    e->ffn_gate_ = static_cast<float*>(p);
-    MOESTREAM_RETURN_IF_ERROR(e->Alloc(nb * c.n_ff * f, "engine.ffn_up", &p));
-    e->ffn_up_ = static_cast<float*>(p);
-  }
-  MOESTREAM_RETURN_IF_ERROR(e->Alloc(c.n_vocab * f, "engine.logits", &p));
-  e->logits_dev_ = static_cast<float*>(p);
-  e->logits_cap_ = 1;
   e->pos_host_.resize(nb);
-  e->logits_.resize(c.n_vocab);
+  e->logits_.resize(size_t(o.all_logits ? nb : 1) * size_t(c.n_vocab));
   return e;
 }
 
@@ -108,18 +146,15 @@ absl::Status Engine::Process(std::span<const int32_t> tokens, LogitsMode mode) {
     }
   }
   const bool all = mode == LogitsMode::kAll;
+  if (all && !all_logits_) {
+    return absl::FailedPreconditionError(
+        "engine: every token's logits were asked for, but the engine was created without "
+        "EngineOptions::all_logits");
+  }
   logits_rows_ = all ? n : 1;
   if (logits_.size() < static_cast<size_t>(logits_rows_ * n_vocab_)) {
+    // Host memory only: the device buffer holds one chunk's rows.
     logits_.resize(logits_rows_ * n_vocab_);
-  }
-  if (all && logits_cap_ < std::min(n, n_batch_)) {
-    // Grows once to a full batch of logits rows.
-    be_.DeviceFree(logits_dev_);
-    allocations_.erase(std::find(allocations_.begin(), allocations_.end(), logits_dev_));
-    void* p = nullptr;
-    MOESTREAM_RETURN_IF_ERROR(Alloc(n_batch_ * n_vocab_ * sizeof(float), "engine.logits", &p));
-    logits_dev_ = static_cast<float*>(p);
-    logits_cap_ = n_batch_;
   }
   for (int64_t done = 0; done < n;) {
     const int64_t m = std::min(n_batch_, n - done);

@@ -51,7 +51,14 @@ struct EngineOptions {
   GgmlType kv_type = GgmlType::kF32;
   // Most tokens per forward chunk; longer inputs are split. Default 512.
   int64_t n_batch = 512;
+  // Keep the logits of every token of a chunk (LogitsMode::kAll): the
+  // logits buffer then holds n_batch rows instead of one. Default false.
+  bool all_logits = false;
   absl::Status Validate() const;
+  // The KV positions and batch the engine uses for `c`: n_ctx 0 = the
+  // model's context capped at 4096; the batch never exceeds the context.
+  int64_t ResolvedCtx(const model::ModelConfig& c) const;
+  int64_t ResolvedBatch(const model::ModelConfig& c) const;
 };
 
 class Engine {
@@ -62,13 +69,18 @@ class Engine {
                                                         const model::ModelWeights& w,
                                                         ExpertProvider* experts,
                                                         const EngineOptions& o);
+  // Every device buffer Create() allocates (KV cache and activations), in
+  // order: the memory plan's share of the engine.
+  static std::vector<model::PlannedBuffer> PlanBuffers(const model::ModelConfig& c,
+                                                       const EngineOptions& o);
   ~Engine();
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
   // Runs `tokens` at positions n_past() .. n_past()+size-1 (in chunks of
   // n_batch) and advances n_past. kOutOfRange when the context would
-  // overflow, kInvalidArgument for a token id outside the vocabulary.
+  // overflow, kInvalidArgument for a token id outside the vocabulary,
+  // kFailedPrecondition for kAll on an engine created without all_logits.
   absl::Status Process(std::span<const int32_t> tokens, LogitsMode mode);
 
   // Logits of the last Process(): logits_rows() rows of n_vocab floats.
@@ -96,7 +108,6 @@ class Engine {
  private:
   Engine(kernels::Backend& b, const model::ModelConfig& c, const model::ModelWeights& w, ExpertProvider* e)
       : be_(b), c_(c), w_(w), experts_(e) {}
-  absl::Status Alloc(size_t bytes, const char* what, void** out);
   absl::Status Chunk(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
   absl::Status Moe(int layer, int64_t n);
 
@@ -127,7 +138,7 @@ class Engine {
   int32_t* topk_ids_dev_ = nullptr;  // [n, k]
   float* topk_w_dev_ = nullptr;
   float* logits_dev_ = nullptr;      // [logits_cap_, n_vocab]
-  int64_t logits_cap_ = 0;
+  bool all_logits_ = false;
 
   // Host mirrors.
   std::vector<int32_t> pos_host_;

@@ -8,6 +8,18 @@ namespace moestream::engine {
 ExpertProvider::~ExpertProvider() = default;
 void ExpertProvider::OnFfnInput(int, const float*, int64_t) {}
 
+std::vector<model::PlannedBuffer> ExpertFfnRunner::PlanBuffers(const model::ModelConfig& c,
+                                                               int64_t max_tokens) {
+  const uint64_t rows = uint64_t(max_tokens * c.n_expert_used);
+  const uint64_t f = sizeof(float);
+  const model::MemoryUse s = model::MemoryUse::kScratch;
+  return {{"experts.x", rows * c.n_embd * f, 1, s},
+          {"experts.gate", rows * c.n_ff_exp * f, 1, s},
+          {"experts.up", rows * c.n_ff_exp * f, 1, s},
+          {"experts.y", rows * c.n_embd * f, 1, s},
+          {"experts.rows", rows * sizeof(int32_t), 1, s}};
+}
+
 absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> ExpertFfnRunner::Create(kernels::Backend& backend,
                                                                          const model::ModelConfig& c,
                                                                          int64_t max_tokens) {
@@ -17,19 +29,18 @@ absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> ExpertFfnRunner::Create(kernels
   r->n_expert_ = c.n_expert;
   r->max_rows_ = max_tokens * c.n_expert_used;
   const size_t rows = static_cast<size_t>(r->max_rows_);
-  auto alloc = [&](size_t bytes, const char* what) -> absl::StatusOr<void*> {
-    return backend.DeviceAlloc(bytes, what);
-  };
-  MOESTREAM_ASSIGN_OR_RETURN(void* xs, alloc(rows * c.n_embd * sizeof(float), "experts.x"));
-  r->xs_ = static_cast<float*>(xs);
-  MOESTREAM_ASSIGN_OR_RETURN(void* g, alloc(rows * c.n_ff_exp * sizeof(float), "experts.gate"));
-  r->gate_ = static_cast<float*>(g);
-  MOESTREAM_ASSIGN_OR_RETURN(void* u, alloc(rows * c.n_ff_exp * sizeof(float), "experts.up"));
-  r->up_ = static_cast<float*>(u);
-  MOESTREAM_ASSIGN_OR_RETURN(void* y, alloc(rows * c.n_embd * sizeof(float), "experts.y"));
-  r->ys_ = static_cast<float*>(y);
-  MOESTREAM_ASSIGN_OR_RETURN(void* ids, alloc(rows * sizeof(int32_t), "experts.rows"));
-  r->rows_dev_ = static_cast<int32_t*>(ids);
+  void* p[5] = {};
+  int i = 0;
+  for (const model::PlannedBuffer& b : PlanBuffers(c, max_tokens)) {
+    MOESTREAM_ASSIGN_OR_RETURN(p[i], backend.DeviceAlloc(b.bytes, b.name));
+    r->owned_[i] = p[i];
+    ++i;
+  }
+  r->xs_ = static_cast<float*>(p[0]);
+  r->gate_ = static_cast<float*>(p[1]);
+  r->up_ = static_cast<float*>(p[2]);
+  r->ys_ = static_cast<float*>(p[3]);
+  r->rows_dev_ = static_cast<int32_t*>(p[4]);
   r->row_token_.resize(rows);
   r->row_weight_.resize(rows);
   r->choice_row_.resize(rows);
@@ -40,8 +51,7 @@ absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> ExpertFfnRunner::Create(kernels
 }
 
 ExpertFfnRunner::~ExpertFfnRunner() {
-  for (void* p : {static_cast<void*>(xs_), static_cast<void*>(gate_), static_cast<void*>(up_),
-                  static_cast<void*>(ys_), static_cast<void*>(rows_dev_)}) {
+  for (void* p : owned_) {
     if (p != nullptr) backend_.DeviceFree(p);
   }
 }

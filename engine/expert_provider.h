@@ -68,6 +68,9 @@ class ExpertFfnRunner {
   static absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> Create(kernels::Backend& backend,
                                                                  const model::ModelConfig& c,
                                                                  int64_t max_tokens);
+  // The device workspaces Create() allocates, in order.
+  static std::vector<model::PlannedBuffer> PlanBuffers(const model::ModelConfig& c,
+                                                       int64_t max_tokens);
   ~ExpertFfnRunner();
   ExpertFfnRunner(const ExpertFfnRunner&) = delete;
   ExpertFfnRunner& operator=(const ExpertFfnRunner&) = delete;
@@ -97,6 +100,7 @@ class ExpertFfnRunner {
   float* up_ = nullptr;   // [rows, n_ff]
   float* ys_ = nullptr;   // [rows, n_embd]
   int32_t* rows_dev_ = nullptr;  // token of each sorted row
+  void* owned_[5] = {};          // the five workspaces, freed at destruction
   // Host: token and weight of each sorted row, row of each (t, j) choice.
   std::vector<int32_t> row_token_;
   std::vector<float> row_weight_;

@@ -10,6 +10,17 @@ uint64_t KvCache::BytesFor(const model::ModelConfig& c, int64_t n_ctx, GgmlType 
   return 2 * static_cast<uint64_t>(c.n_layer) * n_ctx * RowBytes(type, c.kv_dim());
 }
 
+std::vector<model::PlannedBuffer> KvCache::PlanBuffers(const model::ModelConfig& c, int64_t n_ctx,
+                                                       GgmlType type) {
+  std::vector<model::PlannedBuffer> v;
+  const uint64_t layer_bytes = RowBytes(type, c.kv_dim()) * uint64_t(n_ctx);
+  for (int il = 0; il < c.n_layer; ++il) {
+    v.push_back({absl::StrCat("kv.k.", il), layer_bytes, 1, model::MemoryUse::kKvCache});
+    v.push_back({absl::StrCat("kv.v.", il), layer_bytes, 1, model::MemoryUse::kKvCache});
+  }
+  return v;
+}
+
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend& backend,
                                                          const model::ModelConfig& c, int64_t n_ctx,
                                                          GgmlType type) {
@@ -24,13 +35,10 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(kernels::Backend& backe
   kv->type_ = type;
   kv->n_ctx_ = n_ctx;
   kv->row_bytes_ = RowBytes(type, c.kv_dim());
-  const uint64_t layer_bytes = kv->row_bytes_ * n_ctx;
-  for (int il = 0; il < c.n_layer; ++il) {
-    MOESTREAM_ASSIGN_OR_RETURN(void* k, backend.DeviceAlloc(layer_bytes, absl::StrCat("kv.k.", il)));
-    kv->k_.push_back(k);
-    MOESTREAM_ASSIGN_OR_RETURN(void* v, backend.DeviceAlloc(layer_bytes, absl::StrCat("kv.v.", il)));
-    kv->v_.push_back(v);
-    kv->bytes_ += 2 * layer_bytes;
+  for (const model::PlannedBuffer& b : PlanBuffers(c, n_ctx, type)) {
+    MOESTREAM_ASSIGN_OR_RETURN(void* p, backend.DeviceAlloc(b.bytes, b.name));
+    (kv->k_.size() == kv->v_.size() ? kv->k_ : kv->v_).push_back(p);
+    kv->bytes_ += b.bytes;
   }
   return kv;
 }

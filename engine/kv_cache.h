@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "base/ggml_type.h"
 #include "kernels/backend.h"
+#include "model/memory_planner.h"
 #include "model/model_config.h"
 
 namespace moestream::engine {
@@ -27,6 +28,9 @@ class KvCache {
                                                          GgmlType type);
   // Bytes the cache of `c` takes for `n_ctx` positions (for planning).
   static uint64_t BytesFor(const model::ModelConfig& c, int64_t n_ctx, GgmlType type);
+  // The buffers Create() allocates, in order: kv.k.L and kv.v.L per layer.
+  static std::vector<model::PlannedBuffer> PlanBuffers(const model::ModelConfig& c, int64_t n_ctx,
+                                                       GgmlType type);
   ~KvCache();
   KvCache(const KvCache&) = delete;
   KvCache& operator=(const KvCache&) = delete;

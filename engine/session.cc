@@ -101,7 +101,8 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
   MOESTREAM_ASSIGN_OR_RETURN(m->weights,
                              model::ModelWeights::Load(m->file, m->config, *m->backend, wo));
   if (o.verbose && last_pct >= 0) std::fprintf(stderr, "\n");
-  const int64_t n_batch = eo.n_batch;
+  // The engine's batch: the providers' workspaces are sized for it.
+  const int64_t n_batch = eo.ResolvedBatch(m->config);
   if (m->config.is_moe()) {
     if (o.provider_factory) {
       MOESTREAM_ASSIGN_OR_RETURN(m->provider, o.provider_factory(*m->backend, m->file, m->config,

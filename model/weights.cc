@@ -31,18 +31,22 @@ constexpr size_t kStagingBytes = 64u << 20;
 // Reads tensors of one GGUF into device memory owned by a ModelWeights.
 class WeightBinder {
  public:
-  WeightBinder(const io::GgufFile& f, ModelWeights& w, const WeightsOptions& o)
-      : f_(f), w_(w), be_(w.backend_), o_(o) {}
+  // `plan` non-null: nothing is read or allocated; every buffer Load would
+  // allocate is appended to it instead (ModelWeights::PlanBuffers).
+  WeightBinder(const io::GgufFile& f, ModelWeights& w, const WeightsOptions& o,
+               std::vector<PlannedBuffer>* plan = nullptr)
+      : f_(f), w_(w), be_(w.backend_), o_(o), plan_(plan) {}
   ~WeightBinder() {
     if (fd_ >= 0) ::close(fd_);
   }
 
   absl::Status Open() {
+    if (plan_ != nullptr) return absl::OkStatus();
     fd_ = ::open(f_.path().c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) {
       return absl::NotFoundError(absl::StrCat(f_.path(), ": cannot open: ", std::strerror(errno)));
     }
-    host_is_device_ = be_.name() == "cpu";
+    host_is_device_ = be_->name() == "cpu";
     return absl::OkStatus();
   }
 
@@ -79,7 +83,11 @@ class WeightBinder {
                                                      "' has type ", Av(GgmlTypeName(t.type)),
                                                      ", which the kernels cannot compute with"));
     }
-    MOESTREAM_ASSIGN_OR_RETURN(void* dst, be_.DeviceAlloc(t.size_bytes, t.name));
+    if (plan_ != nullptr) {
+      plan_->push_back({t.name, t.size_bytes, 1, MemoryUse::kWeights});
+      return nullptr;
+    }
+    MOESTREAM_ASSIGN_OR_RETURN(void* dst, be_->DeviceAlloc(t.size_bytes, t.name));
     w_.allocations_.push_back(dst);
     w_.device_bytes_ += t.size_bytes;
     if (host_is_device_) {
@@ -89,7 +97,7 @@ class WeightBinder {
       for (uint64_t done = 0; done < t.size_bytes;) {
         const uint64_t n = std::min<uint64_t>(staging_.size(), t.size_bytes - done);
         MOESTREAM_RETURN_IF_ERROR(ReadRange(t, staging_.data(), t.file_offset + done, n));
-        MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(static_cast<uint8_t*>(dst) + done,
+        MOESTREAM_RETURN_IF_ERROR(be_->CopyToDevice(static_cast<uint8_t*>(dst) + done,
                                                    staging_.data(), n));
         done += n;
       }
@@ -107,6 +115,11 @@ class WeightBinder {
   // A 1-D weight converted to F32 on the device.
   absl::StatusOr<const float*> Vector(const std::string& name, int64_t n) {
     MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {n}));
+    const size_t bytes = n * sizeof(float);
+    if (plan_ != nullptr) {
+      plan_->push_back({name, bytes, 1, MemoryUse::kWeights});
+      return nullptr;
+    }
     std::vector<uint8_t> raw(t->size_bytes);
     MOESTREAM_RETURN_IF_ERROR(ReadRange(*t, raw.data(), t->file_offset, t->size_bytes));
     std::vector<float> f32(n);
@@ -119,11 +132,10 @@ class WeightBinder {
             absl::StrCat(f_.path(), ": tensor '", name, "': ", s.message()));
       }
     }
-    const size_t bytes = n * sizeof(float);
-    MOESTREAM_ASSIGN_OR_RETURN(void* dst, be_.DeviceAlloc(bytes, name));
+    MOESTREAM_ASSIGN_OR_RETURN(void* dst, be_->DeviceAlloc(bytes, name));
     w_.allocations_.push_back(dst);
     w_.device_bytes_ += bytes;
-    MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(dst, f32.data(), bytes));
+    MOESTREAM_RETURN_IF_ERROR(be_->CopyToDevice(dst, f32.data(), bytes));
     Progress(t->size_bytes);
     return static_cast<const float*>(dst);
   }
@@ -194,8 +206,9 @@ class WeightBinder {
 
   const io::GgufFile& f_;
   ModelWeights& w_;
-  kernels::Backend& be_;
+  kernels::Backend* be_;
   const WeightsOptions& o_;
+  std::vector<PlannedBuffer>* plan_;
   int fd_ = -1;
   bool host_is_device_ = false;
   std::vector<uint8_t> staging_;
@@ -204,16 +217,35 @@ class WeightBinder {
 };
 
 ModelWeights::~ModelWeights() {
-  for (void* p : allocations_) backend_.DeviceFree(p);
+  for (void* p : allocations_) backend_->DeviceFree(p);
 }
 
 absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const io::GgufFile& f,
                                                                  const ModelConfig& c,
                                                                  kernels::Backend& backend,
                                                                  const WeightsOptions& o) {
-  std::unique_ptr<ModelWeights> w(new ModelWeights(backend));
+  std::unique_ptr<ModelWeights> w(new ModelWeights(&backend));
   w->experts_resident_ = c.is_moe() && o.upload_routed_experts;
   WeightBinder b(f, *w, o);
+  MOESTREAM_RETURN_IF_ERROR(Bind(f, c, b, *w));
+  return w;
+}
+
+absl::StatusOr<std::vector<PlannedBuffer>> ModelWeights::PlanBuffers(const io::GgufFile& f,
+                                                                     const ModelConfig& c,
+                                                                     bool upload_routed_experts) {
+  std::vector<PlannedBuffer> plan;
+  ModelWeights w(nullptr);
+  WeightsOptions o;
+  o.upload_routed_experts = upload_routed_experts;
+  WeightBinder b(f, w, o, &plan);
+  MOESTREAM_RETURN_IF_ERROR(Bind(f, c, b, w));
+  return plan;
+}
+
+absl::Status ModelWeights::Bind(const io::GgufFile& f, const ModelConfig& c, WeightBinder& b,
+                                ModelWeights& weights) {
+  ModelWeights* w = &weights;
   MOESTREAM_RETURN_IF_ERROR(b.Open());
   uint64_t total = 0;
   for (const io::GgufTensorInfo& t : f.tensors()) total += t.size_bytes;
@@ -254,7 +286,7 @@ absl::StatusOr<std::unique_ptr<ModelWeights>> ModelWeights::Load(const io::GgufF
       MOESTREAM_ASSIGN_OR_RETURN(l.ffn_down, b.Matrix(p + "ffn_down.weight", c.n_ff, D));
     }
   }
-  return w;
+  return absl::OkStatus();
 }
 
 }  // namespace moestream::model

@@ -20,9 +20,12 @@
 #include "absl/status/statusor.h"
 #include "io/gguf.h"
 #include "kernels/backend.h"
+#include "model/memory_planner.h"
 #include "model/model_config.h"
 
 namespace moestream::model {
+
+class WeightBinder;
 
 struct ExpertWeights {
   kernels::WeightView gate;  // n_in n_embd, n_out n_ff_exp
@@ -62,6 +65,12 @@ class ModelWeights {
                                                             const ModelConfig& c,
                                                             kernels::Backend& backend,
                                                             const WeightsOptions& o);
+  // Every device buffer Load(f, c, ..., {upload_routed_experts}) allocates,
+  // in order, with the same checks (missing tensors, shapes, types) and no
+  // data read: the memory plan's weights.
+  static absl::StatusOr<std::vector<PlannedBuffer>> PlanBuffers(const io::GgufFile& f,
+                                                               const ModelConfig& c,
+                                                               bool upload_routed_experts);
   ~ModelWeights();
   ModelWeights(const ModelWeights&) = delete;
   ModelWeights& operator=(const ModelWeights&) = delete;
@@ -76,10 +85,13 @@ class ModelWeights {
   bool experts_resident() const { return experts_resident_; }
 
  private:
-  explicit ModelWeights(kernels::Backend& b) : backend_(b) {}
+  explicit ModelWeights(kernels::Backend* b) : backend_(b) {}
   friend class WeightBinder;
+  // Binds every tensor through `b` (which uploads, or only plans).
+  static absl::Status Bind(const io::GgufFile& f, const ModelConfig& c, WeightBinder& b,
+                           ModelWeights& w);
 
-  kernels::Backend& backend_;
+  kernels::Backend* backend_;  // null while planning
   std::vector<void*> allocations_;
   uint64_t device_bytes_ = 0;
   bool experts_resident_ = false;

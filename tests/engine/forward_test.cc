@@ -37,6 +37,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadWith(const std::string& path, i
   EngineOptions eo;
   eo.n_ctx = 128;
   eo.n_batch = n_batch;
+  eo.all_logits = true;
   return LoadModel(path, Cpu(), eo, LoadOptions{});
 }
 
@@ -79,6 +80,7 @@ TEST_P(PrefillDecodeTest, BatchedPrefillEqualsTokenByTokenAndChunkedPrefill) {
   EngineOptions small;
   small.n_ctx = 128;
   small.n_batch = 7;  // 24 tokens in chunks of 7, 7, 7, 3
+  small.all_logits = true;
   auto chunked = Engine::Create(*(*m)->backend, (*m)->config, *(*m)->weights,
                                 (*m)->provider.get(), small);
   ASSERT_TRUE(chunked.ok()) << chunked.status();
@@ -144,6 +146,7 @@ TEST(ExpertProviderInjection, EveryRoutedExpertGoesThroughTheProviderAsTheRefere
   RecordingProvider rec(lm, *lm.provider);
   EngineOptions eo;
   eo.n_ctx = 64;
+  eo.all_logits = true;
   auto e = Engine::Create(*lm.backend, lm.config, *lm.weights, &rec, eo);
   ASSERT_TRUE(e.ok()) << e.status();
   std::vector<int32_t> prompt;

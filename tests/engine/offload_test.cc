@@ -58,13 +58,13 @@ class OffloadTest : public ::testing::Test {
     image_ = new std::string(ReadFileOrDie(path_));
     auto f = io::GgufFile::Open(path_);
     ASSERT_TRUE(f.ok()) << f.status();
-    model::PlanOptions po;
+    OffloadOptions po;
     po.device_budget_bytes = uint64_t(1) << 40;
     po.host_budget_bytes = uint64_t(1) << 40;
     po.n_ctx = kCtx;
     po.kv_type = GgmlType::kF32;
-    po.n_batch = kBatch;
-    auto plan = model::PlanMemory(*f, po);
+    po.all_logits = true;
+    auto plan = PlanOffload(*f, po, kBatch);
     ASSERT_TRUE(plan.ok()) << plan.status();
     plan_ = new model::MemoryPlan(*plan);
     // The all-resident reference.
@@ -88,13 +88,15 @@ class OffloadTest : public ::testing::Test {
     EngineOptions eo;
     eo.n_ctx = kCtx;
     eo.n_batch = kBatch;
+    eo.all_logits = true;
     return LoadModel(path_, bo, eo, lo);
   }
 
   // The model with its routed experts offloaded as `o` says, on a backend
   // with o's budgets and link.
   static absl::StatusOr<std::unique_ptr<LoadedModel>> LoadOffloaded(
-      const OffloadOptions& o, CachedExpertProvider** p = nullptr) {
+      OffloadOptions o, CachedExpertProvider** p = nullptr) {
+    o.all_logits = true;  // Logits() reads every prompt position
     LoadOptions lo;
     lo.upload_routed_experts = false;
     lo.provider_factory = CachedExpertProvider::Factory(o, p);
@@ -176,8 +178,20 @@ TEST_F(OffloadTest, BitIdenticalToResidentAcrossRandomConfigurations) {
     if (policies::CreateEvictionPolicy(name, env).ok()) policies.push_back(name);
   }
   ASSERT_GE(policies.size(), 2u);
+  uint64_t fixed_no_prefetch = 0;
+  {
+    auto f = io::GgufFile::Open(path_);
+    ASSERT_TRUE(f.ok()) << f.status();
+    OffloadOptions o;
+    o.device_budget_bytes = uint64_t(1) << 40;
+    o.n_ctx = kCtx;
+    o.all_logits = true;
+    o.prefetch = "none";
+    auto p = PlanOffload(*f, o, kBatch);
+    ASSERT_TRUE(p.ok()) << p.status();
+    fixed_no_prefetch = p->device_fixed_bytes;
+  }
   const uint64_t slot = plan_->slot_bytes;
-  const uint64_t fixed = plan_->device_fixed_bytes;
   const uint64_t top_k = uint64_t(plan_->n_expert_used);
   std::mt19937_64 rng(20260);
   const int kConfigs = 36;
@@ -185,11 +199,14 @@ TEST_F(OffloadTest, BitIdenticalToResidentAcrossRandomConfigurations) {
     Config c;
     // From "just fits top-k" to every expert resident.
     const uint64_t slots = top_k + rng() % (plan_->experts_total - top_k + 1);
-    c.device_budget = fixed + slots * slot + (rng() % 2 ? slot - 1 : 0);
+    const uint64_t extra = rng() % 2 ? slot - 1 : 0;
     c.tier = rng() % 2 ? "host" : "nvme";
     c.reader = std::vector<std::string>{"fake", "pread", "auto"}[rng() % 3];
     c.policy = policies[rng() % policies.size()];
     c.prefetch = rng() % 2 ? "gate" : "none";
+    // The fixed part depends on the prefetcher's buffers.
+    const uint64_t fixed = c.prefetch == "gate" ? plan_->device_fixed_bytes : fixed_no_prefetch;
+    c.device_budget = fixed + slots * slot + extra;
     c.miss = c.tier == "host" && rng() % 3 == 0 ? MissPolicy::kHost : MissPolicy::kCopy;
     c.link = rng() % 2 ? "pcie4x16" : "none";
     io::ReaderOptions ro;
@@ -221,6 +238,10 @@ TEST_F(OffloadTest, BitIdenticalToResidentAcrossRandomConfigurations) {
     ASSERT_EQ(got.size(), reference_->size());
     EXPECT_EQ(std::memcmp(got.data(), reference_->data(), got.size() * sizeof(float)), 0)
         << "logits differ from the all-resident run";
+    // The plan is the allocation: the run's high-water marks are its totals.
+    EXPECT_EQ((*m)->backend->device_memory().high_water_bytes, p->plan().device_total());
+    EXPECT_LE(p->plan().device_total(), c.device_budget);
+    EXPECT_EQ((*m)->backend->host_pinned_memory().high_water_bytes, p->plan().host_total());
     const OffloadStats s = p->stats();
     EXPECT_GT(s.cache.accesses, 0u);
     EXPECT_EQ(s.cache.demand_hits + s.cache.demand_misses, s.cache.accesses);

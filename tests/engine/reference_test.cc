@@ -30,6 +30,7 @@ std::unique_ptr<LoadedModel> Load(const std::string& path, GgmlType kv = GgmlTyp
   EngineOptions eo;
   eo.n_ctx = 256;
   eo.kv_type = kv;
+  eo.all_logits = true;
   auto m = LoadModel(path, bo, eo, LoadOptions{});
   EXPECT_TRUE(m.ok()) << m.status();
   return m.ok() ? std::move(m).value() : nullptr;

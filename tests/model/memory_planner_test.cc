@@ -1,9 +1,13 @@
 // The memory planner against sums computed here from the GGUF's tensor table
 // (independently of the planner's own classification), and its decisions at
-// the edges of the budgets.
+// the edges of the budgets. (That the engine allocates exactly the plan is
+// tested in tests/engine/plan_test.cc.)
 #include "model/memory_planner.h"
 
 #include <string>
+
+#include "model/model_config.h"
+#include "model/weights.h"
 
 #include "gtest/gtest.h"
 #include "io/gguf.h"
@@ -35,6 +39,20 @@ class MemoryPlannerTest : public ::testing::Test {
     }
   }
 
+  // The weights as ModelWeights would upload them plus a KV cache and a
+  // scratch buffer of the sizes given.
+  PlanOptions Options(uint64_t kv_bytes, uint64_t scratch_bytes) const {
+    auto c = ReadModelConfig(*file_);
+    EXPECT_TRUE(c.ok()) << c.status();
+    auto weights = ModelWeights::PlanBuffers(*file_, *c, false);
+    EXPECT_TRUE(weights.ok()) << weights.status();
+    PlanOptions po;
+    po.device_fixed = *weights;
+    po.device_fixed.push_back({"kv", kv_bytes, 1, MemoryUse::kKvCache});
+    po.device_fixed.push_back({"scratch", scratch_bytes, 1, MemoryUse::kScratch});
+    return po;
+  }
+
   ScratchDir dir_;
   std::string path_;
   std::unique_ptr<io::GgufFile> file_;
@@ -43,29 +61,31 @@ class MemoryPlannerTest : public ::testing::Test {
 };
 
 TEST_F(MemoryPlannerTest, SizesFollowTheTensorTable) {
-  PlanOptions po;
+  PlanOptions po = Options(1000, 300);
   po.device_budget_bytes = 1ull << 30;
   po.host_budget_bytes = 1ull << 30;
-  po.n_ctx = 128;
-  po.kv_type = GgmlType::kF32;
   auto p = PlanMemory(*file_, po);
   ASSERT_TRUE(p.ok()) << p.status();
+  // The generator writes F32 norms: uploaded as they are.
   EXPECT_EQ(p->resident_bytes, resident_tensor_bytes_);
-  // K and V, per layer, n_ctx positions of kv_heads * head_dim F32 values.
-  EXPECT_EQ(p->kv_cache_bytes, 2ull * 2 * 128 * (2 * 64) * 4);
+  EXPECT_EQ(p->kv_cache_bytes, 1000u);
+  EXPECT_EQ(p->scratch_bytes, 300u);
+  EXPECT_EQ(p->device_fixed_bytes, resident_tensor_bytes_ + 1300);
+  EXPECT_EQ(p->device_total(), p->device_fixed_bytes + p->slot_device_bytes);
   EXPECT_EQ(p->experts_total, 2u * 8u);
   // Blobs are the three matrices padded: at least the raw bytes.
   EXPECT_GE(p->expert_bytes, expert_tensor_bytes_);
   EXPECT_LT(p->expert_bytes, expert_tensor_bytes_ + p->experts_total * 3 * 4096);
   EXPECT_TRUE(p->fits);
   EXPECT_TRUE(p->all_experts_resident);  // 1 GiB holds everything
-  EXPECT_EQ(p->experts_tier, "host");
+  // Every expert on the device: they come from the file, nothing is pinned
+  // but the reader's buffers.
+  EXPECT_EQ(p->experts_tier, "nvme");
 }
 
 TEST_F(MemoryPlannerTest, SlotsAreWhatTheBudgetLeaves) {
-  PlanOptions po;
+  PlanOptions po = Options(4096, 8192);
   po.host_budget_bytes = 1ull << 30;
-  po.n_ctx = 128;
   po.device_budget_bytes = 1ull << 30;
   auto big = PlanMemory(*file_, po);
   ASSERT_TRUE(big.ok());
@@ -78,6 +98,7 @@ TEST_F(MemoryPlannerTest, SlotsAreWhatTheBudgetLeaves) {
     EXPECT_EQ(p->slots_global, slots);
     EXPECT_TRUE(p->fits) << p->message;
     EXPECT_LE(p->device_fixed_bytes + p->slot_device_bytes, po.device_budget_bytes);
+    EXPECT_EQ(p->device_total(), p->device_fixed_bytes + slots * slot);
   }
   // One slot cannot serve a token that routes to two experts.
   po.device_budget_bytes = fixed + slot;
@@ -93,7 +114,7 @@ TEST_F(MemoryPlannerTest, SlotsAreWhatTheBudgetLeaves) {
 }
 
 TEST_F(MemoryPlannerTest, ExpertsGoToNvmeWhenTheHostBudgetIsShort) {
-  PlanOptions po;
+  PlanOptions po = Options(4096, 8192);
   po.device_budget_bytes = 1ull << 30;
   po.host_budget_bytes = 1ull << 30;
   auto host = PlanMemory(*file_, po);
@@ -101,6 +122,7 @@ TEST_F(MemoryPlannerTest, ExpertsGoToNvmeWhenTheHostBudgetIsShort) {
   // Room for 4 slots only, so the experts need a tier below the device.
   po.device_budget_bytes = host->device_fixed_bytes + 4 * host->slot_bytes;
   ASSERT_EQ(PlanMemory(*file_, po)->experts_tier, "host");
+  EXPECT_EQ(PlanMemory(*file_, po)->host_total(), host->expert_bytes);
   po.host_budget_bytes = host->expert_bytes - 1;
   auto p = PlanMemory(*file_, po);
   ASSERT_TRUE(p.ok());
