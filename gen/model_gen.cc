@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "io/checksum.h"
 #include "kernels/quant.h"
 
 namespace moestream::gen {
@@ -25,15 +26,6 @@ uint64_t SplitMix64(uint64_t& state) {
   z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
   z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
   return z ^ (z >> 31);
-}
-
-uint64_t Fnv1a64(std::string_view s) {
-  uint64_t h = 0xCBF29CE484222325ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 0x100000001B3ull;
-  }
-  return h;
 }
 
 inline uint64_t Rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
@@ -80,8 +72,10 @@ Xoshiro256Plus RowStream(uint64_t stream_key, uint64_t row) {
   return Xoshiro256Plus(SplitMix64(s));
 }
 
+// The tensor name's XXH64 (the project's one hash) keeps the streams of
+// different tensors apart under one seed.
 uint64_t StreamKey(uint64_t seed, std::string_view name) {
-  uint64_t s = seed ^ Fnv1a64(name);
+  uint64_t s = seed ^ io::Xxh64(name.data(), name.size());
   return SplitMix64(s);
 }
 

@@ -1,6 +1,8 @@
-// XXH64 (the public xxHash 64-bit algorithm), implemented here: the checksum
-// of each blob in the packed expert store (io/expert_store.h). Fast enough
-// (~10 GB/s scalar) to verify every blob as it arrives from NVMe.
+// XXH64 (the public xxHash 64-bit algorithm, computed by libxxhash): the
+// checksum of each blob, the index and the header of the packed expert store
+// (io/expert_store.h), and of a GGUF's metadata for the store's source
+// identity. XXH64 is the on-disk format, so the digest never changes with the
+// library version; fast enough to verify every blob as it arrives from NVMe.
 //
 //   uint64_t h = Xxh64(blob, blob_bytes);           // seed 0
 //   Xxh64State s; s.Update(a, n); s.Update(b, m);  uint64_t h2 = s.Digest();
@@ -9,6 +11,11 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
+
+// libxxhash's streaming state, kept opaque so that <xxhash.h> stays out of
+// our headers.
+struct XXH64_state_s;
 
 namespace moestream::io {
 
@@ -22,11 +29,10 @@ class Xxh64State {
   uint64_t Digest() const;
 
  private:
-  uint64_t v_[4];
-  uint64_t seed_;
-  uint64_t total_ = 0;
-  uint8_t buf_[32];
-  size_t buf_len_ = 0;
+  struct Free {
+    void operator()(XXH64_state_s* s) const;
+  };
+  std::unique_ptr<XXH64_state_s, Free> state_;
 };
 
 }  // namespace moestream::io

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/checksum.h"
@@ -46,7 +47,7 @@ absl::Status ErrnoStatus(const std::string& path, const std::string& what) {
   return absl::UnavailableError(absl::StrCat(path, ": ", what, ": ", std::strerror(err)));
 }
 
-// pread/pwrite of exactly `n` bytes or an error naming path and offset.
+// pread of exactly `n` bytes or an error naming path and offset.
 absl::Status PreadAll(int fd, const std::string& path, void* buf, uint64_t n, uint64_t off) {
   uint8_t* p = static_cast<uint8_t*>(buf);
   while (n > 0) {
@@ -57,19 +58,6 @@ absl::Status PreadAll(int fd, const std::string& path, void* buf, uint64_t n, ui
       return absl::DataLossError(absl::StrCat(path, ": truncated: end of file at offset ", off,
                                               ", expected ", n, " more bytes"));
     }
-    p += r;
-    n -= uint64_t(r);
-    off += uint64_t(r);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status PwriteAll(int fd, const std::string& path, const void* buf, uint64_t n, uint64_t off) {
-  const uint8_t* p = static_cast<const uint8_t*>(buf);
-  while (n > 0) {
-    ssize_t r = ::pwrite(fd, p, n, off_t(off));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return ErrnoStatus(path, absl::StrCat("write at offset ", off));
     p += r;
     n -= uint64_t(r);
     off += uint64_t(r);
@@ -197,12 +185,11 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
   const uint64_t file_bytes = index_offset + index_bytes;
 
   MOESTREAM_ASSIGN_OR_RETURN(auto reader, OpenExpertReader(src, options.reader));
-  std::string tmp = absl::StrCat(store_path, ".tmp.", getpid());
-  Fd out{::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644)};
-  if (out.fd < 0) return ErrnoStatus(tmp, "cannot create");
-  auto fail = [&](absl::Status s) {
-    ::unlink(tmp.c_str());
-    return s;
+  // Blobs complete out of order, so they are written at their offsets; the
+  // temporary disappears with `out` on every early return below.
+  MOESTREAM_ASSIGN_OR_RETURN(AtomicFile out, AtomicFile::Create(store_path));
+  auto bytes_of = [](const void* p, uint64_t n) {
+    return std::string_view(static_cast<const char*>(p), n);
   };
 
   // Blobs: a window of experts in flight; each lands zero-padded, is
@@ -212,7 +199,7 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
   for (int i = 0; i < options.window; ++i) {
     bufs.push_back(std::make_unique<AlignedBuf>(src->max_blob_bytes()));
     if (bufs.back()->data == nullptr) {
-      return fail(absl::ResourceExhaustedError("pack: cannot allocate read-ahead buffers"));
+      return absl::ResourceExhaustedError("pack: cannot allocate read-ahead buffers");
     }
     free_bufs.push_back(i);
   }
@@ -230,7 +217,7 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
       buf_of[next] = b;
       absl::Status s = reader->Submit({entries[next].layer, entries[next].expert,
                                        bufs[size_t(b)]->data, next});
-      if (!s.ok()) return fail(s);
+      if (!s.ok()) return s;
       ++next;
     }
     done.clear();
@@ -245,7 +232,7 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
         continue;
       }
       e.checksum = Xxh64(blob, e.blob_bytes);
-      absl::Status w = PwriteAll(out.fd, tmp, blob, e.blob_bytes, e.segments[0].file_offset);
+      absl::Status w = out.WriteAt(e.segments[0].file_offset, bytes_of(blob, e.blob_bytes));
       if (!w.ok() && first.ok()) first = w;
       ++written;
       done_bytes += e.blob_bytes;
@@ -253,7 +240,7 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
     if (!first.ok()) {
       std::vector<ExpertReadCompletion> drain;
       while (reader->in_flight() > 0) reader->Reap(&drain, true);
-      return fail(first);
+      return first;
     }
     if (progress) progress(done_bytes, index_offset - kStoreHeaderBytes);
     int pct = int(done_bytes * 100 / std::max<uint64_t>(1, index_offset - kStoreHeaderBytes));
@@ -268,8 +255,7 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
   // Index, then header.
   std::vector<uint8_t> index(index_bytes);
   for (size_t i = 0; i < entries.size(); ++i) EncodeEntry(index, i * kStoreEntryBytes, entries[i]);
-  absl::Status s = PwriteAll(out.fd, tmp, index.data(), index.size(), index_offset);
-  if (!s.ok()) return fail(s);
+  MOESTREAM_RETURN_IF_ERROR(out.WriteAt(index_offset, bytes_of(index.data(), index.size())));
   std::vector<uint8_t> header(kStoreHeaderBytes, 0);
   std::memcpy(header.data(), kStoreMagic, 8);
   Put<uint32_t>(header, 8, kStoreVersion);
@@ -286,15 +272,8 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
   Put<uint32_t>(header, 72, uint32_t(name.size()));
   std::memcpy(header.data() + 76, name.data(), name.size());
   Put<uint64_t>(header, kHeaderChecksumAt, Xxh64(header.data(), kHeaderChecksumAt));
-  s = PwriteAll(out.fd, tmp, header.data(), header.size(), 0);
-  if (!s.ok()) return fail(s);
-  if (::fsync(out.fd) != 0) return fail(ErrnoStatus(tmp, "fsync"));
-  ::close(out.fd);
-  out.fd = -1;
-  if (::rename(tmp.c_str(), store_path.c_str()) != 0) {
-    return fail(ErrnoStatus(store_path, "rename from temporary"));
-  }
-  return absl::OkStatus();
+  MOESTREAM_RETURN_IF_ERROR(out.WriteAt(0, bytes_of(header.data(), header.size())));
+  return out.Commit();
 }
 
 absl::StatusOr<ExpertStore> ExpertStore::Open(const std::string& path) {

@@ -1,22 +1,19 @@
 // GGUF v3 writer: the layout llama.cpp's reader accepts (metadata, tensor
 // infos, data section padded to the alignment, each tensor's offset the
-// running sum of the padded sizes before it), written to `path.tmp.<pid>`,
-// fsynced and renamed into place.
+// running sum of the padded sizes before it), written through an AtomicFile
+// (temporary, fsync, rename) so a failed or interrupted write leaves nothing.
 //
 // Tensor data is produced by the callers' fill functions into one staging
 // buffer (64 MiB, or the largest tensor if bigger) that small tensors share,
 // and leaves in large write() calls, so multi-GB files write at disk speed.
-#include <fcntl.h>
-#include <unistd.h>
-
 #include <algorithm>
-#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "base/atomic_file.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/gguf.h"
@@ -70,59 +67,6 @@ bool ArrayTypesConsistent(const GgufValue& v) {
   }
   return true;
 }
-
-absl::Status WriteError(const std::string& path, std::string_view what, int e) {
-  std::string msg = absl::StrCat(path, ": ", Av(what), ": ", std::strerror(e));
-  if (e == ENOSPC || e == EDQUOT || e == EFBIG) return absl::ResourceExhaustedError(msg);
-  if (e == EACCES || e == EPERM || e == EROFS) return absl::PermissionDeniedError(msg);
-  if (e == ENOENT || e == ENOTDIR) return absl::NotFoundError(msg);
-  return absl::UnavailableError(msg);
-}
-
-absl::Status WriteAll(int fd, const std::string& path, const uint8_t* p, uint64_t n) {
-  while (n > 0) {
-    ssize_t w = ::write(fd, p, std::min<uint64_t>(n, uint64_t{1} << 30));
-    if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return WriteError(path, "write failed", errno);
-    p += w;
-    n -= static_cast<uint64_t>(w);
-  }
-  return absl::OkStatus();
-}
-
-// Owns the temporary file: removed unless Commit() succeeded.
-class TempFile {
- public:
-  TempFile(std::string final_path)
-      : final_(std::move(final_path)), tmp_(absl::StrCat(final_, ".tmp.", ::getpid())) {}
-  ~TempFile() {
-    if (fd_ >= 0) ::close(fd_);
-    if (!committed_) ::unlink(tmp_.c_str());
-  }
-  absl::Status Open() {
-    fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd_ < 0) return WriteError(tmp_, "cannot create", errno);
-    return absl::OkStatus();
-  }
-  absl::Status Write(const uint8_t* p, uint64_t n) { return WriteAll(fd_, tmp_, p, n); }
-  absl::Status Commit() {
-    if (::fsync(fd_) != 0) return WriteError(tmp_, "fsync failed", errno);
-    int fd = fd_;
-    fd_ = -1;
-    if (::close(fd) != 0) return WriteError(tmp_, "close failed", errno);
-    if (::rename(tmp_.c_str(), final_.c_str()) != 0) {
-      return WriteError(final_, "rename failed", errno);
-    }
-    committed_ = true;
-    return absl::OkStatus();
-  }
-
- private:
-  std::string final_;
-  std::string tmp_;
-  int fd_ = -1;
-  bool committed_ = false;
-};
 
 }  // namespace
 
@@ -261,10 +205,8 @@ absl::Status GgufWriter::Write(const std::string& path, const ProgressFn& progre
   header.resize(PadTo(header.size(), alignment_), '\0');
 
   const uint64_t total = header.size() + next_offset_;
-  TempFile file(path);
-  MOESTREAM_RETURN_IF_ERROR(file.Open());
-  MOESTREAM_RETURN_IF_ERROR(
-      file.Write(reinterpret_cast<const uint8_t*>(header.data()), header.size()));
+  MOESTREAM_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path));
+  MOESTREAM_RETURN_IF_ERROR(file.Write(header));
   uint64_t done = header.size();
   if (progress) progress(done, total);
 
@@ -273,7 +215,8 @@ absl::Status GgufWriter::Write(const std::string& path, const ProgressFn& progre
     std::unique_ptr<uint8_t[]> staging(new uint8_t[cap]);
     uint64_t used = 0;
     auto flush = [&]() -> absl::Status {
-      MOESTREAM_RETURN_IF_ERROR(file.Write(staging.get(), used));
+      MOESTREAM_RETURN_IF_ERROR(
+          file.Write(std::string_view(reinterpret_cast<const char*>(staging.get()), used)));
       done += used;
       used = 0;
       if (progress) progress(done, total);

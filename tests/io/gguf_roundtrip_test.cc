@@ -2,6 +2,8 @@
 // arrays and arrays of strings included), tensors of every ggml type with
 // their byte sizes and aligned offsets, expert byte ranges of stacked and
 // per-expert files, and the writer's temporary-file discipline.
+#include <sys/stat.h>
+
 #include <cstring>
 #include <filesystem>
 #include <limits>
@@ -223,6 +225,20 @@ TEST(GgufWriter, ReplacesExistingFileAtomically) {
   w.SetString("general.name", "new");
   ASSERT_TRUE(w.Write(path).ok());
   EXPECT_EQ(*GgufFile::Open(path)->GetString("general.name"), "new");
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
+                          std::filesystem::directory_iterator()),
+            1);
+}
+
+TEST(GgufWriter, RefusesNonRegularTargetWritingNothing) {
+  ScratchDir dir;
+  std::string path = dir.Path("fifo.gguf");
+  ASSERT_EQ(::mkfifo(path.c_str(), 0644), 0);
+  GgufWriter w;
+  ASSERT_TRUE(w.AddTensor("t", GgmlType::kF32, {8}, Pattern(1)).ok());
+  absl::Status s = w.Write(path);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find(path), std::string::npos) << s;
   EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir.path()),
                           std::filesystem::directory_iterator()),
             1);

@@ -32,6 +32,42 @@ TEST(Xxh64Test, KnownVectors) {
   }
 }
 
+// Digests that stores already on disk carry: pinned from the implementation
+// that wrote them, over every tail length XXH64 treats differently (1, 4, 8
+// byte steps, <32 and >=32 byte inputs) and with a seed. "a" and "abc" are
+// xxHash's published values. A change here means existing stores no longer
+// verify.
+TEST(Xxh64Test, DigestsOfStoresWrittenBefore) {
+  std::string text(1000, ' ');
+  for (size_t i = 0; i < text.size(); ++i) text[i] = char('a' + i % 26);
+  struct Case {
+    size_t n;
+    uint64_t seed0, seed_9e3779b1;
+  };
+  const Case cases[] = {
+      {1, 0xD24EC4F1A98C6E5Bull, 0x393DA8B78992279Bull},
+      {3, 0x44BC2CF5AD770999ull, 0x1318DF30094A85FDull},
+      {4, 0xDE0327B0D25D92CCull, 0x66150D50767198EEull},
+      {8, 0x3AD351775B4634B7ull, 0xDCF6C3EAE6EA060Full},
+      {14, 0xD66D2A9C05576B14ull, 0x9EFD0686C23DA203ull},
+      {31, 0xF7D421C242541AC9ull, 0xB617F40499FD71BCull},
+      {32, 0x4DA6CBE536CF55C7ull, 0xB38B6D1886362FDFull},
+      {33, 0x9AC581034B031F72ull, 0x5B582F00197180CFull},
+      {63, 0xA12B47D9D143A6BCull, 0xA0BCC5593240AEFBull},
+      {64, 0x14696B774542D718ull, 0x91ACB7B2E7625295ull},
+      {100, 0x79C9FA152BB53C71ull, 0x3AAE7F414930A90Full},
+      {1000, 0x94B86DB9A16D86A9ull, 0xEC1364E9A740A27Eull},
+  };
+  for (const Case& c : cases) {
+    EXPECT_EQ(Xxh64(text.data(), c.n), c.seed0) << c.n;
+    EXPECT_EQ(Xxh64(text.data(), c.n, 0x9E3779B1), c.seed_9e3779b1) << c.n;
+    Xxh64State s(0x9E3779B1);
+    s.Update(text.data(), c.n / 3);
+    s.Update(text.data() + c.n / 3, c.n - c.n / 3);
+    EXPECT_EQ(s.Digest(), c.seed_9e3779b1) << c.n;
+  }
+}
+
 TEST(ExpertLayoutTest, StackedGguf) {
   testing::ScratchDir dir;
   std::string path = dir.Path("m.gguf");

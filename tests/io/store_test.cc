@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cstring>
+#include <filesystem>
 
 #include "gtest/gtest.h"
 #include "io/checksum.h"
@@ -137,6 +138,22 @@ TEST_F(StoreTest, DifferentModelIsRefused) {
   absl::Status s = store->CheckSource(*f);
   EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
   EXPECT_NE(s.message().find("m.gguf"), std::string::npos) << s;
+}
+
+TEST_F(StoreTest, PackOntoSymlinkIsRefusedLeavingItIntact) {
+  const std::string link = dir_.Path("link.experts");
+  ASSERT_EQ(::symlink("m.experts", link.c_str()), 0);
+  const std::string before = testing::ReadFileOrDie(store_path_);
+  StorePackOptions po;
+  po.show_progress = false;
+  po.reader.kind = "pread";
+  absl::Status s = PackExpertStore(model_, link, po);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find(link), std::string::npos) << s;
+  EXPECT_EQ(testing::ReadFileOrDie(store_path_), before);
+  EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_.path()),
+                          std::filesystem::directory_iterator()),
+            3);  // model, store, link
 }
 
 TEST_F(StoreTest, PackCommand) {
