@@ -235,6 +235,12 @@ class GgufWriter {
 
   uint64_t data_bytes() const;  // total padded tensor data
 
+  // Writes no tensor data: the file is extended to its full size so every
+  // tensor reads as zeros (a sparse file; fill functions may be null and
+  // are not called). For models of realistic shape in tests and
+  // benchmarks of what never reads the weights. Call before AddTensor.
+  void SetSparseData() { sparse_data_ = true; }
+
  private:
   struct PendingTensor {
     std::string name;
@@ -245,6 +251,7 @@ class GgufWriter {
     FillFn fill;
   };
   uint32_t alignment_;
+  bool sparse_data_ = false;
   std::vector<GgufKv> kvs_;
   std::vector<PendingTensor> tensors_;
   uint64_t next_offset_ = 0;

@@ -6,7 +6,10 @@
 // Tensor data is produced by the callers' fill functions into one staging
 // buffer (64 MiB, or the largest tensor if bigger) that small tensors share,
 // and leaves in large write() calls, so multi-GB files write at disk speed.
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <limits>
 #include <memory>
@@ -153,7 +156,7 @@ absl::Status GgufWriter::AddTensor(std::string name, GgmlType type, std::vector<
       return bad("byte size overflows 64 bits");
     }
   }
-  if (!fill) return bad("expected a fill function");
+  if (!fill && !sparse_data_) return bad("expected a fill function");
   tensors_.push_back(
       PendingTensor{std::move(name), type, std::move(ne), size, next_offset_, std::move(fill)});
   next_offset_ += PadTo(size, alignment_);
@@ -210,6 +213,15 @@ absl::Status GgufWriter::Write(const std::string& path, const ProgressFn& progre
   uint64_t done = header.size();
   if (progress) progress(done, total);
 
+  if (sparse_data_) {
+    // Tensor data as a hole: the file reads as zeros past the header.
+    if (::ftruncate(file.fd(), off_t(total)) != 0) {
+      return absl::DataLossError(
+          absl::StrCat(path, ": cannot extend to ", total, " bytes: ", std::strerror(errno)));
+    }
+    if (progress) progress(total, total);
+    return file.Commit();
+  }
   if (!tensors_.empty()) {
     const uint64_t cap = std::max(kStagingBytes, max_tensor);
     std::unique_ptr<uint8_t[]> staging(new uint8_t[cap]);

@@ -226,7 +226,9 @@ std::string MemoryPlan::Text() const {
                   n_batch, "-token batch)\n");
   absl::StrAppend(&s, "  expert slots  ", slots_global, " x ", FormatBytes(slot_bytes), " = ",
                   FormatBytes(slot_device_bytes), " (", slots_per_layer, " per MoE layer)\n");
-  absl::StrAppend(&s, "host budget     ", FormatBytes(host_budget_bytes), "; the plan pins ",
+  const bool unlimited = host_budget_bytes >= (uint64_t(1) << 62);
+  absl::StrAppend(&s, "host budget     ", unlimited ? "unlimited" : FormatBytes(host_budget_bytes),
+                  "; the plan pins ",
                   FormatBytes(host_bytes), " (", host_bytes, " B)\n");
   for (MemoryUse u : {MemoryUse::kHostTier, MemoryUse::kHostCache, MemoryUse::kStaging,
                       MemoryUse::kReaderRing}) {
