@@ -38,11 +38,15 @@ TierSource TierSource::Nvme(io::ExpertReader& reader) {
 absl::Status TierLoaderOptions::Validate() const {
   if (copies_in_flight_max < 1 || copies_in_flight_max > 64) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "tier loader: copies_in_flight_max must be in [1, 64], got ", copies_in_flight_max));
+        "tier loader: copies in flight must be in [1, 64], got ", copies_in_flight_max));
   }
   if (staging_buffers < 1 || staging_buffers > 4096) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "tier loader: staging_buffers must be in [1, 4096], got ", staging_buffers));
+        "tier loader: staging buffers must be in [1, 4096], got ", staging_buffers));
+  }
+  if (reads_in_flight_max < 1 || reads_in_flight_max > 4096) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tier loader: reads in flight must be in [1, 4096], got ", reads_in_flight_max));
   }
   return absl::OkStatus();
 }
@@ -66,11 +70,12 @@ absl::StatusOr<std::unique_ptr<TierLoader>> TierLoader::Create(kernels::Backend*
 
 absl::Status TierLoader::Init() {
   MOESTREAM_ASSIGN_OR_RETURN(stream_, backend_->CreateStream(kernels::StreamKind::kCopy));
+  absl::MutexLock lock(&mu_);
   copies_.resize(size_t(opt_.copies_in_flight_max));
   for (Copy& c : copies_) {
     MOESTREAM_ASSIGN_OR_RETURN(c.event, backend_->CreateEvent());
   }
-  if (source_.tier == Tier::kNvme) {
+  if (source_.tier == Tier::kNvme && !opt_.read_into_slot) {
     const uint64_t bytes = source_.reader->layout().max_blob_bytes();
     for (int i = 0; i < opt_.staging_buffers; ++i) {
       auto p = backend_->HostPinnedAlloc(bytes, absl::StrCat("expert staging buffer ", i));
@@ -84,39 +89,68 @@ absl::Status TierLoader::Init() {
     for (int i = opt_.staging_buffers - 1; i >= 0; --i) free_staging_.push_back(i);
   }
   loads_.reserve(256);
+  if (source_.tier == Tier::kNvme) read_thread_ = std::thread([this] { ReadLoop(); });
+  copy_thread_ = std::thread([this] { CopyLoop(); });
   return absl::OkStatus();
 }
 
 TierLoader::~TierLoader() {
-  if (source_.reader != nullptr) {
-    std::vector<io::ExpertReadCompletion> sink;
-    while (source_.reader->in_flight() > 0) source_.reader->Reap(&sink, true);
+  {
+    absl::MutexLock lock(&mu_);
+    stop_ = true;
+    read_cv_.SignalAll();
+    copy_cv_.SignalAll();
   }
+  if (read_thread_.joinable()) read_thread_.join();
+  if (copy_thread_.joinable()) copy_thread_.join();
   if (stream_ != nullptr) (void)stream_->Synchronize();
   for (uint8_t* p : staging_) backend_->HostPinnedFree(p);
 }
 
-void TierLoader::QueueFor(int stage, LoadId id, bool prefetch) {
-  if (stage == 0) {
+uint64_t TierLoader::NowNs() const { return SteadyClock().NowNs(); }
+
+void TierLoader::BeginMoving() {
+  if (moving_++ == 0) moving_since_ns_ = NowNs();
+}
+
+void TierLoader::EndMoving() {
+  if (--moving_ == 0) busy_ns_ += NowNs() - moving_since_ns_;
+}
+
+uint64_t TierLoader::busy_ns() const {
+  absl::MutexLock lock(&mu_);
+  return busy_ns_ + (moving_ > 0 ? NowNs() - moving_since_ns_ : 0);
+}
+
+size_t TierLoader::outstanding() const {
+  absl::MutexLock lock(&mu_);
+  return loads_.size() + finished_.size();
+}
+
+void TierLoader::Queue(LoadStage stage, LoadId id, bool prefetch) {
+  if (stage == LoadStage::kQueuedRead) {
     (prefetch ? read_prefetch_ : read_demand_).push_back(id);
+    read_cv_.Signal();
   } else {
     (prefetch ? copy_prefetch_ : copy_demand_).push_back(id);
+    copy_cv_.Signal();
   }
 }
 
 absl::Status TierLoader::StartLoad(const LoadRequest& r) {
-  if (loads_.contains(r.id)) {
-    return absl::InvalidArgumentError(absl::StrCat("tier loader: load id ", r.id, " reused"));
-  }
   if (r.dst == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("tier loader: load ", r.id, " has no slot memory"));
+  }
+  absl::MutexLock lock(&mu_);
+  if (loads_.contains(r.id)) {
+    return absl::InvalidArgumentError(absl::StrCat("tier loader: load id ", r.id, " reused"));
   }
   Load& l = loads_[r.id];
   l.req = r;
   l.bytes = source_.blob_bytes(r.key);
-  l.stage = source_.tier == Tier::kNvme ? 0 : 2;
-  QueueFor(l.stage, r.id, r.is_prefetch);
-  return Pump();
+  l.stage = source_.tier == Tier::kNvme ? LoadStage::kQueuedRead : LoadStage::kQueuedCopy;
+  Queue(l.stage, r.id, r.is_prefetch);
+  return absl::OkStatus();
 }
 
 static bool EraseFrom(std::deque<LoadId>& q, LoadId id) {
@@ -127,23 +161,28 @@ static bool EraseFrom(std::deque<LoadId>& q, LoadId id) {
 }
 
 void TierLoader::Promote(LoadId id) {
+  absl::MutexLock lock(&mu_);
   auto it = loads_.find(id);
   if (it == loads_.end() || !it->second.req.is_prefetch) return;
   Load& l = it->second;
   l.req.is_prefetch = false;
-  if (l.stage == 0 && EraseFrom(read_prefetch_, id)) read_demand_.push_back(id);
-  if (l.stage == 2 && EraseFrom(copy_prefetch_, id)) copy_demand_.push_back(id);
+  if (l.stage == LoadStage::kQueuedRead && EraseFrom(read_prefetch_, id)) read_demand_.push_back(id);
+  if (l.stage == LoadStage::kQueuedCopy && EraseFrom(copy_prefetch_, id)) copy_demand_.push_back(id);
 }
 
 bool TierLoader::Cancel(LoadId id) {
+  absl::MutexLock lock(&mu_);
   auto it = loads_.find(id);
   if (it == loads_.end()) return false;
   Load& l = it->second;
-  if (l.stage == 0) {
+  if (l.stage == LoadStage::kQueuedRead) {
     if (!EraseFrom(l.req.is_prefetch ? read_prefetch_ : read_demand_, id)) return false;
-  } else if (l.stage == 2) {
+  } else if (l.stage == LoadStage::kQueuedCopy) {
     if (!EraseFrom(l.req.is_prefetch ? copy_prefetch_ : copy_demand_, id)) return false;
-    if (l.staging >= 0) free_staging_.push_back(l.staging);
+    if (l.staging >= 0) {
+      free_staging_.push_back(l.staging);
+      read_cv_.Signal();
+    }
   } else {
     return false;  // bytes are moving
   }
@@ -151,135 +190,151 @@ bool TierLoader::Cancel(LoadId id) {
   return true;
 }
 
-void TierLoader::Fail(LoadId id, absl::Status s, std::vector<LoadCompletion>* done) {
+void TierLoader::Finish(LoadId id, absl::Status s, uint64_t link_bytes) {
   auto it = loads_.find(id);
-  MOESTREAM_CHECK(it != loads_.end());
-  if (it->second.staging >= 0) free_staging_.push_back(it->second.staging);
+  MOESTREAM_CHECK(it != loads_.end()) << "tier loader: finishing unknown load " << id;
+  if (it->second.staging >= 0) {
+    free_staging_.push_back(it->second.staging);
+    read_cv_.Signal();
+  }
   LoadCompletion c;
   c.id = id;
-  c.status = std::move(s);
   c.tier = source_.tier;
-  done->push_back(std::move(c));
+  if (s.ok()) {
+    c.tier_bytes = it->second.bytes;
+    c.link_bytes = link_bytes;
+  }
+  c.status = std::move(s);
+  finished_.push_back(std::move(c));
   loads_.erase(it);
+  done_cv_.SignalAll();
 }
 
-absl::Status TierLoader::Pump() {
-  // NVMe reads into free staging buffers, demand first.
-  while (!free_staging_.empty() && (!read_demand_.empty() || !read_prefetch_.empty())) {
-    std::deque<LoadId>& q = !read_demand_.empty() ? read_demand_ : read_prefetch_;
-    LoadId id = q.front();
-    q.pop_front();
-    Load& l = loads_.at(id);
-    l.staging = free_staging_.back();
-    free_staging_.pop_back();
-    io::ExpertReadRequest rr;
-    rr.layer = l.req.key.layer;
-    rr.expert = l.req.key.expert;
-    rr.dst = staging_[size_t(l.staging)];
-    rr.tag = id;
-    absl::Status s = source_.reader->Submit(rr);
-    if (!s.ok()) {
-      Fail(id, std::move(s), &failed_);
+void TierLoader::ReadLoop() {
+  std::vector<io::ExpertReadCompletion> landed;
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    // Submit what can start: demand first, into a free staging buffer (or
+    // the slot itself), within the reads-in-flight limit.
+    while (!stop_ && reads_in_flight_ < opt_.reads_in_flight_max &&
+           (opt_.read_into_slot || !free_staging_.empty()) &&
+           (!read_demand_.empty() || !read_prefetch_.empty())) {
+      std::deque<LoadId>& q = !read_demand_.empty() ? read_demand_ : read_prefetch_;
+      const LoadId id = q.front();
+      q.pop_front();
+      Load& l = loads_.at(id);
+      io::ExpertReadRequest rr;
+      rr.layer = l.req.key.layer;
+      rr.expert = l.req.key.expert;
+      if (opt_.read_into_slot) {
+        rr.dst = static_cast<uint8_t*>(l.req.dst);
+      } else {
+        l.staging = free_staging_.back();
+        free_staging_.pop_back();
+        rr.dst = staging_[size_t(l.staging)];
+      }
+      rr.tag = id;
+      absl::Status s = source_.reader->Submit(rr);
+      if (!s.ok()) {
+        Finish(id, std::move(s), 0);
+        continue;
+      }
+      l.stage = LoadStage::kReading;
+      ++reads_in_flight_;
+      BeginMoving();
+    }
+    if (reads_in_flight_ == 0) {
+      if (stop_) return;
+      read_cv_.Wait(&mu_);
       continue;
     }
-    l.stage = 1;
+    // Wait for reads without holding the lock: the engine keeps queueing.
+    landed.clear();
+    mu_.Unlock();
+    source_.reader->Reap(&landed, /*wait=*/true);
+    mu_.Lock();
+    for (io::ExpertReadCompletion& rc : landed) {
+      --reads_in_flight_;
+      auto it = loads_.find(rc.tag);
+      MOESTREAM_CHECK(it != loads_.end()) << "read completion for unknown load " << rc.tag;
+      if (!rc.status.ok() || opt_.read_into_slot) {
+        EndMoving();
+        Finish(rc.tag, std::move(rc.status), 0);
+        continue;
+      }
+      EndMoving();
+      it->second.stage = LoadStage::kQueuedCopy;
+      Queue(LoadStage::kQueuedCopy, rc.tag, it->second.req.is_prefetch);
+    }
   }
-  // Copies onto the copy stream, demand first, at most copies_in_flight_max.
-  while (copy_order_.size() < copies_.size() && (!copy_demand_.empty() || !copy_prefetch_.empty())) {
-    std::deque<LoadId>& q = !copy_demand_.empty() ? copy_demand_ : copy_prefetch_;
-    LoadId id = q.front();
-    q.pop_front();
-    Load& l = loads_.at(id);
-    const void* src = l.staging >= 0 ? staging_[size_t(l.staging)] : source_.host_blob(l.req.key);
-    if (src == nullptr) {
-      Fail(id,
-           absl::NotFoundError(absl::StrCat("tier loader: layer ", l.req.key.layer, " expert ",
-                                            l.req.key.expert, " is not in the host tier")),
-           &failed_);
-      continue;
-    }
-    int ci = 0;
-    while (copies_[size_t(ci)].id != 0) ++ci;
-    Copy& c = copies_[size_t(ci)];
-    absl::Status s = backend_->CopyToDeviceAsync(l.req.dst, src, l.bytes, *stream_);
-    if (s.ok()) s = stream_->Record(*c.event);
-    if (!s.ok()) {
-      // The stream is unusable: wait for what was issued, then report.
-      (void)stream_->Synchronize();
-      Fail(id, std::move(s), &failed_);
-      continue;
-    }
-    c.id = id;
-    l.copy = ci;
-    l.stage = 3;
-    copy_order_.push_back(id);
-  }
-  return absl::OkStatus();
 }
 
-absl::Status TierLoader::ReapReads(bool wait, std::vector<LoadCompletion>* done) {
-  if (source_.reader == nullptr || source_.reader->in_flight() == 0) return absl::OkStatus();
-  read_done_.clear();
-  source_.reader->Reap(&read_done_, wait);
-  for (io::ExpertReadCompletion& rc : read_done_) {
-    auto it = loads_.find(rc.tag);
-    MOESTREAM_CHECK(it != loads_.end()) << "read completion for unknown load " << rc.tag;
-    if (!rc.status.ok()) {
-      Fail(rc.tag, std::move(rc.status), done);
+void TierLoader::CopyLoop() {
+  absl::MutexLock lock(&mu_);
+  for (;;) {
+    while (!stop_ && copy_order_.size() < copies_.size() &&
+           (!copy_demand_.empty() || !copy_prefetch_.empty())) {
+      std::deque<LoadId>& q = !copy_demand_.empty() ? copy_demand_ : copy_prefetch_;
+      const LoadId id = q.front();
+      q.pop_front();
+      Load& l = loads_.at(id);
+      const void* src =
+          l.staging >= 0 ? staging_[size_t(l.staging)] : source_.host_blob(l.req.key);
+      if (src == nullptr) {
+        Finish(id,
+               absl::NotFoundError(absl::StrCat("tier loader: layer ", l.req.key.layer,
+                                                " expert ", l.req.key.expert,
+                                                " is not in the host tier")),
+               0);
+        continue;
+      }
+      int ci = 0;
+      while (copies_[size_t(ci)].id != 0) ++ci;
+      Copy& c = copies_[size_t(ci)];
+      absl::Status s = backend_->CopyToDeviceAsync(l.req.dst, src, l.bytes, *stream_);
+      if (s.ok()) s = stream_->Record(*c.event);
+      if (!s.ok()) {
+        // The stream is unusable: wait for what was issued, then report.
+        (void)stream_->Synchronize();
+        Finish(id, std::move(s), 0);
+        continue;
+      }
+      c.id = id;
+      l.copy = ci;
+      l.stage = LoadStage::kCopying;
+      copy_order_.push_back(id);
+      BeginMoving();
+    }
+    if (copy_order_.empty()) {
+      if (stop_) return;
+      copy_cv_.Wait(&mu_);
       continue;
     }
-    it->second.stage = 2;
-    QueueFor(2, rc.tag, it->second.req.is_prefetch);
-  }
-  return absl::OkStatus();
-}
-
-absl::Status TierLoader::ReapCopies(bool block, std::vector<LoadCompletion>* done) {
-  bool first = true;
-  while (!copy_order_.empty()) {
-    LoadId id = copy_order_.front();
+    // Wait for the oldest copy without holding the lock.
+    const LoadId id = copy_order_.front();
     Load& l = loads_.at(id);
     Copy& c = copies_[size_t(l.copy)];
-    if (!c.event->Query()) {
-      if (!(block && first)) break;
-      MOESTREAM_RETURN_IF_ERROR(c.event->Synchronize());
-    }
-    first = false;
-    LoadCompletion lc;
-    lc.id = id;
-    lc.tier = source_.tier;
-    lc.tier_bytes = l.bytes;
-    lc.link_bytes = l.bytes;
-    done->push_back(std::move(lc));
-    c.id = 0;
-    if (l.staging >= 0) free_staging_.push_back(l.staging);
-    loads_.erase(id);
+    kernels::Event* ev = c.event.get();
+    mu_.Unlock();
+    absl::Status s = ev->Synchronize();
+    mu_.Lock();
     copy_order_.pop_front();
-    block = false;
+    c.id = 0;
+    EndMoving();
+    const uint64_t bytes = loads_.at(id).bytes;
+    Finish(id, std::move(s), bytes);
   }
-  return absl::OkStatus();
 }
 
 absl::Status TierLoader::Poll(std::vector<LoadCompletion>* done, bool block) {
-  const size_t n0 = done->size();
-  for (;;) {
-    for (LoadCompletion& f : failed_) done->push_back(std::move(f));
-    failed_.clear();
-    MOESTREAM_RETURN_IF_ERROR(ReapReads(false, done));
-    MOESTREAM_RETURN_IF_ERROR(Pump());
-    MOESTREAM_RETURN_IF_ERROR(ReapCopies(false, done));
-    MOESTREAM_RETURN_IF_ERROR(Pump());
-    if (!failed_.empty()) continue;
-    if (!block || done->size() > n0 || loads_.empty()) return absl::OkStatus();
-    if (!copy_order_.empty()) {
-      MOESTREAM_RETURN_IF_ERROR(ReapCopies(true, done));
-    } else if (source_.reader != nullptr && source_.reader->in_flight() > 0) {
-      MOESTREAM_RETURN_IF_ERROR(ReapReads(true, done));
-    } else {
-      return absl::InternalError(absl::StrCat("tier loader: ", loads_.size(),
-                                              " loads outstanding but none in flight"));
-    }
+  absl::MutexLock lock(&mu_);
+  if (block) {
+    // The next finished load: the read and copy threads signal done_cv_.
+    while (finished_.empty() && !loads_.empty()) done_cv_.Wait(&mu_);
   }
+  for (LoadCompletion& c : finished_) done->push_back(std::move(c));
+  finished_.clear();
+  return absl::OkStatus();
 }
 
 }  // namespace moestream::cache

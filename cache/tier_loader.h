@@ -1,24 +1,42 @@
 // TierLoader: the live ExpertLoader. An expert's blob comes from its tier —
-// a pinned host pointer (io::HostTier) or an NVMe read into a pinned staging
-// buffer (io::ExpertReader) — and crosses the link with
-// Backend::CopyToDeviceAsync on the loader's own kCopy stream; an Event
-// recorded after each copy says when the slot's bytes have landed.
+// a pinned host pointer (io::HostTier) or an NVMe read (io::ExpertReader) —
+// and crosses the link with Backend::CopyToDeviceAsync on the loader's own
+// kCopy stream; an Event recorded after each copy says when the slot's
+// bytes have landed.
 //
-// Ordering and preemption. Loads wait in two FIFO queues, demand before
-// prefetch. Only `copies_in_flight_max` copies are handed to the copy stream
-// at once (a stream is FIFO: what is handed to it can no longer be
-// overtaken), so a demand load issued behind a burst of prefetches waits for
-// at most that many copies. NVMe reads are submitted up to the number of
-// staging buffers, demand first; a staging buffer is reused once the copy out
-// of it has completed (its event).
+// The loader never waits for the engine. Two threads of its own move every
+// load, whatever the engine thread is doing:
+//   - the read thread submits NVMe reads (demand first) into free staging
+//     buffers, or straight into the slot (`read_into_slot`: the CPU backend
+//     with no modelled link, where slot memory is host memory and a copy
+//     would only repeat the read), and blocks in the reader's Reap;
+//   - the copy thread hands reads that landed (and host-tier loads) to the
+//     copy stream, at most `copies_in_flight_max` at once, demand first, and
+//     blocks on the oldest copy's event; when it completes the load is
+//     finished, its staging buffer freed, and the engine woken.
+// The engine thread only queues (StartLoad, Promote, Cancel) and collects
+// finished loads (Poll); Poll(block) waits on one condition variable for
+// the next finished load and never drives a read or a copy itself.
 //
-// Cancel succeeds for a load that has neither been submitted to the reader
-// nor handed to the copy stream.
+// Stages of a load (LoadStage):
 //
-// Threading: driven from the cache's thread only (see expert_loader.h). The
-// backend's copy engine (a thread on the CPU backend, a DMA engine on CUDA)
-// runs the copies; the loader observes them only through Event::Query and
-// Event::Synchronize, and reaps reader completions on the calling thread.
+//   kQueuedRead ──submit──► kReading ──read landed──► kQueuedCopy ──issue──► kCopying
+//        │                      │ (read_into_slot)          │                    │
+//        │ Cancel               └──────────► finished ◄─────┼────── event done ──┘
+//        ▼                                                  │ Cancel
+//     dropped ◄─────────────────────────────────────────────┘
+//
+// A host-tier load starts at kQueuedCopy. Cancel succeeds only from the two
+// queued stages. A failed read or copy finishes the load with its error.
+//
+// Transfer time. The loader measures the wall time during which at least one
+// load was reading or copying (`busy_ns`): the tier's read time is part of
+// it, and overlapping reads and copies count once.
+//
+// Threading: StartLoad, Promote, Cancel, Poll, outstanding and busy_ns are
+// called from the cache's thread; the read and copy threads share the
+// loader's state with it under `mu_`. The reader is used by the read thread
+// only (and by nobody while the loader lives).
 //
 //   TierSource src = TierSource::Host(*host_tier);          // or ::Nvme(*reader)
 //   MOESTREAM_ASSIGN_OR_RETURN(auto loader, TierLoader::Create(backend, src, {}));
@@ -30,10 +48,13 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "cache/expert_loader.h"
 #include "io/expert_tier.h"
 #include "kernels/backend.h"
@@ -72,35 +93,50 @@ class BackendHostAllocator final : public io::HostAllocator {
 struct TierLoaderOptions {
   // Copies handed to the copy stream at once. More overlaps better on a GPU
   // with several copy engines; fewer lets demand loads overtake prefetches
-  // sooner. Default 2.
-  int copies_in_flight_max = 2;
-  // NVMe: pinned staging buffers (of the largest blob) = reads in flight.
-  // Default 8.
+  // sooner. 1..64, default 4.
+  int copies_in_flight_max = 4;
+  // NVMe: pinned staging buffers (of the largest blob); each holds one read
+  // until its copy completes. 1..4096, default 8. Unused with
+  // read_into_slot.
   int staging_buffers = 8;
+  // NVMe: reads submitted at once (at most staging_buffers when staging).
+  // 1..4096, default 8.
+  int reads_in_flight_max = 8;
+  // NVMe: read each expert straight into its slot, with no staging buffer
+  // and no copy. Only where slot memory is host memory (the CPU backend)
+  // and no link is modelled. Default false.
+  bool read_into_slot = false;
   absl::Status Validate() const;
 };
 
+// Where a load is (see the stage diagram above).
+enum class LoadStage : uint8_t { kQueuedRead, kReading, kQueuedCopy, kCopying };
+
 class TierLoader final : public ExpertLoader {
  public:
-  // Allocates the copy stream, one event per in-flight copy and (NVMe) the
-  // staging buffers from the backend's pinned host memory.
+  // Allocates the copy stream, one event per in-flight copy and (NVMe,
+  // unless read_into_slot) the staging buffers from the backend's pinned
+  // host memory, and starts the read and copy threads.
   static absl::StatusOr<std::unique_ptr<TierLoader>> Create(kernels::Backend* backend,
                                                             TierSource source,
                                                             const TierLoaderOptions& options);
-  ~TierLoader() override;  // waits for copies in flight
+  ~TierLoader() override;  // finishes the reads and copies in flight, joins
 
   uint64_t ExpertBytes(ExpertKey key) const override { return source_.blob_bytes(key); }
   absl::Status StartLoad(const LoadRequest& r) override;
   void Promote(LoadId id) override;
   bool Cancel(LoadId id) override;
   absl::Status Poll(std::vector<LoadCompletion>* done, bool block) override;
-  size_t outstanding() const override { return loads_.size(); }
+  size_t outstanding() const override;
+  // Wall time during which a read or a copy was in flight, ns.
+  uint64_t busy_ns() const;
+  const TierLoaderOptions& options() const { return opt_; }
 
  private:
   struct Load {
     LoadRequest req;
     uint64_t bytes = 0;
-    int stage = 0;        // 0 queued for read, 1 reading, 2 queued for copy, 3 copying
+    LoadStage stage = LoadStage::kQueuedRead;
     int staging = -1;     // NVMe staging buffer
     int copy = -1;        // index into copies_ while copying
   };
@@ -111,25 +147,42 @@ class TierLoader final : public ExpertLoader {
   TierLoader(kernels::Backend* backend, TierSource source, const TierLoaderOptions& o)
       : backend_(backend), source_(std::move(source)), opt_(o) {}
   absl::Status Init();
-  void QueueFor(int stage, LoadId id, bool prefetch);
-  absl::Status Pump();                      // submit reads and copies that can start
-  absl::Status ReapReads(bool wait, std::vector<LoadCompletion>* done);
-  absl::Status ReapCopies(bool block, std::vector<LoadCompletion>* done);
-  void Fail(LoadId id, absl::Status s, std::vector<LoadCompletion>* done);
+  void ReadLoop();
+  void CopyLoop();
+  void Queue(LoadStage stage, LoadId id, bool prefetch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Finishes a load: its completion is queued for Poll, its staging buffer
+  // freed, the engine woken.
+  void Finish(LoadId id, absl::Status s, uint64_t link_bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Busy-time accounting: a load entered or left the reading/copying stages.
+  void BeginMoving() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  void EndMoving() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  uint64_t NowNs() const;
 
   kernels::Backend* backend_;
   TierSource source_;
   TierLoaderOptions opt_;
   std::unique_ptr<kernels::Stream> stream_;
-  std::vector<Copy> copies_;
-  std::deque<LoadId> copy_order_;            // copies in flight, issue order
-  std::vector<uint8_t*> staging_;
-  std::vector<int> free_staging_;
-  std::deque<LoadId> read_demand_, read_prefetch_;  // stage 0
-  std::deque<LoadId> copy_demand_, copy_prefetch_;  // stage 2
-  absl::flat_hash_map<LoadId, Load> loads_;
-  std::vector<io::ExpertReadCompletion> read_done_;
-  std::vector<LoadCompletion> failed_;       // failures found while pumping
+  std::vector<uint8_t*> staging_;  // fixed after Init
+
+  mutable absl::Mutex mu_;
+  absl::CondVar read_cv_;   // read thread: a read queued, a staging buffer freed, stop
+  absl::CondVar copy_cv_;   // copy thread: a copy queued, stop
+  absl::CondVar done_cv_;   // engine: a load finished
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  absl::flat_hash_map<LoadId, Load> loads_ ABSL_GUARDED_BY(mu_);
+  std::deque<LoadId> read_demand_ ABSL_GUARDED_BY(mu_), read_prefetch_ ABSL_GUARDED_BY(mu_);
+  std::deque<LoadId> copy_demand_ ABSL_GUARDED_BY(mu_), copy_prefetch_ ABSL_GUARDED_BY(mu_);
+  std::vector<int> free_staging_ ABSL_GUARDED_BY(mu_);
+  std::vector<Copy> copies_ ABSL_GUARDED_BY(mu_);
+  std::deque<LoadId> copy_order_ ABSL_GUARDED_BY(mu_);  // copies in flight, issue order
+  int reads_in_flight_ ABSL_GUARDED_BY(mu_) = 0;
+  std::vector<LoadCompletion> finished_ ABSL_GUARDED_BY(mu_);
+  int moving_ ABSL_GUARDED_BY(mu_) = 0;            // loads reading or copying
+  uint64_t moving_since_ns_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t busy_ns_ ABSL_GUARDED_BY(mu_) = 0;
+
+  std::thread read_thread_;
+  std::thread copy_thread_;
 };
 
 }  // namespace moestream::cache

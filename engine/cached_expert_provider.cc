@@ -44,7 +44,21 @@ absl::Status OffloadOptions::Validate() const {
   if (slots < 0) return absl::InvalidArgumentError("slots must be >= 0");
   if (!(host_gbps > 0)) return absl::InvalidArgumentError("host_gbps must be > 0");
   MOESTREAM_RETURN_IF_ERROR(reader.Validate());
-  return loader.Validate();
+  cache::TierLoaderOptions l = ResolveLoaderOptions(*this, 1);
+  return l.Validate();
+}
+
+cache::TierLoaderOptions ResolveLoaderOptions(const OffloadOptions& o, int64_t top_k) {
+  cache::TierLoaderOptions l = o.loader;
+  const int def = int(std::clamp<int64_t>(2 * top_k, 4, 32));
+  if (l.staging_buffers == 0) l.staging_buffers = def;
+  if (l.reads_in_flight_max == 0) l.reads_in_flight_max = def;
+  if (l.copies_in_flight_max == 0) l.copies_in_flight_max = std::min(def, 16);
+  // Slot memory is host memory and no link is modelled: the read is the
+  // transfer; a staging buffer and a copy would only repeat it.
+  if (o.backend_kind == "cpu" && o.link == "none") l.read_into_slot = true;
+  if (!l.read_into_slot) l.reads_in_flight_max = std::min(l.reads_in_flight_max, l.staging_buffers);
+  return l;
 }
 
 namespace {
@@ -142,7 +156,8 @@ absl::StatusOr<model::MemoryPlan> PlanOffloadUnchecked(const io::GgufFile& file,
   for (auto& part : {CachedExpertProvider::PlanBuffers(c, po.n_batch, o), Engine::PlanBuffers(c, eo)}) {
     po.device_fixed.insert(po.device_fixed.end(), part.begin(), part.end());
   }
-  po.staging_buffers = o.loader.staging_buffers;
+  const cache::TierLoaderOptions lo = ResolveLoaderOptions(o, c.n_expert_used);
+  po.staging_buffers = lo.read_into_slot ? 0 : lo.staging_buffers;
   // The reader stages through pinned memory it takes from the budget; a
   // test's reader factory brings its own.
   po.reader_ring_bytes = o.open_reader ? 0 : uint64_t(o.reader.queue_depth) * o.reader.block_bytes;
@@ -156,7 +171,9 @@ absl::StatusOr<std::unique_ptr<CachedExpertProvider>> CachedExpertProvider::Crea
     const model::ModelWeights& w, int64_t n_batch, const OffloadOptions& o) {
   MOESTREAM_RETURN_IF_ERROR(o.Validate());
   if (!c.is_moe()) return absl::InvalidArgumentError("offloading needs a model with routed experts");
-  std::unique_ptr<CachedExpertProvider> p(new CachedExpertProvider(backend, c, w, o));
+  OffloadOptions resolved = o;
+  resolved.backend_kind = std::string(backend.name());
+  std::unique_ptr<CachedExpertProvider> p(new CachedExpertProvider(backend, c, w, resolved));
   MOESTREAM_RETURN_IF_ERROR(p->Init(file, n_batch));
   return p;
 }
@@ -230,7 +247,8 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
   MOESTREAM_ASSIGN_OR_RETURN(policy_, policies::CreateEvictionPolicy(opt_.cache_policy, env));
   cache::TierSource src = tier_ == "host" ? cache::TierSource::Host(*host_)
                                           : cache::TierSource::Nvme(*reader_);
-  MOESTREAM_ASSIGN_OR_RETURN(loader_, cache::TierLoader::Create(&backend_, src, opt_.loader));
+  MOESTREAM_ASSIGN_OR_RETURN(
+      loader_, cache::TierLoader::Create(&backend_, src, ResolveLoaderOptions(opt_, c_.n_expert_used)));
 
   // Workspaces before the slots: the slots take what the plan gives them.
   MOESTREAM_ASSIGN_OR_RETURN(runner_, ExpertFfnRunner::Create(backend_, c_, n_batch));

@@ -111,8 +111,16 @@ struct OffloadOptions {
   // Host memory bandwidth for host compute in the kAuto cost model, GB/s.
   double host_gbps = 20.0;
   // NVMe reader (kind, depth, block size, O_DIRECT) and loader options.
+  // Loader counts of 0 take defaults from the model: staging buffers, reads
+  // and copies in flight = twice the experts a token uses, within [4, 32].
   io::ReaderOptions reader;
-  cache::TierLoaderOptions loader;
+  cache::TierLoaderOptions loader{.copies_in_flight_max = 0, .staging_buffers = 0,
+                                  .reads_in_flight_max = 0, .read_into_slot = false};
+  // The backend the provider will run on ("cpu" or "cuda"): on the CPU
+  // backend with no modelled link (link "none") an NVMe read lands in its
+  // slot directly (no staging buffer, no copy). Create() takes it from the
+  // backend; set it for planning ahead.
+  std::string backend_kind = "cpu";
   // Test seam; null = io::OpenExpertReader.
   ExpertReaderFactory open_reader;
   // Host tier load progress on stderr.
@@ -128,6 +136,9 @@ struct OffloadOptions {
 // before loading.
 absl::StatusOr<model::MemoryPlan> PlanOffload(const io::GgufFile& file, const OffloadOptions& o,
                                               int64_t n_batch);
+// The loader options `o` resolves to for a model whose tokens use `top_k`
+// experts (defaults for counts of 0, read_into_slot where it applies).
+cache::TierLoaderOptions ResolveLoaderOptions(const OffloadOptions& o, int64_t top_k);
 // The same plan whether it fits or not (`moestream plan` prints both).
 absl::StatusOr<model::MemoryPlan> PlanOffloadUnchecked(const io::GgufFile& file,
                                                        const OffloadOptions& o, int64_t n_batch);

@@ -64,7 +64,7 @@ absl::Status PlanOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--experts-on '", experts_on, "' is not one of auto, host, nvme, mmap"));
   }
-  if (staging_buffers < 1) return absl::InvalidArgumentError("staging buffers must be >= 1");
+  if (staging_buffers < 0) return absl::InvalidArgumentError("staging buffers must be >= 0");
   return absl::OkStatus();
 }
 
@@ -191,8 +191,10 @@ absl::StatusOr<MemoryPlan> PlanMemory(const io::GgufFile& f, const PlanOptions& 
       p.host.push_back(
           {"host expert cache slot", p.max_blob_bytes, p.host_cache_slots, MemoryUse::kHostCache});
     }
-    p.host.push_back(
-        {"expert staging buffer", p.max_blob_bytes, uint64_t(o.staging_buffers), MemoryUse::kStaging});
+    if (o.staging_buffers > 0) {
+      p.host.push_back({"expert staging buffer", p.max_blob_bytes, uint64_t(o.staging_buffers),
+                        MemoryUse::kStaging});
+    }
   }
   p.host_bytes = p.host_total();
   p.fits = true;

@@ -87,7 +87,7 @@ struct PlanOptions {
   // (engine::PlanRun fills it).
   std::vector<PlannedBuffer> device_fixed;
   // NVMe tier: pinned staging buffers of one expert blob each (the
-  // loader's), and the reader's ring (queue depth x block size) when the
+  // loader's; 0 when reads land in the slots), and the reader's ring (queue depth x block size) when the
   // reader stages through pinned memory.
   int staging_buffers = 8;
   uint64_t reader_ring_bytes = 0;
