@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
+#include "trace/csv.h"
 
 namespace moestream::trace {
 namespace {
@@ -284,8 +285,9 @@ absl::Status WriteTraceCsv(const Trace& t, const std::string& path) {
     auto w = t.Weights(c);
     int id = c.layer < t.shape.layer_ids.size() ? t.shape.layer_ids[c.layer] : c.layer;
     for (size_t i = 0; i < e.size(); ++i) {
-      absl::StrAppendFormat(&out, "%u,%u,%u,%s,%u,%d,%u,%u,%.6g\n", c.seq, c.step, c.pos,
-                            PhaseName(c.phase), c.layer, id, unsigned(i), e[i], w[i]);
+      out += CsvRow({absl::StrCat(c.seq), absl::StrCat(c.step), absl::StrCat(c.pos),
+                     PhaseName(c.phase), absl::StrCat(c.layer), absl::StrCat(id),
+                     absl::StrCat(i), absl::StrCat(e[i]), absl::StrFormat("%.6g", w[i])});
     }
   }
   return WriteFileAtomically(path, out);
