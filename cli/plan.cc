@@ -13,57 +13,52 @@
 #include "base/status_macros.h"
 #include "io/gguf.h"
 #include "cli/command.h"
-#include "cli/flags.h"
 #include "model/memory_planner.h"
 
 namespace moestream::cli {
 namespace {
 
-absl::Status Plan(const std::vector<std::string>& args, bool* printed_help) {
-  FlagParser p("plan");
-  std::string model, kv_type = "f16";
-  model::PlanOptions o;
-  int64_t ctx = 0;
-  bool json = false;
-  p.String("model", 'm', "MODEL", "GGUF file (only its header is read)", &model);
-  p.Bytes("device-budget", "BYTES", "device memory budget, e.g. 24G", &o.device_budget_bytes);
-  p.Bytes("host-budget", "BYTES", "pinned host memory budget, e.g. 64G", &o.host_budget_bytes);
-  p.Int("ctx", 0, "N", "context length for the KV cache (default: training context, max 4096)",
-        &ctx);
-  p.String("kv-type", 0, "TYPE", "KV cache type: f16 or f32", &kv_type);
-  p.String("experts-on", 0, "TIER", "routed experts on auto|host|nvme", &o.experts_on);
-  p.Bool("json", "print the plan as one JSON object", &json);
-  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
-  if (p.help_requested()) {
-    std::fputs(p.Usage().c_str(), stdout);
-    *printed_help = true;
+class PlanCommand : public Command {
+ public:
+  void Register(CLI::App& app) override {
+    app.add_option("-m,--model", model_, "GGUF file (only its header is read)");
+    AddByteSizeOption(app, "--device-budget", &options_.device_budget_bytes,
+                      "device memory budget, e.g. 24G");
+    AddByteSizeOption(app, "--host-budget", &options_.host_budget_bytes,
+                      "pinned host memory budget, e.g. 64G");
+    app.add_option("--ctx", options_.n_ctx,
+                   "context length for the KV cache; 0 = training context, at most 4096");
+    app.add_option("--kv-type", kv_type_, "KV cache type: f16 or f32");
+    app.add_option("--experts-on", options_.experts_on, "routed experts on auto, host or nvme");
+    app.add_flag("--json", json_, "print the plan as one JSON object");
+  }
+
+  absl::Status Run() override {
+    if (model_.empty()) return absl::InvalidArgumentError("--model (-m) is required");
+    if (kv_type_ == "f16") {
+      options_.kv_type = GgmlType::kF16;
+    } else if (kv_type_ == "f32") {
+      options_.kv_type = GgmlType::kF32;
+    } else {
+      return absl::InvalidArgumentError("--kv-type must be f16 or f32, got '" + kv_type_ + "'");
+    }
+    MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile f, io::GgufFile::Open(model_));
+    MOESTREAM_ASSIGN_OR_RETURN(model::MemoryPlan plan, model::PlanMemory(f, options_));
+    const std::string out = json_ ? plan.Json() + "\n" : plan.Text();
+    std::fputs(out.c_str(), stdout);
+    if (!plan.fits) return absl::ResourceExhaustedError(model_ + ": " + plan.message);
     return absl::OkStatus();
   }
-  if (model.empty()) return absl::InvalidArgumentError("--model (-m) is required");
-  if (kv_type == "f16") {
-    o.kv_type = GgmlType::kF16;
-  } else if (kv_type == "f32") {
-    o.kv_type = GgmlType::kF32;
-  } else {
-    return absl::InvalidArgumentError("--kv-type must be f16 or f32, got '" + kv_type + "'");
-  }
-  o.n_ctx = ctx;
-  MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile f, io::GgufFile::Open(model));
-  MOESTREAM_ASSIGN_OR_RETURN(model::MemoryPlan plan, model::PlanMemory(f, o));
-  std::string out = json ? plan.Json() + "\n" : plan.Text();
-  std::fputs(out.c_str(), stdout);
-  if (!plan.fits) return absl::ResourceExhaustedError(model + ": " + plan.message);
-  return absl::OkStatus();
-}
 
-int RunPlan(std::vector<std::string> args) {
-  bool help = false;
-  absl::Status s = Plan(args, &help);
-  return s.ok() ? 0 : ReportError("plan", s);
-}
+ private:
+  std::string model_;
+  std::string kv_type_ = "f16";
+  model::PlanOptions options_;
+  bool json_ = false;
+};
 
 }  // namespace
 
-MOESTREAM_REGISTER_COMMAND(plan, "memory plan for a model and budgets (header only)", RunPlan);
+MOESTREAM_REGISTER_COMMAND(plan, "memory plan for a model and budgets (header only)", PlanCommand);
 
 }  // namespace moestream::cli
