@@ -1,7 +1,7 @@
 // `moestream pack MODEL -o STORE`: writes the packed expert store (format in
 // io/expert_store.h): every routed expert's gate, up and down matrices in one
 // 4 KiB-aligned, checksummed blob, so `--experts-on nvme --store STORE` reads
-// each expert with aligned reads. Written to STORE.tmp.<pid> and renamed.
+// each expert with aligned reads. Written through an AtomicFile (io/).
 //
 //   moestream pack m.gguf -o m.experts
 //   moestream pack m.gguf -o m.experts --reader pread --queue-depth 16 --block-size 1M

@@ -11,8 +11,6 @@
 // summary and its JSON add the expert cache's figures over the whole run
 // (OffloadReport: hit_rate, prefetch_precision, prefetch_recall, link_bytes,
 // tier_bytes, stall_ms, overlap_efficiency, budgets and high-water marks).
-#include <unistd.h>
-
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -20,8 +18,8 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "base/atomic_file.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "cli/command.h"
@@ -49,34 +47,24 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
   return ids;
 }
 
-// Logits of every processed position, written to FILE via a temporary that
-// is renamed into place (with FILE.json) only when the run completes.
+// Logits of every processed position, written to FILE through an
+// AtomicFile: FILE (and then FILE.json) appear only when the run completes.
 class LogitsDump {
  public:
   absl::Status Open(const std::string& path) {
-    path_ = path;
-    tmp_ = absl::StrCat(path, ".tmp.", ::getpid());
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (f_ == nullptr) return absl::PermissionDeniedError(absl::StrCat("--dump-logits: cannot write ", tmp_));
+    absl::StatusOr<AtomicFile> f = AtomicFile::Create(path);
+    if (!f.ok()) return Prefixed(f.status());
+    file_.emplace(*std::move(f));
     return absl::OkStatus();
   }
-  ~LogitsDump() {
-    if (f_ != nullptr) {
-      std::fclose(f_);
-      std::remove(tmp_.c_str());
-    }
-  }
   absl::Status Append(std::span<const float> logits, int64_t rows) {
-    if (std::fwrite(logits.data(), sizeof(float), logits.size(), f_) != logits.size()) {
-      return absl::DataLossError(absl::StrCat("--dump-logits: short write to ", tmp_));
-    }
+    const std::string_view bytes(reinterpret_cast<const char*>(logits.data()),
+                                 logits.size() * sizeof(float));
+    MOESTREAM_RETURN_IF_ERROR(Prefixed(file_->Write(bytes)));
     rows_ += rows;
     return absl::OkStatus();
   }
   absl::Status Finish(int64_t n_vocab, int64_t n_prompt) {
-    const bool ok = std::fclose(f_) == 0;
-    f_ = nullptr;
-    if (!ok) return absl::DataLossError(absl::StrCat("--dump-logits: cannot finish ", tmp_));
     nlohmann::ordered_json meta;
     meta["dtype"] = "float32";
     meta["endian"] = "little";
@@ -84,23 +72,17 @@ class LogitsDump {
     meta["shape"] = {rows_, n_vocab};
     meta["prompt_positions"] = n_prompt;
     meta["generated_positions"] = rows_ - n_prompt;
-    const std::string json = meta.dump() + "\n";
-    const std::string json_tmp = tmp_ + ".json";
-    FILE* j = std::fopen(json_tmp.c_str(), "w");
-    if (j == nullptr || std::fputs(json.c_str(), j) < 0 || std::fclose(j) != 0) {
-      std::remove(tmp_.c_str());
-      return absl::DataLossError(absl::StrCat("--dump-logits: cannot write ", json_tmp));
-    }
-    if (std::rename(tmp_.c_str(), path_.c_str()) != 0 ||
-        std::rename(json_tmp.c_str(), (path_ + ".json").c_str()) != 0) {
-      return absl::DataLossError(absl::StrCat("--dump-logits: cannot rename into ", path_));
-    }
-    return absl::OkStatus();
+    MOESTREAM_RETURN_IF_ERROR(Prefixed(file_->Commit()));
+    return Prefixed(WriteFileAtomically(file_->path() + ".json", meta.dump() + "\n"));
   }
 
  private:
-  std::string path_, tmp_;
-  FILE* f_ = nullptr;
+  static absl::Status Prefixed(const absl::Status& s) {
+    if (s.ok()) return s;
+    return absl::Status(s.code(), absl::StrCat("--dump-logits: ", s.message()));
+  }
+
+  std::optional<AtomicFile> file_;
   int64_t rows_ = 0;
 };
 

@@ -8,18 +8,16 @@
 // --policy, --predictor and --trace repeat, one whole spec each; the list
 // flags --policies and --predictors split with trace::SplitSpecList, so a
 // spec's own options may follow commas there too.
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "base/atomic_file.h"
 #include "base/status_macros.h"
 #include "cli/command.h"
 #include "trace/sweep.h"
@@ -64,10 +62,7 @@ absl::Status Plot(const std::string& dir, const std::vector<std::string>& labels
       }
     }
     const std::string base = absl::StrCat(dir, "/", labels[t]);
-    FILE* f = std::fopen((base + ".dat").c_str(), "w");
-    if (f == nullptr || std::fputs(data.c_str(), f) < 0 || std::fclose(f) != 0) {
-      return absl::PermissionDeniedError(absl::StrCat("--plot: cannot write ", base, ".dat"));
-    }
+    MOESTREAM_RETURN_IF_ERROR(WriteFileAtomically(base + ".dat", data));
     const std::string cmd = absl::StrCat(
         "gnuplot -e \"n=", blocks, "; datafile='", base, ".dat'; title='", labels[t], " (",
         predictor, ")'; out_hit='", base, "_hit_rate.png'; out_stall='", base, "_stall.png'\" ",
@@ -129,13 +124,8 @@ class SweepCommand : public Command {
     }
     MOESTREAM_ASSIGN_OR_RETURN(std::vector<trace::SweepRun> runs,
                                trace::RunSweep(traces, options_));
-    const std::string tmp = absl::StrCat(out_, ".tmp.", ::getpid());
-    {
-      std::ofstream f(tmp);
-      f << trace::SweepCsv(labels, runs, options_.base.per_layer);
-      if (!f.good()) return absl::PermissionDeniedError(absl::StrCat("cannot write '", out_, "'"));
-    }
-    std::filesystem::rename(tmp, out_);
+    MOESTREAM_RETURN_IF_ERROR(
+        WriteFileAtomically(out_, trace::SweepCsv(labels, runs, options_.base.per_layer)));
     std::printf("sweep: %zu replays over %zu traces on %d threads -> %s\n", runs.size(),
                 traces.size(), trace::SweepThreads(options_), out_.c_str());
     if (!plot_dir_.empty()) {

@@ -1,5 +1,7 @@
 #include "trace/sweep.h"
 
+#include <algorithm>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -119,6 +121,18 @@ TEST(SweepCli, RepeatablePolicyWithCommasAndListFlags) {
                           " --policy lru --policies lfu -o " + out);
   EXPECT_EQ(r.exit_code, 2);
   EXPECT_THAT(r.err, HasSubstr("--policies"));
+  // The CSV goes through an atomic writer: a directory in the way is refused
+  // and nothing is left beside it.
+  const std::string in_the_way = dir.Path("taken");
+  std::filesystem::create_directory(in_the_way);
+  r = testing::RunCommand(testing::MoestreamBin() + " sweep --trace " + dir.Path("t.mstrace") +
+                          " --policy lru --capacities 2 -o " + in_the_way);
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_THAT(r.err, HasSubstr(in_the_way));
+  EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << r.err;
+  for (const auto& e : std::filesystem::directory_iterator(dir.path())) {
+    EXPECT_EQ(e.path().filename().string().find(".tmp."), std::string::npos) << e.path();
+  }
 }
 
 }  // namespace
