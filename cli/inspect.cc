@@ -17,6 +17,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/bytes.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/gguf.h"
@@ -54,13 +55,6 @@ nlohmann::ordered_json JsonValue(const io::GgufValue& v) {
       if (!std::isfinite(v.raw_float())) return nullptr;  // JSON has no NaN or infinity
       return v.raw_float();
   }
-}
-
-std::string HumanBytes(uint64_t b) {
-  if (b >= (uint64_t{1} << 30)) return absl::StrFormat("%.2f GiB", b / double(uint64_t{1} << 30));
-  if (b >= (uint64_t{1} << 20)) return absl::StrFormat("%.2f MiB", b / double(1 << 20));
-  if (b >= 1024) return absl::StrFormat("%.1f KiB", b / 1024.0);
-  return absl::StrCat(b, " B");
 }
 
 std::string HumanCount(uint64_t n) {
@@ -112,7 +106,7 @@ void PrintJson(const io::GgufFile& f, const ModelInfo& info) {
 void PrintHuman(const io::GgufFile& f, const ModelInfo& info) {
   std::printf("file:  %s\n", f.path().c_str());
   std::printf("gguf:  v%u, %s, %zu tensors, %zu metadata keys, alignment %u, data at %llu\n",
-              f.version(), HumanBytes(f.file_size()).c_str(), f.tensors().size(),
+              f.version(), FormatBytes(f.file_size()).c_str(), f.tensors().size(),
               f.metadata().size(), f.alignment(),
               static_cast<unsigned long long>(f.data_offset()));
   std::printf("arch:  %s%s%s\n", info.arch.empty() ? "(none)" : info.arch.c_str(),
@@ -132,7 +126,7 @@ void PrintHuman(const io::GgufFile& f, const ModelInfo& info) {
     for (const io::GgufTensorInfo& t : f.tensors()) {
       std::printf("  %-*s  %-7.*s  %-22s %12s  %14llu%s\n", int(name_w), t.name.c_str(),
                   int(GgmlTypeName(t.type).size()), GgmlTypeName(t.type).data(),
-                  t.ShapeString().c_str(), HumanBytes(t.size_bytes).c_str(),
+                  t.ShapeString().c_str(), FormatBytes(t.size_bytes).c_str(),
                   static_cast<unsigned long long>(t.file_offset),
                   model::RoutedExpertLayer(t.name) ? "  (routed)" : "");
     }
@@ -148,13 +142,13 @@ void PrintHuman(const io::GgufFile& f, const ModelInfo& info) {
                 static_cast<unsigned long long>(info.n_expert));
   }
   std::printf("resident:        %s (everything but routed experts)\n",
-              HumanBytes(info.resident_bytes).c_str());
+              FormatBytes(info.resident_bytes).c_str());
   if (info.n_expert != 0) {
-    std::printf("routed experts:  %s in %llu layers\n", HumanBytes(info.expert_bytes).c_str(),
+    std::printf("routed experts:  %s in %llu layers\n", FormatBytes(info.expert_bytes).c_str(),
                 static_cast<unsigned long long>(info.n_moe_layers));
-    std::printf("  per layer:     %s\n", HumanBytes(info.expert_bytes_per_layer).c_str());
+    std::printf("  per layer:     %s\n", FormatBytes(info.expert_bytes_per_layer).c_str());
     std::printf("  per expert:    %s (gate+up+down of one layer)\n",
-                HumanBytes(info.bytes_per_expert).c_str());
+                FormatBytes(info.bytes_per_expert).c_str());
   }
 }
 
@@ -162,7 +156,7 @@ class InspectCommand : public Command {
  public:
   void Register(CLI::App& app) override {
     app.add_flag("--json", json_, "print one JSON object instead of the report");
-    app.add_option("model", models_, "GGUF file");
+    app.add_option("model", models_, "GGUF file")->default_str("");
   }
 
   absl::Status Run() override {

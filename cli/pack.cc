@@ -61,7 +61,7 @@ absl::Status VerifyStore(const std::string& path, const io::ReaderOptions& ro) {
 class PackCommand : public Command {
  public:
   void Register(CLI::App& app) override {
-    app.add_option("model", models_, "GGUF model whose routed experts to pack");
+    app.add_option("model", models_, "GGUF model whose routed experts to pack")->default_str("");
     app.add_option("-o,--output", out_, "store file to write (required)");
     app.add_option("--reader", reader_, "how to read MODEL: auto, uring or pread");
     app.add_option("--queue-depth", depth_, "reads in flight");

@@ -78,14 +78,21 @@ class SweepCommand : public Command {
  public:
   void Register(CLI::App& app) override {
     app_ = &app;
-    app.add_option("-t,--trace", trace_paths_, "trace file or directory (repeatable)")->take_all();
-    app.add_option("--policy", policies_, "eviction policy spec (repeatable)")->take_all();
+    // The repeatable flags start empty; an empty default says nothing in --help.
+    app.add_option("-t,--trace", trace_paths_, "trace file or directory (repeatable)")
+        ->take_all()
+        ->default_str("");
+    app.add_option("--policy", policies_, "eviction policy spec (repeatable; default: --policies)")
+        ->take_all()
+        ->default_str("");
     app.add_option("--policies", policies_list_,
                    "comma-separated policy specs (options of a spec may follow commas)");
     app.add_option("--capacities", capacities_list_,
                    "comma-separated capacities per layer (N or N%)");
-    app.add_option("--predictor", predictors_, "prefetch predictor spec (repeatable)")
-        ->take_all();
+    app.add_option("--predictor", predictors_,
+                   "prefetch predictor spec (repeatable; default: --predictors)")
+        ->take_all()
+        ->default_str("");
     app.add_option("--predictors", predictors_list_, "comma-separated predictor specs");
     app.add_option("-o,--output", out_, "CSV to write");
     app.add_option("--plot", plot_dir_, "write PNG plots per trace with gnuplot into DIR");

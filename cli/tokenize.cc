@@ -56,7 +56,8 @@ class TokenizeCommand : public Command {
     app.add_flag("--no-bos", no_bos_, "do not add BOS/EOS even where the vocabulary asks for them");
     app.add_flag("--parse-special", parse_special_,
                  "turn control-token text (e.g. <|im_start|>) into its id");
-    app.add_option("text", text_, "text to tokenize (after -- it may start with -)");
+    app.add_option("text", text_, "text to tokenize (after -- it may start with -)")
+        ->default_str("");
   }
 
   absl::Status Run() override {
