@@ -22,15 +22,17 @@
 #include <cstdlib>
 #include <cstring>
 #include <memory>
+#include <optional>
 #include <random>
 #include <string>
 #include <vector>
 
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "base/status_macros.h"
+#include "cli/command.h"
 #include "io/expert_tier.h"
 #include "io/uring_reader.h"
+#include "nlohmann/json.hpp"
 
 namespace moestream {
 namespace {
@@ -46,49 +48,21 @@ struct Args {
   int64_t passes = 2;
   bool json = false;
   bool checksum = false;
-  bool help = false;
+
+  void Register(CLI::App& app) {
+    app.add_option("--file", file, "the synthetic expert file (created when missing or short)");
+    cli::AddByteSizeOption(app, "--size", &size, "bytes of the file to read");
+    cli::AddByteSizeOption(app, "--block-size", &block, "largest single read");
+    app.add_option("--queue-depth", depth, "reads in flight");
+    cli::AddByteSizeOption(app, "--expert-size", &expert, "bytes per expert, a multiple of 4096");
+    app.add_option("--layout", layout,
+                   "store (one aligned blob per expert) or gguf (three unaligned ranges)");
+    app.add_option("--reader", reader, "uring, pread or auto");
+    app.add_option("--passes", passes, "reads of the whole file");
+    app.add_flag("--checksum", checksum, "verify each expert's checksum as it is read");
+    app.add_flag("--json", json, "print one JSON object");
+  }
 };
-
-// "4G", "512M", "64K", "4096" -> bytes (powers of 1024).
-bool ParseBytes(const std::string& t, uint64_t* out) {
-  if (t.empty()) return false;
-  uint64_t mult = 1;
-  std::string num = t;
-  switch (t.back()) {
-    case 'K': case 'k': mult = 1ull << 10; break;
-    case 'M': case 'm': mult = 1ull << 20; break;
-    case 'G': case 'g': mult = 1ull << 30; break;
-    default: break;
-  }
-  if (mult != 1) num.pop_back();
-  uint64_t v = 0;
-  if (!absl::SimpleAtoi(num, &v)) return false;
-  *out = v * mult;
-  return true;
-}
-
-absl::Status ParseArgs(int argc, char** argv, Args* a) {
-  for (int i = 1; i < argc; ++i) {
-    std::string f = argv[i];
-    if (f == "--json") { a->json = true; continue; }
-    if (f == "--checksum") { a->checksum = true; continue; }
-    if (f == "--help" || f == "-h") { a->help = true; continue; }
-    if (i + 1 >= argc) return absl::InvalidArgumentError(absl::StrCat(f, ": missing value or unknown flag"));
-    std::string v = argv[++i];
-    bool ok = true;
-    if (f == "--file") a->file = v;
-    else if (f == "--layout") a->layout = v;
-    else if (f == "--reader") a->reader = v;
-    else if (f == "--size") ok = ParseBytes(v, &a->size);
-    else if (f == "--block-size") ok = ParseBytes(v, &a->block);
-    else if (f == "--expert-size") ok = ParseBytes(v, &a->expert);
-    else if (f == "--queue-depth") ok = absl::SimpleAtoi(v, &a->depth);
-    else if (f == "--passes") ok = absl::SimpleAtoi(v, &a->passes);
-    else return absl::InvalidArgumentError(absl::StrCat("unknown flag ", f));
-    if (!ok) return absl::InvalidArgumentError(absl::StrCat(f, ": bad value '", v, "'"));
-  }
-  return absl::OkStatus();
-}
 
 absl::Status EnsureFile(const Args& a) {
   struct stat st;
@@ -211,34 +185,47 @@ absl::StatusOr<Result> RunFio(const Args& a) {
   size_t n;
   while ((n = std::fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
   int rc = ::pclose(p);
-  size_t read_at = out.find("\"read\" :");
-  size_t bw_at = read_at == std::string::npos ? read_at : out.find("\"bw_bytes\" :", read_at);
-  size_t rt_at = read_at == std::string::npos ? read_at : out.find("\"runtime\" :", read_at);
-  size_t io_at = read_at == std::string::npos ? read_at : out.find("\"io_bytes\" :", read_at);
-  if (rc != 0 || bw_at == std::string::npos || rt_at == std::string::npos || io_at == std::string::npos) {
+  // fio prints its JSON after any warnings: start at the first brace.
+  const size_t brace = out.find('{');
+  const nlohmann::json report = nlohmann::json::parse(
+      brace == std::string::npos ? std::string_view() : std::string_view(out).substr(brace),
+      nullptr, /*allow_exceptions=*/false);
+  const nlohmann::json* read = nullptr;
+  if (!report.is_discarded() && report.contains("jobs") && report["jobs"].is_array() &&
+      !report["jobs"].empty() && report["jobs"][0].contains("read")) {
+    read = &report["jobs"][0]["read"];
+  }
+  auto number = [&](const char* key) -> std::optional<double> {
+    if (read == nullptr || !read->contains(key) || !(*read)[key].is_number()) return std::nullopt;
+    return (*read)[key].get<double>();
+  };
+  const std::optional<double> bw = number("bw_bytes"), io = number("io_bytes"),
+                              runtime_ms = number("runtime");
+  if (rc != 0 || !bw || !io || !runtime_ms) {
     return absl::UnavailableError(absl::StrCat("fio failed (", cmd, "): ", out.substr(0, 400)));
   }
-  auto number = [&](size_t at) {
-    size_t colon = out.find(':', at);
-    return std::strtod(out.c_str() + colon + 1, nullptr);
-  };
   Result r;
   r.kind = "fio";
-  r.gbps = number(bw_at) / 1e9;
-  r.bytes = uint64_t(number(io_at));
-  r.seconds = number(rt_at) / 1e3;
+  r.gbps = *bw / 1e9;
+  r.bytes = uint64_t(*io);
+  r.seconds = *runtime_ms / 1e3;
   return r;
 }
 
 int Main(int argc, char** argv) {
   Args a;
-  absl::Status s = ParseArgs(argc, argv, &a);
-  if (s.ok() && a.help) {
-    std::printf("usage: nvme_bench [--file PATH] [--size BYTES] [--block-size BYTES] "
-                "[--queue-depth N] [--expert-size BYTES] [--layout store|gguf] "
-                "[--reader uring|pread|auto] [--passes N] [--checksum] [--json]\n");
-    return 0;
+  CLI::App app("NVMe tier throughput: moestream's reader next to fio on the same file",
+               "nvme_bench");
+  cli::ConfigureApp(app);
+  a.Register(app);
+  absl::StatusOr<cli::Parsed> parsed =
+      cli::ParseFlags(app, std::vector<std::string>(argv + 1, argv + argc));
+  if (parsed.ok() && *parsed == cli::Parsed::kHelpShown) return 0;
+  if (!parsed.ok()) {
+    std::fprintf(stderr, "nvme_bench: error: %s\n", std::string(parsed.status().message()).c_str());
+    return 2;
   }
+  absl::Status s;
   if (s.ok() && a.layout != "store" && a.layout != "gguf") {
     s = absl::InvalidArgumentError("--layout: expected store or gguf");
   }
@@ -258,12 +245,17 @@ int Main(int argc, char** argv) {
   }
   double ratio = ours->gbps / fio->gbps;
   if (a.json) {
-    std::printf(
-        "{\"file\": \"%s\", \"layout\": \"%s\", \"block_bytes\": %llu, \"queue_depth\": %lld, "
-        "\"expert_bytes\": %llu, \"reader\": \"%s\", \"moestream_gbps\": %.3f, \"fio_gbps\": %.3f, "
-        "\"ratio\": %.3f}\n",
-        a.file.c_str(), a.layout.c_str(), (unsigned long long)a.block, (long long)a.depth,
-        (unsigned long long)a.expert, ours->kind.c_str(), ours->gbps, fio->gbps, ratio);
+    nlohmann::ordered_json out;
+    out["file"] = a.file;
+    out["layout"] = a.layout;
+    out["block_bytes"] = a.block;
+    out["queue_depth"] = a.depth;
+    out["expert_bytes"] = a.expert;
+    out["reader"] = ours->kind;
+    out["moestream_gbps"] = ours->gbps;
+    out["fio_gbps"] = fio->gbps;
+    out["ratio"] = ratio;
+    std::puts(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::printf("file %s, layout %s, block %llu, queue depth %lld, expert %llu bytes\n",
                 a.file.c_str(), a.layout.c_str(), (unsigned long long)a.block, (long long)a.depth,

@@ -19,15 +19,12 @@
 #include <string>
 #include <vector>
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "cli/command.h"
 #include "cli/engine_flags.h"
-#include "cli/flags.h"
 #include "engine/sampler.h"
 #include "engine/session.h"
+#include "nlohmann/json.hpp"
 
 namespace moestream::cli {
 namespace {
@@ -39,21 +36,27 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
-absl::Status Bench(const std::vector<std::string>& args) {
-  FlagParser p("bench");
-  EngineFlags ef;
-  ef.Register(p);
-  int64_t n_prompt = 128, n_gen = 64, reps = 3;
+// The flags of `bench`, besides the engine's.
+struct BenchFlags {
+  EngineFlags engine;
+  int64_t n_prompt = 128;
+  int64_t n_gen = 64;
+  int64_t reps = 3;
   bool json = false;
-  p.Int("prompt", 0, "N", "prompt tokens prefilled as one batch (default 128)", &n_prompt);
-  p.Int("gen", 0, "N", "tokens decoded one at a time (default 64)", &n_gen);
-  p.Int("reps", 0, "N", "repetitions; medians are reported (default 3)", &reps);
-  p.Bool("json", "print the results as one JSON object on stdout", &json);
-  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
-  if (p.help_requested()) {
-    std::printf("%s", p.Usage().c_str());
-    return absl::OkStatus();
+
+  void Register(CLI::App& app) {
+    engine.Register(app);
+    app.add_option("--prompt", n_prompt, "prompt tokens prefilled as one batch");
+    app.add_option("--gen", n_gen, "tokens decoded one at a time");
+    app.add_option("--reps", reps, "repetitions; medians are reported");
+    app.add_flag("--json", json, "print the results as one JSON object on stdout");
   }
+};
+
+absl::Status Bench(const BenchFlags& flags) {
+  EngineFlags ef = flags.engine;
+  const int64_t n_prompt = flags.n_prompt, n_gen = flags.n_gen, reps = flags.reps;
+  const bool json = flags.json;
   if (n_prompt < 1) return absl::InvalidArgumentError("--prompt must be >= 1");
   if (n_gen < 0) return absl::InvalidArgumentError("--gen must be >= 0");
   if (reps < 1) return absl::InvalidArgumentError("--reps must be >= 1");
@@ -140,30 +143,28 @@ absl::Status Bench(const std::vector<std::string>& args) {
     report = MakeOffloadReport(*m, ef, *offload, decode_window, decode_window_ms);
   }
   if (json) {
-    auto list = [](const std::vector<double>& v) {
-      return absl::StrCat("[", absl::StrJoin(v, ", ", [](std::string* out, double d) {
-                            absl::StrAppendFormat(out, "%.3f", d);
-                          }), "]");
-    };
-    std::string out = absl::StrCat("{\"model\": ", JsonString(ef.model),
-                                   ", \"arch\": ", JsonString(m->config.arch),
-                                   ", \"backend\": ", JsonString(m->backend->Describe()));
-    absl::StrAppendFormat(&out,
-                          ", \"prompt_tokens\": %d, \"gen_tokens\": %d, \"reps\": %d, "
-                          "\"prefill_tok_s\": %.3f, \"decode_tok_s\": %.3f, \"ttft_ms\": %.3f, "
-                          "\"prefill_tok_per_cpu_s\": %.3f, \"decode_tok_per_cpu_s\": %.3f, "
-                          "\"threads\": %d, \"weights_bytes\": %d",
-                          n_prompt, n_gen, reps, pp, tg, tt, pp_cpu, tg_cpu, ef.threads,
-                          m->weights->device_bytes());
-    absl::StrAppend(&out, ", \"prefill_tok_s_reps\": ", list(prefill),
-                    ", \"decode_tok_s_reps\": ", list(decode));
-    absl::StrAppend(&out, ", \"offload\": ", report ? "true" : "false");
+    nlohmann::ordered_json out;
+    out["model"] = ef.model;
+    out["arch"] = m->config.arch;
+    out["backend"] = m->backend->Describe();
+    out["prompt_tokens"] = n_prompt;
+    out["gen_tokens"] = n_gen;
+    out["reps"] = reps;
+    out["prefill_tok_s"] = pp;
+    out["decode_tok_s"] = tg;
+    out["ttft_ms"] = tt;
+    out["prefill_tok_per_cpu_s"] = pp_cpu;
+    out["decode_tok_per_cpu_s"] = tg_cpu;
+    out["threads"] = ef.threads;
+    out["weights_bytes"] = m->weights->device_bytes();
+    out["prefill_tok_s_reps"] = prefill;
+    out["decode_tok_s_reps"] = decode;
+    out["offload"] = report.has_value();
     if (report) {
-      absl::StrAppend(&out, ", ", report->JsonFields(), ", \"overlap_efficiency_reps\": ",
-                      list(overlap));
+      report->AddJsonFields(out);
+      out["overlap_efficiency_reps"] = overlap;
     }
-    absl::StrAppend(&out, "}\n");
-    std::fputs(out.c_str(), stdout);
+    std::puts(out.dump().c_str());
   } else {
     std::printf("%s\nprefill %lld tokens: %.1f tok/s (%.1f tok/cpu-s)   decode %lld tokens: "
                 "%.1f tok/s (%.1f tok/cpu-s)   (median of %lld; ttft %.1f ms)\n",
@@ -174,13 +175,18 @@ absl::Status Bench(const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
-int BenchCommand(std::vector<std::string> args) {
-  absl::Status s = Bench(args);
-  return s.ok() ? 0 : ReportError("bench", s);
-}
+class BenchCommand : public Command {
+ public:
+  void Register(CLI::App& app) override { flags_.Register(app); }
+  absl::Status Run() override { return Bench(flags_); }
+
+ private:
+  BenchFlags flags_;
+};
 
 }  // namespace
-}  // namespace moestream::cli
 
 MOESTREAM_REGISTER_COMMAND(bench, "prefill and decode tok/s of a model (median of repetitions)",
-                           moestream::cli::BenchCommand);
+                           BenchCommand);
+
+}  // namespace moestream::cli

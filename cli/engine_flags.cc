@@ -5,41 +5,36 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/bytes.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
-#include "model/memory_planner.h"
+#include "cli/command.h"
 
 namespace moestream::cli {
 
-void EngineFlags::Register(FlagParser& p) {
-  p.String("model", 'm', "MODEL", "GGUF model file (required)", &model);
-  p.String("backend", 0, "cpu|cuda|auto", "compute backend (default auto)", &backend);
-  p.Int("threads", 't', "N", "compute threads of the cpu backend (default: one per core)",
-        &threads);
-  p.String("kv-type", 0, "f32|f16", "KV cache element type (default f32)", &kv_type);
-  p.Int("ctx", 0, "N", "KV cache positions (default: the model's context, at most 4096)", &ctx);
-  p.Int("batch", 0, "N", "most tokens per forward chunk (default 512)", &batch);
-  p.String("isa", 0, "auto|scalar|avx2|avx512", "cpu kernel ISA (default auto)", &isa);
-  p.Bytes("device-budget", "SIZE",
-          "device memory budget (e.g. 256M); offloads the routed experts through an expert cache",
-          &device_budget);
-  p.Bytes("host-budget", "SIZE", "pinned host memory budget (default unlimited)", &host_budget);
-  p.String("experts-on", 0, "host|nvme|auto",
-           "tier of the routed experts when offloading (default auto: host when they fit)",
-           &experts_on);
-  p.String("store", 0, "FILE", "read experts from a packed store (moestream pack) of the model",
-           &store);
-  p.String("link", 0, "PROFILE",
-           "cpu backend link: pcie3x16|pcie4x16|pcie5x16|none|custom:GBPS:US (default none)",
-           &link);
-  p.String("cache-policy", 0, "SPEC", "expert cache eviction policy (default lru)",
-           &cache_policy);
-  p.String("prefetch", 0, "none|gate", "prefetch the next layer's experts (default gate)",
-           &prefetch);
-  p.String("miss-policy", 0, "copy|host|auto",
-           "a missing expert is copied to the device, computed on the host, or chosen by cost "
-           "(default copy)",
-           &miss_policy);
+void EngineFlags::Register(CLI::App& app) {
+  app.add_option("-m,--model", model, "GGUF model file (required)");
+  app.add_option("--backend", backend, "compute backend: cpu, cuda or auto");
+  app.add_option("-t,--threads", threads, "compute threads of the cpu backend; 0 = one per core");
+  app.add_option("--kv-type", kv_type, "KV cache element type: f32 or f16");
+  app.add_option("--ctx", ctx, "KV cache positions; 0 = the model's context, at most 4096");
+  app.add_option("--batch", batch, "most tokens per forward chunk");
+  app.add_option("--isa", isa, "cpu kernel ISA: auto, scalar, avx2 or avx512");
+  AddByteSizeOption(app, "--device-budget", &device_budget,
+                    "device memory budget (e.g. 256M); offloads the routed experts through an "
+                    "expert cache; 0 = no offloading");
+  AddByteSizeOption(app, "--host-budget", &host_budget, "pinned host memory budget; 0 = unlimited");
+  app.add_option("--experts-on", experts_on,
+                 "tier of the routed experts when offloading: host, nvme or auto (empty = auto: "
+                 "host when they fit)");
+  app.add_option("--store", store, "read experts from a packed store (moestream pack) of the model");
+  app.add_option("--link", link,
+                 "cpu backend link: pcie3x16, pcie4x16, pcie5x16, none or custom:GBPS:US");
+  app.add_option("--cache-policy", cache_policy, "expert cache eviction policy SPEC");
+  app.add_option("--prefetch", prefetch, "prefetch the next layer's experts: none or gate");
+  app.add_option("--miss-policy", miss_policy,
+                 "a missing expert is copied to the device (copy), computed on the host (host), "
+                 "or chosen by cost (auto)");
 }
 
 absl::StatusOr<kernels::BackendOptions> EngineFlags::BackendOptions() const {
@@ -132,19 +127,24 @@ double OffloadReport::overlap_efficiency() const {
   return floor_ms > 0 ? step_ms / floor_ms : 0.0;
 }
 
-std::string OffloadReport::JsonFields() const {
+void OffloadReport::AddJsonFields(nlohmann::ordered_json& out) const {
   const engine::OffloadStats& s = stats;
-  return absl::StrFormat(
-      "\"hit_rate\": %.6f, \"prefetch_precision\": %.6f, \"prefetch_recall\": %.6f, "
-      "\"link_bytes\": %d, \"tier_bytes\": {\"host\": %d, \"nvme\": %d}, "
-      "\"stall_ms\": %.3f, \"compute_ms\": %.3f, \"transfer_ms\": %.3f, "
-      "\"overlap_efficiency\": %.4f, \"expert_accesses\": %d, \"expert_loads\": %d, "
-      "\"host_computed\": %d, \"device_budget_bytes\": %d, \"device_high_water_bytes\": %d, "
-      "\"host_budget_bytes\": %d, \"host_high_water_bytes\": %d",
-      s.hit_rate(), s.prefetch_precision(), s.prefetch_recall(), s.cache.link_bytes,
-      s.cache.tier_bytes[0], s.cache.tier_bytes[1], stall_ms(), compute_ms(), transfer_ms(),
-      overlap_efficiency(), s.cache.accesses, s.cache.loads, s.host_computed, device_budget_bytes,
-      device_high_water_bytes, host_budget_bytes, host_high_water_bytes);
+  out["hit_rate"] = s.hit_rate();
+  out["prefetch_precision"] = s.prefetch_precision();
+  out["prefetch_recall"] = s.prefetch_recall();
+  out["link_bytes"] = s.cache.link_bytes;
+  out["tier_bytes"] = {{"host", s.cache.tier_bytes[0]}, {"nvme", s.cache.tier_bytes[1]}};
+  out["stall_ms"] = stall_ms();
+  out["compute_ms"] = compute_ms();
+  out["transfer_ms"] = transfer_ms();
+  out["overlap_efficiency"] = overlap_efficiency();
+  out["expert_accesses"] = s.cache.accesses;
+  out["expert_loads"] = s.cache.loads;
+  out["host_computed"] = s.host_computed;
+  out["device_budget_bytes"] = device_budget_bytes;
+  out["device_high_water_bytes"] = device_high_water_bytes;
+  out["host_budget_bytes"] = host_budget_bytes;
+  out["host_high_water_bytes"] = host_high_water_bytes;
 }
 
 std::string OffloadReport::Text() const {
@@ -158,11 +158,11 @@ std::string OffloadReport::Text() const {
       "memory: device %s of %s budget, host %s of %s\n",
       describe, 100 * s.hit_rate(), s.cache.accesses, 100 * s.prefetch_precision(),
       100 * s.prefetch_recall(), s.cache.loads, s.host_computed,
-      model::FormatBytes(s.cache.link_bytes), model::FormatBytes(s.cache.tier_bytes[0]),
-      model::FormatBytes(s.cache.tier_bytes[1]), stall_ms(), transfer_ms(), step_ms,
-      overlap_efficiency(), model::FormatBytes(device_high_water_bytes),
-      model::FormatBytes(device_budget_bytes), model::FormatBytes(host_high_water_bytes),
-      host_budget_bytes ? model::FormatBytes(host_budget_bytes) : std::string("unlimited"));
+      FormatBytes(s.cache.link_bytes), FormatBytes(s.cache.tier_bytes[0]),
+      FormatBytes(s.cache.tier_bytes[1]), stall_ms(), transfer_ms(), step_ms,
+      overlap_efficiency(), FormatBytes(device_high_water_bytes),
+      FormatBytes(device_budget_bytes), FormatBytes(host_high_water_bytes),
+      host_budget_bytes ? FormatBytes(host_budget_bytes) : std::string("unlimited"));
 }
 
 OffloadReport MakeOffloadReport(const engine::LoadedModel& m, const EngineFlags& f,
@@ -179,32 +179,6 @@ OffloadReport MakeOffloadReport(const engine::LoadedModel& m, const EngineFlags&
   r.host_high_water_bytes = host.high_water_bytes;
   r.describe = p.Describe();
   return r;
-}
-
-std::string JsonString(std::string_view s) {
-  std::string out = "\"";
-  for (char c : s) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
-      default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += absl::StrFormat("\\u%04x", c);
-        } else {
-          out += c;
-        }
-    }
-  }
-  return out + "\"";
-}
-
-std::string JsonIds(const std::vector<int32_t>& ids) {
-  std::string out = "[";
-  for (size_t i = 0; i < ids.size(); ++i) absl::StrAppend(&out, i ? "," : "", ids[i]);
-  return out + "]";
 }
 
 }  // namespace moestream::cli

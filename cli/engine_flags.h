@@ -5,9 +5,9 @@
 // uploaded, and a engine::CachedExpertProvider streams them through the
 // device expert cache (engine::LoadOptions::provider_factory).
 //
-//   EngineFlags ef;  FlagParser p("run");
-//   ef.Register(p);                      // -m, --backend, -t, ..., --device-budget, ...
-//   MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
+//   EngineFlags ef;                      // in a Command's Register(CLI::App& app):
+//   ef.Register(app);                    // -m, --backend, -t, ..., --device-budget, ...
+//   ...                                  // and once parsed, in its Run():
 //   engine::CachedExpertProvider* offload = nullptr;   // set when offloading
 //   MOESTREAM_ASSIGN_OR_RETURN(auto m, LoadModel(ef, engine::LoadOptions{}, &offload));
 //   engine::OffloadStats before = offload->stats();
@@ -21,17 +21,20 @@
 #include <memory>
 #include <string>
 
+#include "CLI/CLI.hpp"
 #include "absl/status/statusor.h"
-#include "io/gguf.h"
-#include "kernels/backend.h"
 #include "engine/cached_expert_provider.h"
-#include "cli/flags.h"
 #include "engine/engine.h"
 #include "engine/expert_provider.h"
 #include "engine/session.h"
+#include "io/gguf.h"
+#include "kernels/backend.h"
+#include "nlohmann/json.hpp"
 
 namespace moestream::cli {
 
+// One field per flag; Register() binds each to its flag, and the field's
+// initial value is the default --help shows.
 struct EngineFlags {
   std::string model;             // -m: GGUF path (required)
   std::string backend = "auto";  // --backend cpu|cuda|auto
@@ -52,7 +55,7 @@ struct EngineFlags {
   // Not a flag: the command keeps every token's logits (run --dump-logits).
   bool all_logits = false;
 
-  void Register(FlagParser& p);
+  void Register(CLI::App& app);
   // kInvalidArgument naming the flag.
   absl::StatusOr<kernels::BackendOptions> BackendOptions() const;
   absl::StatusOr<engine::EngineOptions> EngineOptions() const;
@@ -96,19 +99,14 @@ struct OffloadReport {
   double transfer_ms() const { return stats.link.busy_ns / 1e6; }
   double compute_ms() const { return step_ms - stall_ms(); }
   double overlap_efficiency() const;
-  // `"hit_rate": ..., ..., "host_high_water_bytes": N` (no braces), to
-  // splice into a JSON object.
-  std::string JsonFields() const;
+  // Adds "hit_rate", ..., "host_high_water_bytes" to the JSON object `out`.
+  void AddJsonFields(nlohmann::ordered_json& out) const;
   std::string Text() const;  // multi-line summary for stderr
 };
 
 OffloadReport MakeOffloadReport(const engine::LoadedModel& m, const EngineFlags& f,
                                 const engine::CachedExpertProvider& p,
                                 const engine::OffloadStats& window, double step_ms);
-
-// JSON text of a string (quoted and escaped) and of an id array.
-std::string JsonString(std::string_view s);
-std::string JsonIds(const std::vector<int32_t>& ids);
 
 }  // namespace moestream::cli
 

@@ -22,7 +22,6 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "cli/command.h"
-#include "cli/flags.h"
 #include "gen/model_gen.h"
 
 namespace moestream::cli {
@@ -68,7 +67,7 @@ class ProgressPrinter {
 };
 
 // The preset's shape for the chosen architecture, scaled.
-absl::StatusOr<GenOptions> ShapeFromFlags(const FlagParser& p, const std::string& preset,
+absl::StatusOr<GenOptions> ShapeFromFlags(const CLI::App& p, const std::string& preset,
                                           const std::string& arch, double scale,
                                           bool scale_layers) {
   gen::GenArch a = gen::PresetDefaultArch(preset);
@@ -76,13 +75,13 @@ absl::StatusOr<GenOptions> ShapeFromFlags(const FlagParser& p, const std::string
     MOESTREAM_ASSIGN_OR_RETURN(a, gen::ParseGenArch(arch));
   }
   MOESTREAM_ASSIGN_OR_RETURN(GenOptions base, gen::PresetOptions(preset, a));
-  if (p.was_set("scale") || scale_layers) {
+  if (p.count("--scale") > 0 || scale_layers) {
     MOESTREAM_RETURN_IF_ERROR(gen::ScaleOptions(scale, scale_layers, &base));
   }
   // Flags that have no meaning for the chosen architecture are errors, not
   // silently dropped.
   auto reject = [&](const char* flag, const char* why) -> absl::Status {
-    if (!p.was_set(flag)) return absl::OkStatus();
+    if (p.count(absl::StrCat("--", flag)) == 0) return absl::OkStatus();
     return absl::InvalidArgumentError(absl::StrCat("--", flag, " does not apply to --arch ",
                                                    Av(gen::GenArchName(a)), ": ", why));
   };
@@ -98,136 +97,128 @@ absl::StatusOr<GenOptions> ShapeFromFlags(const FlagParser& p, const std::string
   return base;
 }
 
-int RunGen(std::vector<std::string> args) {
-  FlagParser p("gen");
-  std::string out, arch, preset = "tiny", type = "f32", layout = "stacked", name;
-  double scale = 1.0, rope_theta = 0, router_skew = 1.0;
-  bool scale_layers = false, quiet = false;
-  int64_t layers = 0, hidden = 0, heads = 0, kv_heads = 0, head_dim = 0, experts = 0, top_k = 0,
-          expert_ffn = 0, ffn = 0, vocab = 0, context = 0, seed = 1, threads = 0;
-  p.String("output", 'o', "OUT", "output GGUF path (written via a temporary + rename)", &out);
-  p.String("arch", 0, "ARCH",
-           "qwen3moe | mixtral (arch 'llama' with experts) | llama (dense); default: the "
-           "preset's (qwen3moe for tiny/small)",
-           &arch);
-  p.String("preset", 0, "NAME",
-           "shape preset: " + absl::StrJoin(gen::PresetNames(), ", ") + " (default tiny)",
-           &preset);
-  p.Double("scale", 0, "F",
-           "divide hidden, ffn, expert-ffn and vocab by F (rounded to multiples of 256) and the "
-           "heads to match; head-dim, experts and top-k are kept",
-           &scale);
-  p.Bool("scale-layers", "with --scale, divide the layer count by F too", &scale_layers);
-  p.Int("layers", 0, "N", "transformer blocks", &layers);
-  p.Int("hidden", 0, "N", "hidden size (embedding_length)", &hidden);
-  p.Int("heads", 0, "N", "query heads", &heads);
-  p.Int("kv-heads", 0, "N", "key/value heads (divides --heads)", &kv_heads);
-  p.Int("head-dim", 0, "N", "per-head width (key_length, rope dims)", &head_dim);
-  p.Int("experts", 0, "N", "routed experts per layer", &experts);
-  p.Int("top-k", 0, "N", "experts used per token", &top_k);
-  p.Int("expert-ffn", 0, "N", "rows of each expert's gate/up matrix", &expert_ffn);
-  p.Int("ffn", 0, "N", "dense FFN width (llama; qwen3moe's feed_forward_length)", &ffn);
-  p.Int("vocab", 0, "N", "vocabulary size (rows of token_embd and output)", &vocab);
-  p.Int("context", 0, "N", "context_length in tokens", &context);
-  p.Double("rope-theta", 0, "F", "rope.freq_base (default 1e6 qwen3moe/mixtral, 1e4 llama)",
-           &rope_theta);
-  p.String("type", 0, "TYPE",
-           "matrix type: f32 f16 bf16 q8_0 q4_0 q4_k q6_k (norms and routers stay f32; default "
-           "f32)",
-           &type);
-  p.Int("seed", 0, "N", "PRNG seed (default 1)", &seed);
-  p.String("expert-layout", 0, "L",
-           "stacked (ffn_*_exps, default) | split (per-expert ffn_*.E, mixtral only)", &layout);
-  p.Double("router-skew", 0, "S", "Zipf exponent of expert popularity per layer (default 1; 0 = "
-           "none)",
-           &router_skew);
-  p.String("name", 0, "NAME", "general.name (default synthetic-ARCH-TYPE)", &name);
-  p.Int("threads", 't', "N", "worker threads (default: all cores)", &threads);
-  p.Bool("quiet", "no progress on stderr", &quiet);
+class GenCommand : public Command {
+ public:
+  void Register(CLI::App& app) override {
+    app_ = &app;
+    app.add_option("-o,--output", out_, "output GGUF path (written via a temporary + rename)");
+    app.add_option("--arch", arch_,
+                   "qwen3moe | mixtral (arch 'llama' with experts) | llama (dense); empty = the "
+                   "preset's (qwen3moe for tiny/small)");
+    app.add_option("--preset", preset_,
+                   "shape preset: " + absl::StrJoin(gen::PresetNames(), ", "));
+    app.add_option("--scale", scale_,
+                   "divide hidden, ffn, expert-ffn and vocab by F (rounded to multiples of 256) "
+                   "and the heads to match; head-dim, experts and top-k are kept");
+    app.add_flag("--scale-layers", scale_layers_, "with --scale, divide the layer count by F too");
+    // Shape flags override the preset only when given; 0 stands for "the
+    // preset's" in --help.
+    app.add_option("--layers", layers_, "transformer blocks");
+    app.add_option("--hidden", hidden_, "hidden size (embedding_length)");
+    app.add_option("--heads", heads_, "query heads");
+    app.add_option("--kv-heads", kv_heads_, "key/value heads (divides --heads)");
+    app.add_option("--head-dim", head_dim_, "per-head width (key_length, rope dims)");
+    app.add_option("--experts", experts_, "routed experts per layer");
+    app.add_option("--top-k", top_k_, "experts used per token");
+    app.add_option("--expert-ffn", expert_ffn_, "rows of each expert's gate/up matrix");
+    app.add_option("--ffn", ffn_, "dense FFN width (llama; qwen3moe's feed_forward_length)");
+    app.add_option("--vocab", vocab_, "vocabulary size (rows of token_embd and output)");
+    app.add_option("--context", context_, "context_length in tokens");
+    app.add_option("--rope-theta", rope_theta_,
+                   "rope.freq_base; 0 = the architecture's (1e6 qwen3moe/mixtral, 1e4 llama)");
+    app.add_option("--type", type_,
+                   "matrix type: f32 f16 bf16 q8_0 q4_0 q4_k q6_k (norms and routers stay f32)");
+    app.add_option("--seed", seed_, "PRNG seed");
+    app.add_option("--expert-layout", layout_,
+                   "stacked (ffn_*_exps) | split (per-expert ffn_*.E, mixtral only)");
+    app.add_option("--router-skew", router_skew_,
+                   "Zipf exponent of expert popularity per layer; 0 = none");
+    app.add_option("--name", name_, "general.name; empty = synthetic-ARCH-TYPE");
+    app.add_option("-t,--threads", threads_, "worker threads; 0 = all cores");
+    app.add_flag("--quiet", quiet_, "no progress on stderr");
+  }
 
-  absl::Status s = p.Parse(args);
-  if (!s.ok()) return ReportError("gen", s);
-  if (p.help_requested()) {
-    std::printf("%s", p.Usage().c_str());
-    return 0;
-  }
-  if (out.empty()) {
-    return ReportError("gen", absl::InvalidArgumentError("-o/--output OUT is required"));
-  }
-  absl::StatusOr<GenOptions> shape = ShapeFromFlags(p, preset, arch, scale, scale_layers);
-  if (!shape.ok()) return ReportError("gen", shape.status());
-  GenOptions o = *std::move(shape);
-  std::optional<GgmlType> t = ParseGgmlType(type);
-  if (!t.has_value()) {
-    return ReportError("gen", absl::InvalidArgumentError(absl::StrCat(
-                                  "--type: unknown type '", type,
-                                  "' (expected f32, f16, bf16, q8_0, q4_0, q4_k or q6_k)")));
-  }
-  o.type = *t;
-  if (seed < 0) {
-    return ReportError("gen", absl::InvalidArgumentError(
-                                  absl::StrCat("--seed must be >= 0 (got ", seed, ")")));
-  }
-  o.seed = static_cast<uint64_t>(seed);
-  absl::StatusOr<gen::ExpertLayout> l = gen::ParseExpertLayout(layout);
-  if (!l.ok()) return ReportError("gen", l.status());
-  o.expert_layout = *l;
-  o.name = name;
-  o.threads = static_cast<int>(threads);
-  o.router_skew = router_skew;
-  if (p.was_set("threads") && threads < 1) {
-    return ReportError("gen", absl::InvalidArgumentError(
-                                  absl::StrCat("--threads must be >= 1 (got ", threads, ")")));
-  }
-  // Explicit hyper-parameters override the preset; 0 or negative values
-  // reach Validate(), which names the flag.
-  auto over = [&](const char* flag, int64_t v, int64_t* field) {
-    if (p.was_set(flag)) *field = v;
-  };
-  over("layers", layers, &o.layers);
-  over("hidden", hidden, &o.hidden);
-  over("heads", heads, &o.heads);
-  over("kv-heads", kv_heads, &o.kv_heads);
-  over("head-dim", head_dim, &o.head_dim);
-  over("experts", experts, &o.experts);
-  over("top-k", top_k, &o.top_k);
-  over("expert-ffn", expert_ffn, &o.expert_ffn);
-  over("ffn", ffn, &o.ffn);
-  over("vocab", vocab, &o.vocab);
-  over("context", context, &o.context);
-  if (p.was_set("rope-theta")) {
-    if (!(rope_theta > 0)) {
-      return ReportError("gen", absl::InvalidArgumentError(absl::StrCat(
-                                    "--rope-theta must be positive (got ", rope_theta, ")")));
+  absl::Status Run() override {
+    const CLI::App& p = *app_;
+    auto given = [&p](const char* flag) { return p.count(absl::StrCat("--", flag)) > 0; };
+    if (out_.empty()) return absl::InvalidArgumentError("-o/--output OUT is required");
+    MOESTREAM_ASSIGN_OR_RETURN(GenOptions o,
+                               ShapeFromFlags(p, preset_, arch_, scale_, scale_layers_));
+    std::optional<GgmlType> t = ParseGgmlType(type_);
+    if (!t.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--type: unknown type '", type_, "' (expected f32, f16, bf16, q8_0, q4_0, q4_k or q6_k)"));
     }
-    o.rope_theta = rope_theta;
-  }
-  s = o.Validate();
-  if (!s.ok()) return ReportError("gen", s);
+    o.type = *t;
+    if (seed_ < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--seed must be >= 0 (got ", seed_, ")"));
+    }
+    o.seed = static_cast<uint64_t>(seed_);
+    MOESTREAM_ASSIGN_OR_RETURN(o.expert_layout, gen::ParseExpertLayout(layout_));
+    o.name = name_;
+    o.threads = static_cast<int>(threads_);
+    o.router_skew = router_skew_;
+    if (given("threads") && threads_ < 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--threads must be >= 1 (got ", threads_, ")"));
+    }
+    // Explicit hyper-parameters override the preset; 0 or negative values
+    // reach Validate(), which names the flag.
+    auto over = [&](const char* flag, int64_t v, int64_t* field) {
+      if (given(flag)) *field = v;
+    };
+    over("layers", layers_, &o.layers);
+    over("hidden", hidden_, &o.hidden);
+    over("heads", heads_, &o.heads);
+    over("kv-heads", kv_heads_, &o.kv_heads);
+    over("head-dim", head_dim_, &o.head_dim);
+    over("experts", experts_, &o.experts);
+    over("top-k", top_k_, &o.top_k);
+    over("expert-ffn", expert_ffn_, &o.expert_ffn);
+    over("ffn", ffn_, &o.ffn);
+    over("vocab", vocab_, &o.vocab);
+    over("context", context_, &o.context);
+    if (given("rope-theta")) {
+      if (!(rope_theta_ > 0)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("--rope-theta must be positive (got ", rope_theta_, ")"));
+      }
+      o.rope_theta = rope_theta_;
+    }
+    MOESTREAM_RETURN_IF_ERROR(o.Validate());
 
-  ProgressPrinter printer(quiet);
-  const auto t0 = std::chrono::steady_clock::now();
-  gen::GenSummary summary;
-  s = gen::GenerateModel(
-      o, out, [&](uint64_t done, uint64_t total) { printer.Update(done, total); }, &summary);
-  if (!s.ok()) return ReportError("gen", s);
-  const double secs =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  std::printf(
-      "wrote %s: %s %s, %lld layers, hidden %lld, %lld experts top-%lld, %.1f M params, %.1f MB "
-      "in %.2f s (%.0f MB/s)\n",
-      out.c_str(), std::string(gen::GenArchName(o.arch)).c_str(),
-      std::string(GgmlTypeName(o.type)).c_str(), static_cast<long long>(o.layers),
-      static_cast<long long>(o.hidden),
-      static_cast<long long>(o.arch == gen::GenArch::kLlama ? 0 : o.experts),
-      static_cast<long long>(o.arch == gen::GenArch::kLlama ? 0 : o.top_k),
-      summary.parameters / 1e6, summary.data_bytes / 1e6, secs,
-      secs > 0 ? summary.data_bytes / 1e6 / secs : 0.0);
-  return 0;
-}
+    ProgressPrinter printer(quiet_);
+    const auto t0 = std::chrono::steady_clock::now();
+    gen::GenSummary summary;
+    MOESTREAM_RETURN_IF_ERROR(gen::GenerateModel(
+        o, out_, [&](uint64_t done, uint64_t total) { printer.Update(done, total); }, &summary));
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    std::printf(
+        "wrote %s: %s %s, %lld layers, hidden %lld, %lld experts top-%lld, %.1f M params, %.1f "
+        "MB in %.2f s (%.0f MB/s)\n",
+        out_.c_str(), std::string(gen::GenArchName(o.arch)).c_str(),
+        std::string(GgmlTypeName(o.type)).c_str(), static_cast<long long>(o.layers),
+        static_cast<long long>(o.hidden),
+        static_cast<long long>(o.arch == gen::GenArch::kLlama ? 0 : o.experts),
+        static_cast<long long>(o.arch == gen::GenArch::kLlama ? 0 : o.top_k),
+        summary.parameters / 1e6, summary.data_bytes / 1e6, secs,
+        secs > 0 ? summary.data_bytes / 1e6 / secs : 0.0);
+    return absl::OkStatus();
+  }
+
+ private:
+  const CLI::App* app_ = nullptr;  // to tell which shape flags were given
+  std::string out_, arch_, preset_ = "tiny", type_ = "f32", layout_ = "stacked", name_;
+  double scale_ = 1.0, rope_theta_ = 0, router_skew_ = 1.0;
+  bool scale_layers_ = false, quiet_ = false;
+  int64_t layers_ = 0, hidden_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0, experts_ = 0,
+          top_k_ = 0, expert_ffn_ = 0, ffn_ = 0, vocab_ = 0, context_ = 0, seed_ = 1,
+          threads_ = 0;
+};
 
 }  // namespace
 
-MOESTREAM_REGISTER_COMMAND(gen, "write a synthetic qwen3moe / mixtral / llama GGUF", RunGen);
+MOESTREAM_REGISTER_COMMAND(gen, "write a synthetic qwen3moe / mixtral / llama GGUF", GenCommand);
 
 }  // namespace moestream::cli

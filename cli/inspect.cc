@@ -17,43 +17,44 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/bytes.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/gguf.h"
 #include "cli/command.h"
-#include "cli/engine_flags.h"  // JsonString
-#include "cli/flags.h"
 #include "model/model_info.h"
+#include "nlohmann/json.hpp"
 
 namespace moestream::cli {
 namespace {
 
 using model::ModelInfo;
 
-std::string JsonNumber(double v) {
-  if (!std::isfinite(v)) return "null";
-  return absl::StrFormat("%.9g", v);
-}
-
-std::string JsonValue(const io::GgufValue& v) {
+nlohmann::ordered_json JsonValue(const io::GgufValue& v) {
   if (v.is_array()) {
-    std::string out = "[";
-    for (size_t i = 0; i < v.items().size(); ++i) {
-      absl::StrAppend(&out, i ? "," : "", JsonValue(v.items()[i]));
-    }
-    return out + "]";
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (const io::GgufValue& item : v.items()) out.push_back(JsonValue(item));
+    return out;
   }
-  if (v.is_string()) return JsonString(v.raw_string());
-  if (v.type() == io::GgufType::kBool) return v.raw_uint() ? "true" : "false";
-  if (v.is_float()) return JsonNumber(v.raw_float());
-  return v.DebugString();  // integers print exactly
-}
-
-std::string HumanBytes(uint64_t b) {
-  if (b >= (uint64_t{1} << 30)) return absl::StrFormat("%.2f GiB", b / double(uint64_t{1} << 30));
-  if (b >= (uint64_t{1} << 20)) return absl::StrFormat("%.2f MiB", b / double(1 << 20));
-  if (b >= 1024) return absl::StrFormat("%.1f KiB", b / 1024.0);
-  return absl::StrCat(b, " B");
+  switch (v.type()) {
+    case io::GgufType::kString: return v.raw_string();
+    case io::GgufType::kBool: return v.raw_uint() != 0;
+    case io::GgufType::kUint8:
+    case io::GgufType::kUint16:
+    case io::GgufType::kUint32:
+    case io::GgufType::kUint64: return v.raw_uint();
+    case io::GgufType::kInt8:
+    case io::GgufType::kInt16:
+    case io::GgufType::kInt32:
+    case io::GgufType::kInt64: return v.raw_int();
+    case io::GgufType::kFloat32:
+      // Print a float32 with the digits it has (1e-05, not 9.99999974738e-06).
+      if (!std::isfinite(v.raw_float())) return nullptr;
+      return static_cast<double>(std::stod(absl::StrFormat("%.9g", v.raw_float())));
+    default:
+      if (!std::isfinite(v.raw_float())) return nullptr;  // JSON has no NaN or infinity
+      return v.raw_float();
+  }
 }
 
 std::string HumanCount(uint64_t n) {
@@ -63,45 +64,49 @@ std::string HumanCount(uint64_t n) {
   return absl::StrCat(n);
 }
 
-std::string ShapeJson(const io::GgufTensorInfo& t) {
-  std::string s = "[";
-  for (uint32_t d = 0; d < t.n_dims; ++d) absl::StrAppend(&s, d ? "," : "", t.ne[d]);
-  return s + "]";
-}
-
 void PrintJson(const io::GgufFile& f, const ModelInfo& info) {
-  std::string o = "{";
-  absl::StrAppend(&o, "\"file\":", JsonString(f.path()), ",\"version\":", f.version(),
-                  ",\"alignment\":", f.alignment(), ",\"data_offset\":", f.data_offset(),
-                  ",\"file_size\":", f.file_size(), ",\"arch\":", JsonString(info.arch),
-                  ",\"name\":", JsonString(info.name), ",\"hparams\":{");
-  for (size_t i = 0; i < info.hparams.size(); ++i) {
-    absl::StrAppend(&o, i ? "," : "", JsonString(info.hparams[i].key), ":",
-                    JsonValue(info.hparams[i].value));
+  nlohmann::ordered_json o;
+  o["file"] = f.path();
+  o["version"] = f.version();
+  o["alignment"] = f.alignment();
+  o["data_offset"] = f.data_offset();
+  o["file_size"] = f.file_size();
+  o["arch"] = info.arch;
+  o["name"] = info.name;
+  nlohmann::ordered_json hparams = nlohmann::ordered_json::object();
+  for (const model::ModelHparam& h : info.hparams) hparams[h.key] = JsonValue(h.value);
+  o["hparams"] = std::move(hparams);
+  o["n_expert"] = info.n_expert;
+  o["n_expert_used"] = info.n_expert_used;
+  o["n_moe_layers"] = info.n_moe_layers;
+  nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
+  for (const io::GgufTensorInfo& t : f.tensors()) {
+    nlohmann::ordered_json tensor;
+    tensor["name"] = t.name;
+    tensor["type"] = std::string(GgmlTypeName(t.type));
+    tensor["shape"] = std::vector<int64_t>(t.ne, t.ne + t.n_dims);
+    tensor["bytes"] = t.size_bytes;
+    tensor["offset"] = t.file_offset;
+    tensor["routed"] = model::RoutedExpertLayer(t.name).has_value();
+    tensors.push_back(std::move(tensor));
   }
-  absl::StrAppend(&o, "},\"n_expert\":", info.n_expert, ",\"n_expert_used\":", info.n_expert_used,
-                  ",\"n_moe_layers\":", info.n_moe_layers, ",\"tensors\":[");
-  for (size_t i = 0; i < f.tensors().size(); ++i) {
-    const io::GgufTensorInfo& t = f.tensors()[i];
-    absl::StrAppend(&o, i ? "," : "", "{\"name\":", JsonString(t.name),
-                    ",\"type\":", JsonString(GgmlTypeName(t.type)), ",\"shape\":", ShapeJson(t),
-                    ",\"bytes\":", t.size_bytes, ",\"offset\":", t.file_offset, ",\"routed\":",
-                    model::RoutedExpertLayer(t.name).has_value() ? "true" : "false", "}");
-  }
-  absl::StrAppend(&o, "],\"n_tensors\":", f.tensors().size(),
-                  ",\"params_total\":", info.params_total,
-                  ",\"params_active\":", info.params_active,
-                  ",\"resident_bytes\":", info.resident_bytes,
-                  ",\"expert_bytes\":", info.expert_bytes,
-                  ",\"bytes_per_expert\":", info.bytes_per_expert,
-                  ",\"expert_bytes_per_layer\":", info.expert_bytes_per_layer, "}\n");
-  std::fwrite(o.data(), 1, o.size(), stdout);
+  o["tensors"] = std::move(tensors);
+  o["n_tensors"] = f.tensors().size();
+  o["params_total"] = info.params_total;
+  o["params_active"] = info.params_active;
+  o["resident_bytes"] = info.resident_bytes;
+  o["expert_bytes"] = info.expert_bytes;
+  o["bytes_per_expert"] = info.bytes_per_expert;
+  o["expert_bytes_per_layer"] = info.expert_bytes_per_layer;
+  // Names and strings in a GGUF need not be valid UTF-8: replace, not throw.
+  const std::string text = o.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  std::fwrite(text.data(), 1, text.size(), stdout);
 }
 
 void PrintHuman(const io::GgufFile& f, const ModelInfo& info) {
   std::printf("file:  %s\n", f.path().c_str());
   std::printf("gguf:  v%u, %s, %zu tensors, %zu metadata keys, alignment %u, data at %llu\n",
-              f.version(), HumanBytes(f.file_size()).c_str(), f.tensors().size(),
+              f.version(), FormatBytes(f.file_size()).c_str(), f.tensors().size(),
               f.metadata().size(), f.alignment(),
               static_cast<unsigned long long>(f.data_offset()));
   std::printf("arch:  %s%s%s\n", info.arch.empty() ? "(none)" : info.arch.c_str(),
@@ -121,7 +126,7 @@ void PrintHuman(const io::GgufFile& f, const ModelInfo& info) {
     for (const io::GgufTensorInfo& t : f.tensors()) {
       std::printf("  %-*s  %-7.*s  %-22s %12s  %14llu%s\n", int(name_w), t.name.c_str(),
                   int(GgmlTypeName(t.type).size()), GgmlTypeName(t.type).data(),
-                  t.ShapeString().c_str(), HumanBytes(t.size_bytes).c_str(),
+                  t.ShapeString().c_str(), FormatBytes(t.size_bytes).c_str(),
                   static_cast<unsigned long long>(t.file_offset),
                   model::RoutedExpertLayer(t.name) ? "  (routed)" : "");
     }
@@ -137,53 +142,46 @@ void PrintHuman(const io::GgufFile& f, const ModelInfo& info) {
                 static_cast<unsigned long long>(info.n_expert));
   }
   std::printf("resident:        %s (everything but routed experts)\n",
-              HumanBytes(info.resident_bytes).c_str());
+              FormatBytes(info.resident_bytes).c_str());
   if (info.n_expert != 0) {
-    std::printf("routed experts:  %s in %llu layers\n", HumanBytes(info.expert_bytes).c_str(),
+    std::printf("routed experts:  %s in %llu layers\n", FormatBytes(info.expert_bytes).c_str(),
                 static_cast<unsigned long long>(info.n_moe_layers));
-    std::printf("  per layer:     %s\n", HumanBytes(info.expert_bytes_per_layer).c_str());
+    std::printf("  per layer:     %s\n", FormatBytes(info.expert_bytes_per_layer).c_str());
     std::printf("  per expert:    %s (gate+up+down of one layer)\n",
-                HumanBytes(info.bytes_per_expert).c_str());
+                FormatBytes(info.bytes_per_expert).c_str());
   }
 }
 
-absl::Status Inspect(const std::vector<std::string>& args) {
-  FlagParser p("inspect");
-  bool json = false;
-  std::vector<std::string> positionals;
-  p.Bool("json", "print one JSON object instead of the report", &json);
-  p.Positionals("MODEL", &positionals);
-  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
-  if (p.help_requested()) {
-    std::printf("%s", p.Usage().c_str());
+class InspectCommand : public Command {
+ public:
+  void Register(CLI::App& app) override {
+    app.add_flag("--json", json_, "print one JSON object instead of the report");
+    app.add_option("model", models_, "GGUF file")->default_str("");
+  }
+
+  absl::Status Run() override {
+    if (models_.size() != 1) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("expected exactly one MODEL argument, got ", models_.size()));
+    }
+    MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile f, io::GgufFile::Open(models_[0]));
+    MOESTREAM_ASSIGN_OR_RETURN(ModelInfo info, model::SummarizeModel(f));
+    if (json_) {
+      PrintJson(f, info);
+    } else {
+      PrintHuman(f, info);
+    }
     return absl::OkStatus();
   }
-  if (positionals.size() != 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("expected exactly one MODEL argument, got ", positionals.size()));
-  }
-  MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile f, io::GgufFile::Open(positionals[0]));
-  MOESTREAM_ASSIGN_OR_RETURN(ModelInfo info, model::SummarizeModel(f));
-  if (json) {
-    PrintJson(f, info);
-  } else {
-    PrintHuman(f, info);
-  }
-  return absl::OkStatus();
-}
 
-int RunInspect(std::vector<std::string> args) {
-  absl::Status s = Inspect(args);
-  if (!s.ok()) return ReportError("inspect", s);
-  if (std::fflush(stdout) != 0) {
-    return ReportError("inspect", absl::UnavailableError("writing to stdout failed"));
-  }
-  return 0;
-}
+ private:
+  bool json_ = false;
+  std::vector<std::string> models_;
+};
 
 }  // namespace
 
 MOESTREAM_REGISTER_COMMAND(inspect, "architecture, hyper-parameters, tensors and sizes of a GGUF",
-                           RunInspect);
+                           InspectCommand);
 
 }  // namespace moestream::cli

@@ -1,7 +1,7 @@
 // `moestream pack MODEL -o STORE`: writes the packed expert store (format in
 // io/expert_store.h): every routed expert's gate, up and down matrices in one
 // 4 KiB-aligned, checksummed blob, so `--experts-on nvme --store STORE` reads
-// each expert with aligned reads. Written to STORE.tmp.<pid> and renamed.
+// each expert with aligned reads. Written through an AtomicFile (io/).
 //
 //   moestream pack m.gguf -o m.experts
 //   moestream pack m.gguf -o m.experts --reader pread --queue-depth 16 --block-size 1M
@@ -15,7 +15,6 @@
 #include "io/expert_store.h"
 #include "io/expert_tier.h"
 #include "cli/command.h"
-#include "cli/flags.h"
 
 namespace moestream::cli {
 namespace {
@@ -59,50 +58,54 @@ absl::Status VerifyStore(const std::string& path, const io::ReaderOptions& ro) {
   return first;
 }
 
-int RunPack(std::vector<std::string> args) {
-  FlagParser p("pack");
-  std::vector<std::string> pos;
-  std::string out, reader = "auto";
-  int64_t depth = 32, window = 16;
-  uint64_t block = 1 << 20;
-  bool verify = false, quiet = false;
-  p.Positionals("MODEL", &pos);
-  p.String("output", 'o', "STORE", "store file to write (required)", &out);
-  p.String("reader", '\0', "KIND", "how to read MODEL: auto, uring or pread (default auto)", &reader);
-  p.Int("queue-depth", '\0', "N", "reads in flight (default 32)", &depth);
-  p.Bytes("block-size", "BYTES", "largest single read, multiple of 4K (default 1M)", &block);
-  p.Int("window", '\0', "N", "experts read ahead of the writer (default 16)", &window);
-  p.Bool("verify", "re-read the store and verify every blob's checksum", &verify);
-  p.Bool("quiet", "no progress line", &quiet);
-  absl::Status s = p.Parse(args);
-  if (!s.ok()) return ReportError("pack", s);
-  if (p.help_requested()) {
-    std::printf("%s", p.Usage().c_str());
-    return 0;
+class PackCommand : public Command {
+ public:
+  void Register(CLI::App& app) override {
+    app.add_option("model", models_, "GGUF model whose routed experts to pack")->default_str("");
+    app.add_option("-o,--output", out_, "store file to write (required)");
+    app.add_option("--reader", reader_, "how to read MODEL: auto, uring or pread");
+    app.add_option("--queue-depth", depth_, "reads in flight");
+    AddByteSizeOption(app, "--block-size", &block_, "largest single read, multiple of 4K");
+    app.add_option("--window", window_, "experts read ahead of the writer");
+    app.add_flag("--verify", verify_, "re-read the store and verify every blob's checksum");
+    app.add_flag("--quiet", quiet_, "no progress line");
   }
-  if (pos.size() != 1) {
-    return ReportError("pack", absl::InvalidArgumentError("expected exactly one MODEL argument"));
+
+  absl::Status Run() override {
+    if (models_.size() != 1) {
+      return absl::InvalidArgumentError("expected exactly one MODEL argument");
+    }
+    if (out_.empty()) return absl::InvalidArgumentError("--output/-o STORE is required");
+    io::StorePackOptions o;
+    o.reader.kind = reader_;
+    o.reader.queue_depth = static_cast<int>(depth_);
+    o.reader.block_bytes = block_;
+    o.window = static_cast<int>(window_);
+    o.show_progress = !quiet_;
+    MOESTREAM_RETURN_IF_ERROR(io::PackExpertStore(models_[0], out_, o));
+    if (verify_) MOESTREAM_RETURN_IF_ERROR(VerifyStore(out_, o.reader));
+    MOESTREAM_ASSIGN_OR_RETURN(io::ExpertStore store, io::ExpertStore::Open(out_));
+    std::printf("%s: %zu experts in %zu layers, %.1f MiB%s\n", out_.c_str(),
+                store.layout()->size(), store.layout()->moe_layers().size(),
+                double(store.layout()->total_blob_bytes()) / (1 << 20),
+                verify_ ? ", checksums verified" : "");
+    return absl::OkStatus();
   }
-  if (out.empty()) return ReportError("pack", absl::InvalidArgumentError("--output/-o STORE is required"));
-  io::StorePackOptions o;
-  o.reader.kind = reader;
-  o.reader.queue_depth = int(depth);
-  o.reader.block_bytes = block;
-  o.window = int(window);
-  o.show_progress = !quiet;
-  s = io::PackExpertStore(pos[0], out, o);
-  if (s.ok() && verify) s = VerifyStore(out, o.reader);
-  if (!s.ok()) return ReportError("pack", s);
-  auto store = io::ExpertStore::Open(out);
-  if (!store.ok()) return ReportError("pack", store.status());
-  std::printf("%s: %zu experts in %zu layers, %.1f MiB%s\n", out.c_str(), store->layout()->size(),
-              store->layout()->moe_layers().size(), double(store->layout()->total_blob_bytes()) / (1 << 20),
-              verify ? ", checksums verified" : "");
-  return 0;
-}
+
+ private:
+  std::vector<std::string> models_;
+  std::string out_;
+  std::string reader_ = "auto";
+  int64_t depth_ = 32;
+  int64_t window_ = 16;
+  uint64_t block_ = 1 << 20;
+  bool verify_ = false;
+  bool quiet_ = false;
+};
 
 }  // namespace
 
-MOESTREAM_REGISTER_COMMAND(pack, "pack routed experts into an aligned, checksummed store", RunPack);
+MOESTREAM_REGISTER_COMMAND(pack, "pack routed experts into an aligned, checksummed store",
+                           PackCommand);
 
 }  // namespace moestream::cli

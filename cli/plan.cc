@@ -14,7 +14,6 @@
 #include "base/status_macros.h"
 #include "cli/command.h"
 #include "cli/engine_flags.h"
-#include "cli/flags.h"
 #include "engine/cached_expert_provider.h"
 #include "io/gguf.h"
 #include "model/memory_planner.h"
@@ -22,39 +21,37 @@
 namespace moestream::cli {
 namespace {
 
-absl::Status Plan(const std::vector<std::string>& args) {
-  FlagParser p("plan");
-  EngineFlags ef;
-  ef.Register(p);
-  bool json = false;
-  p.Bool("json", "print the plan as one JSON object", &json);
-  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
-  if (p.help_requested()) {
-    std::fputs(p.Usage().c_str(), stdout);
+class PlanCommand : public Command {
+ public:
+  void Register(CLI::App& app) override {
+    flags_.Register(app);
+    app.add_flag("--json", json_, "print the plan as one JSON object");
+  }
+
+  absl::Status Run() override {
+    if (flags_.model.empty()) return absl::InvalidArgumentError("--model (-m) is required");
+    if (flags_.device_budget == 0) {
+      return absl::InvalidArgumentError("--device-budget is required: the plan is for a budget");
+    }
+    MOESTREAM_ASSIGN_OR_RETURN(engine::OffloadOptions oo, flags_.OffloadOptions());
+    MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, flags_.EngineOptions());
+    MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile f, io::GgufFile::Open(flags_.model));
+    MOESTREAM_ASSIGN_OR_RETURN(model::MemoryPlan plan,
+                               engine::PlanOffloadUnchecked(f, oo, eo.n_batch));
+    const std::string out = json_ ? plan.Json() + "\n" : plan.Text();
+    std::fputs(out.c_str(), stdout);
+    if (!plan.fits) return absl::ResourceExhaustedError(flags_.model + ": " + plan.message);
     return absl::OkStatus();
   }
-  if (ef.model.empty()) return absl::InvalidArgumentError("--model (-m) is required");
-  if (ef.device_budget == 0) {
-    return absl::InvalidArgumentError("--device-budget is required: the plan is for a budget");
-  }
-  MOESTREAM_ASSIGN_OR_RETURN(engine::OffloadOptions oo, ef.OffloadOptions());
-  MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, ef.EngineOptions());
-  MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile f, io::GgufFile::Open(ef.model));
-  MOESTREAM_ASSIGN_OR_RETURN(model::MemoryPlan plan,
-                             engine::PlanOffloadUnchecked(f, oo, eo.n_batch));
-  std::string out = json ? plan.Json() + "\n" : plan.Text();
-  std::fputs(out.c_str(), stdout);
-  if (!plan.fits) return absl::ResourceExhaustedError(ef.model + ": " + plan.message);
-  return absl::OkStatus();
-}
 
-int RunPlan(std::vector<std::string> args) {
-  absl::Status s = Plan(args);
-  return s.ok() ? 0 : ReportError("plan", s);
-}
+ private:
+  EngineFlags flags_;
+  bool json_ = false;
+};
 
 }  // namespace
 
-MOESTREAM_REGISTER_COMMAND(plan, "memory plan of a run with these flags (header only)", RunPlan);
+MOESTREAM_REGISTER_COMMAND(plan, "memory plan of a run with these flags (header only)",
+                           PlanCommand);
 
 }  // namespace moestream::cli

@@ -10,63 +10,69 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "cli/command.h"
-#include "cli/flags.h"
 #include "trace/replay.h"
 #include "trace/trace_import.h"
 
 namespace moestream::cli {
 namespace {
 
-absl::Status Run(const std::vector<std::string>& args, bool* help) {
-  FlagParser p("replay");
-  std::string trace_path, capacity_text, popularity_path, export_csv;
-  trace::ReplayOptions o;
-  double compute_us = o.layer_compute_us;
-  bool json = false, no_min = false;
-  uint64_t expert_bytes = 0;
-  p.String("trace", 't', "T", "trace file or directory (format detected)", &trace_path);
-  p.String("policy", 'p', "SPEC", "eviction policy: lru, lfu[:decay=D], lfru[:recency=R], 2q, "
-           "static[:frac=F], layer, min", &o.policy);
-  p.String("capacity", 'c', "N[%]", "experts per layer (or % of a layer's experts)",
-           &capacity_text);
-  p.Bool("per-layer", "one pool per layer (default: one global pool of N x layers)",
-         &o.per_layer);
-  p.String("predictor", 0, "SPEC", "prefetch predictor: none, gate, coact, prev, popularity, "
-           "oracle", &o.predictor);
-  p.String("profile", 0, "LINK", "link profile: pcie3x16, pcie4x16, pcie5x16, none", &o.link);
-  p.Bytes("expert-bytes", "B", "bytes per expert (default: from the trace, else 8M)",
-          &expert_bytes);
-  p.Bool("sequential", "request a step's experts one at a time (default: together)",
-         &o.sequential);
-  p.String("phase", 0, "PHASE", "cells to replay: decode (default), prefill, all", &o.phase);
-  p.Double("layer-compute-us", 0, "US", "modelled compute per layer step (default 100)",
-           &compute_us);
-  p.String("popularity", 0, "FILE", "expert popularity for static (CSV or trace; default: "
-           "counted over the trace)", &popularity_path);
-  p.String("export-csv", 0, "FILE", "also write the trace as CSV", &export_csv);
-  p.Bool("no-min", "skip the MIN run (min_hit_rate = 0)", &no_min);
-  p.Bool("json", "print the result as one JSON object", &json);
-  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
-  if (p.help_requested()) {
-    std::printf("%s", p.Usage().c_str());
-    *help = true;
-    return absl::OkStatus();
+class ReplayCommand : public Command {
+ public:
+  void Register(CLI::App& app) override {
+    trace::ReplayOptions& o = options_;
+    app.add_option("-t,--trace", trace_path_, "trace file or directory (format detected)");
+    app.add_option("-p,--policy", o.policy,
+                   "eviction policy: lru, lfu[:decay=D], lfru[:recency=R], 2q, static[:frac=F], "
+                   "layer, min");
+    app.add_option("-c,--capacity", capacity_text_,
+                   "experts per layer N, or N% of a layer's experts");
+    app.add_flag("--per-layer", o.per_layer,
+                 "one pool per layer (otherwise one global pool of N x layers)");
+    app.add_option("--predictor", o.predictor,
+                   "prefetch predictor: none, gate, coact, prev, popularity, oracle");
+    app.add_option("--profile", o.link, "link profile: pcie3x16, pcie4x16, pcie5x16, none");
+    AddByteSizeOption(app, "--expert-bytes", &expert_bytes_,
+                      "bytes per expert; 0 = from the trace, else 8M");
+    app.add_flag("--sequential", o.sequential,
+                 "request a step's experts one at a time (otherwise together)");
+    app.add_option("--phase", o.phase, "cells to replay: decode, prefill, all");
+    app.add_option("--layer-compute-us", o.layer_compute_us, "modelled compute per layer step");
+    app.add_option("--popularity", popularity_path_,
+                   "expert popularity for static (CSV or trace; empty = counted over the trace)");
+    app.add_option("--export-csv", export_csv_, "also write the trace as CSV");
+    app.add_flag("--no-min", no_min_, "skip the MIN run (min_hit_rate = 0)");
+    app.add_flag("--json", json_, "print the result as one JSON object");
   }
+
+  absl::Status Run() override;
+
+ private:
+  std::string trace_path_, capacity_text_, popularity_path_, export_csv_;
+  trace::ReplayOptions options_;
+  uint64_t expert_bytes_ = 0;
+  bool json_ = false, no_min_ = false;
+};
+
+absl::Status ReplayCommand::Run() {
+  trace::ReplayOptions& o = options_;
+  const std::string& trace_path = trace_path_;
+  const std::string& capacity_text = capacity_text_;
+  const std::string& export_csv = export_csv_;
+  const std::string& popularity_path = popularity_path_;
   if (trace_path.empty()) return absl::InvalidArgumentError("--trace is required");
   if (capacity_text.empty()) return absl::InvalidArgumentError("--capacity is required");
   MOESTREAM_ASSIGN_OR_RETURN(trace::Trace trace, trace::LoadTrace(trace_path));
   if (!export_csv.empty()) MOESTREAM_RETURN_IF_ERROR(trace::WriteTraceCsv(trace, export_csv));
   MOESTREAM_ASSIGN_OR_RETURN(o.capacity,
                              trace::ParseCapacity(capacity_text, trace.shape.n_experts));
-  o.expert_bytes = expert_bytes;
-  o.layer_compute_us = compute_us;
-  o.run_min = !no_min;
+  o.expert_bytes = expert_bytes_;
+  o.run_min = !no_min_;
   if (!popularity_path.empty()) {
     MOESTREAM_ASSIGN_OR_RETURN(o.popularity,
                                trace::LoadPopularity(popularity_path, trace.shape));
   }
   MOESTREAM_ASSIGN_OR_RETURN(trace::ReplayResult r, trace::Replay(trace, o));
-  if (json) {
+  if (json_) {
     std::printf("%s\n", trace::ReplayResultJson(r).c_str());
     return absl::OkStatus();
   }
@@ -90,16 +96,9 @@ absl::Status Run(const std::vector<std::string>& args, bool* help) {
   return absl::OkStatus();
 }
 
-int RunReplay(std::vector<std::string> args) {
-  bool help = false;
-  absl::Status s = Run(args, &help);
-  if (!s.ok()) return ReportError("replay", s);
-  return 0;
-}
-
 }  // namespace
 
 MOESTREAM_REGISTER_COMMAND(replay, "replay a routing trace through the expert cache and a policy",
-                           RunReplay);
+                           ReplayCommand);
 
 }  // namespace moestream::cli

@@ -11,8 +11,6 @@
 // summary and its JSON add the expert cache's figures over the whole run
 // (OffloadReport: hit_rate, prefetch_precision, prefetch_recall, link_bytes,
 // tier_bytes, stall_ms, overlap_efficiency, budgets and high-water marks).
-#include <unistd.h>
-
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -20,16 +18,16 @@
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
+#include "base/atomic_file.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "cli/command.h"
 #include "cli/engine_flags.h"
 #include "engine/recording_expert_provider.h"
 #include "text/chat_template.h"
-#include "cli/flags.h"
 #include "engine/sampler.h"
+#include "nlohmann/json.hpp"
 #include "engine/session.h"
 #include "text/tokenizer.h"
 
@@ -49,99 +47,103 @@ absl::StatusOr<std::vector<int32_t>> ParseIds(const std::string& text) {
   return ids;
 }
 
-// Logits of every processed position, written to FILE via a temporary that
-// is renamed into place (with FILE.json) only when the run completes.
+// Logits of every processed position, written to FILE through an
+// AtomicFile: FILE (and then FILE.json) appear only when the run completes.
 class LogitsDump {
  public:
   absl::Status Open(const std::string& path) {
-    path_ = path;
-    tmp_ = absl::StrCat(path, ".tmp.", ::getpid());
-    f_ = std::fopen(tmp_.c_str(), "wb");
-    if (f_ == nullptr) return absl::PermissionDeniedError(absl::StrCat("--dump-logits: cannot write ", tmp_));
+    absl::StatusOr<AtomicFile> f = AtomicFile::Create(path);
+    if (!f.ok()) return Prefixed(f.status());
+    file_.emplace(*std::move(f));
     return absl::OkStatus();
   }
-  ~LogitsDump() {
-    if (f_ != nullptr) {
-      std::fclose(f_);
-      std::remove(tmp_.c_str());
-    }
-  }
   absl::Status Append(std::span<const float> logits, int64_t rows) {
-    if (std::fwrite(logits.data(), sizeof(float), logits.size(), f_) != logits.size()) {
-      return absl::DataLossError(absl::StrCat("--dump-logits: short write to ", tmp_));
-    }
+    const std::string_view bytes(reinterpret_cast<const char*>(logits.data()),
+                                 logits.size() * sizeof(float));
+    MOESTREAM_RETURN_IF_ERROR(Prefixed(file_->Write(bytes)));
     rows_ += rows;
     return absl::OkStatus();
   }
   absl::Status Finish(int64_t n_vocab, int64_t n_prompt) {
-    const bool ok = std::fclose(f_) == 0;
-    f_ = nullptr;
-    if (!ok) return absl::DataLossError(absl::StrCat("--dump-logits: cannot finish ", tmp_));
-    const std::string json = absl::StrFormat(
-        "{\"dtype\": \"float32\", \"endian\": \"little\", \"order\": \"row-major\", "
-        "\"shape\": [%d, %d], \"prompt_positions\": %d, \"generated_positions\": %d}\n",
-        rows_, n_vocab, n_prompt, rows_ - n_prompt);
-    const std::string json_tmp = tmp_ + ".json";
-    FILE* j = std::fopen(json_tmp.c_str(), "w");
-    if (j == nullptr || std::fputs(json.c_str(), j) < 0 || std::fclose(j) != 0) {
-      std::remove(tmp_.c_str());
-      return absl::DataLossError(absl::StrCat("--dump-logits: cannot write ", json_tmp));
-    }
-    if (std::rename(tmp_.c_str(), path_.c_str()) != 0 ||
-        std::rename(json_tmp.c_str(), (path_ + ".json").c_str()) != 0) {
-      return absl::DataLossError(absl::StrCat("--dump-logits: cannot rename into ", path_));
-    }
-    return absl::OkStatus();
+    nlohmann::ordered_json meta;
+    meta["dtype"] = "float32";
+    meta["endian"] = "little";
+    meta["order"] = "row-major";
+    meta["shape"] = {rows_, n_vocab};
+    meta["prompt_positions"] = n_prompt;
+    meta["generated_positions"] = rows_ - n_prompt;
+    MOESTREAM_RETURN_IF_ERROR(Prefixed(file_->Commit()));
+    return Prefixed(WriteFileAtomically(file_->path() + ".json", meta.dump() + "\n"));
   }
 
  private:
-  std::string path_, tmp_;
-  FILE* f_ = nullptr;
+  static absl::Status Prefixed(const absl::Status& s) {
+    if (s.ok()) return s;
+    return absl::Status(s.code(), absl::StrCat("--dump-logits: ", s.message()));
+  }
+
+  std::optional<AtomicFile> file_;
   int64_t rows_ = 0;
 };
 
-absl::Status Run(const std::vector<std::string>& args) {
-  FlagParser p("run");
-  EngineFlags ef;
-  ef.Register(p);
-  std::string prompt_ids, prompt_text, system_text, chat_format, dump_path, record_trace;
-  std::string output = "auto";
+// The flags of `run`, besides the engine's.
+struct RunFlags {
+  EngineFlags engine;
+  std::string prompt_ids;   // --prompt-ids ID,ID,...
+  std::string prompt_text;  // -p/--prompt TEXT
   bool chat = false;
-  int64_t n_predict = 32, top_k = 40, repeat_last_n = 64, seed = -1;
-  double temp = 0.8, top_p = 0.95, min_p = 0.05, repeat_penalty = 1.0;
-  bool json = false, ignore_eos = false;
-  p.String("prompt-ids", 0, "ID,ID,...", "prompt token ids, used as given (no BOS added)",
-           &prompt_ids);
-  p.String("prompt", 'p', "TEXT", "prompt text, tokenized with the model's vocabulary (BOS as it says)",
-           &prompt_text);
-  p.Bool("chat", "format -p as a user turn of the model's chat template", &chat);
-  p.String("system", 0, "TEXT", "system message for --chat", &system_text);
-  p.String("chat-format", 0, "NAME", "chat family instead of the one the GGUF's template shows",
-           &chat_format);
-  p.String("output", 0, "auto|text|ids", "stream text or token ids (default: text with -p)",
-           &output);
-  p.Int("n-predict", 'n', "N", "tokens to generate (default 32)", &n_predict);
-  p.Double("temp", 0, "T", "temperature; 0 = greedy (default 0.8)", &temp);
-  p.Int("top-k", 0, "K", "top-k sampling; 0 = off (default 40)", &top_k);
-  p.Double("top-p", 0, "P", "top-p sampling; 1 = off (default 0.95)", &top_p);
-  p.Double("min-p", 0, "P", "min-p sampling; 0 = off (default 0.05)", &min_p);
-  p.Double("repeat-penalty", 0, "F", "repetition penalty; 1 = off (default 1)", &repeat_penalty);
-  p.Int("repeat-last-n", 0, "N", "tokens the penalty looks back; -1 = all (default 64)",
-        &repeat_last_n);
-  p.Int("seed", 0, "N", "sampling seed (default: random)", &seed);
-  p.Bool("ignore-eos", "keep generating past end-of-generation tokens", &ignore_eos);
-  p.Bool("json", "print the summary as one JSON object on stdout (tokens go to stderr)", &json);
-  p.String("record-trace", 0, "FILE",
-           "record the routing (every token at every MoE layer) as a trace for `replay`",
-           &record_trace);
-  p.String("dump-logits", 0, "FILE",
-           "write float32 LE logits of every processed position to FILE (+ FILE.json)",
-           &dump_path);
-  MOESTREAM_RETURN_IF_ERROR(p.Parse(args));
-  if (p.help_requested()) {
-    std::printf("%s", p.Usage().c_str());
-    return absl::OkStatus();
+  std::string system_text;  // --system
+  std::string chat_format;
+  std::string output = "auto";
+  int64_t n_predict = 32;
+  double temp = 0.8;
+  int64_t top_k = 40;
+  double top_p = 0.95;
+  double min_p = 0.05;
+  double repeat_penalty = 1.0;
+  int64_t repeat_last_n = 64;
+  int64_t seed = -1;  // < 0: random
+  bool ignore_eos = false;
+  bool json = false;
+  std::string record_trace;
+  std::string dump_path;  // --dump-logits
+
+  void Register(CLI::App& app) {
+    engine.Register(app);
+    app.add_option("--prompt-ids", prompt_ids, "prompt token ids ID,ID,..., used as given (no BOS added)");
+    app.add_option("-p,--prompt", prompt_text,
+                   "prompt text, tokenized with the model's vocabulary (BOS as it says)");
+    app.add_flag("--chat", chat, "format -p as a user turn of the model's chat template");
+    app.add_option("--system", system_text, "system message for --chat");
+    app.add_option("--chat-format", chat_format,
+                   "chat family instead of the one the GGUF's template shows");
+    app.add_option("--output", output, "stream text or token ids: auto (text with -p), text or ids");
+    app.add_option("-n,--n-predict", n_predict, "tokens to generate");
+    app.add_option("--temp", temp, "temperature; 0 = greedy");
+    app.add_option("--top-k", top_k, "top-k sampling; 0 = off");
+    app.add_option("--top-p", top_p, "top-p sampling; 1 = off");
+    app.add_option("--min-p", min_p, "min-p sampling; 0 = off");
+    app.add_option("--repeat-penalty", repeat_penalty, "repetition penalty; 1 = off");
+    app.add_option("--repeat-last-n", repeat_last_n, "tokens the penalty looks back; -1 = all");
+    app.add_option("--seed", seed, "sampling seed; -1 = random");
+    app.add_flag("--ignore-eos", ignore_eos, "keep generating past end-of-generation tokens");
+    app.add_flag("--json", json,
+                 "print the summary as one JSON object on stdout (tokens go to stderr)");
+    app.add_option("--record-trace", record_trace,
+                   "record the routing (every token at every MoE layer) as a trace for `replay`");
+    app.add_option("--dump-logits", dump_path,
+                   "write float32 LE logits of every processed position to FILE (+ FILE.json)");
   }
+};
+
+absl::Status Run(const RunFlags& flags) {
+  const EngineFlags& ef = flags.engine;
+  const std::string& prompt_ids = flags.prompt_ids;
+  const std::string& prompt_text = flags.prompt_text;
+  const std::string& output = flags.output;
+  const std::string& dump_path = flags.dump_path;
+  const int64_t n_predict = flags.n_predict;
+  const bool chat = flags.chat, json = flags.json;
   if (prompt_ids.empty() == prompt_text.empty()) {
     return absl::InvalidArgumentError("give exactly one of --prompt-ids and -p/--prompt");
   }
@@ -157,21 +159,23 @@ absl::Status Run(const std::vector<std::string>& args) {
   if (n_predict < 0) return absl::InvalidArgumentError("--n-predict must be >= 0");
 
   engine::SamplerOptions so;
-  so.temperature = temp;
-  so.top_k = top_k;
-  so.top_p = top_p;
-  so.min_p = min_p;
-  so.repeat_penalty = repeat_penalty;
-  so.repeat_last_n = repeat_last_n;
-  so.seed = seed < 0 ? engine::kRandomSeed : static_cast<uint64_t>(seed);
+  so.temperature = flags.temp;
+  so.top_k = flags.top_k;
+  so.top_p = flags.top_p;
+  so.min_p = flags.min_p;
+  so.repeat_penalty = flags.repeat_penalty;
+  so.repeat_last_n = flags.repeat_last_n;
+  so.seed = flags.seed < 0 ? engine::kRandomSeed : static_cast<uint64_t>(flags.seed);
   MOESTREAM_RETURN_IF_ERROR(so.Validate());
 
   engine::LoadOptions lo;
   lo.verbose = true;
-  lo.record_trace = record_trace;
+  lo.record_trace = flags.record_trace;
   engine::CachedExpertProvider* offload = nullptr;
-  ef.all_logits = !dump_path.empty();
-  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m, LoadModel(ef, lo, &offload));
+  EngineFlags ef_run = ef;
+  ef_run.all_logits = !dump_path.empty();
+  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m,
+                             LoadModel(ef_run, lo, &offload));
   engine::Engine& engine = *m->engine;
   std::unique_ptr<text::Tokenizer> tokenizer;
   if (!prompt_text.empty() || output == "text") {
@@ -185,10 +189,10 @@ absl::Status Run(const std::vector<std::string>& args) {
   if (!prompt_text.empty()) {
     if (chat) {
       std::vector<text::ChatMessage> msgs;
-      if (!system_text.empty()) msgs.push_back({"system", system_text});
+      if (!flags.system_text.empty()) msgs.push_back({"system", flags.system_text});
       msgs.push_back({"user", prompt_text});
       MOESTREAM_ASSIGN_OR_RETURN(std::string formatted,
-                                 text::FormatChat(m->file, msgs, true, chat_format));
+                                 text::FormatChat(m->file, msgs, true, flags.chat_format));
       prompt = tokenizer->Encode(formatted, /*add_special=*/true, /*parse_special=*/true);
     } else {
       prompt = tokenizer->Encode(prompt_text, /*add_special=*/true, /*parse_special=*/false);
@@ -221,7 +225,7 @@ absl::Status Run(const std::vector<std::string>& args) {
   FILE* tok_out = json ? stderr : stdout;
   engine::GenerateOptions go;
   go.n_predict = n_predict;
-  go.stop_at_eog = !ignore_eos;
+  go.stop_at_eog = !flags.ignore_eos;
   go.all_logits = !dump_path.empty();
   engine::Sampler sampler(so);
   bool first = true;
@@ -261,24 +265,27 @@ absl::Status Run(const std::vector<std::string>& args) {
 
   const engine::GenerationStats& s = r.stats;
   if (json) {
-    std::string out = "{";
-    absl::StrAppend(&out, "\"model\": ", JsonString(ef.model),
-                    ", \"backend\": ", JsonString(m->backend->Describe()),
-                    ", \"prompt_ids\": ", JsonIds(prompt),
-                    ", \"generated_ids\": ", JsonIds(r.generated_ids));
-    if (detok != nullptr) absl::StrAppend(&out, ", \"text\": ", JsonString(text));
-    absl::StrAppendFormat(&out,
-                          ", \"prompt_tokens\": %d, \"generated_tokens\": %d, "
-                          "\"prefill_ms\": %.3f, \"prefill_tok_s\": %.3f, \"decode_ms\": %.3f, "
-                          "\"decode_tok_s\": %.3f, \"ttft_ms\": %.3f, \"total_ms\": %.3f, "
-                          "\"load_ms\": %.1f, \"seed\": %d, \"stopped_at_eog\": %s",
-                          s.prompt_tokens, s.generated_tokens, s.prefill_ms, s.prefill_tok_s(),
-                          s.decode_ms, s.decode_tok_s(), s.ttft_ms, s.total_ms, m->load_ms,
-                          sampler.seed(), r.stopped_at_eog ? "true" : "false");
-    absl::StrAppend(&out, ", \"offload\": ", report ? "true" : "false");
-    if (report) absl::StrAppend(&out, ", ", report->JsonFields());
-    absl::StrAppend(&out, "}\n");
-    std::fputs(out.c_str(), stdout);
+    nlohmann::ordered_json out;
+    out["model"] = ef.model;
+    out["backend"] = m->backend->Describe();
+    out["prompt_ids"] = prompt;
+    out["generated_ids"] = r.generated_ids;
+    if (detok != nullptr) out["text"] = text;
+    out["prompt_tokens"] = s.prompt_tokens;
+    out["generated_tokens"] = s.generated_tokens;
+    out["prefill_ms"] = s.prefill_ms;
+    out["prefill_tok_s"] = s.prefill_tok_s();
+    out["decode_ms"] = s.decode_ms;
+    out["decode_tok_s"] = s.decode_tok_s();
+    out["ttft_ms"] = s.ttft_ms;
+    out["total_ms"] = s.total_ms;
+    out["load_ms"] = m->load_ms;
+    out["seed"] = sampler.seed();
+    out["stopped_at_eog"] = r.stopped_at_eog;
+    out["offload"] = report.has_value();
+    if (report) report->AddJsonFields(out);
+    // Text from a model need not be valid UTF-8: replace, do not throw.
+    std::puts(out.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
     std::fprintf(stderr,
                  "prompt: %lld tokens, prefill %.1f tok/s (%.1f ms)\n"
@@ -292,13 +299,17 @@ absl::Status Run(const std::vector<std::string>& args) {
   return absl::OkStatus();
 }
 
-int RunCommand(std::vector<std::string> args) {
-  absl::Status s = Run(args);
-  return s.ok() ? 0 : ReportError("run", s);
-}
+class RunCommand : public Command {
+ public:
+  void Register(CLI::App& app) override { flags_.Register(app); }
+  absl::Status Run() override { return cli::Run(flags_); }
+
+ private:
+  RunFlags flags_;
+};
 
 }  // namespace
-}  // namespace moestream::cli
 
-MOESTREAM_REGISTER_COMMAND(run, "generate tokens from a prompt with a GGUF model",
-                           moestream::cli::RunCommand);
+MOESTREAM_REGISTER_COMMAND(run, "generate tokens from a prompt with a GGUF model", RunCommand);
+
+}  // namespace moestream::cli

@@ -16,9 +16,9 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "base/status_macros.h"
 #include "io/gguf.h"
 #include "cli/command.h"
-#include "cli/flags.h"
 #include "text/tokenizer.h"
 #include "text/unicode.h"
 
@@ -48,53 +48,49 @@ std::string EscapePiece(const std::string& piece) {
   return out;
 }
 
-int RunTokenize(std::vector<std::string> args) {
-  constexpr char kCmd[] = "tokenize";
-  FlagParser p(kCmd);
-  std::string model;
-  bool ids_only = false;
-  bool no_bos = false;
-  bool parse_special = false;
-  std::vector<std::string> text;
-  p.String("model", 'm', "MODEL", "GGUF file whose vocabulary to use", &model);
-  p.Bool("ids", "print only the ids, on one line separated by spaces", &ids_only);
-  p.Bool("no-bos", "do not add BOS/EOS even where the vocabulary asks for them", &no_bos);
-  p.Bool("parse-special", "turn control-token text (e.g. <|im_start|>) into its id", &parse_special);
-  p.Positionals("[--] TEXT", &text);
-  if (absl::Status s = p.Parse(args); !s.ok()) return ReportError(kCmd, s);
-  if (p.help_requested()) {
-    std::printf("%s", p.Usage().c_str());
-    return 0;
+class TokenizeCommand : public Command {
+ public:
+  void Register(CLI::App& app) override {
+    app.add_option("-m,--model", model_, "GGUF file whose vocabulary to use");
+    app.add_flag("--ids", ids_only_, "print only the ids, on one line separated by spaces");
+    app.add_flag("--no-bos", no_bos_, "do not add BOS/EOS even where the vocabulary asks for them");
+    app.add_flag("--parse-special", parse_special_,
+                 "turn control-token text (e.g. <|im_start|>) into its id");
+    app.add_option("text", text_, "text to tokenize (after -- it may start with -)")
+        ->default_str("");
   }
-  if (model.empty()) {
-    return ReportError(kCmd, absl::InvalidArgumentError("--model (-m) is required"));
-  }
-  if (text.empty()) {
-    return ReportError(kCmd, absl::InvalidArgumentError("expected TEXT to tokenize"));
-  }
-  absl::StatusOr<io::GgufFile> file = io::GgufFile::Open(model);
-  if (!file.ok()) return ReportError(kCmd, file.status());
-  absl::StatusOr<text::Tokenizer> tok = text::Tokenizer::FromGguf(*file);
-  if (!tok.ok()) return ReportError(kCmd, tok.status());
 
-  const std::vector<int32_t> ids =
-      tok->Encode(absl::StrJoin(text, " "), /*add_special=*/!no_bos, parse_special);
-  std::string out;
-  if (ids_only) {
-    out = absl::StrCat(absl::StrJoin(ids, " "), "\n");
-  } else {
-    for (int32_t id : ids) {
-      absl::StrAppend(&out, id, "\t", EscapePiece(tok->TokenToPiece(id, /*render_special=*/true)),
-                      "\n");
+  absl::Status Run() override {
+    if (model_.empty()) return absl::InvalidArgumentError("--model (-m) is required");
+    if (text_.empty()) return absl::InvalidArgumentError("expected TEXT to tokenize");
+    MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile file, io::GgufFile::Open(model_));
+    MOESTREAM_ASSIGN_OR_RETURN(text::Tokenizer tok, text::Tokenizer::FromGguf(file));
+    const std::vector<int32_t> ids =
+        tok.Encode(absl::StrJoin(text_, " "), /*add_special=*/!no_bos_, parse_special_);
+    std::string out;
+    if (ids_only_) {
+      out = absl::StrCat(absl::StrJoin(ids, " "), "\n");
+    } else {
+      for (int32_t id : ids) {
+        absl::StrAppend(&out, id, "\t",
+                        EscapePiece(tok.TokenToPiece(id, /*render_special=*/true)), "\n");
+      }
     }
+    std::fwrite(out.data(), 1, out.size(), stdout);
+    return absl::OkStatus();
   }
-  std::fwrite(out.data(), 1, out.size(), stdout);
-  return 0;
-}
+
+ private:
+  std::string model_;
+  bool ids_only_ = false;
+  bool no_bos_ = false;
+  bool parse_special_ = false;
+  std::vector<std::string> text_;
+};
 
 }  // namespace
 
 MOESTREAM_REGISTER_COMMAND(tokenize, "token ids of a text under a model's vocabulary",
-                           RunTokenize);
+                           TokenizeCommand);
 
 }  // namespace moestream::cli

@@ -5,6 +5,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/bytes.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/host_tier.h"
@@ -276,7 +277,7 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
   if (!made.ok()) {
     return absl::Status(made.status().code(),
                         absl::StrCat("expert cache of ", slots, " slots x ",
-                                     model::FormatBytes(co.slot_bytes), ": ", made.status().message()));
+                                     FormatBytes(co.slot_bytes), ": ", made.status().message()));
   }
   cache_ = std::move(*made);
   experts_.reserve(size_t(c_.n_expert));
@@ -292,7 +293,7 @@ std::string CachedExpertProvider::Describe() const {
   std::string src = opt_.store_path.empty() ? "the GGUF" : opt_.store_path;
   if (reader_ != nullptr) src = absl::StrCat(Av(reader_->kind()), " reads of ", src);
   return absl::StrCat("experts on ", tier_, " (", src, "), ", cache_->total_slots(), " of ",
-                      plan_.experts_total, " expert slots x ", model::FormatBytes(plan_.slot_bytes),
+                      plan_.experts_total, " expert slots x ", FormatBytes(plan_.slot_bytes),
                       " on the device, policy ", policy_->name(), ", prefetch ", opt_.prefetch,
                       ", miss policy ", Av(MissPolicyName(opt_.miss_policy)));
 }

@@ -6,23 +6,13 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/bytes.h"
 #include "base/status_macros.h"
 #include "io/expert_layout.h"
 #include "model/model_info.h"
 #include "nlohmann/json.hpp"
 
 namespace moestream::model {
-
-std::string FormatBytes(uint64_t b) {
-  const char* units[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double v = double(b);
-  int u = 0;
-  while (v >= 1024.0 && u < 4) {
-    v /= 1024.0;
-    ++u;
-  }
-  return u == 0 ? absl::StrCat(b, " B") : absl::StrFormat("%.1f %s", v, units[u]);
-}
 
 std::string_view MemoryUseName(MemoryUse u) {
   switch (u) {

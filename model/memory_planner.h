@@ -149,9 +149,6 @@ struct MemoryPlan {
 
 absl::StatusOr<MemoryPlan> PlanMemory(const io::GgufFile& f, const PlanOptions& o);
 
-// "24.0 GiB", "512.0 MiB", "12 B".
-std::string FormatBytes(uint64_t bytes);
-
 }  // namespace moestream::model
 
 #endif  // MOESTREAM_MODEL_MEMORY_PLANNER_H_

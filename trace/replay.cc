@@ -12,6 +12,7 @@
 #include "cache/expert_cache.h"
 #include "cache/sim_loader.h"
 #include "kernels/backend.h"
+#include "nlohmann/json.hpp"
 #include "policies/eviction_policy.h"
 #include "policies/prediction_scorer.h"
 #include "policies/prefetch_predictor.h"
@@ -301,16 +302,26 @@ absl::StatusOr<ReplayResult> Replay(const Trace& trace, const ReplayOptions& o) 
 }
 
 std::string ReplayResultJson(const ReplayResult& r) {
-  return absl::StrFormat(
-      "{\"policy\": \"%s\", \"predictor\": \"%s\", \"accesses\": %d, \"hits\": %d, "
-      "\"hit_rate\": %.6f, \"min_hit_rate\": %.6f, \"ratio_to_min\": %.6f, "
-      "\"prefetch_precision\": %.6f, \"prefetch_recall\": %.6f, \"prefetch_issued\": %d, "
-      "\"prefetch_hits\": %d, \"link_bytes\": %d, \"stall_ms\": %.3f, \"modelled_ms\": %.3f, "
-      "\"tokens\": %d, \"modelled_tok_s\": %.3f, \"wall_s\": %.6f, \"accesses_per_s\": %.0f}",
-      r.policy, r.predictor, r.accesses, r.hits, r.hit_rate, r.min_hit_rate,
-      r.min_hit_rate > 0 ? r.hit_rate / r.min_hit_rate : 0.0, r.prefetch_precision,
-      r.prefetch_recall, r.prefetch_issued, r.prefetch_hits, r.link_bytes, r.stall_ns / 1e6,
-      r.modelled_ns / 1e6, r.tokens, r.modelled_tok_s, r.wall_s, r.accesses_per_s);
+  nlohmann::ordered_json j;
+  j["policy"] = r.policy;
+  j["predictor"] = r.predictor;
+  j["accesses"] = r.accesses;
+  j["hits"] = r.hits;
+  j["hit_rate"] = r.hit_rate;
+  j["min_hit_rate"] = r.min_hit_rate;
+  j["ratio_to_min"] = r.min_hit_rate > 0 ? r.hit_rate / r.min_hit_rate : 0.0;
+  j["prefetch_precision"] = r.prefetch_precision;
+  j["prefetch_recall"] = r.prefetch_recall;
+  j["prefetch_issued"] = r.prefetch_issued;
+  j["prefetch_hits"] = r.prefetch_hits;
+  j["link_bytes"] = r.link_bytes;
+  j["stall_ms"] = r.stall_ns / 1e6;
+  j["modelled_ms"] = r.modelled_ns / 1e6;
+  j["tokens"] = r.tokens;
+  j["modelled_tok_s"] = r.modelled_tok_s;
+  j["wall_s"] = r.wall_s;
+  j["accesses_per_s"] = r.accesses_per_s;
+  return j.dump();
 }
 
 }  // namespace moestream::trace

@@ -1,7 +1,5 @@
 #include "trace/trace.h"
 
-#include <unistd.h>
-
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -9,7 +7,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/atomic_file.h"
 #include "base/status_macros.h"
+#include "trace/csv.h"
 
 namespace moestream::trace {
 namespace {
@@ -83,24 +83,6 @@ class Reader {
   const std::string& path_;
   size_t pos_ = 0;
 };
-
-absl::Status WriteFileAtomically(const std::string& path, const std::string& bytes) {
-  std::string tmp = absl::StrCat(path, ".tmp.", getpid());
-  FILE* f = std::fopen(tmp.c_str(), "wb");
-  if (f == nullptr) {
-    return absl::PermissionDeniedError(absl::StrCat("cannot create '", tmp, "': ",
-                                                    std::strerror(errno)));
-  }
-  bool ok = std::fwrite(bytes.data(), 1, bytes.size(), f) == bytes.size();
-  ok = std::fflush(f) == 0 && ok;
-  ok = fsync(fileno(f)) == 0 && ok;
-  ok = std::fclose(f) == 0 && ok;
-  if (!ok || std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    return absl::DataLossError(absl::StrCat("cannot write '", path, "': ", std::strerror(errno)));
-  }
-  return absl::OkStatus();
-}
 
 }  // namespace
 
@@ -284,8 +266,9 @@ absl::Status WriteTraceCsv(const Trace& t, const std::string& path) {
     auto w = t.Weights(c);
     int id = c.layer < t.shape.layer_ids.size() ? t.shape.layer_ids[c.layer] : c.layer;
     for (size_t i = 0; i < e.size(); ++i) {
-      absl::StrAppendFormat(&out, "%u,%u,%u,%s,%u,%d,%u,%u,%.6g\n", c.seq, c.step, c.pos,
-                            PhaseName(c.phase), c.layer, id, unsigned(i), e[i], w[i]);
+      out += CsvRow({absl::StrCat(c.seq), absl::StrCat(c.step), absl::StrCat(c.pos),
+                     PhaseName(c.phase), absl::StrCat(c.layer), absl::StrCat(id),
+                     absl::StrCat(i), absl::StrCat(e[i]), absl::StrFormat("%.6g", w[i])});
     }
   }
   return WriteFileAtomically(path, out);

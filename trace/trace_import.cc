@@ -14,6 +14,8 @@
 #include "absl/strings/str_split.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "nlohmann/json.hpp"
+#include "trace/csv.h"
 
 namespace moestream::trace {
 namespace {
@@ -28,74 +30,80 @@ absl::StatusOr<std::string> ReadAll(const std::string& path) {
   return ss.str();
 }
 
-std::vector<std::string_view> Lines(const std::string& data) {
-  std::vector<std::string_view> out;
+// A non-empty line of a text file and its 1-based number (blank lines are
+// skipped but still counted, so errors point at the right line).
+struct Line {
+  size_t no;
+  std::string_view text;
+};
+
+std::vector<Line> Lines(const std::string& data) {
+  std::vector<Line> out;
   size_t start = 0;
-  while (start < data.size()) {
+  for (size_t no = 1; start < data.size(); ++no) {
     size_t nl = data.find('\n', start);
     if (nl == std::string::npos) nl = data.size();
     std::string_view line(data.data() + start, nl - start);
     if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-    if (!line.empty()) out.push_back(line);
+    if (!line.empty()) out.push_back({no, line});
     start = nl + 1;
   }
   return out;
 }
 
-// ---- a minimal reader for the flat JSON objects of the jsonl formats
-
-// Position just after `"key":` (and spaces), or npos.
-size_t FindKey(std::string_view line, std::string_view key) {
-  std::string pat = absl::StrCat("\"", Av(key), "\"");
-  size_t p = line.find(pat);
-  if (p == std::string_view::npos) return p;
-  p += pat.size();
-  while (p < line.size() && (line[p] == ' ' || line[p] == ':')) ++p;
-  return p;
+absl::Status BadLine(const std::string& path, size_t line_no, std::string_view what) {
+  return absl::DataLossError(
+      absl::StrCat("trace '", Av(path), "' line ", line_no, ": ", Av(what)));
 }
 
-bool JsonNumber(std::string_view line, std::string_view key, double* out) {
-  size_t p = FindKey(line, key);
-  if (p == std::string_view::npos) return false;
-  std::string tmp(line.substr(p, 32));
-  char* end = nullptr;
-  *out = std::strtod(tmp.c_str(), &end);
-  return end != tmp.c_str();
+// ---- the JSON objects of the jsonl formats, one per line
+
+using Json = nlohmann::json;
+
+absl::StatusOr<Json> ParseJsonLine(const std::string& path, const Line& line) {
+  try {
+    Json j = Json::parse(line.text);
+    if (!j.is_object()) return BadLine(path, line.no, "expected a JSON object");
+    return j;
+  } catch (const Json::exception& e) {
+    // nlohmann reports malformed input by exception; it stops here, as one
+    // error naming the file and line.
+    return BadLine(path, line.no, absl::StrCat("not valid JSON: ", e.what()));
+  }
 }
 
-bool JsonString(std::string_view line, std::string_view key, std::string* out) {
-  size_t p = FindKey(line, key);
-  if (p == std::string_view::npos || p >= line.size() || line[p] != '"') return false;
-  size_t q = line.find('"', p + 1);
-  if (q == std::string_view::npos) return false;
-  *out = std::string(line.substr(p + 1, q - p - 1));
+// The value of `key` when it is a number (of any JSON number kind).
+bool JsonNumber(const Json& j, const char* key, double* out) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_number()) return false;
+  *out = it->get<double>();
   return true;
 }
 
+bool JsonString(const Json& j, const char* key, std::string* out) {
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_string()) return false;
+  *out = it->get<std::string>();
+  return true;
+}
+
+// The value of `key` when it is an array of numbers, each converted to T.
 template <typename T>
-bool JsonArray(std::string_view line, std::string_view key, std::vector<T>* out) {
+bool JsonArray(const Json& j, const char* key, std::vector<T>* out) {
   out->clear();
-  size_t p = FindKey(line, key);
-  if (p == std::string_view::npos || p >= line.size() || line[p] != '[') return false;
-  size_t q = line.find(']', p);
-  if (q == std::string_view::npos) return false;
-  std::string body(line.substr(p + 1, q - p - 1));
-  const char* s = body.c_str();
-  while (*s) {
-    while (*s == ' ' || *s == ',') ++s;
-    if (!*s) break;
-    char* end = nullptr;
-    double v = std::strtod(s, &end);
-    if (end == s) return false;
-    out->push_back(T(v));
-    s = end;
+  auto it = j.find(key);
+  if (it == j.end() || !it->is_array()) return false;
+  for (const Json& v : *it) {
+    if (!v.is_number()) return false;
+    out->push_back(static_cast<T>(v.get<double>()));
   }
   return true;
 }
 
-absl::Status BadLine(const std::string& path, size_t line_no, std::string_view what) {
-  return absl::DataLossError(
-      absl::StrCat("trace '", path, "' line ", line_no, ": ", Av(what)));
+// The first line of a file parsed as JSON, or null when it is not an object.
+Json FirstLineJson(const std::string& line) {
+  Json j = Json::parse(line, nullptr, /*allow_exceptions=*/false);
+  return j.is_object() ? j : Json();
 }
 
 void FinishShape(Trace& t, int n_layers, int n_experts, std::vector<int> layer_ids) {
@@ -107,11 +115,27 @@ void FinishShape(Trace& t, int n_layers, int n_experts, std::vector<int> layer_i
   t.shape.top_k = std::max(t.shape.top_k, k);
 }
 
+// The fields of a CSV line as views into `line` or, when it has quoted
+// fields, into `storage` (route traces run to millions of rows, nearly all
+// without quotes: those are split in place).
+absl::Status CsvFields(const std::string& path, const Line& line, std::vector<std::string>* storage,
+                       std::vector<absl::string_view>* fields) {
+  if (line.text.find('"') == std::string_view::npos) {
+    *fields = absl::StrSplit(Av(line.text), ',');
+    return absl::OkStatus();
+  }
+  absl::StatusOr<std::vector<std::string>> split = SplitCsvRecord(line.text);
+  if (!split.ok()) return BadLine(path, line.no, Sv(split.status().message()));
+  *storage = *std::move(split);
+  fields->assign(storage->begin(), storage->end());
+  return absl::OkStatus();
+}
+
 // ---- route-csv
 
 absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
   MOESTREAM_ASSIGN_OR_RETURN(std::string data, ReadAll(path));
-  std::vector<std::string_view> lines = Lines(data);
+  std::vector<Line> lines = Lines(data);
   Trace t;
   t.shape.source = "route-csv";
   int n_expert = 0;
@@ -122,8 +146,10 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
     float weight;
   };
   std::vector<Row> rows;
-  for (size_t i = 0; i < lines.size(); ++i) {
-    std::string_view line = lines[i];
+  std::vector<std::string> storage;
+  std::vector<absl::string_view> f;
+  for (const Line& l : lines) {
+    std::string_view line = l.text;
     if (line[0] == '#') {
       int layer = -1;
       uint64_t bytes = 0;
@@ -141,12 +167,12 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
       if (layer >= 0) layer_bytes[layer] = bytes;
       continue;
     }
-    std::vector<absl::string_view> f = absl::StrSplit(Av(line), ',');
+    MOESTREAM_RETURN_IF_ERROR(CsvFields(path, l, &storage, &f));
     if (col.empty()) {
       for (size_t c = 0; c < f.size(); ++c) col[std::string(f[c])] = int(c);
       for (const char* need : {"turn", "phase", "step", "layer", "slot", "expert", "weight"}) {
         if (!col.count(need)) {
-          return BadLine(path, i + 1, absl::StrCat("header lacks column '", need, "'"));
+          return BadLine(path, l.no, absl::StrCat("header lacks column '", need, "'"));
         }
       }
       continue;
@@ -161,7 +187,7 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
         !get("layer", &r.layer) || !get("slot", &r.slot) || !get("expert", &r.expert) ||
         wc >= f.size() || !absl::SimpleAtof(f[wc], &r.weight) || r.phase < 0 || r.phase > 1 ||
         r.expert < 0 || r.layer < 0) {
-      return BadLine(path, i + 1, absl::StrCat("malformed row '", Av(line), "'"));
+      return BadLine(path, l.no, absl::StrCat("malformed row '", Av(line), "'"));
     }
     rows.push_back(r);
   }
@@ -206,8 +232,8 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
 absl::Status ImportMixtralFile(const std::string& path, Trace& t, uint32_t* next_seq,
                                int* max_layer, int* max_expert) {
   MOESTREAM_ASSIGN_OR_RETURN(std::string data, ReadAll(path));
-  std::vector<std::string_view> lines = Lines(data);
-  bool raw = !lines.empty() && FindKey(lines[0], "token_pos") != std::string_view::npos;
+  std::vector<Line> lines = Lines(data);
+  bool raw = false;  // decided by the first record: "token_pos" instead of "token_idx"
   struct Row {
     int problem, layer, idx;
     Phase phase;
@@ -219,14 +245,19 @@ absl::Status ImportMixtralFile(const std::string& path, Trace& t, uint32_t* next
   std::map<std::pair<int, int>, std::pair<int, int>> state;  // -> (last pos, decode count)
   std::map<std::pair<int, int>, int> prefill_count;
   for (size_t i = 0; i < lines.size(); ++i) {
+    MOESTREAM_ASSIGN_OR_RETURN(Json j, ParseJsonLine(path, lines[i]));
+    if (i == 0) raw = j.contains("token_pos");
     Row r;
     double problem, layer, idx;
-    if (!JsonNumber(lines[i], "problem_id", &problem) || !JsonNumber(lines[i], "layer", &layer) ||
-        !JsonNumber(lines[i], raw ? "token_pos" : "token_idx", &idx) ||
-        !JsonArray(lines[i], "experts", &r.ids) || !JsonArray(lines[i], "gating_probs", &r.w) ||
-        r.ids.empty() || r.ids.size() != r.w.size()) {
-      return BadLine(path, i + 1, "expected problem_id, layer, token_idx/token_pos, experts, "
-                                  "gating_probs of equal length");
+    if (!JsonNumber(j, "problem_id", &problem) || !JsonNumber(j, "layer", &layer) ||
+        !JsonNumber(j, raw ? "token_pos" : "token_idx", &idx) ||
+        !JsonArray(j, "experts", &r.ids) || !JsonArray(j, "gating_probs", &r.w) ||
+        r.ids.empty() || r.ids.size() != r.w.size() || layer < 0 ||
+        *std::min_element(r.ids.begin(), r.ids.end()) < 0) {
+      return BadLine(path, lines[i].no,
+                     absl::StrCat("expected problem_id, layer >= 0, ",
+                                  raw ? "token_pos" : "token_idx",
+                                  ", experts (ids >= 0) and gating_probs of equal length"));
     }
     r.problem = int(problem);
     r.layer = int(layer);
@@ -320,27 +351,30 @@ absl::StatusOr<VllmFile> ParseVllmFile(const std::string& path) {
   int64_t prev_idx = -1;
   bool restarted = false;
   int layer = -1;
-  std::vector<std::string_view> lines = Lines(data);
-  for (size_t i = 0; i < lines.size(); ++i) {
+  for (const Line& line : Lines(data)) {
+    MOESTREAM_ASSIGN_OR_RETURN(Json j, ParseJsonLine(path, line));
     std::string type;
-    JsonString(lines[i], "type", &type);
+    JsonString(j, "type", &type);
     if (type == "meta") {
       double v;
-      if (JsonNumber(lines[i], "top_k", &v)) f.top_k = int(v);
-      if (JsonNumber(lines[i], "num_experts", &v)) f.n_experts = int(v);
-      JsonString(lines[i], "model_id", &f.model);
+      if (JsonNumber(j, "top_k", &v)) f.top_k = int(v);
+      if (JsonNumber(j, "num_experts", &v)) f.n_experts = int(v);
+      JsonString(j, "model_id", &f.model);
       continue;
     }
-    if (type != "route") return BadLine(path, i + 1, "expected a \"type\": \"route\" row");
+    if (type != "route") return BadLine(path, line.no, "expected a \"type\": \"route\" row");
     double idx, l;
     VllmFile::Row r;
-    if (!JsonNumber(lines[i], "token_idx", &idx) || !JsonNumber(lines[i], "layer", &l) ||
-        !JsonArray(lines[i], "topk_ids", &r.ids) || !JsonArray(lines[i], "topk_weights", &r.w) ||
-        r.ids.empty() || r.ids.size() != r.w.size()) {
-      return BadLine(path, i + 1, "expected token_idx, layer, topk_ids, topk_weights");
+    if (!JsonNumber(j, "token_idx", &idx) || !JsonNumber(j, "layer", &l) ||
+        !JsonArray(j, "topk_ids", &r.ids) || !JsonArray(j, "topk_weights", &r.w) ||
+        r.ids.empty() || r.ids.size() != r.w.size() || l < 0 ||
+        *std::min_element(r.ids.begin(), r.ids.end()) < 0) {
+      return BadLine(path, line.no,
+                     "expected token_idx, layer >= 0, topk_ids (ids >= 0) and topk_weights of "
+                     "equal length");
     }
     if (layer >= 0 && int(l) != layer) {
-      return BadLine(path, i + 1, "rows of several layers in one vLLM logger file");
+      return BadLine(path, line.no, "rows of several layers in one vLLM logger file");
     }
     layer = int(l);
     if (int64_t(idx) == 0 || batches.empty()) {
@@ -481,11 +515,9 @@ absl::StatusOr<Detected> Detect(const std::string& path) {
     d.format = "moestream";
   } else if (absl::StartsWith(line, "# route_trace") || absl::StartsWith(line, "turn,phase")) {
     d.format = "route-csv";
-  } else if (FindKey(line, "gating_probs") != std::string_view::npos) {
-    d.format = FindKey(line, "token_pos") != std::string_view::npos ? "mixtral-raw" : "mixtral-jsonl";
-  } else if (FindKey(line, "type") != std::string_view::npos &&
-             (line.find("\"meta\"") != std::string::npos ||
-              line.find("\"route\"") != std::string::npos)) {
+  } else if (const Json j = FirstLineJson(line); j.contains("gating_probs")) {
+    d.format = j.contains("token_pos") ? "mixtral-raw" : "mixtral-jsonl";
+  } else if (j.contains("type") && (j["type"] == "meta" || j["type"] == "route")) {
     d.format = "vllm-logger";
   } else {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -541,8 +573,11 @@ absl::StatusOr<std::vector<double>> LoadPopularity(const std::string& path,
     return TracePopularity(t);
   }
   MOESTREAM_ASSIGN_OR_RETURN(std::string data, ReadAll(path));
-  std::vector<std::string_view> lines = Lines(data);
-  std::vector<absl::string_view> header = absl::StrSplit(Av(lines[0]), ',');
+  std::vector<Line> lines = Lines(data);
+  if (lines.empty()) return absl::DataLossError(absl::StrCat("popularity file '", path, "' is empty"));
+  std::vector<std::string> header_storage, row_storage;
+  std::vector<absl::string_view> header, f;
+  MOESTREAM_RETURN_IF_ERROR(CsvFields(path, lines[0], &header_storage, &header));
   int n_cols = int(header.size()) - 2;
   if (n_cols != shape.n_experts) {
     return absl::InvalidArgumentError(absl::StrCat("popularity file '", path, "' has ", n_cols,
@@ -552,10 +587,10 @@ absl::StatusOr<std::vector<double>> LoadPopularity(const std::string& path,
   std::vector<double> pop(size_t(shape.n_layers) * shape.n_experts, 0.0);
   int matched = 0;
   for (size_t i = 1; i < lines.size(); ++i) {
-    std::vector<absl::string_view> f = absl::StrSplit(Av(lines[i]), ',');
+    MOESTREAM_RETURN_IF_ERROR(CsvFields(path, lines[i], &row_storage, &f));
     int layer;
     if (f.size() != header.size() || !absl::SimpleAtoi(f[0], &layer)) {
-      return BadLine(path, i + 1, "expected Layer,<label>,<one value per expert>");
+      return BadLine(path, lines[i].no, "expected Layer,<label>,<one value per expert>");
     }
     auto it = std::find(shape.layer_ids.begin(), shape.layer_ids.end(), layer);
     if (it == shape.layer_ids.end()) continue;
@@ -563,7 +598,7 @@ absl::StatusOr<std::vector<double>> LoadPopularity(const std::string& path,
     ++matched;
     for (int e = 0; e < n_cols; ++e) {
       double v;
-      if (!absl::SimpleAtod(f[e + 2], &v)) return BadLine(path, i + 1, "bad number");
+      if (!absl::SimpleAtod(f[e + 2], &v)) return BadLine(path, lines[i].no, "bad number");
       pop[dense * shape.n_experts + e] += v;
     }
   }

@@ -6,7 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 
 namespace moestream::engine {
@@ -41,11 +43,11 @@ TEST(RunCommand, GreedyJsonSummaryMatchesLlamaCpp) {
   ASSERT_FALSE(r.out.empty());
   EXPECT_EQ(r.out.front(), '{');
   EXPECT_EQ(r.out.find('\n'), r.out.size() - 1);
-  EXPECT_NE(r.out.find(std::string("\"generated_ids\": [") + kQwenIds + "]"), std::string::npos)
-      << r.out;
-  EXPECT_NE(r.out.find("\"prompt_ids\": [" + Prompt32() + "]"), std::string::npos);
-  for (const char* key : {"\"prefill_tok_s\": ", "\"decode_tok_s\": ", "\"ttft_ms\": "}) {
-    EXPECT_NE(r.out.find(key), std::string::npos) << key;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["generated_ids"].dump(), absl::StrCat("[", kQwenIds, "]")) << r.out;
+  EXPECT_EQ(j["prompt_ids"].dump(), absl::StrCat("[", Prompt32(), "]"));
+  for (const char* key : {"prefill_tok_s", "decode_tok_s", "ttft_ms"}) {
+    EXPECT_TRUE(j.contains(key) && j[key].is_number()) << key;
   }
   // Tokens were streamed to stderr, space separated.
   EXPECT_NE(r.err.find("385 62 296 423"), std::string::npos) << r.err;
@@ -75,8 +77,9 @@ TEST(RunCommand, StreamsTextWithTheModelsVocabulary) {
   r = RunCommand(MoestreamBin() + " run -m " + model +
                  " -p 'Once upon a time' -n 8 --temp 0 --backend cpu --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
-  EXPECT_NE(r.out.find("\"prompt_ids\": [1,"), std::string::npos) << r.out;
-  EXPECT_NE(r.out.find("\"text\": \", there was a little girl"), std::string::npos) << r.out;
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["prompt_ids"][0], 1) << r.out;
+  EXPECT_EQ(j["text"].get<std::string>().rfind(", there was a little girl", 0), 0u) << r.out;
 }
 
 TEST(RunCommand, DumpLogitsCoversPromptAndFedBackTokens) {
@@ -88,7 +91,8 @@ TEST(RunCommand, DumpLogitsCoversPromptAndFedBackTokens) {
   const std::vector<float> got = ReadF32File(out);
   // 32 prompt positions + 15 fed-back greedy tokens (the 16th is not fed).
   ASSERT_EQ(got.size(), 47u * 512u);
-  EXPECT_NE(ReadFileOrDie(out + ".json").find("\"shape\": [47, 512]"), std::string::npos);
+  EXPECT_EQ(nlohmann::json::parse(ReadFileOrDie(out + ".json"))["shape"],
+            nlohmann::json::array({47, 512}));
   const std::vector<float> all = ReadF32File(RefDir() + "/logits_all.f32");
   const std::vector<float> gen = ReadF32File(RefDir() + "/logits_gen.f32");
   float worst = 0;
@@ -127,10 +131,13 @@ TEST(BenchCommand, JsonHasMediansAndRepetitions) {
                                " --prompt 16 --gen 8 --reps 3 --backend cpu -t 2 --json");
   ASSERT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.out.front(), '{');
-  for (const char* key : {"\"prefill_tok_s\": ", "\"decode_tok_s\": ", "\"prompt_tokens\": 16",
-                          "\"gen_tokens\": 8", "\"reps\": 3", "\"decode_tok_s_reps\": ["}) {
-    EXPECT_NE(r.out.find(key), std::string::npos) << key << " in " << r.out;
-  }
+  const nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_TRUE(j["prefill_tok_s"].is_number()) << r.out;
+  EXPECT_TRUE(j["decode_tok_s"].is_number()) << r.out;
+  EXPECT_EQ(j["prompt_tokens"], 16);
+  EXPECT_EQ(j["gen_tokens"], 8);
+  EXPECT_EQ(j["reps"], 3);
+  EXPECT_TRUE(j["decode_tok_s_reps"].is_array()) << r.out;
 }
 
 }  // namespace
