@@ -97,6 +97,8 @@ absl::Status Bench(const BenchFlags& flags) {
   // Offloading: the decode phase starts at the first sampled token.
   engine::OffloadStats decode_window, decode_start;
   double decode_window_ms = 0;
+  int64_t decode_tokens = 0;
+  engine::GenerationStats latency;  // every rep's decode steps, for percentiles
   engine::TokenFn on_token;
   bool first_token = true;
   if (offload != nullptr) {
@@ -117,8 +119,12 @@ absl::Status Bench(const BenchFlags& flags) {
       decode_window.Add(w);
       decode_window_ms += res.stats.decode_ms;
       overlap.push_back(
-          MakeOffloadReport(*m, ef, *offload, w, res.stats.decode_ms).overlap_efficiency());
+          MakeOffloadReport(*m, ef, *offload, w, res.stats.decode_ms, res.stats.decoded_tokens)
+              .overlap_efficiency());
     }
+    decode_tokens += res.stats.decoded_tokens;
+    latency.token_ms.insert(latency.token_ms.end(), res.stats.token_ms.begin(),
+                            res.stats.token_ms.end());
     prefill.push_back(res.stats.prefill_tok_s());
     decode.push_back(res.stats.decode_tok_s());
     ttft.push_back(res.stats.ttft_ms);
@@ -140,7 +146,7 @@ absl::Status Bench(const BenchFlags& flags) {
   const double pp_cpu = Median(prefill_cpu), tg_cpu = Median(decode_cpu);
   std::optional<OffloadReport> report;
   if (offload != nullptr) {
-    report = MakeOffloadReport(*m, ef, *offload, decode_window, decode_window_ms);
+    report = MakeOffloadReport(*m, ef, *offload, decode_window, decode_window_ms, decode_tokens);
   }
   if (json) {
     nlohmann::ordered_json out;
@@ -159,6 +165,9 @@ absl::Status Bench(const BenchFlags& flags) {
     out["weights_bytes"] = m->weights->device_bytes();
     out["prefill_tok_s_reps"] = prefill;
     out["decode_tok_s_reps"] = decode;
+    out["decode_latency_ms"] = {{"p50", latency.TokenLatencyMs(0.5)},
+                                {"p90", latency.TokenLatencyMs(0.9)},
+                                {"p99", latency.TokenLatencyMs(0.99)}};
     out["offload"] = report.has_value();
     if (report) {
       report->AddJsonFields(out);
@@ -170,6 +179,9 @@ absl::Status Bench(const BenchFlags& flags) {
                 "%.1f tok/s (%.1f tok/cpu-s)   (median of %lld; ttft %.1f ms)\n",
                 m->config.Summary().c_str(), static_cast<long long>(n_prompt), pp, pp_cpu,
                 static_cast<long long>(n_gen), tg, tg_cpu, static_cast<long long>(reps), tt);
+    std::printf("decode latency per token: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms\n",
+                latency.TokenLatencyMs(0.5), latency.TokenLatencyMs(0.9),
+                latency.TokenLatencyMs(0.99));
     if (report) std::printf("decode phases:\n%s", report->Text().c_str());
   }
   return absl::OkStatus();

@@ -127,6 +127,12 @@ double OffloadReport::overlap_efficiency() const {
   return floor_ms > 0 ? step_ms / floor_ms : 0.0;
 }
 
+double OffloadReport::BytesPerToken(int t) const {
+  if (tokens <= 0) return 0;
+  const uint64_t b = t < 0 ? stats.cache.link_bytes : stats.cache.tier_bytes[t];
+  return double(b) / double(tokens);
+}
+
 void OffloadReport::AddJsonFields(nlohmann::ordered_json& out) const {
   const engine::OffloadStats& s = stats;
   out["hit_rate"] = s.hit_rate();
@@ -137,6 +143,10 @@ void OffloadReport::AddJsonFields(nlohmann::ordered_json& out) const {
   out["stall_ms"] = stall_ms();
   out["compute_ms"] = compute_ms();
   out["transfer_ms"] = transfer_ms();
+  out["link_busy_ms"] = link_busy_ms();
+  out["tokens"] = tokens;
+  out["bytes_per_token"] = {{"host", BytesPerToken(0)}, {"nvme", BytesPerToken(1)},
+                            {"link", BytesPerToken(-1)}};
   out["overlap_efficiency"] = overlap_efficiency();
   out["expert_accesses"] = s.cache.accesses;
   out["expert_loads"] = s.cache.loads;
@@ -153,13 +163,15 @@ std::string OffloadReport::Text() const {
       "offload: %s\n"
       "experts: hit rate %.1f%% of %d accesses, prefetch precision %.1f%% recall %.1f%%, "
       "%d loads, %d computed on the host\n"
-      "transfer: %s over the link, %s from host, %s from nvme; stall %.1f ms, "
-      "link busy %.1f ms of %.1f ms, overlap efficiency %.3f\n"
+      "transfer: %s over the link, %s from host, %s from nvme (per token: %s, %s); "
+      "stall %.1f ms, transfer %.1f ms (link busy %.1f ms) of %.1f ms, "
+      "overlap efficiency %.3f\n"
       "memory: device %s of %s budget, host %s of %s\n",
       describe, 100 * s.hit_rate(), s.cache.accesses, 100 * s.prefetch_precision(),
       100 * s.prefetch_recall(), s.cache.loads, s.host_computed,
       FormatBytes(s.cache.link_bytes), FormatBytes(s.cache.tier_bytes[0]),
-      FormatBytes(s.cache.tier_bytes[1]), stall_ms(), transfer_ms(), step_ms,
+      FormatBytes(s.cache.tier_bytes[1]), FormatBytes(uint64_t(BytesPerToken(0))),
+      FormatBytes(uint64_t(BytesPerToken(1))), stall_ms(), transfer_ms(), link_busy_ms(), step_ms,
       overlap_efficiency(), FormatBytes(device_high_water_bytes),
       FormatBytes(device_budget_bytes), FormatBytes(host_high_water_bytes),
       host_budget_bytes ? FormatBytes(host_budget_bytes) : std::string("unlimited"));
@@ -167,8 +179,10 @@ std::string OffloadReport::Text() const {
 
 OffloadReport MakeOffloadReport(const engine::LoadedModel& m, const EngineFlags& f,
                                 const engine::CachedExpertProvider& p,
-                                const engine::OffloadStats& window, double step_ms) {
+                                const engine::OffloadStats& window, double step_ms,
+                                int64_t tokens) {
   OffloadReport r;
+  r.tokens = tokens;
   r.stats = window;
   r.step_ms = step_ms;
   const kernels::MemoryStats dev = m.backend->device_memory();

@@ -78,11 +78,11 @@ absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadModel(
 //                    (ExpertCache stall_ns: Wait and waiting for a slot)
 //   compute time   = step time - stall time (everything the engine thread
 //                    did: dense path, expert FFNs, host-computed experts)
-//   transfer time  = the link's busy time over the window
-//                    (Backend::link_stats().busy_ns: every host→device copy,
-//                    modelled latency included). NVMe reads are pipelined
-//                    with the copies through the staging buffers and are not
-//                    added: the link time is the transfer floor of a step.
+//   transfer time  = the wall time during which the loader was moving bytes:
+//                    reading from the tier (NVMe) or copying over the link
+//                    (modelled latency included); a read and a copy that
+//                    overlap count once (OffloadStats::transfer_ns). The
+//                    link's own busy time is reported beside it.
 //   overlap_efficiency = step time / max(compute time, transfer time)
 //                    (1.0 = transfers fully hidden behind compute or vice
 //                    versa; 2.0 = they ran back to back)
@@ -94,9 +94,13 @@ struct OffloadReport {
   uint64_t host_budget_bytes = 0;  // 0 = unlimited
   uint64_t host_high_water_bytes = 0;
   std::string describe;  // the provider's one-line description
+  int64_t tokens = 0;    // tokens processed in the window (bytes per token)
 
   double stall_ms() const { return stats.cache.stall_ns / 1e6; }
-  double transfer_ms() const { return stats.link.busy_ns / 1e6; }
+  double transfer_ms() const { return stats.transfer_ns / 1e6; }
+  double link_busy_ms() const { return stats.link.busy_ns / 1e6; }
+  // Bytes per token of the window from tier t, or over the link (t = -1).
+  double BytesPerToken(int t) const;
   double compute_ms() const { return step_ms - stall_ms(); }
   double overlap_efficiency() const;
   // Adds "hit_rate", ..., "host_high_water_bytes" to the JSON object `out`.
@@ -106,7 +110,8 @@ struct OffloadReport {
 
 OffloadReport MakeOffloadReport(const engine::LoadedModel& m, const EngineFlags& f,
                                 const engine::CachedExpertProvider& p,
-                                const engine::OffloadStats& window, double step_ms);
+                                const engine::OffloadStats& window, double step_ms,
+                                int64_t tokens);
 
 }  // namespace moestream::cli
 

@@ -249,7 +249,7 @@ absl::Status Run(const RunFlags& flags) {
   std::optional<OffloadReport> report;
   if (offload != nullptr) {
     report = MakeOffloadReport(*m, ef, *offload, offload->stats().Minus(offload_before),
-                               r.stats.total_ms);
+                               r.stats.total_ms, r.stats.prompt_tokens + r.stats.decoded_tokens);
   }
   if (detok != nullptr) {
     const std::string rest = detok->Flush();
@@ -277,6 +277,9 @@ absl::Status Run(const RunFlags& flags) {
     out["prefill_tok_s"] = s.prefill_tok_s();
     out["decode_ms"] = s.decode_ms;
     out["decode_tok_s"] = s.decode_tok_s();
+    out["decode_latency_ms"] = {{"p50", s.TokenLatencyMs(0.5)},
+                                {"p90", s.TokenLatencyMs(0.9)},
+                                {"p99", s.TokenLatencyMs(0.99)}};
     out["ttft_ms"] = s.ttft_ms;
     out["total_ms"] = s.total_ms;
     out["load_ms"] = m->load_ms;
@@ -294,6 +297,10 @@ absl::Status Run(const RunFlags& flags) {
                  static_cast<long long>(s.generated_tokens), s.decode_tok_s(), s.decode_ms,
                  static_cast<long long>(s.decoded_tokens), s.ttft_ms,
                  r.stopped_at_eog ? " (stopped at end of generation)" : "");
+    if (s.decoded_tokens > 0) {
+      std::fprintf(stderr, "decode latency per token: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms\n",
+                   s.TokenLatencyMs(0.5), s.TokenLatencyMs(0.9), s.TokenLatencyMs(0.99));
+    }
     if (report) std::fputs(report->Text().c_str(), stderr);
   }
   return absl::OkStatus();

@@ -102,6 +102,7 @@ OffloadStats OffloadStats::Minus(const OffloadStats& before) const {
   d.link.copies -= before.link.copies;
   d.link.bytes -= before.link.bytes;
   d.link.busy_ns -= before.link.busy_ns;
+  d.transfer_ns -= before.transfer_ns;
   return d;
 }
 
@@ -111,6 +112,7 @@ void OffloadStats::Add(const OffloadStats& o) {
   link.copies += o.link.copies;
   link.bytes += o.link.bytes;
   link.busy_ns += o.link.busy_ns;
+  transfer_ns += o.transfer_ns;
 }
 
 std::vector<model::PlannedBuffer> CachedExpertProvider::PlanBuffers(const model::ModelConfig& c,
@@ -303,6 +305,7 @@ OffloadStats CachedExpertProvider::stats() const {
   s.cache = cache_->stats().total;
   s.host_computed = host_computed_;
   s.link = backend_.link_stats();
+  s.transfer_ns = loader_->busy_ns();
   return s;
 }
 

@@ -148,6 +148,9 @@ struct OffloadStats {
   cache::CacheCounters cache;       // cache totals (accesses, hits, loads, bytes, stall)
   uint64_t host_computed = 0;       // experts computed on the host (miss policy)
   kernels::LinkStats link;          // the backend's link (all copies it made)
+  // Wall time during which the loader was reading from the tier or copying
+  // over the link (overlapping reads and copies count once), ns.
+  uint64_t transfer_ns = 0;
   double hit_rate() const { return cache.hit_rate(); }
   // Prefetched experts that a demand access used / prefetch loads issued.
   double prefetch_precision() const;

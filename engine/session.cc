@@ -5,7 +5,9 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 
 #include "base/status_macros.h"
@@ -27,6 +29,15 @@ double ProcessCpuMs() {
 }
 
 }  // namespace
+
+double GenerationStats::TokenLatencyMs(double q) const {
+  if (token_ms.empty()) return 0;
+  std::vector<double> v = token_ms;
+  std::sort(v.begin(), v.end());
+  // Nearest rank: the smallest value with at least q of the samples at or below it.
+  const size_t rank = size_t(std::ceil(std::clamp(q, 0.0, 1.0) * double(v.size())));
+  return v[rank == 0 ? 0 : rank - 1];
+}
 
 absl::StatusOr<GenerationResult> Generate(Engine& engine, Sampler& sampler,
                                           std::span<const int32_t> prompt,
@@ -64,7 +75,8 @@ absl::StatusOr<GenerationResult> Generate(Engine& engine, Sampler& sampler,
     t = Clock::now();
     cpu0 = ProcessCpuMs();
     MOESTREAM_RETURN_IF_ERROR(engine.Process({&id, 1}, mode));
-    s.decode_ms += MsSince(t);
+    s.token_ms.push_back(MsSince(t));
+    s.decode_ms += s.token_ms.back();
     s.decode_cpu_ms += ProcessCpuMs() - cpu0;
     ++s.decoded_tokens;
     if (on_logits) MOESTREAM_RETURN_IF_ERROR(on_logits(engine.logits(), engine.logits_rows()));

@@ -51,8 +51,12 @@ struct GenerationStats {
   // shared machine tokens per CPU-second say what wall-clock rates cannot.
   double prefill_cpu_ms = 0;
   double decode_cpu_ms = 0;
+  // Wall time of each single-token Process(), in order (decode latency).
+  std::vector<double> token_ms;
   double prefill_tok_s() const { return prefill_ms > 0 ? prompt_tokens * 1e3 / prefill_ms : 0; }
   double decode_tok_s() const { return decode_ms > 0 ? decoded_tokens * 1e3 / decode_ms : 0; }
+  // The q-quantile (0..1) of token_ms, nearest rank; 0 with no decode step.
+  double TokenLatencyMs(double q) const;
 };
 
 struct GenerationResult {
