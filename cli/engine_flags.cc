@@ -25,7 +25,9 @@ void EngineFlags::Register(CLI::App& app) {
                     "expert cache; 0 = no offloading");
   AddByteSizeOption(app, "--host-budget", &host_budget, "pinned host memory budget; 0 = unlimited");
   app.add_option("--experts-on", experts_on,
-                 "tier of the routed experts when offloading: host, nvme or auto (empty = auto: "
+                 "tier of the routed experts when offloading: host (pinned RAM), nvme (read on "
+                 "demand; a --host-budget larger than the staging also caches them in RAM), mmap "
+                 "(the mapped GGUF, left to the page cache; cpu backend) or auto (empty = auto: "
                  "host when they fit)");
   app.add_option("--store", store, "read experts from a packed store (moestream pack) of the model");
   app.add_option("--link", link,

@@ -1,6 +1,12 @@
 #include "engine/cached_expert_provider.h"
 
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <limits>
 #include <utility>
 
@@ -119,7 +125,7 @@ std::vector<model::PlannedBuffer> CachedExpertProvider::PlanBuffers(const model:
                                                                     int64_t n_batch,
                                                                     const OffloadOptions& o) {
   std::vector<model::PlannedBuffer> v = ExpertFfnRunner::PlanBuffers(c, n_batch);
-  if (o.prefetch == "gate") {
+  if (o.prefetch == "gate" && o.experts_on != "mmap") {
     const uint64_t rows = uint64_t(n_batch);
     const uint64_t kk = rows * uint64_t(c.n_expert_used);
     const model::MemoryUse s = model::MemoryUse::kScratch;
@@ -195,6 +201,7 @@ ExpertProviderFactory CachedExpertProvider::Factory(OffloadOptions o,
 }
 
 CachedExpertProvider::~CachedExpertProvider() {
+  if (map_ != nullptr) ::munmap(const_cast<uint8_t*>(map_), map_bytes_);
   handles_.clear();  // pins end before the cache goes
   for (void* q : {static_cast<void*>(pred_scores_), static_cast<void*>(pred_ids_dev_),
                   static_cast<void*>(pred_vals_dev_)}) {
@@ -215,6 +222,25 @@ absl::Status CachedExpertProvider::OpenTier(const io::GgufFile& file) {
     if (opt_.open_reader) return opt_.open_reader(layout_, staging);
     return io::OpenExpertReader(layout_, opt_.reader, staging);
   };
+  if (tier_ == "mmap") {
+    // The file mapped read-only; the kernel's page cache decides what stays.
+    const int fd = ::open(layout_->path().c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      return absl::NotFoundError(
+          absl::StrCat(layout_->path(), ": cannot open: ", std::strerror(errno)));
+    }
+    map_bytes_ = size_t(layout_->file_size());
+    void* p = ::mmap(nullptr, map_bytes_, PROT_READ, MAP_SHARED, fd, 0);
+    const int err = errno;
+    ::close(fd);
+    if (p == MAP_FAILED) {
+      map_bytes_ = 0;
+      return absl::ResourceExhaustedError(
+          absl::StrCat(layout_->path(), ": cannot map ", map_bytes_, " bytes: ", std::strerror(err)));
+    }
+    map_ = static_cast<const uint8_t*>(p);
+    return absl::OkStatus();
+  }
   if (tier_ == "host") {
     // The load-time reader's staging ring is transient (freed once the tier
     // is loaded), so it comes from the reader's own memory, not the budget.
@@ -233,6 +259,21 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
   MOESTREAM_ASSIGN_OR_RETURN(link_, kernels::FindLinkProfile(opt_.link));
   MOESTREAM_ASSIGN_OR_RETURN(plan_, PlanOffload(file, opt_, n_batch));
   tier_ = plan_.experts_tier;
+  if (tier_ == "mmap") {
+    if (backend_.name() != "cpu") {
+      return absl::FailedPreconditionError(
+          "--experts-on mmap computes the experts where the file is mapped: it needs "
+          "--backend cpu");
+    }
+    if (opt_.miss_policy != MissPolicy::kCopy || !opt_.store_path.empty()) {
+      return absl::InvalidArgumentError(
+          "--experts-on mmap takes neither --miss-policy nor --store: every expert is computed "
+          "in place from the mapped GGUF");
+    }
+    MOESTREAM_RETURN_IF_ERROR(OpenTier(file));
+    MOESTREAM_ASSIGN_OR_RETURN(runner_, ExpertFfnRunner::Create(backend_, c_, n_batch));
+    return absl::OkStatus();
+  }
   host_compute_ok_ = tier_ == "host" && backend_.name() == "cpu";
   if (opt_.miss_policy == MissPolicy::kHost && !host_compute_ok_) {
     return absl::FailedPreconditionError(
@@ -292,6 +333,10 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
 }
 
 std::string CachedExpertProvider::Describe() const {
+  if (tier_ == "mmap") {
+    return absl::StrCat("experts on mmap (", layout_->path(), " mapped, ", plan_.experts_total,
+                        " experts computed in place; the page cache holds what fits)");
+  }
   std::string src = opt_.store_path.empty() ? "the GGUF" : opt_.store_path;
   if (reader_ != nullptr) src = absl::StrCat(Av(reader_->kind()), " reads of ", src);
   return absl::StrCat("experts on ", tier_, " (", src, "), ", cache_->total_slots(), " of ",
@@ -302,10 +347,10 @@ std::string CachedExpertProvider::Describe() const {
 
 OffloadStats CachedExpertProvider::stats() const {
   OffloadStats s;
-  s.cache = cache_->stats().total;
+  if (cache_ != nullptr) s.cache = cache_->stats().total;
   s.host_computed = host_computed_;
   s.link = backend_.link_stats();
-  s.transfer_ns = loader_->busy_ns();
+  if (loader_ != nullptr) s.transfer_ns = loader_->busy_ns();
   return s;
 }
 
@@ -333,6 +378,39 @@ bool CachedExpertProvider::ChooseHostCompute(ExpertKey k) const {
   const double copy_ns = bytes / link_.gbps + link_.latency_us * 1e3;  // 1 GB/s = 1 B/ns
   const double host_ns = bytes / opt_.host_gbps;
   return host_ns < copy_ns;
+}
+
+model::ExpertWeights CachedExpertProvider::MappedView(int layer, int expert) const {
+  const io::ExpertInfo* info = layout_->Find(layer, expert);
+  auto view = [&](io::ExpertMatrix m) {
+    const io::ExpertMatrixInfo& mi = info->matrix(m);
+    // The file run that holds the matrix's first byte.
+    uint64_t file = 0;
+    for (const io::ExpertSegment& seg : info->segment_span()) {
+      if (mi.blob_offset >= seg.blob_offset && mi.blob_offset < seg.blob_offset + seg.bytes) {
+        file = seg.file_offset + (mi.blob_offset - seg.blob_offset);
+      }
+    }
+    return kernels::WeightView{mi.type, mi.ne0, mi.ne1, map_ + file};
+  };
+  return {view(io::ExpertMatrix::kGate), view(io::ExpertMatrix::kUp),
+          view(io::ExpertMatrix::kDown)};
+}
+
+absl::Status CachedExpertProvider::ComputeMapped(int layer, const float* x, int64_t n_tok,
+                                                 float* out) {
+  const std::span<const ExpertGroup> groups = runner_->groups();
+  groups_run_.assign(groups.begin(), groups.end());
+  views_.clear();
+  for (const ExpertGroup& g : groups) views_.push_back(MappedView(layer, g.expert));
+  host_computed_ += groups.size();
+  view_ptrs_.clear();
+  for (const model::ExpertWeights& v : views_) view_ptrs_.push_back(&v);
+  runner_->Run(x, n_tok, groups_run_, view_ptrs_);
+  groups_run_.clear();
+  views_.clear();
+  runner_->Scatter(out);
+  return absl::OkStatus();
 }
 
 void CachedExpertProvider::OnFfnInput(int layer, const float* x, int64_t n_tok) {
@@ -387,6 +465,7 @@ absl::Status CachedExpertProvider::Compute(int layer, const float* x, int64_t n_
                                            float* out) {
   MOESTREAM_RETURN_IF_ERROR(sticky_);
   MOESTREAM_RETURN_IF_ERROR(runner_->Group(ids, weights, n_tok, k));
+  if (map_ != nullptr) return ComputeMapped(layer, x, n_tok, out);
   const std::span<const ExpertGroup> groups = runner_->groups();
   experts_.clear();
   for (const ExpertGroup& g : groups) experts_.push_back(g.expert);

@@ -183,8 +183,9 @@ class CachedExpertProvider final : public ExpertProvider {
 
   OffloadStats stats() const;
   const model::MemoryPlan& plan() const { return plan_; }
+  // The device expert cache (not with the mmap tier, which has none).
   const cache::ExpertCache& cache() const { return *cache_; }
-  std::string_view tier() const { return tier_; }  // "host" or "nvme"
+  std::string_view tier() const { return tier_; }  // "host", "nvme" or "mmap"
   // One line: tier, reader, slots, policy, prefetch, miss policy.
   std::string Describe() const;
 
@@ -197,6 +198,9 @@ class CachedExpertProvider final : public ExpertProvider {
   absl::Status PredictNext(int layer, const float* x, int64_t n_tok);
   bool ChooseHostCompute(ExpertKey k) const;
   model::ExpertWeights View(int layer, int expert, const uint8_t* blob) const;
+  // mmap tier: the expert's matrices where the file is mapped.
+  model::ExpertWeights MappedView(int layer, int expert) const;
+  absl::Status ComputeMapped(int layer, const float* x, int64_t n_tok, float* out);
   // Computes groups_run_ with views_ and releases handles_run_ after it.
   void RunBatch(const float* x, int64_t n_tok);
 
@@ -214,6 +218,8 @@ class CachedExpertProvider final : public ExpertProvider {
   std::shared_ptr<const io::ExpertLayout> layout_;
   std::unique_ptr<io::ExpertReader> reader_;
   std::unique_ptr<io::HostTier> host_;
+  const uint8_t* map_ = nullptr;  // mmap tier: the whole file, read-only
+  size_t map_bytes_ = 0;
   std::unique_ptr<policies::EvictionPolicy> policy_;
   cache::SteadyClock clock_;
   std::unique_ptr<cache::TierLoader> loader_;

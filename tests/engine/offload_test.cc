@@ -276,6 +276,30 @@ TEST_F(OffloadTest, HostMissPolicyComputesOnTheHostAndCopiesNothing) {
   EXPECT_EQ(s.cache.loads, 0u);
 }
 
+TEST_F(OffloadTest, MmapTierComputesInPlaceFromTheMappedFile) {
+  OffloadOptions o;
+  o.device_budget_bytes = plan_->device_fixed_bytes;  // no room for a single slot
+  o.experts_on = "mmap";
+  o.n_ctx = kCtx;
+  CachedExpertProvider* p = nullptr;
+  auto m = LoadOffloaded(o, &p);
+  ASSERT_TRUE(m.ok()) << m.status();
+  const OffloadStats before = p->stats();
+  const std::vector<float> got = Logits(**m);
+  ASSERT_EQ(got.size(), reference_->size());
+  EXPECT_EQ(std::memcmp(got.data(), reference_->data(), got.size() * sizeof(float)), 0);
+  const OffloadStats s = p->stats().Minus(before);
+  EXPECT_GT(s.host_computed, 0u);
+  EXPECT_EQ(s.cache.link_bytes, 0u);
+  // No slots, no pinned memory: the plan, and what was allocated.
+  EXPECT_EQ(p->plan().slots_global, 0u);
+  EXPECT_EQ((*m)->backend->device_memory().high_water_bytes, p->plan().device_total());
+  EXPECT_EQ((*m)->backend->host_pinned_memory().high_water_bytes, 0u);
+  // Only the cpu backend computes where the file is mapped.
+  o.miss_policy = MissPolicy::kHost;
+  EXPECT_FALSE(LoadOffloaded(o).ok());
+}
+
 TEST_F(OffloadTest, ImpossibleBudgetIsAClearError) {
   OffloadOptions o;
   o.device_budget_bytes = plan_->device_fixed_bytes + plan_->slot_bytes;  // top-2 needs 2
