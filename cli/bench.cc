@@ -14,6 +14,7 @@
 // efficiency of each repetition.
 #include <algorithm>
 #include <cstdio>
+#include <fstream>
 #include <optional>
 #include <random>
 #include <string>
@@ -28,6 +29,18 @@
 
 namespace moestream::cli {
 namespace {
+
+// read_bytes of /proc/self/io: bytes this process caused to be read from
+// storage (0 where the kernel does not say).
+uint64_t StorageReadBytes() {
+  std::ifstream in("/proc/self/io");
+  std::string key;
+  uint64_t v = 0;
+  while (in >> key >> v) {
+    if (key == "read_bytes:") return v;
+  }
+  return 0;
+}
 
 double Median(std::vector<double> v) {
   if (v.empty()) return 0;
@@ -99,15 +112,19 @@ absl::Status Bench(const BenchFlags& flags) {
   double decode_window_ms = 0;
   int64_t decode_tokens = 0;
   engine::GenerationStats latency;  // every rep's decode steps, for percentiles
+  // Bytes the process read from storage (page-cache misses and direct
+  // reads alike) during the decode phases: what every tier costs the disk.
+  uint64_t storage_start = 0, storage_decode = 0;
   engine::TokenFn on_token;
   bool first_token = true;
-  if (offload != nullptr) {
-    on_token = [&](int32_t) {
-      if (first_token) decode_start = offload->stats();
-      first_token = false;
-      return true;
-    };
-  }
+  on_token = [&](int32_t) {
+    if (first_token) {
+      if (offload != nullptr) decode_start = offload->stats();
+      storage_start = StorageReadBytes();
+    }
+    first_token = false;
+    return true;
+  };
   for (int64_t r = 0; r < reps; ++r) {
     engine::Sampler s(so);
     engine.Reset();
@@ -123,6 +140,7 @@ absl::Status Bench(const BenchFlags& flags) {
               .overlap_efficiency());
     }
     decode_tokens += res.stats.decoded_tokens;
+    storage_decode += StorageReadBytes() - storage_start;
     latency.token_ms.insert(latency.token_ms.end(), res.stats.token_ms.begin(),
                             res.stats.token_ms.end());
     prefill.push_back(res.stats.prefill_tok_s());
@@ -165,6 +183,9 @@ absl::Status Bench(const BenchFlags& flags) {
     out["weights_bytes"] = m->weights->device_bytes();
     out["prefill_tok_s_reps"] = prefill;
     out["decode_tok_s_reps"] = decode;
+    out["decode_tokens"] = decode_tokens;
+    out["storage_read_bytes_per_token"] =
+        decode_tokens > 0 ? double(storage_decode) / double(decode_tokens) : 0.0;
     out["decode_latency_ms"] = {{"p50", latency.TokenLatencyMs(0.5)},
                                 {"p90", latency.TokenLatencyMs(0.9)},
                                 {"p99", latency.TokenLatencyMs(0.99)}};
