@@ -42,6 +42,15 @@ std::string_view GgmlTypeName(GgmlType t) {
   return tr ? tr->name : std::string_view("unknown");
 }
 
+std::string GgmlTypeNames(std::span<const GgmlType> types) {
+  std::string out;
+  for (size_t i = 0; i < types.size(); ++i) {
+    if (i > 0) out += i + 1 == types.size() ? " or " : ", ";
+    out += GgmlTypeName(types[i]);
+  }
+  return out;
+}
+
 std::optional<GgmlType> ParseGgmlType(std::string_view name) {
   std::string lower(name);
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));

@@ -9,6 +9,8 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
+#include <string>
 #include <string_view>
 
 namespace moestream {
@@ -63,6 +65,10 @@ inline const GgmlTypeTraits* GgmlTypeTraitsOf(GgmlType t) {
 
 // Lower-case name ("f32", "q8_0", "q4_k"); "unknown" for undefined ids.
 std::string_view GgmlTypeName(GgmlType t);
+
+// The names of `types` as one list for messages and help: "f32, f16 or
+// bf16" (so a list of accepted types is written once, as code).
+std::string GgmlTypeNames(std::span<const GgmlType> types);
 
 // Parses a user-facing name, case-insensitive ("q4_k", "Q4_K", "bf16").
 std::optional<GgmlType> ParseGgmlType(std::string_view name);

@@ -171,18 +171,8 @@ const Preset* FindPreset(std::string_view name) {
 }
 
 bool SupportedType(GgmlType t) {
-  switch (t) {
-    case GgmlType::kF32:
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-    case GgmlType::kQ8_0:
-    case GgmlType::kQ4_0:
-    case GgmlType::kQ4_K:
-    case GgmlType::kQ6_K:
-      return true;
-    default:
-      return false;
-  }
+  const std::span<const GgmlType> types = GenTypes();
+  return std::find(types.begin(), types.end(), t) != types.end();
 }
 
 bool IsQuantized(GgmlType t) {
@@ -194,6 +184,13 @@ int64_t RoundTo256(double x) {
 }
 
 }  // namespace
+
+std::span<const GgmlType> GenTypes() {
+  static constexpr GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,
+                                        GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K,
+                                        GgmlType::kQ6_K};
+  return kTypes;
+}
 
 // ---------------------------------------------------------------- names
 
@@ -306,8 +303,8 @@ absl::Status GenOptions::Validate() const {
   }
   if (!SupportedType(type)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("--type ", Av(GgmlTypeName(type)),
-                     " is not supported (expected f32, f16, bf16, q8_0, q4_0, q4_k or q6_k)"));
+        absl::StrCat("--type ", Av(GgmlTypeName(type)), " is not supported (expected ",
+                     GgmlTypeNames(GenTypes()), ")"));
   }
   if (expert_layout == ExpertLayout::kSplit && arch != GenArch::kMixtral) {
     return absl::InvalidArgumentError(absl::StrCat(

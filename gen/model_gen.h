@@ -29,6 +29,7 @@
 #define MOESTREAM_GEN_MODEL_GEN_H_
 
 #include <cstdint>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -90,8 +91,8 @@ struct GenOptions {
   // attention.layer_norm_rms_epsilon; 0 = the architecture's default (1e-6
   // for qwen3moe, 1e-5 for llama and mixtral).
   double rms_eps = 0;
-  // Storage type of the matrices (--type): F32, F16, BF16, Q8_0, Q4_0, Q4_K,
-  // Q6_K. Norms and routers stay F32. Default F32.
+  // Storage type of the matrices (--type): one of GenTypes(). Norms and
+  // routers stay F32. Default F32.
   GgmlType type = GgmlType::kF32;
   // PRNG seed (--seed). Same seed and shapes -> same weights. Default 1.
   uint64_t seed = 1;
@@ -141,6 +142,10 @@ struct GenSummary {
   uint64_t data_bytes = 0;
   int tensors = 0;
 };
+
+// The matrix types `--type` accepts, the one list: F32, F16, BF16, Q8_0,
+// Q4_0, Q4_K, Q6_K (for messages and help: GgmlTypeNames(GenTypes())).
+std::span<const GgmlType> GenTypes();
 
 // Validates `o` and writes the model to `path` (via a temporary renamed into
 // place: `path` is only written on success). `progress` and `summary` may be

@@ -9,10 +9,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <mutex>
 #include <set>
 
+#include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "base/check.h"
 #include "base/status_macros.h"
@@ -351,9 +352,11 @@ absl::Status ReadExpertSync(ExpertReader& reader, int layer, int expert, uint8_t
 namespace moestream::io {
 
 void SayOnce(const std::string& message) {
-  static std::mutex mu;
+  // Constant-initialised (no first-use race); the set is never destroyed, so
+  // a message may come from any thread until exit.
+  ABSL_CONST_INIT static absl::Mutex mu(absl::kConstInit);
   static auto* said = new std::set<std::string>();
-  std::lock_guard<std::mutex> lock(mu);
+  absl::MutexLock lock(&mu);
   if (said->insert(message).second) std::fprintf(stderr, "moestream: %s\n", message.c_str());
 }
 

@@ -29,24 +29,27 @@ int CountBlocks(const GgufFile& f) {
   return n;
 }
 
-// Type and 2-D shape of one expert's `m` matrix in layer `layer`, and the
-// number of experts; nullopt-equivalent (n_experts = 0) for a dense layer.
-struct LayerMatrix {
-  GgmlType type = GgmlType::kF32;
-  int64_t ne0 = 0, ne1 = 0;
-  int n_experts = 0;
-};
+}  // namespace
 
-absl::StatusOr<LayerMatrix> FindLayerMatrix(const GgufFile& f, int layer, ExpertMatrix m) {
-  std::string_view mat = ExpertMatrixName(m);
-  LayerMatrix out;
-  std::string stacked = absl::StrCat("blk.", layer, ".ffn_", Av(mat), "_exps.weight");
-  if (const GgufTensorInfo* t = f.FindTensor(stacked)) {
+ByteRange ExpertTensors::Range(int e) const {
+  if (stacked != nullptr) {
+    const uint64_t per = stacked->size_bytes / uint64_t(n_experts);
+    return ByteRange{stacked->file_offset + uint64_t(e) * per, per};
+  }
+  return per_expert[size_t(e)]->range();
+}
+
+absl::StatusOr<ExpertTensors> FindExpertTensors(const GgufFile& f, int layer, ExpertMatrix m) {
+  const std::string_view mat = ExpertMatrixName(m);
+  ExpertTensors out;
+  if (const GgufTensorInfo* t =
+          f.FindTensor(absl::StrCat("blk.", layer, ".ffn_", Av(mat), "_exps.weight"))) {
     if (t->n_dims != 3 || t->ne[2] <= 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          f.path(), ": tensor '", stacked, "': expected 3 dims [in, out, experts], got ",
+          f.path(), ": tensor '", t->name, "': expected 3 dims [in, out, experts], got ",
           t->ShapeString()));
     }
+    out.stacked = t;
     out.type = t->type;
     out.ne0 = t->ne[0];
     out.ne1 = t->ne[1];
@@ -69,12 +72,11 @@ absl::StatusOr<LayerMatrix> FindLayerMatrix(const GgufFile& f, int layer, Expert
       return absl::InvalidArgumentError(absl::StrCat(
           f.path(), ": tensor '", t->name, "': type/shape differs from expert 0 of layer ", layer));
     }
-    out.n_experts = e + 1;
+    out.per_expert.push_back(t);
   }
+  out.n_experts = int(out.per_expert.size());
   return out;
 }
-
-}  // namespace
 
 uint64_t ExpertLayout::AssignBlobOffsets(std::array<ExpertMatrixInfo, 3>& m) {
   uint64_t off = 0;
@@ -90,9 +92,9 @@ absl::StatusOr<ExpertLayout> ExpertLayout::FromGguf(const GgufFile& f) {
   int n_blocks = CountBlocks(f);
   std::vector<ExpertInfo> entries;
   for (int layer = 0; layer < n_blocks; ++layer) {
-    LayerMatrix lm[3];
+    ExpertTensors lm[3];
     for (int i = 0; i < 3; ++i) {
-      MOESTREAM_ASSIGN_OR_RETURN(lm[i], FindLayerMatrix(f, layer, kMatrices[i]));
+      MOESTREAM_ASSIGN_OR_RETURN(lm[i], FindExpertTensors(f, layer, kMatrices[i]));
     }
     if (lm[0].n_experts == 0 && lm[1].n_experts == 0 && lm[2].n_experts == 0) continue;
     if (lm[0].n_experts != lm[1].n_experts || lm[0].n_experts != lm[2].n_experts) {
@@ -114,7 +116,7 @@ absl::StatusOr<ExpertLayout> ExpertLayout::FromGguf(const GgufFile& f) {
       info.blob_bytes = AssignBlobOffsets(info.matrices);
       info.n_segments = 3;
       for (int i = 0; i < 3; ++i) {
-        MOESTREAM_ASSIGN_OR_RETURN(ByteRange r, f.ExpertRange(layer, kMatrices[i], e));
+        const ByteRange r = lm[i].Range(e);
         if (r.size != info.matrices[i].bytes) {
           return absl::InvalidArgumentError(absl::StrCat(
               f.path(), ": layer ", layer, " expert ", e, " ", Av(ExpertMatrixName(kMatrices[i])),

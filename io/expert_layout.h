@@ -74,6 +74,30 @@ struct ExpertInfo {
   std::span<const ExpertSegment> segment_span() const { return {segments.data(), size_t(n_segments)}; }
 };
 
+// The GGUF tensors that hold matrix `m` of layer `layer`'s routed experts, in
+// either layout llama.cpp writes: one stacked tensor
+// `blk.L.ffn_<m>_exps.weight` [in, out, experts] (experts on the slowest
+// dimension), or per-expert tensors `blk.L.ffn_<m>.E.weight` [in, out] for
+// E = 0, 1, ... (older Mixtral files). The one place that knows both; the
+// expert layout, GgufFile::ExpertRange and the model's weight binder ask it.
+struct ExpertTensors {
+  const GgufTensorInfo* stacked = nullptr;        // the stacked tensor, if that layout
+  std::vector<const GgufTensorInfo*> per_expert;  // else the per-expert tensors, by expert
+  GgmlType type = GgmlType::kF32;
+  int64_t ne0 = 0;     // one expert's matrix: elements per row
+  int64_t ne1 = 0;     // and rows
+  int n_experts = 0;   // 0 when the layer has no routed experts for `m`
+
+  // Bytes of expert `e` in the file; requires 0 <= e < n_experts.
+  ByteRange Range(int e) const;
+};
+
+// kInvalidArgument naming the file and the tensor when a stacked tensor is
+// not 3-D with at least one expert, a per-expert tensor is not 2-D, or
+// per-expert tensors differ from expert 0 in type or shape. A layer with
+// neither layout is not an error: n_experts is 0.
+absl::StatusOr<ExpertTensors> FindExpertTensors(const GgufFile& f, int layer, ExpertMatrix m);
+
 class ExpertLayout {
  public:
   ExpertLayout() = default;

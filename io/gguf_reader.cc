@@ -21,6 +21,7 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "io/expert_layout.h"
 #include "io/gguf.h"
 
 namespace moestream::io {
@@ -556,34 +557,22 @@ const GgufTensorInfo* GgufFile::FindTensor(std::string_view name) const {
 }
 
 absl::StatusOr<ByteRange> GgufFile::ExpertRange(int layer, ExpertMatrix m, int expert) const {
-  std::string_view mat = ExpertMatrixName(m);
   if (layer < 0 || expert < 0) {
     return absl::OutOfRangeError(absl::StrCat(path_, ": layer ", layer, " expert ", expert,
                                               ": expected non-negative indices"));
   }
-  std::string stacked = absl::StrCat("blk.", layer, ".ffn_", Av(mat), "_exps.weight");
-  if (const GgufTensorInfo* t = FindTensor(stacked)) {
-    if (t->n_dims != 3) {
-      return absl::DataLossError(absl::StrCat(path_, ": tensor '", stacked,
-                                              "': expected 3 dims [in, out, experts], got ",
-                                              t->ShapeString()));
-    }
-    uint64_t n_experts = uint64_t(t->ne[2]);
-    if (uint64_t(expert) >= n_experts) {
-      return absl::OutOfRangeError(absl::StrCat(path_, ": tensor '", stacked, "': expert ", expert,
-                                                " out of range [0, ", n_experts, ")"));
-    }
-    uint64_t per = t->size_bytes / n_experts;
-    return ByteRange{t->file_offset + uint64_t(expert) * per, per};
+  MOESTREAM_ASSIGN_OR_RETURN(ExpertTensors t, FindExpertTensors(*this, layer, m));
+  const std::string_view mat = ExpertMatrixName(m);
+  if (t.n_experts == 0) {
+    return absl::NotFoundError(absl::StrCat(path_, ": no expert tensor 'blk.", layer, ".ffn_",
+                                            Av(mat), "_exps.weight' or 'blk.", layer, ".ffn_",
+                                            Av(mat), ".", expert, ".weight'"));
   }
-  std::string single = absl::StrCat("blk.", layer, ".ffn_", Av(mat), ".", expert, ".weight");
-  if (const GgufTensorInfo* t = FindTensor(single)) return t->range();
-  if (FindTensor(absl::StrCat("blk.", layer, ".ffn_", Av(mat), ".0.weight")) != nullptr) {
-    return absl::OutOfRangeError(
-        absl::StrCat(path_, ": tensor '", single, "' not found: expert ", expert, " out of range"));
+  if (expert >= t.n_experts) {
+    return absl::OutOfRangeError(absl::StrCat(path_, ": layer ", layer, " ", Av(mat), ": expert ",
+                                              expert, " out of range [0, ", t.n_experts, ")"));
   }
-  return absl::NotFoundError(absl::StrCat(path_, ": no expert tensor '", stacked, "' or '", single,
-                                          "'"));
+  return t.Range(expert);
 }
 
 }  // namespace moestream::io

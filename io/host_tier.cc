@@ -19,7 +19,7 @@ namespace moestream::io {
 // ---------------------------------------------------- AlignedHostAllocator --
 
 absl::StatusOr<void*> AlignedHostAllocator::Alloc(size_t bytes, std::string_view what) {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   if (options_.budget_bytes != 0 && used_ + bytes > options_.budget_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "host memory for ", Av(what), ": ", bytes, " bytes requested, ", used_, " of ",
@@ -42,7 +42,7 @@ absl::StatusOr<void*> AlignedHostAllocator::Alloc(size_t bytes, std::string_view
 
 void AlignedHostAllocator::Free(void* p) {
   if (p == nullptr) return;
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   auto it = std::find_if(live_.begin(), live_.end(), [p](const auto& e) { return e.first == p; });
   MOESTREAM_CHECK(it != live_.end()) << "AlignedHostAllocator::Free of unknown pointer";
   if (options_.mlock) ::munlock(p, it->second);
@@ -52,11 +52,11 @@ void AlignedHostAllocator::Free(void* p) {
 }
 
 uint64_t AlignedHostAllocator::used_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return used_;
 }
 uint64_t AlignedHostAllocator::high_water_bytes() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return high_water_;
 }
 

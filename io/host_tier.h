@@ -15,8 +15,9 @@
 #define MOESTREAM_IO_HOST_TIER_H_
 
 #include <cstdint>
-#include <mutex>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "io/expert_tier.h"
 
 namespace moestream::io {
@@ -27,7 +28,7 @@ struct AlignedHostAllocatorOptions {
 };
 
 // posix_memalign(4096) memory with a byte budget and a high-water mark.
-// Thread-safe: `mu_` guards the counters and the size map.
+// Thread-safe: `mu_` guards the live-allocation map and the byte counters.
 class AlignedHostAllocator : public HostAllocator {
  public:
   explicit AlignedHostAllocator(AlignedHostAllocatorOptions options = {}) : options_(options) {}
@@ -41,10 +42,10 @@ class AlignedHostAllocator : public HostAllocator {
 
  private:
   AlignedHostAllocatorOptions options_;
-  mutable std::mutex mu_;
-  std::vector<std::pair<void*, size_t>> live_;  // guarded by mu_
-  uint64_t used_ = 0;                           // guarded by mu_
-  uint64_t high_water_ = 0;                     // guarded by mu_
+  mutable absl::Mutex mu_;
+  std::vector<std::pair<void*, size_t>> live_ ABSL_GUARDED_BY(mu_);
+  uint64_t used_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t high_water_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace moestream::io

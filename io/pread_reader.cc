@@ -3,20 +3,21 @@
 #include <unistd.h>
 
 #include <cerrno>
-#include <condition_variable>
 #include <deque>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "base/status_macros.h"
 #include "io/chunked_reader.h"
 
 namespace moestream::io {
 namespace {
 
-// Worker threads take ops from `todo_` and post results to `done_`; both
-// guarded by `mu_`.
+// Worker threads take ops from `todo_` and post results to `done_`. `mu_`
+// guards both queues and `stop_`; waiters use Mutex::Await on the condition
+// they need, so no wake-up can be missed.
 class PreadQueue : public IoQueue {
  public:
   PreadQueue(int fd, int threads) : fd_(fd) {
@@ -24,25 +25,21 @@ class PreadQueue : public IoQueue {
   }
   ~PreadQueue() override {
     {
-      std::lock_guard<std::mutex> lock(mu_);
+      absl::MutexLock lock(&mu_);
       stop_ = true;
     }
-    todo_cv_.notify_all();
     for (std::thread& t : workers_) t.join();
     ::close(fd_);
   }
 
   void Submit(const IoOp& op) override {
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      todo_.push_back(op);
-    }
-    todo_cv_.notify_one();
+    absl::MutexLock lock(&mu_);
+    todo_.push_back(op);
   }
 
   void Poll(std::vector<IoResult>* out, bool wait) override {
-    std::unique_lock<std::mutex> lock(mu_);
-    if (wait) done_cv_.wait(lock, [this] { return !done_.empty(); });
+    absl::MutexLock lock(&mu_);
+    if (wait) mu_.Await(absl::Condition(this, &PreadQueue::HasResults));
     out->insert(out->end(), done_.begin(), done_.end());
     done_.clear();
   }
@@ -52,28 +49,27 @@ class PreadQueue : public IoQueue {
     for (;;) {
       IoOp op;
       {
-        std::unique_lock<std::mutex> lock(mu_);
-        todo_cv_.wait(lock, [this] { return stop_ || !todo_.empty(); });
+        absl::MutexLock lock(&mu_);
+        mu_.Await(absl::Condition(this, &PreadQueue::HasWorkOrStop));
         if (todo_.empty()) return;
         op = todo_.front();
         todo_.pop_front();
       }
       ssize_t n = ::pread(fd_, op.buf, op.len, off_t(op.offset));
       IoResult r{op.id, n < 0 ? -int64_t(errno) : int64_t(n)};
-      {
-        std::lock_guard<std::mutex> lock(mu_);
-        done_.push_back(r);
-      }
-      done_cv_.notify_one();
+      absl::MutexLock lock(&mu_);
+      done_.push_back(r);
     }
   }
 
+  bool HasResults() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return !done_.empty(); }
+  bool HasWorkOrStop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !todo_.empty(); }
+
   int fd_;
-  std::mutex mu_;
-  std::condition_variable todo_cv_, done_cv_;
-  std::deque<IoOp> todo_;       // guarded by mu_
-  std::vector<IoResult> done_;  // guarded by mu_
-  bool stop_ = false;           // guarded by mu_
+  absl::Mutex mu_;
+  std::deque<IoOp> todo_ ABSL_GUARDED_BY(mu_);
+  std::vector<IoResult> done_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<std::thread> workers_;
 };
 

@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "io/expert_layout.h"
 #include "kernels/quant.h"
 
 namespace moestream::model {
@@ -140,38 +141,46 @@ class WeightBinder {
     return static_cast<const float*>(dst);
   }
 
-  // Routed experts of one layer: stacked `_exps` tensors or per-expert ones.
+  // Routed experts of one layer: stacked `_exps` tensors or per-expert ones
+  // (io::FindExpertTensors tells which), checked against the config.
   absl::Status Experts(int layer, const ModelConfig& c, LayerWeights* lw) {
     const std::string p = absl::StrCat("blk.", layer, ".");
     const int64_t E = c.n_expert, D = c.n_embd, F = c.n_ff_exp;
-    struct Mat { const char* name; int64_t n_in, n_out; kernels::WeightView ExpertWeights::*field; };
-    const Mat mats[3] = {{"gate", D, F, &ExpertWeights::gate},
-                         {"up", D, F, &ExpertWeights::up},
-                         {"down", F, D, &ExpertWeights::down}};
+    struct Mat {
+      io::ExpertMatrix matrix;
+      const char* name;
+      int64_t n_in, n_out;
+      kernels::WeightView ExpertWeights::*field;
+    };
+    const Mat mats[3] = {{io::ExpertMatrix::kGate, "gate", D, F, &ExpertWeights::gate},
+                         {io::ExpertMatrix::kUp, "up", D, F, &ExpertWeights::up},
+                         {io::ExpertMatrix::kDown, "down", F, D, &ExpertWeights::down}};
     if (o_.upload_routed_experts) lw->experts.assign(E, ExpertWeights{});
-    const bool stacked = f_.FindTensor(p + "ffn_gate_exps.weight") != nullptr;
     for (const Mat& m : mats) {
-      if (stacked) {
-        MOESTREAM_ASSIGN_OR_RETURN(
-            const io::GgufTensorInfo* t,
-            Find(absl::StrCat(p, "ffn_", m.name, "_exps.weight"), {m.n_in, m.n_out, E}));
+      MOESTREAM_ASSIGN_OR_RETURN(io::ExpertTensors x, io::FindExpertTensors(f_, layer, m.matrix));
+      if (x.n_experts == 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            f_.path(), ": layer ", layer, " has neither '", p, "ffn_", m.name, "_exps.weight' ",
+            ShapeOf({m.n_in, m.n_out, E}), " nor per-expert '", p, "ffn_", m.name, ".0.weight' ",
+            ShapeOf({m.n_in, m.n_out})));
+      }
+      if (x.stacked != nullptr) {
+        MOESTREAM_RETURN_IF_ERROR(CheckShape(*x.stacked, {m.n_in, m.n_out, E}));
         if (!o_.upload_routed_experts) continue;
-        MOESTREAM_ASSIGN_OR_RETURN(void* base, Upload(*t));
-        const uint64_t stride = RowBytes(t->type, m.n_in) * m.n_out;
+        MOESTREAM_ASSIGN_OR_RETURN(void* base, Upload(*x.stacked));
+        const uint64_t stride = RowBytes(x.type, m.n_in) * m.n_out;
         for (int64_t e = 0; e < E; ++e) {
           lw->experts[e].*m.field =
-              kernels::WeightView{t->type, m.n_in, m.n_out, static_cast<uint8_t*>(base) + e * stride};
+              kernels::WeightView{x.type, m.n_in, m.n_out, static_cast<uint8_t*>(base) + e * stride};
         }
       } else {
         for (int64_t e = 0; e < E; ++e) {
-          const std::string name = absl::StrCat(p, "ffn_", m.name, ".", e, ".weight");
-          if (f_.FindTensor(name) == nullptr && e == 0) {
-            return absl::InvalidArgumentError(absl::StrCat(
-                f_.path(), ": layer ", layer, " has neither '", p, "ffn_", m.name,
-                "_exps.weight' ", ShapeOf({m.n_in, m.n_out, E}), " nor per-expert '", name, "' ",
-                ShapeOf({m.n_in, m.n_out})));
+          if (e >= x.n_experts) {  // names the first missing expert's tensor
+            return Find(absl::StrCat(p, "ffn_", m.name, ".", e, ".weight"), {m.n_in, m.n_out})
+                .status();
           }
-          MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {m.n_in, m.n_out}));
+          const io::GgufTensorInfo* t = x.per_expert[e];
+          MOESTREAM_RETURN_IF_ERROR(CheckShape(*t, {m.n_in, m.n_out}));
           if (!o_.upload_routed_experts) continue;
           MOESTREAM_ASSIGN_OR_RETURN(void* d, Upload(*t));
           lw->experts[e].*m.field = kernels::WeightView{t->type, m.n_in, m.n_out, d};

@@ -7,12 +7,13 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
-#include <mutex>
 #include <thread>
 #include <vector>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/synchronization/mutex.h"
 #include "base/check.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
@@ -31,6 +32,8 @@ using cpu::ThreadPool;
 
 // Counted allocations under a hard budget. Usage counts requested bytes (what
 // callers plan with); the allocation itself is rounded up to the alignment.
+// Thread-safe (the loader allocates while the engine computes): `mu_` guards
+// the live-allocation map and the statistics.
 class Arena {
  public:
   Arena(std::string_view kind, uint64_t budget, size_t alignment, bool lock)
@@ -42,7 +45,7 @@ class Arena {
   }
 
   absl::StatusOr<void*> Alloc(size_t bytes, std::string_view what) {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     if (stats_.budget_bytes != 0 && stats_.used_bytes + bytes > stats_.budget_bytes) {
       return absl::ResourceExhaustedError(absl::StrFormat(
           "%s budget exceeded allocating '%s': requested %d bytes, %d of %d bytes in use",
@@ -69,7 +72,7 @@ class Arena {
 
   void Free(void* p) {
     if (p == nullptr) return;
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     auto it = live_.find(reinterpret_cast<uintptr_t>(p));
     MOESTREAM_CHECK(it != live_.end()) << kind_ << ": freeing a pointer it did not allocate";
     stats_.used_bytes -= it->second;
@@ -79,7 +82,7 @@ class Arena {
 
   // True when [p, p+bytes) lies inside one live allocation.
   bool Contains(const void* p, size_t bytes) const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     auto it = live_.upper_bound(a);
     if (it == live_.begin()) return false;
@@ -88,7 +91,7 @@ class Arena {
   }
 
   MemoryStats stats() const {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     return stats_;
   }
 
@@ -101,9 +104,9 @@ class Arena {
   const std::string kind_;
   const size_t alignment_;
   const bool lock_;
-  mutable std::mutex mu_;
-  std::map<uintptr_t, size_t> live_;  // guarded by mu_: address -> requested bytes
-  MemoryStats stats_;                 // guarded by mu_
+  mutable absl::Mutex mu_;
+  std::map<uintptr_t, size_t> live_ ABSL_GUARDED_BY(mu_);  // address -> requested bytes
+  MemoryStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 // Splits [0, n) across the pool when it is large enough to pay for it.

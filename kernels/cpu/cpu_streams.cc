@@ -6,7 +6,7 @@
 namespace moestream::kernels::cpu {
 
 bool CpuEvent::Query() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return completed_ >= recorded_;
 }
 
@@ -16,25 +16,29 @@ absl::Status CpuEvent::Synchronize() {
 }
 
 uint64_t CpuEvent::Arm() {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return ++recorded_;
 }
 
 void CpuEvent::Complete(uint64_t generation) {
-  // Notify under the lock: a waiter that sees the completion may destroy the
-  // event at once, so the engine thread must not touch cv_ after unlocking.
-  std::lock_guard<std::mutex> lock(mu_);
+  // Only the mutex is touched, and waiters Await under it: a waiter that sees
+  // the completion may destroy the event at once (absl::Notification relies
+  // on the same guarantee), and there is no condition variable to notify
+  // after unlocking.
+  absl::MutexLock lock(&mu_);
   completed_ = std::max(completed_, generation);
-  cv_.notify_all();
 }
 
 void CpuEvent::WaitFor(uint64_t generation) {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return completed_ >= generation; });
+  absl::MutexLock lock(&mu_);
+  auto done = [this, generation]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+    return completed_ >= generation;
+  };
+  mu_.Await(absl::Condition(&done));
 }
 
 uint64_t CpuEvent::recorded() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return recorded_;
 }
 
@@ -49,7 +53,7 @@ void CpuLink::Copy(void* dst, const void* src, size_t bytes) {
   if (profile_.gbps <= 0) {
     std::memcpy(dst, src, bytes);
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - now);
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     ++stats_.copies;
     stats_.bytes += bytes;
     stats_.busy_ns += static_cast<uint64_t>(ns.count());
@@ -61,7 +65,7 @@ void CpuLink::Copy(void* dst, const void* src, size_t bytes) {
       std::chrono::nanoseconds(static_cast<int64_t>(static_cast<double>(bytes) * ns_per_byte));
   Clock::time_point start;
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     start = std::max(now, free_at_);
     free_at_ = start + latency + transfer;
   }
@@ -78,14 +82,14 @@ void CpuLink::Copy(void* dst, const void* src, size_t bytes) {
     std::this_thread::sleep_until(deadline);
   }
   const auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   ++stats_.copies;
   stats_.bytes += bytes;
   stats_.busy_ns += static_cast<uint64_t>(std::max(busy, latency + transfer).count());
 }
 
 LinkStats CpuLink::stats() const {
-  std::lock_guard<std::mutex> lock(mu_);
+  absl::MutexLock lock(&mu_);
   return stats_;
 }
 
@@ -108,19 +112,15 @@ CopyStream::CopyStream(CpuLink* link) : link_(link), engine_([this] { EngineLoop
 
 CopyStream::~CopyStream() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  cv_.notify_all();
   engine_.join();
 }
 
 void CopyStream::Push(Item item) {
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    queue_.push_back(item);
-  }
-  cv_.notify_all();
+  absl::MutexLock lock(&mu_);
+  queue_.push_back(item);
 }
 
 void CopyStream::EnqueueCopy(void* dst, const void* src, size_t bytes) {
@@ -142,8 +142,9 @@ absl::Status CopyStream::Wait(Event& e) {
 }
 
 absl::Status CopyStream::Synchronize() {
-  std::unique_lock<std::mutex> lock(mu_);
-  cv_.wait(lock, [&] { return queue_.empty() && !busy_; });
+  absl::MutexLock lock(&mu_);
+  auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return queue_.empty() && !busy_; };
+  mu_.Await(absl::Condition(&idle));
   return absl::OkStatus();
 }
 
@@ -151,8 +152,9 @@ void CopyStream::EngineLoop() {
   for (;;) {
     Item item;
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      cv_.wait(lock, [&] { return stop_ || !queue_.empty(); });
+      absl::MutexLock lock(&mu_);
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); };
+      mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) return;  // stop_ with nothing left
       item = queue_.front();
       queue_.pop_front();
@@ -163,11 +165,8 @@ void CopyStream::EngineLoop() {
       case Item::kRecord: item.event->Complete(item.generation); break;
       case Item::kWait: item.event->WaitFor(item.generation); break;
     }
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      busy_ = false;
-    }
-    cv_.notify_all();
+    absl::MutexLock lock(&mu_);
+    busy_ = false;
   }
 }
 

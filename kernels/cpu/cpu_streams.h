@@ -19,16 +19,18 @@
 #define MOESTREAM_KERNELS_CPU_CPU_STREAMS_H_
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <deque>
-#include <mutex>
 #include <thread>
 
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 #include "kernels/backend.h"
 
 namespace moestream::kernels::cpu {
 
+// Thread-safe: `mu_` guards the recorded and completed generations; waiters
+// Await the generation they need.
 class CpuEvent : public Event {
  public:
   bool Query() override;
@@ -42,15 +44,16 @@ class CpuEvent : public Event {
   uint64_t recorded() const;
 
  private:
-  mutable std::mutex mu_;
-  std::condition_variable cv_;
-  uint64_t recorded_ = 0;   // guarded by mu_
-  uint64_t completed_ = 0;  // guarded by mu_
+  mutable absl::Mutex mu_;
+  uint64_t recorded_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 // Casts an Event created by the CPU backend; kInvalidArgument otherwise.
 absl::StatusOr<CpuEvent*> AsCpuEvent(Event& e);
 
+// Thread-safe (copy streams share it): `mu_` guards the link reservation and
+// the statistics, never held while bytes are copied.
 class CpuLink {
  public:
   explicit CpuLink(LinkProfile profile) : profile_(std::move(profile)) {}
@@ -62,9 +65,9 @@ class CpuLink {
  private:
   using Clock = std::chrono::steady_clock;
   const LinkProfile profile_;
-  mutable std::mutex mu_;
-  Clock::time_point free_at_{};  // guarded by mu_: end of the last reservation
-  LinkStats stats_;              // guarded by mu_
+  mutable absl::Mutex mu_;
+  Clock::time_point free_at_ ABSL_GUARDED_BY(mu_){};  // end of the last reservation
+  LinkStats stats_ ABSL_GUARDED_BY(mu_);
 };
 
 class ComputeStream : public Stream {
@@ -74,6 +77,8 @@ class ComputeStream : public Stream {
   absl::Status Synchronize() override { return absl::OkStatus(); }
 };
 
+// `mu_` guards the queue and the engine's busy/stop flags; the engine thread
+// and Synchronize() Await their conditions on it.
 class CopyStream : public Stream {
  public:
   explicit CopyStream(CpuLink* link);
@@ -97,11 +102,10 @@ class CopyStream : public Stream {
   void EngineLoop();
 
   CpuLink* const link_;
-  std::mutex mu_;
-  std::condition_variable cv_;
-  std::deque<Item> queue_;  // guarded by mu_
-  bool busy_ = false;       // guarded by mu_: an item is executing
-  bool stop_ = false;       // guarded by mu_
+  absl::Mutex mu_;
+  std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
+  bool busy_ ABSL_GUARDED_BY(mu_) = false;  // an item is executing
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
   std::thread engine_;
 };
 

@@ -8,7 +8,6 @@
 #include <cmath>
 #include <cstring>
 #include <vector>
-#include <mutex>
 
 #include "base/check.h"
 #include "kernels/cpu/matmul_kernels.h"

@@ -10,10 +10,9 @@ ThreadPool::ThreadPool(int threads) : threads_(std::max(1, threads)) {
 
 ThreadPool::~ThreadPool() {
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     stop_ = true;
   }
-  wake_.notify_all();
   for (auto& t : workers_) t.join();
 }
 
@@ -29,16 +28,17 @@ void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
   for (;;) {
     {
-      std::unique_lock<std::mutex> lock(mu_);
-      wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+      absl::MutexLock lock(&mu_);
+      auto woken = [this, seen]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stop_ || generation_ != seen;
+      };
+      mu_.Await(absl::Condition(&woken));
       if (stop_) return;
       seen = generation_;
     }
     RunTasks();
-    {
-      std::lock_guard<std::mutex> lock(mu_);
-      if (--pending_ == 0) done_.notify_one();
-    }
+    absl::MutexLock lock(&mu_);
+    --pending_;
   }
 }
 
@@ -49,18 +49,18 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) 
     return;
   }
   {
-    std::lock_guard<std::mutex> lock(mu_);
+    absl::MutexLock lock(&mu_);
     fn_ = &fn;
     n_ = n;
     next_.store(0, std::memory_order_relaxed);
     pending_ = static_cast<int>(workers_.size());
     ++generation_;
   }
-  wake_.notify_all();
   RunTasks();
   // A worker that wakes late finds the counter exhausted and checks in at once.
-  std::unique_lock<std::mutex> lock(mu_);
-  done_.wait(lock, [&] { return pending_ == 0; });
+  absl::MutexLock lock(&mu_);
+  auto all_done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return pending_ == 0; };
+  mu_.Await(absl::Condition(&all_done));
 }
 
 }  // namespace moestream::kernels::cpu

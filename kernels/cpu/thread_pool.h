@@ -12,12 +12,13 @@
 #define MOESTREAM_KERNELS_CPU_THREAD_POOL_H_
 
 #include <atomic>
-#include <condition_variable>
 #include <cstdint>
 #include <functional>
-#include <mutex>
 #include <thread>
 #include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
 
 namespace moestream::kernels::cpu {
 
@@ -38,16 +39,18 @@ class ThreadPool {
 
   const int threads_;
   std::vector<std::thread> workers_;
-  std::mutex mu_;
-  std::condition_variable wake_;  // workers wait here for a new generation
-  std::condition_variable done_;  // the caller waits here for pending_ == 0
-  uint64_t generation_ = 0;       // guarded by mu_
-  // Workers yet to finish the current generation; guarded by mu_. Every
-  // worker checks in each generation, so the job fields below are never
-  // rewritten while a worker may still read them.
-  int pending_ = 0;
-  bool stop_ = false;             // guarded by mu_
-  // The current job (written by the caller before bumping generation_).
+  // Guards the generation handshake: workers Await a new generation_ (or
+  // stop_), the caller Awaits pending_ == 0.
+  absl::Mutex mu_;
+  uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
+  // Workers yet to finish the current generation. Every worker checks in each
+  // generation, so the job fields below are never rewritten while a worker
+  // may still read them.
+  int pending_ ABSL_GUARDED_BY(mu_) = 0;
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  // The current job: written by the caller under mu_ before it bumps
+  // generation_, read by workers without the lock after they see the new
+  // generation (the mutex orders the two), so not annotated as guarded.
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t n_ = 0;
   std::atomic<int64_t> next_{0};

@@ -49,5 +49,12 @@ TEST(GgmlTypeTest, UnknownIdsAndNames) {
   EXPECT_FALSE(ParseGgmlType("q9_9").has_value());
 }
 
+TEST(GgmlTypeTest, NamesListReadsAsASentence) {
+  const GgmlType three[] = {GgmlType::kF32, GgmlType::kQ8_0, GgmlType::kQ4_K};
+  EXPECT_EQ(GgmlTypeNames(three), "f32, q8_0 or q4_k");
+  EXPECT_EQ(GgmlTypeNames(std::span<const GgmlType>(three, 1)), "f32");
+  EXPECT_EQ(GgmlTypeNames({}), "");
+}
+
 }  // namespace
 }  // namespace moestream

@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "base/strings.h"
 #include "gtest/gtest.h"
+#include "io/expert_layout.h"
 #include "io/gguf.h"
 #include "tests/test_util.h"
 
@@ -305,6 +306,36 @@ TEST(GgufExpertRange, StackedExperts) {
   EXPECT_EQ(f->ExpertRange(0, ExpertMatrix::kUp, -1).status().code(),
             absl::StatusCode::kOutOfRange);
   EXPECT_EQ(f->ExpertRange(2, ExpertMatrix::kUp, 0).status().code(), absl::StatusCode::kNotFound);
+}
+
+// One bad shape, one answer: the expert layout and the range lookup share
+// io::FindExpertTensors, so both say kInvalidArgument naming file and tensor.
+TEST(GgufExpertRange, BadExpertShapeIsInvalidArgumentEverywhere) {
+  ScratchDir dir;
+  struct Case {
+    const char* file;
+    const char* tensor;
+    std::vector<int64_t> ne;
+  };
+  const Case cases[] = {
+      {"flat.gguf", "blk.0.ffn_up_exps.weight", {64, 32}},   // stacked, 2-D
+      {"cube.gguf", "blk.0.ffn_up.0.weight", {64, 32, 2}},  // per-expert, 3-D
+  };
+  for (const Case& c : cases) {
+    const std::string path = dir.Path(c.file);
+    GgufWriter w;
+    ASSERT_TRUE(w.AddTensor(c.tensor, GgmlType::kF32, c.ne, Pattern(1)).ok());
+    ASSERT_TRUE(w.Write(path).ok());
+    absl::StatusOr<GgufFile> f = GgufFile::Open(path);
+    ASSERT_TRUE(f.ok()) << f.status();
+    const absl::Status statuses[] = {f->ExpertRange(0, ExpertMatrix::kUp, 0).status(),
+                                     ExpertLayout::FromGguf(*f).status()};
+    for (const absl::Status& s : statuses) {
+      EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument) << s;
+      EXPECT_NE(s.message().find(path), std::string::npos) << s;
+      EXPECT_NE(s.message().find(c.tensor), std::string::npos) << s;
+    }
+  }
 }
 
 TEST(GgufExpertRange, PerExpertTensors) {
