@@ -16,7 +16,6 @@ std::string_view SlotStateName(SlotState s) {
     case SlotState::kFree: return "free";
     case SlotState::kLoading: return "loading";
     case SlotState::kResident: return "resident";
-    case SlotState::kPinned: return "pinned";
     case SlotState::kDraining: return "draining";
   }
   return "?";
@@ -72,7 +71,8 @@ ExpertHandle& ExpertHandle::operator=(ExpertHandle&& o) noexcept {
 }
 
 bool ExpertHandle::ready() const {
-  return cache_ != nullptr && slot_ >= 0 && cache_->slots_[slot_].state == SlotState::kPinned;
+  // The handle holds a pin, so a resident slot is this handle's to read.
+  return cache_ != nullptr && slot_ >= 0 && cache_->slots_[slot_].state == SlotState::kResident;
 }
 
 void* ExpertHandle::data() const {
@@ -356,7 +356,7 @@ void ExpertCache::OnCompletion(const LoadCompletion& c) {
     }
     return;
   }
-  s.state = s.pins > 0 ? SlotState::kPinned : SlotState::kResident;
+  s.state = SlotState::kResident;
 }
 
 bool ExpertCache::ReapDrains() {
@@ -442,8 +442,10 @@ bool ExpertCache::TryPlace(ExpertHandle& h) {
   if (int held = key_slot_[KeyIndex(h.key_)]; held >= 0) {
     // Loaded meanwhile by another request or a prefetch: share its slot.
     Slot& s = slots_[held];
-    if (s.state == SlotState::kDraining) --draining_;
-    if (s.state != SlotState::kLoading) s.state = SlotState::kPinned;
+    if (s.state == SlotState::kDraining) {
+      --draining_;
+      s.state = SlotState::kResident;
+    }
     if (s.state == SlotState::kLoading && s.load_is_prefetch && s.load != 0) {
       loader_->Promote(s.load);
       s.load_is_prefetch = false;
@@ -525,8 +527,10 @@ absl::Status ExpertCache::Acquire(int layer, std::span<const int32_t> experts,
         }
         policies::AccessContext ctx{tick_, false, layer};
         policy_->OnAccess(e.key, ctx);
-        if (s.state == SlotState::kDraining) --draining_;
-        s.state = SlotState::kPinned;
+        if (s.state == SlotState::kDraining) {
+          --draining_;
+          s.state = SlotState::kResident;
+        }
         ++s.pins;
         h.slot_ = e.slot;
         break;
@@ -628,7 +632,7 @@ absl::Status ExpertCache::Wait(ExpertHandle& h) {
       h.Release(nullptr);
       break;
     }
-    if (s.state == SlotState::kPinned) break;
+    if (s.state == SlotState::kResident) break;
     MOESTREAM_RETURN_IF_ERROR(ReapInternal(true));
   }
   const uint64_t dt = clock_->NowNs() - t0;
@@ -720,10 +724,9 @@ void ExpertCache::CheckInvariants() const {
           << "slot " << i << " of layer pool " << slot_pool_[i] << " holds layer " << s.key.layer;
     }
     if (s.pins > 0) {
-      MOESTREAM_CHECK(s.state == SlotState::kLoading || s.state == SlotState::kPinned)
+      MOESTREAM_CHECK(s.state == SlotState::kLoading || s.state == SlotState::kResident)
           << "slot " << i << " has pins in state " << SlotStateName(s.state);
     }
-    if (s.state == SlotState::kPinned) MOESTREAM_CHECK(s.pins > 0) << "pinned slot " << i;
     if (s.state == SlotState::kDraining) ++draining;
     if (s.state == SlotState::kLoading) {
       MOESTREAM_CHECK(s.load == 0 || (s.load & ((uint64_t(1) << kLoadSlotBits) - 1)) == i)

@@ -37,32 +37,37 @@
 // access of a key that has a slot. The policy only names victims; the cache
 // says which keys are evictable.
 //
-// Slot states:
-//
-//            Acquire/Prefetch miss        load completes, no pins
-//   kFree ───────────────────────► kLoading ─────────────────────► kResident
-//     ▲          (cancel / load error)  │  load completes, pinned      │ ▲
-//     └─────────────────────────────────┘          │                  │ │
-//     ▲                                            ▼     Acquire (pin) │ │ last pin released,
-//     │ evicted (state kResident only)        kPinned ◄────────────────┘ │ no consumer stream
-//     └──────────────── kResident            │   ▲                       │
-//                                            │   │ Acquire (re-pin)      │
-//              last pin released with a      ▼   │                       │
-//              consumer stream ─────────► kDraining ─── event done ──────┘
+// Slot states. Four states; "pinned" is not a state but a pin count > 0
+// (handles that may read the slot), allowed in kLoading and kResident.
 //
 //   kFree      no key; in the free list of its pool.
 //   kLoading   key assigned, load queued or moving; may carry pins from
-//              demand requests waiting for it (they become kPinned on
-//              completion). Never evictable. An unpinned prefetch load not
-//              yet started may be cancelled (→ kFree).
-//   kResident  bytes valid, no pins, no reader pending: the only evictable
-//              state.
-//   kPinned    bytes valid, pin count > 0: a compute may read it.
+//              demand requests waiting for it. Never evictable. An unpinned
+//              prefetch load not yet started may be cancelled.
+//   kResident  bytes valid. Evictable only with no pins.
 //   kDraining  bytes valid, no pins, but a stream may still read it: the
 //              cache recorded the slot's event on the consumer stream at the
-//              last release; the slot returns to kResident once the event
-//              completes (checked when the cache reaps, or waited for when
-//              the cache has no other victim).
+//              last release; never evictable until the event completes.
+//
+// Transitions (from, event, to, effects):
+//
+//   from       event                               to         effects
+//   kFree      Acquire miss / Prefetch             kLoading   key mapped, policy OnInsert,
+//                                                             load started (demand: pinned)
+//   kLoading   load completes OK                   kResident  pins kept; prefetch marked unused
+//   kLoading   load fails, no pins                 kFree      key unmapped, OnErase
+//   kLoading   load fails, pinned                  kLoading   error kept for Wait(); kFree at
+//                                                             the last unpin
+//   kLoading   prefetch cancelled (not started,    kFree      key unmapped, OnErase,
+//              no pins)                                       counted prefetch_cancelled
+//   kResident  Acquire hit                         kResident  pins + 1, OnAccess
+//   kResident  last pin released, consumer stream  kDraining  event recorded on the stream
+//   kResident  last pin released, no stream        kResident  pins 0: evictable
+//   kResident  chosen as victim (pins 0)           kLoading   old key unmapped (OnErase), new
+//                                                             key mapped (OnInsert), load
+//   kDraining  event completes (Reap)              kResident  evictable again
+//   kDraining  Acquire hit                         kResident  pins 1 (the stream order is kept
+//                                                             by the new consumer's release)
 //
 // Acquire(layer, experts) is plan-then-commit. Plan (a const function of the
 // state and the policy): for each requested expert, hit (resident, pinned or
@@ -104,9 +109,9 @@
 //
 // Invariants (checked in debug builds by CheckInvariants(), used by tests):
 //   1. Every key maps to at most one slot and a slot's key maps back to it.
-//   2. A slot with pins > 0 is kLoading or kPinned; kPinned implies pins > 0.
+//   2. A slot with pins > 0 is kLoading or kResident.
 //   3. A pinned, loading or draining slot is never a victim; only kResident
-//      slots are evicted.
+//      slots without pins are evicted.
 //   4. In per-layer mode a slot only ever holds keys of its own layer.
 //   5. The number of slots never changes after Create(): device memory used
 //      by the cache is fixed and within the budget at all times.
@@ -136,7 +141,7 @@
 
 namespace moestream::cache {
 
-enum class SlotState : uint8_t { kFree, kLoading, kResident, kPinned, kDraining };
+enum class SlotState : uint8_t { kFree, kLoading, kResident, kDraining };
 std::string_view SlotStateName(SlotState s);
 
 struct ExpertCacheOptions {
@@ -310,7 +315,9 @@ class ExpertCache {
   // marked when slot_mark_[slot] == mark_epoch_. NewPlanMark clears all.
   void NewPlanMark() const;
   int PickSlot(ExpertKey k, bool* evict) const;
-  bool Evictable(int slot) const { return slots_[slot].state == SlotState::kResident; }
+  bool Evictable(int slot) const {
+    return slots_[slot].state == SlotState::kResident && slots_[slot].pins == 0;
+  }
   // The victim filter handed to the policy: resident and not marked.
   bool EvictableKey(ExpertKey v) const {
     if (v.layer >= opt_.n_layers || v.expert >= opt_.n_experts) return false;

@@ -101,7 +101,7 @@ void SimLoader::RunUntil(uint64_t t_ns) {
       uint64_t at = tier_.finish_ns;
       tier_.current = kNone;
       Load& l = pool_[li];
-      l.stage = 1;
+      l.stage = SimStage::kLink;
       Enqueue(link_, li, l.prefetch);
       TryStart(link_, at);
       TryStart(tier_, at);
@@ -109,7 +109,7 @@ void SimLoader::RunUntil(uint64_t t_ns) {
       uint32_t li = link_.current;
       uint64_t at = link_.finish_ns;
       link_.current = kNone;
-      pool_[li].stage = 2;
+      pool_[li].stage = SimStage::kDone;
       finished_.push_back(li);
       TryStart(link_, at);
     }
@@ -139,7 +139,7 @@ absl::Status SimLoader::StartLoad(const LoadRequest& r) {
   l.id = r.id;
   l.bytes = ExpertBytes(r.key);
   l.prefetch = r.is_prefetch;
-  l.stage = has_tier() ? 0 : 1;
+  l.stage = has_tier() ? SimStage::kTier : SimStage::kLink;
   Stage& s = has_tier() ? tier_ : link_;
   Enqueue(s, li, r.is_prefetch);
   TryStart(s, now);
@@ -152,8 +152,8 @@ void SimLoader::Promote(LoadId id) {
   if (it == index_.end()) return;
   const uint32_t li = it->second;
   Load& l = pool_[li];
-  if (!l.prefetch || l.stage == 2) return;
-  Stage& s = l.stage == 0 ? tier_ : link_;
+  if (!l.prefetch || l.stage == SimStage::kDone) return;
+  Stage& s = l.stage == SimStage::kTier ? tier_ : link_;
   auto q = std::find(s.prefetch.begin(), s.prefetch.end(), li);
   l.prefetch = false;  // later stages queue it as demand
   if (q != s.prefetch.end()) {
@@ -169,7 +169,7 @@ bool SimLoader::Cancel(LoadId id) {
   const uint32_t li = it->second;
   Load& l = pool_[li];
   if (l.started) return false;
-  Stage& s = l.stage == 0 ? tier_ : link_;
+  Stage& s = l.stage == SimStage::kTier ? tier_ : link_;
   auto& q = l.prefetch ? s.prefetch : s.demand;
   auto pos = std::find(q.begin(), q.end(), li);
   MOESTREAM_CHECK(pos != q.end()) << "queued load " << id << " missing from its queue";

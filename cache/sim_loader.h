@@ -66,6 +66,10 @@ struct SimLoaderOptions {
   absl::Status Validate() const;
 };
 
+// Where a simulated load is: queued for or served by the tier read, the
+// link copy, or finished.
+enum class SimStage : uint8_t { kTier, kLink, kDone };
+
 class SimLoader final : public ExpertLoader {
  public:
   static absl::StatusOr<std::unique_ptr<SimLoader>> Create(const SimLoaderOptions& o,
@@ -91,7 +95,7 @@ class SimLoader final : public ExpertLoader {
     LoadId id = 0;
     uint64_t bytes = 0;
     bool prefetch = false;
-    int stage = 0;        // 0: tier queue/serving, 1: link queue/serving, 2: done
+    SimStage stage = SimStage::kTier;
     bool started = false; // bytes began moving (no longer cancellable)
   };
   struct Stage {
