@@ -641,6 +641,11 @@ absl::Status ExpertCache::Wait(ExpertHandle& h) {
 }
 
 absl::Status ExpertCache::Prefetch(std::span<const ExpertKey> keys) {
+  return Prefetch(keys, {});
+}
+
+absl::Status ExpertCache::Prefetch(std::span<const ExpertKey> keys,
+                                   std::span<const ExpertKey> keep) {
   MOESTREAM_RETURN_IF_ERROR(ReapInternal(false));
   for (ExpertKey k : keys) {
     if (k.layer >= opt_.n_layers || k.expert >= opt_.n_experts) {
@@ -655,6 +660,10 @@ absl::Status ExpertCache::Prefetch(std::span<const ExpertKey> keys) {
     }
     bool evict = false;
     NewPlanMark();
+    for (ExpertKey kept : keep) {
+      if (kept.layer >= opt_.n_layers || kept.expert >= opt_.n_experts) continue;
+      if (const int ks = key_slot_[KeyIndex(kept)]; ks >= 0) slot_mark_[ks] = mark_epoch_;
+    }
     int slot = PickSlot(k, &evict);
     if (slot < 0) {
       ++counters_[k.layer].prefetch_dropped;

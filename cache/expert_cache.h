@@ -257,6 +257,9 @@ class ExpertCache {
   // Starts prefetch loads for keys without a slot, best first, within the
   // outstanding limit and without waiting for a slot.
   absl::Status Prefetch(std::span<const ExpertKey> keys);
+  // The same, never evicting the experts in `keep` (speculative loads for
+  // layers further ahead must not push out what the next layer will use).
+  absl::Status Prefetch(std::span<const ExpertKey> keys, std::span<const ExpertKey> keep);
   // Cancels queued (not started) prefetches whose key matches; returns how
   // many were cancelled.
   int CancelPrefetches(const std::function<bool(ExpertKey)>& stale);

@@ -34,6 +34,21 @@ void EngineFlags::Register(CLI::App& app) {
                  "cpu backend link: pcie3x16, pcie4x16, pcie5x16, none or custom:GBPS:US");
   app.add_option("--cache-policy", cache_policy, "expert cache eviction policy SPEC");
   app.add_option("--prefetch", prefetch, "prefetch the next layer's experts: none or gate");
+  app.add_option("--prefetch-lookahead", prefetch_lookahead,
+                 "layers ahead to prefetch for; beyond the next layer --lookahead-predictor "
+                 "guesses (1 = the next layer only)");
+  app.add_option("--lookahead-predictor", lookahead_predictor,
+                 "predictor of the layers after the next (coact, prev, popularity)");
+  app.add_option("--prefetch-min-confidence", prefetch_min_confidence,
+                 "a lookahead guess is loaded when its confidence is at least this fraction "
+                 "of the best guess's of its layer (0..1)");
+  app.add_option("--staging-buffers", staging_buffers,
+                 "NVMe staging buffers of one expert each; 0 = twice the experts a token uses "
+                 "(4..32)");
+  app.add_option("--reads-in-flight", reads_in_flight,
+                 "NVMe reads submitted at once; 0 = as many as staging buffers");
+  app.add_option("--copies-in-flight", copies_in_flight,
+                 "link copies handed to the copy stream at once; 0 = as staging, at most 16");
   app.add_option("--miss-policy", miss_policy,
                  "a missing expert is copied to the device (copy), computed on the host (host), "
                  "or chosen by cost (auto)");
@@ -69,6 +84,12 @@ absl::StatusOr<engine::OffloadOptions> EngineFlags::OffloadOptions() const {
   o.reader.queue_depth = 8;  // staging ring of 8 MiB (1 MiB blocks)
   o.cache_policy = cache_policy;
   o.prefetch = prefetch;
+  o.prefetch_lookahead = prefetch_lookahead;
+  o.lookahead_predictor = lookahead_predictor;
+  o.prefetch_min_confidence = prefetch_min_confidence;
+  o.loader.staging_buffers = staging_buffers;
+  o.loader.reads_in_flight_max = reads_in_flight;
+  o.loader.copies_in_flight_max = copies_in_flight;
   MOESTREAM_ASSIGN_OR_RETURN(o.miss_policy, engine::ParseMissPolicy(miss_policy));
   o.link = link;
   MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, EngineOptions());

@@ -51,6 +51,12 @@ struct EngineFlags {
   std::string link = "none";     // --link: the cpu backend's link profile
   std::string cache_policy = "lru";  // --cache-policy SPEC
   std::string prefetch = "gate";     // --prefetch none|gate
+  int prefetch_lookahead = 1;        // --prefetch-lookahead N (layers ahead)
+  std::string lookahead_predictor = "coact";  // --lookahead-predictor SPEC
+  double prefetch_min_confidence = 0.5;       // --prefetch-min-confidence X
+  int staging_buffers = 0;           // --staging-buffers N (0 = 2 x top-k, 4..32)
+  int reads_in_flight = 0;           // --reads-in-flight N (0 = as staging)
+  int copies_in_flight = 0;          // --copies-in-flight N (0 = as staging, at most 16)
   std::string miss_policy = "copy";  // --miss-policy copy|host|auto
   // Not a flag: the command keeps every token's logits (run --dump-logits).
   bool all_logits = false;

@@ -49,6 +49,14 @@ absl::Status OffloadOptions::Validate() const {
         absl::StrCat("--prefetch '", prefetch, "': expected none or gate"));
   }
   if (slots < 0) return absl::InvalidArgumentError("slots must be >= 0");
+  if (prefetch_lookahead < 1 || prefetch_lookahead > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--prefetch-lookahead ", prefetch_lookahead, " must be in [1, 64]"));
+  }
+  if (!(prefetch_min_confidence >= 0 && prefetch_min_confidence <= 1)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--prefetch-min-confidence ", prefetch_min_confidence, " must be in [0, 1]"));
+  }
   if (!(host_gbps > 0)) return absl::InvalidArgumentError("host_gbps must be > 0");
   MOESTREAM_RETURN_IF_ERROR(reader.Validate());
   cache::TierLoaderOptions l = ResolveLoaderOptions(*this, 1);
@@ -311,6 +319,11 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
     pred_count_.resize(size_t(c_.n_expert));
   }
 
+  if (opt_.prefetch != "none" && opt_.prefetch_lookahead > 1) {
+    MOESTREAM_ASSIGN_OR_RETURN(ahead_,
+                               policies::CreatePrefetchPredictor(opt_.lookahead_predictor, env));
+  }
+
   cache::ExpertCacheOptions co;
   co.n_layers = int(c_.n_layer);
   co.n_experts = int(c_.n_expert);
@@ -448,6 +461,43 @@ absl::Status CachedExpertProvider::PredictNext(int next, const float* x, int64_t
   return absl::OkStatus();
 }
 
+absl::Status CachedExpertProvider::PrefetchAhead(int layer, const int32_t* ids, int64_t n_tok,
+                                                 int k) {
+  for (int64_t t = 0; t < n_tok; ++t) {
+    ahead_->Observe({tokens_seen_ + uint64_t(t), layer,
+                     std::span<const int32_t>(ids + t * k, size_t(k)), {}});
+  }
+  // Guesses from the last token's choices, for layer+1 .. layer+lookahead;
+  // the next layer is the gate's when it runs.
+  policies::PredictContext ctx;
+  ctx.token = tokens_seen_ + uint64_t(n_tok - 1);
+  ctx.layer = layer;
+  ctx.lookahead = opt_.prefetch_lookahead;
+  ctx.top_k = k;
+  ctx.experts = std::span<const int32_t>(ids + (n_tok - 1) * k, size_t(k));
+  guesses_.clear();
+  ahead_->Predict(ctx, &guesses_);
+  if (layer == c_.n_layer - 1) tokens_seen_ += uint64_t(n_tok);
+  const int first = pred_scores_ != nullptr ? 2 : 1;  // distance of the first layer to load
+  ahead_keys_.clear();
+  for (int d = first; d <= opt_.prefetch_lookahead; ++d) {
+    const int target = (layer + d) % int(c_.n_layer);
+    float best = 0;
+    for (const policies::ExpertGuess& g : guesses_) {
+      if (g.key.layer == target) best = std::max(best, g.confidence);
+    }
+    for (const policies::ExpertGuess& g : guesses_) {
+      if (g.key.layer == target && best > 0 &&
+          g.confidence >= float(opt_.prefetch_min_confidence) * best) {
+        ahead_keys_.push_back(g.key);
+      }
+    }
+  }
+  if (ahead_keys_.empty()) return absl::OkStatus();
+  // Never at the expense of what the next layer is predicted to use.
+  return cache_->Prefetch(ahead_keys_, next_keep_);
+}
+
 void CachedExpertProvider::RunBatch(const float* x, int64_t n_tok) {
   if (groups_run_.empty()) return;
   view_ptrs_.clear();
@@ -475,12 +525,15 @@ absl::Status CachedExpertProvider::Compute(int layer, const float* x, int64_t n_
   }
   MOESTREAM_RETURN_IF_ERROR(cache_->Acquire(layer, experts_, &handles_, load_miss));
   // The next layer's guesses, now that this layer's experts are pinned.
+  next_keep_.clear();
   if (!pending_prefetch_.empty()) {
     if (pending_prefetch_.front().layer != layer) {
       MOESTREAM_RETURN_IF_ERROR(cache_->Prefetch(pending_prefetch_));
+      next_keep_.assign(pending_prefetch_.begin(), pending_prefetch_.end());
     }
     pending_prefetch_.clear();
   }
+  if (ahead_ != nullptr) MOESTREAM_RETURN_IF_ERROR(PrefetchAhead(layer, ids, n_tok, k));
 
   // Resident experts (and those computed where they live) first.
   groups_run_.clear();

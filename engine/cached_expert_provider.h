@@ -63,6 +63,7 @@
 #include "io/gguf.h"
 #include "kernels/backend.h"
 #include "policies/eviction_policy.h"
+#include "policies/prefetch_predictor.h"
 #include "engine/expert_provider.h"
 #include "model/memory_planner.h"
 #include "model/model_config.h"
@@ -95,6 +96,16 @@ struct OffloadOptions {
   std::string cache_policy = "lru";
   // "gate" (next layer's router on this layer's state) or "none".
   std::string prefetch = "gate";
+  // Layers ahead to prefetch for (1 = the next layer only; `prefetch`
+  // "none" turns all prefetching off). Beyond the next
+  // layer, `lookahead_predictor` (a policies/ predictor spec, e.g. "coact")
+  // guesses from the routing so far; a guess is loaded when its confidence
+  // is at least `prefetch_min_confidence` times the best guess's of its
+  // layer, only into a free slot or a victim that the next layer's
+  // predicted experts are not.
+  int prefetch_lookahead = 1;
+  std::string lookahead_predictor = "coact";
+  double prefetch_min_confidence = 0.5;
   MissPolicy miss_policy = MissPolicy::kCopy;
   // KV cache the engine will allocate (the planner counts it): positions
   // (0 = the model's context capped at 4096) and element type.
@@ -196,6 +207,9 @@ class CachedExpertProvider final : public ExpertProvider {
   absl::Status Init(const io::GgufFile& file, int64_t n_batch);
   absl::Status OpenTier(const io::GgufFile& file);
   absl::Status PredictNext(int layer, const float* x, int64_t n_tok);
+  // Observes layer's routing and prefetches the lookahead predictor's
+  // confident guesses for the layers after the next.
+  absl::Status PrefetchAhead(int layer, const int32_t* ids, int64_t n_tok, int k);
   bool ChooseHostCompute(ExpertKey k) const;
   model::ExpertWeights View(int layer, int expert, const uint8_t* blob) const;
   // mmap tier: the expert's matrices where the file is mapped.
@@ -233,6 +247,11 @@ class CachedExpertProvider final : public ExpertProvider {
   std::vector<int32_t> pred_ids_;
   std::vector<int> pred_count_;
   std::vector<ExpertKey> pending_prefetch_;
+  std::vector<ExpertKey> next_keep_;  // the next layer's predicted experts
+  std::unique_ptr<policies::PrefetchPredictor> ahead_;
+  uint64_t tokens_seen_ = 0;
+  std::vector<policies::ExpertGuess> guesses_;
+  std::vector<ExpertKey> ahead_keys_;
   absl::Status sticky_;
 
   // Reused per Compute.

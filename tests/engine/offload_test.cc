@@ -224,6 +224,9 @@ TEST_F(OffloadTest, BitIdenticalToResidentAcrossRandomConfigurations) {
     o.experts_on = c.tier;
     o.cache_policy = c.policy;
     o.prefetch = c.prefetch;
+    // Speculation further ahead must not change the output either.
+    o.prefetch_lookahead = 1 + int(rng() % 3);
+    o.prefetch_min_confidence = double(rng() % 3) / 4;
     o.miss_policy = c.miss;
     o.link = c.link;
     o.n_ctx = kCtx;
