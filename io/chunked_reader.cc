@@ -16,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "base/check.h"
+#include "base/errno_status.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/checksum.h"
@@ -371,11 +372,7 @@ absl::StatusOr<int> OpenExpertFile(const std::string& path, uint64_t expected_si
   }
   if (fd < 0) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    int err = errno;
-    std::string msg = absl::StrCat(path, ": cannot open: ", std::strerror(err));
-    if (err == ENOENT) return absl::NotFoundError(msg);
-    if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-    return absl::UnavailableError(msg);
+    return ErrnoStatus(errno, path, "cannot open");
   }
   struct stat st;
   if (::fstat(fd, &st) != 0 || uint64_t(st.st_size) < expected_size) {
