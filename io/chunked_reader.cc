@@ -13,10 +13,10 @@
 
 #include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "base/check.h"
 #include "base/errno_status.h"
+#include "base/mutex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/checksum.h"
@@ -355,9 +355,9 @@ namespace moestream::io {
 void SayOnce(const std::string& message) {
   // Constant-initialised (no first-use race); the set is never destroyed, so
   // a message may come from any thread until exit.
-  ABSL_CONST_INIT static absl::Mutex mu(absl::kConstInit);
+  ABSL_CONST_INIT static Mutex mu(absl::kConstInit);
   static auto* said = new std::set<std::string>();
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   if (said->insert(message).second) std::fprintf(stderr, "moestream: %s\n", message.c_str());
 }
 
