@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/errno_status.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 
@@ -91,26 +92,7 @@ void InstallSignalCleanup() {
   }
 }
 
-// ---- Errors ----
-
-absl::Status ErrnoError(const std::string& path, std::string_view what, int err) {
-  std::string msg = absl::StrCat(path, ": ", Av(what), ": ", std::strerror(err));
-  switch (err) {
-    case ENOSPC:
-    case EDQUOT:
-    case EFBIG:
-      return absl::ResourceExhaustedError(msg);
-    case EACCES:
-    case EPERM:
-    case EROFS:
-      return absl::PermissionDeniedError(msg);
-    case ENOENT:
-    case ENOTDIR:
-      return absl::NotFoundError(msg);
-    default:
-      return absl::UnavailableError(msg);
-  }
-}
+// ---- Target checks ----
 
 const char* KindOf(mode_t mode) {
   if (S_ISDIR(mode)) return "directory";
@@ -127,7 +109,7 @@ absl::Status CheckReplaceable(const std::string& path) {
   struct stat st;
   if (::lstat(path.c_str(), &st) != 0) {
     // ENOENT: a new file (a missing directory is reported by open()).
-    return errno == ENOENT ? absl::OkStatus() : ErrnoError(path, "cannot stat", errno);
+    return errno == ENOENT ? absl::OkStatus() : ErrnoStatus(errno, path, "cannot stat");
   }
   if (S_ISREG(st.st_mode)) return absl::OkStatus();
   return absl::FailedPreconditionError(absl::StrCat(
@@ -164,7 +146,7 @@ absl::StatusOr<AtomicFile> AtomicFile::Create(const std::string& path) {
     const int err = errno;
     Unregister(slot);
     if (err == EINTR || err == EEXIST) continue;
-    return ErrnoError(path, "cannot create a temporary next to it", err);
+    return ErrnoStatus(err, path, "cannot create a temporary next to it");
   }
   return absl::AlreadyExistsError(
       absl::StrCat(path, ": cannot create a temporary next to it: every name tried exists"));
@@ -222,7 +204,7 @@ absl::Status AtomicFile::Write(std::string_view bytes) {
     // Linux moves at most ~2 GiB per call; ask for 1 GiB at a time.
     ssize_t w = ::write(fd_, p, std::min<size_t>(n, size_t{1} << 30));
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return Fail(ErrnoError(path_, "write failed", errno));
+    if (w < 0) return Fail(ErrnoStatus(errno, path_, "write failed"));
     if (w == 0) {
       return Fail(absl::DataLossError(
           absl::StrCat(path_, ": short write: the file system accepted 0 of ", n, " bytes")));
@@ -240,7 +222,10 @@ absl::Status AtomicFile::WriteAt(uint64_t offset, std::string_view bytes) {
   while (n > 0) {
     ssize_t w = ::pwrite(fd_, p, std::min<size_t>(n, size_t{1} << 30), off_t(offset));
     if (w < 0 && errno == EINTR) continue;
-    if (w < 0) return Fail(ErrnoError(path_, absl::StrCat("write at offset ", offset, " failed"), errno));
+    if (w < 0) {
+      const int err = errno;  // before StrCat allocates
+      return Fail(ErrnoStatus(err, path_, absl::StrCat("write at offset ", offset, " failed")));
+    }
     if (w == 0) {
       return Fail(absl::DataLossError(absl::StrCat(path_, ": short write at offset ", offset,
                                                    ": the file system accepted 0 of ", n, " bytes")));
@@ -256,26 +241,28 @@ absl::Status AtomicFile::Commit() {
   MOESTREAM_RETURN_IF_ERROR(CheckWritable());
   // fsync before rename: otherwise a crash can leave the new name pointing
   // at a file whose data never reached the disk.
-  if (::fsync(fd_) != 0) return Fail(ErrnoError(path_, "fsync failed", errno));
+  if (::fsync(fd_) != 0) return Fail(ErrnoStatus(errno, path_, "fsync failed"));
   const int fd = std::exchange(fd_, -1);
-  if (::close(fd) != 0) return Fail(ErrnoError(path_, "close failed", errno));
+  if (::close(fd) != 0) return Fail(ErrnoStatus(errno, path_, "close failed"));
   // Something may have appeared at the target since Create().
   if (absl::Status s = CheckReplaceable(path_); !s.ok()) return Fail(std::move(s));
   if (::rename(tmp_.c_str(), path_.c_str()) != 0) {
-    return Fail(ErrnoError(path_, "rename from the temporary failed", errno));
+    return Fail(ErrnoStatus(errno, path_, "rename from the temporary failed"));
   }
   done_ = true;
   Unregister(std::exchange(slot_, -1));
   // The rename is durable only once the directory entry is on disk.
   const std::string dir = DirName(path_);
   int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (dfd < 0) return ErrnoError(path_, "written, but its directory cannot be opened to fsync", errno);
+  if (dfd < 0) {
+    return ErrnoStatus(errno, path_, "written, but its directory cannot be opened to fsync");
+  }
   int rc = ::fsync(dfd);
   const int err = errno;
   ::close(dfd);
   // Some file systems cannot fsync a directory (EINVAL); nothing more to do there.
   if (rc != 0 && err != EINVAL && err != ENOTSUP) {
-    return ErrnoError(path_, "written, but fsync of its directory failed", err);
+    return ErrnoStatus(err, path_, "written, but fsync of its directory failed");
   }
   return absl::OkStatus();
 }

@@ -70,7 +70,7 @@ absl::StatusOr<std::unique_ptr<TierLoader>> TierLoader::Create(kernels::Backend*
 
 absl::Status TierLoader::Init() {
   MOESTREAM_ASSIGN_OR_RETURN(stream_, backend_->CreateStream(kernels::StreamKind::kCopy));
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   copies_.resize(size_t(opt_.copies_in_flight_max));
   for (Copy& c : copies_) {
     MOESTREAM_ASSIGN_OR_RETURN(c.event, backend_->CreateEvent());
@@ -96,10 +96,8 @@ absl::Status TierLoader::Init() {
 
 TierLoader::~TierLoader() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
-    read_cv_.SignalAll();
-    copy_cv_.SignalAll();
   }
   if (read_thread_.joinable()) read_thread_.join();
   if (copy_thread_.joinable()) copy_thread_.join();
@@ -118,22 +116,20 @@ void TierLoader::EndMoving() {
 }
 
 uint64_t TierLoader::busy_ns() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return busy_ns_ + (moving_ > 0 ? NowNs() - moving_since_ns_ : 0);
 }
 
 size_t TierLoader::outstanding() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return loads_.size() + finished_.size();
 }
 
 void TierLoader::Queue(LoadStage stage, LoadId id, bool prefetch) {
   if (stage == LoadStage::kQueuedRead) {
     (prefetch ? read_prefetch_ : read_demand_).push_back(id);
-    read_cv_.Signal();
   } else {
     (prefetch ? copy_prefetch_ : copy_demand_).push_back(id);
-    copy_cv_.Signal();
   }
 }
 
@@ -141,7 +137,7 @@ absl::Status TierLoader::StartLoad(const LoadRequest& r) {
   if (r.dst == nullptr) {
     return absl::InvalidArgumentError(absl::StrCat("tier loader: load ", r.id, " has no slot memory"));
   }
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (loads_.contains(r.id)) {
     return absl::InvalidArgumentError(absl::StrCat("tier loader: load id ", r.id, " reused"));
   }
@@ -161,7 +157,7 @@ static bool EraseFrom(std::deque<LoadId>& q, LoadId id) {
 }
 
 void TierLoader::Promote(LoadId id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = loads_.find(id);
   if (it == loads_.end() || !it->second.req.is_prefetch) return;
   Load& l = it->second;
@@ -171,7 +167,7 @@ void TierLoader::Promote(LoadId id) {
 }
 
 bool TierLoader::Cancel(LoadId id) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = loads_.find(id);
   if (it == loads_.end()) return false;
   Load& l = it->second;
@@ -179,10 +175,7 @@ bool TierLoader::Cancel(LoadId id) {
     if (!EraseFrom(l.req.is_prefetch ? read_prefetch_ : read_demand_, id)) return false;
   } else if (l.stage == LoadStage::kQueuedCopy) {
     if (!EraseFrom(l.req.is_prefetch ? copy_prefetch_ : copy_demand_, id)) return false;
-    if (l.staging >= 0) {
-      free_staging_.push_back(l.staging);
-      read_cv_.Signal();
-    }
+    if (l.staging >= 0) free_staging_.push_back(l.staging);
   } else {
     return false;  // bytes are moving
   }
@@ -193,10 +186,7 @@ bool TierLoader::Cancel(LoadId id) {
 void TierLoader::Finish(LoadId id, absl::Status s, uint64_t link_bytes) {
   auto it = loads_.find(id);
   MOESTREAM_CHECK(it != loads_.end()) << "tier loader: finishing unknown load " << id;
-  if (it->second.staging >= 0) {
-    free_staging_.push_back(it->second.staging);
-    read_cv_.Signal();
-  }
+  if (it->second.staging >= 0) free_staging_.push_back(it->second.staging);
   LoadCompletion c;
   c.id = id;
   c.tier = source_.tier;
@@ -207,18 +197,26 @@ void TierLoader::Finish(LoadId id, absl::Status s, uint64_t link_bytes) {
   c.status = std::move(s);
   finished_.push_back(std::move(c));
   loads_.erase(it);
-  done_cv_.SignalAll();
+}
+
+bool TierLoader::CanSubmitRead() const {
+  return reads_in_flight_ < opt_.reads_in_flight_max &&
+         (opt_.read_into_slot || !free_staging_.empty()) &&
+         (!read_demand_.empty() || !read_prefetch_.empty());
+}
+
+bool TierLoader::CanIssueCopy() const {
+  return copy_order_.size() < copies_.size() &&
+         (!copy_demand_.empty() || !copy_prefetch_.empty());
 }
 
 void TierLoader::ReadLoop() {
   std::vector<io::ExpertReadCompletion> landed;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (;;) {
     // Submit what can start: demand first, into a free staging buffer (or
     // the slot itself), within the reads-in-flight limit.
-    while (!stop_ && reads_in_flight_ < opt_.reads_in_flight_max &&
-           (opt_.read_into_slot || !free_staging_.empty()) &&
-           (!read_demand_.empty() || !read_prefetch_.empty())) {
+    while (!stop_ && CanSubmitRead()) {
       std::deque<LoadId>& q = !read_demand_.empty() ? read_demand_ : read_prefetch_;
       const LoadId id = q.front();
       q.pop_front();
@@ -245,7 +243,8 @@ void TierLoader::ReadLoop() {
     }
     if (reads_in_flight_ == 0) {
       if (stop_) return;
-      read_cv_.Wait(&mu_);
+      auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || CanSubmitRead(); };
+      mu_.Await(absl::Condition(&wake));
       continue;
     }
     // Wait for reads without holding the lock: the engine keeps queueing.
@@ -270,10 +269,9 @@ void TierLoader::ReadLoop() {
 }
 
 void TierLoader::CopyLoop() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   for (;;) {
-    while (!stop_ && copy_order_.size() < copies_.size() &&
-           (!copy_demand_.empty() || !copy_prefetch_.empty())) {
+    while (!stop_ && CanIssueCopy()) {
       std::deque<LoadId>& q = !copy_demand_.empty() ? copy_demand_ : copy_prefetch_;
       const LoadId id = q.front();
       q.pop_front();
@@ -307,7 +305,8 @@ void TierLoader::CopyLoop() {
     }
     if (copy_order_.empty()) {
       if (stop_) return;
-      copy_cv_.Wait(&mu_);
+      auto wake = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || CanIssueCopy(); };
+      mu_.Await(absl::Condition(&wake));
       continue;
     }
     // Wait for the oldest copy without holding the lock.
@@ -327,10 +326,13 @@ void TierLoader::CopyLoop() {
 }
 
 absl::Status TierLoader::Poll(std::vector<LoadCompletion>* done, bool block) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (block) {
-    // The next finished load: the read and copy threads signal done_cv_.
-    while (finished_.empty() && !loads_.empty()) done_cv_.Wait(&mu_);
+    // The next finished load, finished by the read or the copy thread.
+    auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return !finished_.empty() || loads_.empty();
+    };
+    mu_.Await(absl::Condition(&ready));
   }
   for (LoadCompletion& c : finished_) done->push_back(std::move(c));
   finished_.clear();

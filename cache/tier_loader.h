@@ -54,7 +54,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "cache/expert_loader.h"
 #include "io/expert_tier.h"
 #include "kernels/backend.h"
@@ -156,6 +156,8 @@ class TierLoader final : public ExpertLoader {
   // Busy-time accounting: a load entered or left the reading/copying stages.
   void BeginMoving() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void EndMoving() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  bool CanSubmitRead() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
+  bool CanIssueCopy() const ABSL_SHARED_LOCKS_REQUIRED(mu_);
   uint64_t NowNs() const;
 
   kernels::Backend* backend_;
@@ -164,10 +166,10 @@ class TierLoader final : public ExpertLoader {
   std::unique_ptr<kernels::Stream> stream_;
   std::vector<uint8_t*> staging_;  // fixed after Init
 
-  mutable absl::Mutex mu_;
-  absl::CondVar read_cv_;   // read thread: a read queued, a staging buffer freed, stop
-  absl::CondVar copy_cv_;   // copy thread: a copy queued, stop
-  absl::CondVar done_cv_;   // engine: a load finished
+  // Guards everything below. The read thread awaits a read it may submit
+  // (or stop), the copy thread a copy it may issue (or stop), the engine a
+  // finished load.
+  mutable Mutex mu_;
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   absl::flat_hash_map<LoadId, Load> loads_ ABSL_GUARDED_BY(mu_);
   std::deque<LoadId> read_demand_ ABSL_GUARDED_BY(mu_), read_prefetch_ ABSL_GUARDED_BY(mu_);

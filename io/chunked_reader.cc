@@ -13,9 +13,10 @@
 
 #include "absl/base/attributes.h"
 #include "absl/strings/str_cat.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/strings/str_format.h"
 #include "base/check.h"
+#include "base/errno_status.h"
+#include "base/mutex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/checksum.h"
@@ -354,9 +355,9 @@ namespace moestream::io {
 void SayOnce(const std::string& message) {
   // Constant-initialised (no first-use race); the set is never destroyed, so
   // a message may come from any thread until exit.
-  ABSL_CONST_INIT static absl::Mutex mu(absl::kConstInit);
+  ABSL_CONST_INIT static Mutex mu(absl::kConstInit);
   static auto* said = new std::set<std::string>();
-  absl::MutexLock lock(&mu);
+  MutexLock lock(&mu);
   if (said->insert(message).second) std::fprintf(stderr, "moestream: %s\n", message.c_str());
 }
 
@@ -371,11 +372,7 @@ absl::StatusOr<int> OpenExpertFile(const std::string& path, uint64_t expected_si
   }
   if (fd < 0) fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    int err = errno;
-    std::string msg = absl::StrCat(path, ": cannot open: ", std::strerror(err));
-    if (err == ENOENT) return absl::NotFoundError(msg);
-    if (err == EACCES || err == EPERM) return absl::PermissionDeniedError(msg);
-    return absl::UnavailableError(msg);
+    return ErrnoStatus(errno, path, "cannot open");
   }
   struct stat st;
   if (::fstat(fd, &st) != 0 || uint64_t(st.st_size) < expected_size) {

@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/atomic_file.h"
+#include "base/errno_status.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/checksum.h"
@@ -42,18 +43,16 @@ std::string BaseName(const std::string& path) {
   return slash == std::string::npos ? path : path.substr(slash + 1);
 }
 
-absl::Status ErrnoStatus(const std::string& path, const std::string& what) {
-  int err = errno;
-  return absl::UnavailableError(absl::StrCat(path, ": ", what, ": ", std::strerror(err)));
-}
-
 // pread of exactly `n` bytes or an error naming path and offset.
 absl::Status PreadAll(int fd, const std::string& path, void* buf, uint64_t n, uint64_t off) {
   uint8_t* p = static_cast<uint8_t*>(buf);
   while (n > 0) {
     ssize_t r = ::pread(fd, p, n, off_t(off));
     if (r < 0 && errno == EINTR) continue;
-    if (r < 0) return ErrnoStatus(path, absl::StrCat("read at offset ", off));
+    if (r < 0) {
+      const int err = errno;  // before StrCat allocates
+      return ErrnoStatus(err, path, absl::StrCat("read at offset ", off));
+    }
     if (r == 0) {
       return absl::DataLossError(absl::StrCat(path, ": truncated: end of file at offset ", off,
                                               ", expected ", n, " more bytes"));
@@ -151,7 +150,7 @@ absl::Status StorePackOptions::Validate() const {
 
 absl::StatusOr<uint64_t> GgufIdentity(const GgufFile& model) {
   Fd fd{::open(model.path().c_str(), O_RDONLY | O_CLOEXEC)};
-  if (fd.fd < 0) return ErrnoStatus(model.path(), "cannot open");
+  if (fd.fd < 0) return ErrnoStatus(errno, model.path(), "cannot open");
   Xxh64State h;
   std::vector<uint8_t> buf(1 << 20);
   for (uint64_t off = 0; off < model.data_offset();) {
@@ -280,10 +279,10 @@ absl::StatusOr<ExpertStore> ExpertStore::Open(const std::string& path) {
   Fd fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
   if (fd.fd < 0) {
     if (errno == ENOENT) return absl::NotFoundError(absl::StrCat(path, ": no such store file"));
-    return ErrnoStatus(path, "cannot open");
+    return ErrnoStatus(errno, path, "cannot open");
   }
   struct stat st;
-  if (::fstat(fd.fd, &st) != 0) return ErrnoStatus(path, "stat");
+  if (::fstat(fd.fd, &st) != 0) return ErrnoStatus(errno, path, "stat");
   uint64_t size = uint64_t(st.st_size);
   if (size < kStoreHeaderBytes) {
     return absl::DataLossError(absl::StrCat(path, ": ", size, " bytes, too short for a store header (",

@@ -19,6 +19,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/errno_status.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/expert_layout.h"
@@ -444,11 +445,7 @@ absl::StatusOr<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, std::st
 absl::StatusOr<GgufFile> GgufFile::Open(const std::string& path) {
   int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
   if (fd < 0) {
-    int e = errno;
-    std::string msg = absl::StrCat(path, ": cannot open: ", std::strerror(e));
-    if (e == ENOENT) return absl::NotFoundError(msg);
-    if (e == EACCES || e == EPERM) return absl::PermissionDeniedError(msg);
-    return absl::UnavailableError(msg);
+    return ErrnoStatus(errno, path, "cannot open");
   }
   struct stat st;
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {

@@ -10,6 +10,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "base/check.h"
+#include "base/mutex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/chunked_reader.h"
@@ -19,7 +20,7 @@ namespace moestream::io {
 // ---------------------------------------------------- AlignedHostAllocator --
 
 absl::StatusOr<void*> AlignedHostAllocator::Alloc(size_t bytes, std::string_view what) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   if (options_.budget_bytes != 0 && used_ + bytes > options_.budget_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
         "host memory for ", Av(what), ": ", bytes, " bytes requested, ", used_, " of ",
@@ -42,7 +43,7 @@ absl::StatusOr<void*> AlignedHostAllocator::Alloc(size_t bytes, std::string_view
 
 void AlignedHostAllocator::Free(void* p) {
   if (p == nullptr) return;
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto it = std::find_if(live_.begin(), live_.end(), [p](const auto& e) { return e.first == p; });
   MOESTREAM_CHECK(it != live_.end()) << "AlignedHostAllocator::Free of unknown pointer";
   if (options_.mlock) ::munlock(p, it->second);
@@ -52,11 +53,11 @@ void AlignedHostAllocator::Free(void* p) {
 }
 
 uint64_t AlignedHostAllocator::used_bytes() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return used_;
 }
 uint64_t AlignedHostAllocator::high_water_bytes() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return high_water_;
 }
 

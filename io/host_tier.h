@@ -17,7 +17,7 @@
 #include <cstdint>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "io/expert_tier.h"
 
 namespace moestream::io {
@@ -42,7 +42,7 @@ class AlignedHostAllocator : public HostAllocator {
 
  private:
   AlignedHostAllocatorOptions options_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::vector<std::pair<void*, size_t>> live_ ABSL_GUARDED_BY(mu_);
   uint64_t used_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t high_water_ ABSL_GUARDED_BY(mu_) = 0;

@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "base/status_macros.h"
 #include "io/chunked_reader.h"
 
@@ -25,7 +25,7 @@ class PreadQueue : public IoQueue {
   }
   ~PreadQueue() override {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       stop_ = true;
     }
     for (std::thread& t : workers_) t.join();
@@ -33,12 +33,12 @@ class PreadQueue : public IoQueue {
   }
 
   void Submit(const IoOp& op) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     todo_.push_back(op);
   }
 
   void Poll(std::vector<IoResult>* out, bool wait) override {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (wait) mu_.Await(absl::Condition(this, &PreadQueue::HasResults));
     out->insert(out->end(), done_.begin(), done_.end());
     done_.clear();
@@ -49,7 +49,7 @@ class PreadQueue : public IoQueue {
     for (;;) {
       IoOp op;
       {
-        absl::MutexLock lock(&mu_);
+        MutexLock lock(&mu_);
         mu_.Await(absl::Condition(this, &PreadQueue::HasWorkOrStop));
         if (todo_.empty()) return;
         op = todo_.front();
@@ -57,7 +57,7 @@ class PreadQueue : public IoQueue {
       }
       ssize_t n = ::pread(fd_, op.buf, op.len, off_t(op.offset));
       IoResult r{op.id, n < 0 ? -int64_t(errno) : int64_t(n)};
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       done_.push_back(r);
     }
   }
@@ -66,7 +66,7 @@ class PreadQueue : public IoQueue {
   bool HasWorkOrStop() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) { return stop_ || !todo_.empty(); }
 
   int fd_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<IoOp> todo_ ABSL_GUARDED_BY(mu_);
   std::vector<IoResult> done_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

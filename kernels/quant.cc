@@ -457,23 +457,10 @@ void DequantizeQ3K(const BlockQ3K* b, int64_t nb, float* y) {
   }
 }
 
-void DequantizeQ4K(const BlockQ4K* b, int64_t nb, float* y) {
-  for (int64_t i = 0; i < nb; ++i) {
-    const float d = H(b[i].d), dmin = H(b[i].dmin);
-    const uint8_t* q = b[i].qs;
-    for (int j = 0; j < 8; j += 2, q += 32) {
-      uint8_t sc, m;
-      KScaleMin(j, b[i].scales, &sc, &m);
-      const float d1 = d * sc, m1 = dmin * m;
-      KScaleMin(j + 1, b[i].scales, &sc, &m);
-      const float d2 = d * sc, m2 = dmin * m;
-      for (int l = 0; l < 32; ++l) *y++ = d1 * (q[l] & 0xF) - m1;
-      for (int l = 0; l < 32; ++l) *y++ = d2 * (q[l] >> 4) - m2;
-    }
-  }
-}
-
-void DequantizeQ5K(const BlockQ5K* b, int64_t nb, float* y) {
+// Q4_K and Q5_K share the packed 6-bit scales/mins and the nibble order;
+// Q5_K adds each weight's fifth bit from qh (bit pair j/2 of byte l).
+template <bool kFive, typename Block>
+void DequantizeQ45K(const Block* b, int64_t nb, float* y) {
   for (int64_t i = 0; i < nb; ++i) {
     const float d = H(b[i].d), dmin = H(b[i].dmin);
     const uint8_t* q = b[i].qs;
@@ -484,8 +471,16 @@ void DequantizeQ5K(const BlockQ5K* b, int64_t nb, float* y) {
       const float d1 = d * sc, m1 = dmin * m;
       KScaleMin(j + 1, b[i].scales, &sc, &m);
       const float d2 = d * sc, m2 = dmin * m;
-      for (int l = 0; l < 32; ++l) *y++ = d1 * ((q[l] & 0xF) + ((b[i].qh[l] & u1) ? 16 : 0)) - m1;
-      for (int l = 0; l < 32; ++l) *y++ = d2 * ((q[l] >> 4) + ((b[i].qh[l] & u2) ? 16 : 0)) - m2;
+      for (int l = 0; l < 32; ++l) {
+        int high = 0;
+        if constexpr (kFive) high = (b[i].qh[l] & u1) ? 16 : 0;
+        *y++ = d1 * ((q[l] & 0xF) + high) - m1;
+      }
+      for (int l = 0; l < 32; ++l) {
+        int high = 0;
+        if constexpr (kFive) high = (b[i].qh[l] & u2) ? 16 : 0;
+        *y++ = d2 * ((q[l] >> 4) + high) - m2;
+      }
       u1 = static_cast<uint8_t>(u1 << 2);
       u2 = static_cast<uint8_t>(u2 << 2);
     }
@@ -603,8 +598,8 @@ absl::Status DequantizeRow(GgmlType t, const void* in, int64_t n, float* y) {
     case GgmlType::kQ8_K: DequantizeQ8K(static_cast<const BlockQ8K*>(in), nb, y); break;
     case GgmlType::kQ2_K: DequantizeQ2K(static_cast<const BlockQ2K*>(in), nb, y); break;
     case GgmlType::kQ3_K: DequantizeQ3K(static_cast<const BlockQ3K*>(in), nb, y); break;
-    case GgmlType::kQ4_K: DequantizeQ4K(static_cast<const BlockQ4K*>(in), nb, y); break;
-    case GgmlType::kQ5_K: DequantizeQ5K(static_cast<const BlockQ5K*>(in), nb, y); break;
+    case GgmlType::kQ4_K: DequantizeQ45K<false>(static_cast<const BlockQ4K*>(in), nb, y); break;
+    case GgmlType::kQ5_K: DequantizeQ45K<true>(static_cast<const BlockQ5K*>(in), nb, y); break;
     case GgmlType::kQ6_K: DequantizeQ6K(static_cast<const BlockQ6K*>(in), nb, y); break;
     default:
       return absl::UnimplementedError(

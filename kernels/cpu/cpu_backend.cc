@@ -13,8 +13,8 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/synchronization/mutex.h"
 #include "base/check.h"
+#include "base/mutex.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "kernels/cpu/cpu_features.h"
@@ -45,7 +45,7 @@ class Arena {
   }
 
   absl::StatusOr<void*> Alloc(size_t bytes, std::string_view what) {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     if (stats_.budget_bytes != 0 && stats_.used_bytes + bytes > stats_.budget_bytes) {
       return absl::ResourceExhaustedError(absl::StrFormat(
           "%s budget exceeded allocating '%s': requested %d bytes, %d of %d bytes in use",
@@ -72,7 +72,7 @@ class Arena {
 
   void Free(void* p) {
     if (p == nullptr) return;
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     auto it = live_.find(reinterpret_cast<uintptr_t>(p));
     MOESTREAM_CHECK(it != live_.end()) << kind_ << ": freeing a pointer it did not allocate";
     stats_.used_bytes -= it->second;
@@ -82,7 +82,7 @@ class Arena {
 
   // True when [p, p+bytes) lies inside one live allocation.
   bool Contains(const void* p, size_t bytes) const {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     const uintptr_t a = reinterpret_cast<uintptr_t>(p);
     auto it = live_.upper_bound(a);
     if (it == live_.begin()) return false;
@@ -91,7 +91,7 @@ class Arena {
   }
 
   MemoryStats stats() const {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     return stats_;
   }
 
@@ -104,7 +104,7 @@ class Arena {
   const std::string kind_;
   const size_t alignment_;
   const bool lock_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   std::map<uintptr_t, size_t> live_ ABSL_GUARDED_BY(mu_);  // address -> requested bytes
   MemoryStats stats_ ABSL_GUARDED_BY(mu_);
 };

@@ -6,7 +6,7 @@
 namespace moestream::kernels::cpu {
 
 bool CpuEvent::Query() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return completed_ >= recorded_;
 }
 
@@ -16,7 +16,7 @@ absl::Status CpuEvent::Synchronize() {
 }
 
 uint64_t CpuEvent::Arm() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return ++recorded_;
 }
 
@@ -25,12 +25,12 @@ void CpuEvent::Complete(uint64_t generation) {
   // the completion may destroy the event at once (absl::Notification relies
   // on the same guarantee), and there is no condition variable to notify
   // after unlocking.
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   completed_ = std::max(completed_, generation);
 }
 
 void CpuEvent::WaitFor(uint64_t generation) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto done = [this, generation]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
     return completed_ >= generation;
   };
@@ -38,7 +38,7 @@ void CpuEvent::WaitFor(uint64_t generation) {
 }
 
 uint64_t CpuEvent::recorded() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return recorded_;
 }
 
@@ -53,7 +53,7 @@ void CpuLink::Copy(void* dst, const void* src, size_t bytes) {
   if (profile_.gbps <= 0) {
     std::memcpy(dst, src, bytes);
     const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - now);
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     ++stats_.copies;
     stats_.bytes += bytes;
     stats_.busy_ns += static_cast<uint64_t>(ns.count());
@@ -65,7 +65,7 @@ void CpuLink::Copy(void* dst, const void* src, size_t bytes) {
       std::chrono::nanoseconds(static_cast<int64_t>(static_cast<double>(bytes) * ns_per_byte));
   Clock::time_point start;
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     start = std::max(now, free_at_);
     free_at_ = start + latency + transfer;
   }
@@ -82,14 +82,14 @@ void CpuLink::Copy(void* dst, const void* src, size_t bytes) {
     std::this_thread::sleep_until(deadline);
   }
   const auto busy = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now() - start);
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   ++stats_.copies;
   stats_.bytes += bytes;
   stats_.busy_ns += static_cast<uint64_t>(std::max(busy, latency + transfer).count());
 }
 
 LinkStats CpuLink::stats() const {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   return stats_;
 }
 
@@ -112,14 +112,14 @@ CopyStream::CopyStream(CpuLink* link) : link_(link), engine_([this] { EngineLoop
 
 CopyStream::~CopyStream() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   engine_.join();
 }
 
 void CopyStream::Push(Item item) {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   queue_.push_back(item);
 }
 
@@ -142,7 +142,7 @@ absl::Status CopyStream::Wait(Event& e) {
 }
 
 absl::Status CopyStream::Synchronize() {
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto idle = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return queue_.empty() && !busy_; };
   mu_.Await(absl::Condition(&idle));
   return absl::OkStatus();
@@ -152,7 +152,7 @@ void CopyStream::EngineLoop() {
   for (;;) {
     Item item;
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !queue_.empty(); };
       mu_.Await(absl::Condition(&ready));
       if (queue_.empty()) return;  // stop_ with nothing left
@@ -165,7 +165,7 @@ void CopyStream::EngineLoop() {
       case Item::kRecord: item.event->Complete(item.generation); break;
       case Item::kWait: item.event->WaitFor(item.generation); break;
     }
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     busy_ = false;
   }
 }

@@ -24,7 +24,7 @@
 #include <thread>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 #include "kernels/backend.h"
 
 namespace moestream::kernels::cpu {
@@ -44,7 +44,7 @@ class CpuEvent : public Event {
   uint64_t recorded() const;
 
  private:
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   uint64_t recorded_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t completed_ ABSL_GUARDED_BY(mu_) = 0;
 };
@@ -65,7 +65,7 @@ class CpuLink {
  private:
   using Clock = std::chrono::steady_clock;
   const LinkProfile profile_;
-  mutable absl::Mutex mu_;
+  mutable Mutex mu_;
   Clock::time_point free_at_ ABSL_GUARDED_BY(mu_){};  // end of the last reservation
   LinkStats stats_ ABSL_GUARDED_BY(mu_);
 };
@@ -102,7 +102,7 @@ class CopyStream : public Stream {
   void EngineLoop();
 
   CpuLink* const link_;
-  absl::Mutex mu_;
+  Mutex mu_;
   std::deque<Item> queue_ ABSL_GUARDED_BY(mu_);
   bool busy_ ABSL_GUARDED_BY(mu_) = false;  // an item is executing
   bool stop_ ABSL_GUARDED_BY(mu_) = false;

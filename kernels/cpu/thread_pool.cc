@@ -10,7 +10,7 @@ ThreadPool::ThreadPool(int threads) : threads_(std::max(1, threads)) {
 
 ThreadPool::~ThreadPool() {
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     stop_ = true;
   }
   for (auto& t : workers_) t.join();
@@ -28,7 +28,7 @@ void ThreadPool::WorkerLoop() {
   uint64_t seen = 0;
   for (;;) {
     {
-      absl::MutexLock lock(&mu_);
+      MutexLock lock(&mu_);
       auto woken = [this, seen]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
         return stop_ || generation_ != seen;
       };
@@ -37,7 +37,7 @@ void ThreadPool::WorkerLoop() {
       seen = generation_;
     }
     RunTasks();
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     --pending_;
   }
 }
@@ -49,7 +49,7 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) 
     return;
   }
   {
-    absl::MutexLock lock(&mu_);
+    MutexLock lock(&mu_);
     fn_ = &fn;
     n_ = n;
     next_.store(0, std::memory_order_relaxed);
@@ -58,7 +58,7 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) 
   }
   RunTasks();
   // A worker that wakes late finds the counter exhausted and checks in at once.
-  absl::MutexLock lock(&mu_);
+  MutexLock lock(&mu_);
   auto all_done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return pending_ == 0; };
   mu_.Await(absl::Condition(&all_done));
 }

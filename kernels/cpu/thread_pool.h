@@ -18,7 +18,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
-#include "absl/synchronization/mutex.h"
+#include "base/mutex.h"
 
 namespace moestream::kernels::cpu {
 
@@ -41,7 +41,7 @@ class ThreadPool {
   std::vector<std::thread> workers_;
   // Guards the generation handshake: workers Await a new generation_ (or
   // stop_), the caller Awaits pending_ == 0.
-  absl::Mutex mu_;
+  Mutex mu_;
   uint64_t generation_ ABSL_GUARDED_BY(mu_) = 0;
   // Workers yet to finish the current generation. Every worker checks in each
   // generation, so the job fields below are never rewritten while a worker
