@@ -50,6 +50,7 @@ struct EngineFlags {
   std::string store;             // --store: packed expert store of the model
   std::string link = "none";     // --link: the cpu backend's link profile
   std::string cache_policy = "lru";  // --cache-policy SPEC
+  std::string host_cache_policy = "lru";  // --host-cache-policy SPEC
   std::string prefetch = "gate";     // --prefetch none|gate
   std::string miss_policy = "copy";  // --miss-policy copy|host|auto
   // Not a flag: the command keeps every token's logits (run --dump-logits).
