@@ -48,6 +48,14 @@ absl::Status TierLoaderOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat(
         "tier loader: reads in flight must be in [1, 4096], got ", reads_in_flight_max));
   }
+  if (host_cache_slots < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tier loader: host cache slots must be >= 0, got ", host_cache_slots));
+  }
+  if (host_cache_slots > 0 && read_into_slot) {
+    return absl::InvalidArgumentError(
+        "tier loader: a host cache needs reads to land in host memory, not in the slot");
+  }
   return absl::OkStatus();
 }
 
@@ -62,6 +70,11 @@ absl::StatusOr<std::unique_ptr<TierLoader>> TierLoader::Create(kernels::Backend*
   }
   if (source.tier == Tier::kNvme && source.reader == nullptr) {
     return absl::InvalidArgumentError("tier loader: nvme tier source lacks a reader");
+  }
+  if (source.tier != Tier::kNvme && options.host_cache_slots > 0) {
+    return absl::InvalidArgumentError(
+        "tier loader: a host expert cache sits between NVMe and the device: it needs the nvme "
+        "tier");
   }
   std::unique_ptr<TierLoader> l(new TierLoader(backend, std::move(source), options));
   MOESTREAM_RETURN_IF_ERROR(l->Init());
@@ -88,6 +101,21 @@ absl::Status TierLoader::Init() {
     }
     for (int i = opt_.staging_buffers - 1; i >= 0; --i) free_staging_.push_back(i);
   }
+  if (opt_.host_cache_slots > 0) {
+    const io::ExpertLayout& layout = source_.reader->layout();
+    policies::PolicyEnv env;
+    for (int l : layout.moe_layers()) {
+      env.n_layers = std::max(env.n_layers, l + 1);
+      env.n_experts = std::max(env.n_experts, layout.n_experts(l));
+    }
+    env.top_k = opt_.top_k;
+    HostCacheOptions ho;
+    ho.slots = opt_.host_cache_slots;
+    ho.slot_bytes = layout.max_blob_bytes();
+    ho.policy = opt_.host_cache_policy;
+    MOESTREAM_ASSIGN_OR_RETURN(host_cache_, HostExpertCache::Create(backend_, ho, env));
+    host_stats_.slots = uint64_t(opt_.host_cache_slots);
+  }
   loads_.reserve(256);
   if (source_.tier == Tier::kNvme) read_thread_ = std::thread([this] { ReadLoop(); });
   copy_thread_ = std::thread([this] { CopyLoop(); });
@@ -103,6 +131,8 @@ TierLoader::~TierLoader() {
   if (copy_thread_.joinable()) copy_thread_.join();
   if (stream_ != nullptr) (void)stream_->Synchronize();
   for (uint8_t* p : staging_) backend_->HostPinnedFree(p);
+  MutexLock lock(&mu_);
+  host_cache_.reset();  // no read or copy is left to use its slots
 }
 
 uint64_t TierLoader::NowNs() const { return SteadyClock().NowNs(); }
@@ -118,6 +148,18 @@ void TierLoader::EndMoving() {
 uint64_t TierLoader::busy_ns() const {
   MutexLock lock(&mu_);
   return busy_ns_ + (moving_ > 0 ? NowNs() - moving_since_ns_ : 0);
+}
+
+HostCacheStats TierLoader::host_cache_stats() const {
+  MutexLock lock(&mu_);
+  HostCacheStats s = host_stats_;
+  if (host_cache_ != nullptr) s.evictions = host_cache_->evictions();
+  return s;
+}
+
+void TierLoader::CheckHostCacheInvariants() const {
+  MutexLock lock(&mu_);
+  if (host_cache_ != nullptr) host_cache_->CheckInvariants();
 }
 
 size_t TierLoader::outstanding() const {
@@ -145,6 +187,16 @@ absl::Status TierLoader::StartLoad(const LoadRequest& r) {
   l.req = r;
   l.bytes = source_.blob_bytes(r.key);
   l.stage = source_.tier == Tier::kNvme ? LoadStage::kQueuedRead : LoadStage::kQueuedCopy;
+  if (host_cache_ != nullptr) {
+    // Held in host RAM: no NVMe read, the copy takes it from the host slot
+    // (pinned until the copy completes or the load is cancelled).
+    l.host_slot = host_cache_->Lookup(r.key);
+    if (l.host_slot >= 0) {
+      l.host_hit = true;
+      l.stage = LoadStage::kQueuedCopy;
+      ++host_stats_.hits;
+    }
+  }
   Queue(l.stage, r.id, r.is_prefetch);
   return absl::OkStatus();
 }
@@ -176,6 +228,8 @@ bool TierLoader::Cancel(LoadId id) {
   } else if (l.stage == LoadStage::kQueuedCopy) {
     if (!EraseFrom(l.req.is_prefetch ? copy_prefetch_ : copy_demand_, id)) return false;
     if (l.staging >= 0) free_staging_.push_back(l.staging);
+    // A read landed or a hit waited here: the slot stays cached, unpinned.
+    if (l.host_slot >= 0) host_cache_->Unpin(l.host_slot);
   } else {
     return false;  // bytes are moving
   }
@@ -186,13 +240,17 @@ bool TierLoader::Cancel(LoadId id) {
 void TierLoader::Finish(LoadId id, absl::Status s, uint64_t link_bytes) {
   auto it = loads_.find(id);
   MOESTREAM_CHECK(it != loads_.end()) << "tier loader: finishing unknown load " << id;
-  if (it->second.staging >= 0) free_staging_.push_back(it->second.staging);
+  const Load& l = it->second;
+  if (l.staging >= 0) free_staging_.push_back(l.staging);
+  if (l.host_slot >= 0) host_cache_->Unpin(l.host_slot);  // evictable once unused
   LoadCompletion c;
   c.id = id;
-  c.tier = source_.tier;
+  // A host-cache hit is a read from host RAM, not from the source's tier.
+  c.tier = l.host_hit ? Tier::kHost : source_.tier;
   if (s.ok()) {
-    c.tier_bytes = it->second.bytes;
+    c.tier_bytes = l.bytes;
     c.link_bytes = link_bytes;
+    if (l.host_hit) host_stats_.host_bytes += l.bytes;
   }
   c.status = std::move(s);
   finished_.push_back(std::move(c));
@@ -201,7 +259,8 @@ void TierLoader::Finish(LoadId id, absl::Status s, uint64_t link_bytes) {
 
 bool TierLoader::CanSubmitRead() const {
   return reads_in_flight_ < opt_.reads_in_flight_max &&
-         (opt_.read_into_slot || !free_staging_.empty()) &&
+         (opt_.read_into_slot || !free_staging_.empty() ||
+          (host_cache_ != nullptr && host_cache_->CanReserve())) &&
          (!read_demand_.empty() || !read_prefetch_.empty());
 }
 
@@ -214,12 +273,12 @@ void TierLoader::ReadLoop() {
   std::vector<io::ExpertReadCompletion> landed;
   MutexLock lock(&mu_);
   for (;;) {
-    // Submit what can start: demand first, into a free staging buffer (or
-    // the slot itself), within the reads-in-flight limit.
+    // Submit what can start: demand first, into a host cache slot (kept
+    // after the copy), else a free staging buffer, or the slot itself,
+    // within the reads-in-flight limit.
     while (!stop_ && CanSubmitRead()) {
       std::deque<LoadId>& q = !read_demand_.empty() ? read_demand_ : read_prefetch_;
       const LoadId id = q.front();
-      q.pop_front();
       Load& l = loads_.at(id);
       io::ExpertReadRequest rr;
       rr.layer = l.req.key.layer;
@@ -227,13 +286,23 @@ void TierLoader::ReadLoop() {
       if (opt_.read_into_slot) {
         rr.dst = static_cast<uint8_t*>(l.req.dst);
       } else {
-        l.staging = free_staging_.back();
-        free_staging_.pop_back();
-        rr.dst = staging_[size_t(l.staging)];
+        if (host_cache_ != nullptr) l.host_slot = host_cache_->Reserve(l.req.key);
+        if (l.host_slot >= 0) {
+          rr.dst = host_cache_->data(l.host_slot);
+        } else if (!free_staging_.empty()) {
+          l.staging = free_staging_.back();
+          free_staging_.pop_back();
+          rr.dst = staging_[size_t(l.staging)];
+        } else {
+          break;  // every buffer is taken: a finished copy frees one
+        }
       }
+      q.pop_front();
       rr.tag = id;
       absl::Status s = source_.reader->Submit(rr);
       if (!s.ok()) {
+        if (l.host_slot >= 0) host_cache_->Filled(l.host_slot, false);
+        l.host_slot = -1;
         Finish(id, std::move(s), 0);
         continue;
       }
@@ -256,6 +325,19 @@ void TierLoader::ReadLoop() {
       --reads_in_flight_;
       auto it = loads_.find(rc.tag);
       MOESTREAM_CHECK(it != loads_.end()) << "read completion for unknown load " << rc.tag;
+      if (it->second.host_slot >= 0) {
+        // Kept (and findable) only when the bytes are good; a failed read
+        // frees its slot at once.
+        host_cache_->Filled(it->second.host_slot, rc.status.ok());
+        if (!rc.status.ok()) it->second.host_slot = -1;
+      }
+      if (host_cache_ != nullptr && rc.status.ok()) {
+        // A miss is an NVMe read that delivered, whether or not its load is
+        // later cancelled: the disk did the work either way.
+        ++host_stats_.misses;
+        host_stats_.nvme_bytes += it->second.bytes;
+        ++(it->second.host_slot >= 0 ? host_stats_.fills : host_stats_.bypassed);
+      }
       if (!rc.status.ok() || opt_.read_into_slot) {
         EndMoving();
         Finish(rc.tag, std::move(rc.status), 0);
@@ -276,8 +358,9 @@ void TierLoader::CopyLoop() {
       const LoadId id = q.front();
       q.pop_front();
       Load& l = loads_.at(id);
-      const void* src =
-          l.staging >= 0 ? staging_[size_t(l.staging)] : source_.host_blob(l.req.key);
+      const void* src = l.host_slot >= 0 ? host_cache_->data(l.host_slot)
+                        : l.staging >= 0   ? staging_[size_t(l.staging)]
+                                           : source_.host_blob(l.req.key);
       if (src == nullptr) {
         Finish(id,
                absl::NotFoundError(absl::StrCat("tier loader: layer ", l.req.key.layer,

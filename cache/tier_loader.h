@@ -6,14 +6,16 @@
 //
 // The loader never waits for the engine. Two threads of its own move every
 // load, whatever the engine thread is doing:
-//   - the read thread submits NVMe reads (demand first) into free staging
-//     buffers, or straight into the slot (`read_into_slot`: the CPU backend
-//     with no modelled link, where slot memory is host memory and a copy
-//     would only repeat the read), and blocks in the reader's Reap;
+//   - the read thread submits NVMe reads (demand first) into host cache
+//     slots (below) or free staging buffers, or straight into the slot
+//     (`read_into_slot`: the CPU backend with no modelled link and no host
+//     cache, where slot memory is host memory and a copy would only repeat
+//     the read), and blocks in the reader's Reap;
 //   - the copy thread hands reads that landed (and host-tier loads) to the
 //     copy stream, at most `copies_in_flight_max` at once, demand first, and
 //     blocks on the oldest copy's event; when it completes the load is
-//     finished, its staging buffer freed, and the engine woken.
+//     finished, its staging buffer freed (or its host slot unpinned), and
+//     the engine woken.
 // The engine thread only queues (StartLoad, Promote, Cancel) and collects
 // finished loads (Poll); Poll(block) waits on one condition variable for
 // the next finished load and never drives a read or a copy itself.
@@ -28,6 +30,30 @@
 //
 // A host-tier load starts at kQueuedCopy. Cancel succeeds only from the two
 // queued stages. A failed read or copy finishes the load with its error.
+//
+// The host expert cache (three tiers: NVMe → host RAM → device). With
+// `host_cache_slots` > 0 (the plan's host_cache_slots: the host budget left
+// after staging and the reader's ring), the NVMe loader owns a
+// HostExpertCache (cache/host_expert_cache.h) of that many pinned slots,
+// with its own eviction policy (`host_cache_policy`), and every load —
+// demand or prefetch — takes this path:
+//   - StartLoad looks the expert up. A hit pins the host slot and starts at
+//     kQueuedCopy: no NVMe read; the completion says Tier::kHost.
+//   - A miss queues a read. The read thread reserves a host slot for it (a
+//     free one, else the policy's victim among slots nobody reads) and reads
+//     into it, so the host slot is the staging buffer; when every host slot
+//     is being filled or copied from, it falls back to a staging buffer (the
+//     expert is then not kept). The read landing makes the expert findable.
+//   - The copy reads the host slot; when it completes (or the load is
+//     cancelled while queued for its copy) the pin is dropped and the slot
+//     stays cached.
+// Invariants: a host slot being filled or read by a queued or in-flight
+// copy is never evicted (its pin count is nonzero), so no copy ever sees
+// bytes of another expert; a failed read leaves nothing findable; one
+// expert is findable in at most one host slot. The host cache lives under
+// `mu_` like the rest of the loader's state. Counters (HostCacheStats): a
+// hit is a load that found its expert in host RAM, a miss an NVMe read that
+// delivered one; host_bytes and nvme_bytes are the bytes each moved.
 //
 // Transfer time. The loader measures the wall time during which at least one
 // load was reading or copying (`busy_ns`): the tier's read time is part of
@@ -48,6 +74,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -56,6 +83,7 @@
 #include "absl/status/statusor.h"
 #include "base/mutex.h"
 #include "cache/expert_loader.h"
+#include "cache/host_expert_cache.h"
 #include "io/expert_tier.h"
 #include "kernels/backend.h"
 
@@ -106,6 +134,14 @@ struct TierLoaderOptions {
   // and no copy. Only where slot memory is host memory (the CPU backend)
   // and no link is modelled. Default false.
   bool read_into_slot = false;
+  // NVMe: pinned host slots of the host expert cache (the plan's
+  // host_cache_slots); 0 = none. Needs read_into_slot false: a read must
+  // land in host memory to be kept.
+  int host_cache_slots = 0;
+  // The host cache's eviction policy spec. Default "lru".
+  std::string host_cache_policy = "lru";
+  // Experts a token uses, for policies that count time in tokens; 0 = unknown.
+  int top_k = 0;
   absl::Status Validate() const;
 };
 
@@ -130,6 +166,10 @@ class TierLoader final : public ExpertLoader {
   size_t outstanding() const override;
   // Wall time during which a read or a copy was in flight, ns.
   uint64_t busy_ns() const;
+  // The host expert cache's counters (all zero without one).
+  HostCacheStats host_cache_stats() const;
+  // Checks the host cache's invariants (tests); no-op without one.
+  void CheckHostCacheInvariants() const;
   const TierLoaderOptions& options() const { return opt_; }
 
  private:
@@ -138,6 +178,8 @@ class TierLoader final : public ExpertLoader {
     uint64_t bytes = 0;
     LoadStage stage = LoadStage::kQueuedRead;
     int staging = -1;     // NVMe staging buffer
+    int host_slot = -1;   // host cache slot read into or copied from (pinned)
+    bool host_hit = false;  // the bytes were in the host cache: no NVMe read
     int copy = -1;        // index into copies_ while copying
   };
   struct Copy {
@@ -151,7 +193,7 @@ class TierLoader final : public ExpertLoader {
   void CopyLoop();
   void Queue(LoadStage stage, LoadId id, bool prefetch) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Finishes a load: its completion is queued for Poll, its staging buffer
-  // freed, the engine woken.
+  // freed and its host slot unpinned, the engine woken.
   void Finish(LoadId id, absl::Status s, uint64_t link_bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Busy-time accounting: a load entered or left the reading/copying stages.
   void BeginMoving() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -175,6 +217,8 @@ class TierLoader final : public ExpertLoader {
   std::deque<LoadId> read_demand_ ABSL_GUARDED_BY(mu_), read_prefetch_ ABSL_GUARDED_BY(mu_);
   std::deque<LoadId> copy_demand_ ABSL_GUARDED_BY(mu_), copy_prefetch_ ABSL_GUARDED_BY(mu_);
   std::vector<int> free_staging_ ABSL_GUARDED_BY(mu_);
+  std::unique_ptr<HostExpertCache> host_cache_ ABSL_GUARDED_BY(mu_);  // null: none
+  HostCacheStats host_stats_ ABSL_GUARDED_BY(mu_);
   std::vector<Copy> copies_ ABSL_GUARDED_BY(mu_);
   std::deque<LoadId> copy_order_ ABSL_GUARDED_BY(mu_);  // copies in flight, issue order
   int reads_in_flight_ ABSL_GUARDED_BY(mu_) = 0;

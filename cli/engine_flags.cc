@@ -23,7 +23,10 @@ void EngineFlags::Register(CLI::App& app) {
   AddByteSizeOption(app, "--device-budget", &device_budget,
                     "device memory budget (e.g. 256M); offloads the routed experts through an "
                     "expert cache; 0 = no offloading");
-  AddByteSizeOption(app, "--host-budget", &host_budget, "pinned host memory budget; 0 = unlimited");
+  AddByteSizeOption(app, "--host-budget", &host_budget,
+                    "pinned host memory budget; 0 = unlimited. With experts on nvme, what it "
+                    "holds beyond the staging buffers and the reader's ring caches experts in "
+                    "host RAM (the middle tier)");
   app.add_option("--experts-on", experts_on,
                  "tier of the routed experts when offloading: host (pinned RAM), nvme (read on "
                  "demand; a --host-budget larger than the staging also caches them in RAM), mmap "
@@ -33,6 +36,9 @@ void EngineFlags::Register(CLI::App& app) {
   app.add_option("--link", link,
                  "cpu backend link: pcie3x16, pcie4x16, pcie5x16, none or custom:GBPS:US");
   app.add_option("--cache-policy", cache_policy, "expert cache eviction policy SPEC");
+  app.add_option("--host-cache-policy", host_cache_policy,
+                 "eviction policy SPEC of the host expert cache (experts on nvme with a "
+                 "--host-budget)");
   app.add_option("--prefetch", prefetch, "prefetch the next layer's experts: none or gate");
   app.add_option("--prefetch-lookahead", prefetch_lookahead,
                  "layers ahead to prefetch for; beyond the next layer --lookahead-predictor "
@@ -83,6 +89,7 @@ absl::StatusOr<engine::OffloadOptions> EngineFlags::OffloadOptions() const {
   o.store_path = store;
   o.reader.queue_depth = 8;  // staging ring of 8 MiB (1 MiB blocks)
   o.cache_policy = cache_policy;
+  o.host_cache_policy = host_cache_policy;
   o.prefetch = prefetch;
   o.prefetch_lookahead = prefetch_lookahead;
   o.lookahead_predictor = lookahead_predictor;
@@ -174,6 +181,14 @@ void OffloadReport::AddJsonFields(nlohmann::ordered_json& out) const {
   out["expert_accesses"] = s.cache.accesses;
   out["expert_loads"] = s.cache.loads;
   out["host_computed"] = s.host_computed;
+  out["host_cache"] = {{"slots", s.host_cache.slots},
+                       {"hits", s.host_cache.hits},
+                       {"misses", s.host_cache.misses},
+                       {"hit_rate", s.host_cache.hit_rate()},
+                       {"evictions", s.host_cache.evictions},
+                       {"bypassed", s.host_cache.bypassed},
+                       {"host_bytes", s.host_cache.host_bytes},
+                       {"nvme_bytes", s.host_cache.nvme_bytes}};
   out["device_budget_bytes"] = device_budget_bytes;
   out["device_high_water_bytes"] = device_high_water_bytes;
   out["host_budget_bytes"] = host_budget_bytes;
@@ -182,6 +197,15 @@ void OffloadReport::AddJsonFields(nlohmann::ordered_json& out) const {
 
 std::string OffloadReport::Text() const {
   const engine::OffloadStats& s = stats;
+  const cache::HostCacheStats& hc = s.host_cache;
+  std::string host_cache;
+  if (hc.slots > 0) {
+    host_cache = absl::StrFormat(
+        "host cache: %d slots, hit rate %.1f%% of %d loads (%s from host RAM, %s from nvme), "
+        "%d evictions, %d reads without a free slot\n",
+        hc.slots, 100 * hc.hit_rate(), hc.hits + hc.misses, FormatBytes(hc.host_bytes),
+        FormatBytes(hc.nvme_bytes), hc.evictions, hc.bypassed);
+  }
   return absl::StrFormat(
       "offload: %s\n"
       "experts: hit rate %.1f%% of %d accesses, prefetch precision %.1f%% recall %.1f%%, "
@@ -197,7 +221,8 @@ std::string OffloadReport::Text() const {
       FormatBytes(uint64_t(BytesPerToken(1))), stall_ms(), transfer_ms(), link_busy_ms(), step_ms,
       overlap_efficiency(), FormatBytes(device_high_water_bytes),
       FormatBytes(device_budget_bytes), FormatBytes(host_high_water_bytes),
-      host_budget_bytes ? FormatBytes(host_budget_bytes) : std::string("unlimited"));
+      host_budget_bytes ? FormatBytes(host_budget_bytes) : std::string("unlimited")) +
+         host_cache;
 }
 
 OffloadReport MakeOffloadReport(const engine::LoadedModel& m, const EngineFlags& f,

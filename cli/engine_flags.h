@@ -50,6 +50,7 @@ struct EngineFlags {
   std::string store;             // --store: packed expert store of the model
   std::string link = "none";     // --link: the cpu backend's link profile
   std::string cache_policy = "lru";  // --cache-policy SPEC
+  std::string host_cache_policy = "lru";  // --host-cache-policy SPEC
   std::string prefetch = "gate";     // --prefetch none|gate
   int prefetch_lookahead = 1;        // --prefetch-lookahead N (layers ahead)
   std::string lookahead_predictor = "coact";  // --lookahead-predictor SPEC

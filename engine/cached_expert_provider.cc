@@ -63,7 +63,8 @@ absl::Status OffloadOptions::Validate() const {
   return l.Validate();
 }
 
-cache::TierLoaderOptions ResolveLoaderOptions(const OffloadOptions& o, int64_t top_k) {
+cache::TierLoaderOptions ResolveLoaderOptions(const OffloadOptions& o, int64_t top_k,
+                                              uint64_t host_cache_slots) {
   cache::TierLoaderOptions l = o.loader;
   const int def = int(std::clamp<int64_t>(2 * top_k, 4, 32));
   if (l.staging_buffers == 0) l.staging_buffers = def;
@@ -72,6 +73,13 @@ cache::TierLoaderOptions ResolveLoaderOptions(const OffloadOptions& o, int64_t t
   // Slot memory is host memory and no link is modelled: the read is the
   // transfer; a staging buffer and a copy would only repeat it.
   if (o.backend_kind == "cpu" && o.link == "none") l.read_into_slot = true;
+  if (host_cache_slots > 0) {
+    // The read must land in host memory to be kept there.
+    l.read_into_slot = false;
+    l.host_cache_slots = int(std::min<uint64_t>(host_cache_slots, uint64_t(1) << 30));
+    l.host_cache_policy = o.host_cache_policy;
+    l.top_k = int(top_k);
+  }
   if (!l.read_into_slot) l.reads_in_flight_max = std::min(l.reads_in_flight_max, l.staging_buffers);
   return l;
 }
@@ -117,6 +125,7 @@ OffloadStats OffloadStats::Minus(const OffloadStats& before) const {
   d.link.bytes -= before.link.bytes;
   d.link.busy_ns -= before.link.busy_ns;
   d.transfer_ns -= before.transfer_ns;
+  d.host_cache = host_cache.Minus(before.host_cache);
   return d;
 }
 
@@ -127,6 +136,7 @@ void OffloadStats::Add(const OffloadStats& o) {
   link.bytes += o.link.bytes;
   link.busy_ns += o.link.busy_ns;
   transfer_ns += o.transfer_ns;
+  host_cache.Add(o.host_cache);
 }
 
 std::vector<model::PlannedBuffer> CachedExpertProvider::PlanBuffers(const model::ModelConfig& c,
@@ -173,13 +183,25 @@ absl::StatusOr<model::MemoryPlan> PlanOffloadUnchecked(const io::GgufFile& file,
   for (auto& part : {CachedExpertProvider::PlanBuffers(c, po.n_batch, o), Engine::PlanBuffers(c, eo)}) {
     po.device_fixed.insert(po.device_fixed.end(), part.begin(), part.end());
   }
-  const cache::TierLoaderOptions lo = ResolveLoaderOptions(o, c.n_expert_used);
-  po.staging_buffers = lo.read_into_slot ? 0 : lo.staging_buffers;
   // The reader stages through pinned memory it takes from the budget; a
   // test's reader factory brings its own.
   po.reader_ring_bytes = o.open_reader ? 0 : uint64_t(o.reader.queue_depth) * o.reader.block_bytes;
-  po.host_cache = false;
   po.max_slots = uint64_t(o.slots);
+  // Three tiers: with experts on NVMe and a host budget given, what the
+  // budget holds beyond the staging and the ring caches experts in host
+  // RAM. Reads then land in host memory (never in the slot), so the
+  // loader keeps its staging buffers as the fallback, and the plan counts
+  // them. When no cache slot fits, plan as if there were no host cache.
+  if (o.host_budget_bytes > 0 && o.experts_on != "host" && o.experts_on != "mmap") {
+    const cache::TierLoaderOptions lo = ResolveLoaderOptions(o, c.n_expert_used, 1);
+    po.staging_buffers = lo.staging_buffers;
+    po.host_cache = true;
+    MOESTREAM_ASSIGN_OR_RETURN(model::MemoryPlan plan, model::PlanMemory(file, po));
+    if (plan.fits && plan.host_cache_slots > 0) return plan;
+  }
+  const cache::TierLoaderOptions lo = ResolveLoaderOptions(o, c.n_expert_used);
+  po.staging_buffers = lo.read_into_slot ? 0 : lo.staging_buffers;
+  po.host_cache = false;
   return model::PlanMemory(file, po);
 }
 
@@ -299,8 +321,12 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
   MOESTREAM_ASSIGN_OR_RETURN(policy_, policies::CreateEvictionPolicy(opt_.cache_policy, env));
   cache::TierSource src = tier_ == "host" ? cache::TierSource::Host(*host_)
                                           : cache::TierSource::Nvme(*reader_);
+  // The loader allocates the staging buffers and host cache slots the plan
+  // lists, no more.
   MOESTREAM_ASSIGN_OR_RETURN(
-      loader_, cache::TierLoader::Create(&backend_, src, ResolveLoaderOptions(opt_, c_.n_expert_used)));
+      loader_, cache::TierLoader::Create(&backend_, src,
+                                         ResolveLoaderOptions(opt_, c_.n_expert_used,
+                                                              plan_.host_cache_slots)));
 
   // Workspaces before the slots: the slots take what the plan gives them.
   MOESTREAM_ASSIGN_OR_RETURN(runner_, ExpertFfnRunner::Create(backend_, c_, n_batch));
@@ -352,10 +378,16 @@ std::string CachedExpertProvider::Describe() const {
   }
   std::string src = opt_.store_path.empty() ? "the GGUF" : opt_.store_path;
   if (reader_ != nullptr) src = absl::StrCat(Av(reader_->kind()), " reads of ", src);
+  const std::string host_cache =
+      plan_.host_cache_slots > 0
+          ? absl::StrCat(", host cache of ", plan_.host_cache_slots, " experts x ",
+                         FormatBytes(plan_.max_blob_bytes), " (policy ",
+                         loader_->options().host_cache_policy, ")")
+          : std::string();
   return absl::StrCat("experts on ", tier_, " (", src, "), ", cache_->total_slots(), " of ",
                       plan_.experts_total, " expert slots x ", FormatBytes(plan_.slot_bytes),
-                      " on the device, policy ", policy_->name(), ", prefetch ", opt_.prefetch,
-                      ", miss policy ", Av(MissPolicyName(opt_.miss_policy)));
+                      " on the device, policy ", policy_->name(), host_cache, ", prefetch ",
+                      opt_.prefetch, ", miss policy ", Av(MissPolicyName(opt_.miss_policy)));
 }
 
 OffloadStats CachedExpertProvider::stats() const {
@@ -363,7 +395,10 @@ OffloadStats CachedExpertProvider::stats() const {
   if (cache_ != nullptr) s.cache = cache_->stats().total;
   s.host_computed = host_computed_;
   s.link = backend_.link_stats();
-  if (loader_ != nullptr) s.transfer_ns = loader_->busy_ns();
+  if (loader_ != nullptr) {
+    s.transfer_ns = loader_->busy_ns();
+    s.host_cache = loader_->host_cache_stats();
+  }
   return s;
 }
 

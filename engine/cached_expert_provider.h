@@ -94,6 +94,10 @@ struct OffloadOptions {
   std::string store_path;
   // Eviction policy spec (policies/eviction_policy.h). Default "lru".
   std::string cache_policy = "lru";
+  // Eviction policy of the host expert cache (experts on NVMe with a host
+  // budget larger than the staging: the rest of the budget caches experts
+  // in pinned host RAM between NVMe and the device). Default "lru".
+  std::string host_cache_policy = "lru";
   // "gate" (next layer's router on this layer's state) or "none".
   std::string prefetch = "gate";
   // Layers ahead to prefetch for (1 = the next layer only; `prefetch`
@@ -148,8 +152,11 @@ struct OffloadOptions {
 absl::StatusOr<model::MemoryPlan> PlanOffload(const io::GgufFile& file, const OffloadOptions& o,
                                               int64_t n_batch);
 // The loader options `o` resolves to for a model whose tokens use `top_k`
-// experts (defaults for counts of 0, read_into_slot where it applies).
-cache::TierLoaderOptions ResolveLoaderOptions(const OffloadOptions& o, int64_t top_k);
+// experts (defaults for counts of 0, read_into_slot where it applies), with
+// a host expert cache of `host_cache_slots` (the plan's; > 0 turns
+// read_into_slot off: a read must land in host memory to be kept).
+cache::TierLoaderOptions ResolveLoaderOptions(const OffloadOptions& o, int64_t top_k,
+                                              uint64_t host_cache_slots = 0);
 // The same plan whether it fits or not (`moestream plan` prints both).
 absl::StatusOr<model::MemoryPlan> PlanOffloadUnchecked(const io::GgufFile& file,
                                                        const OffloadOptions& o, int64_t n_batch);
@@ -162,6 +169,9 @@ struct OffloadStats {
   // Wall time during which the loader was reading from the tier or copying
   // over the link (overlapping reads and copies count once), ns.
   uint64_t transfer_ns = 0;
+  // The host expert cache between NVMe and the device (zero without one):
+  // loads served from host RAM (hits) or read from NVMe (misses), evictions.
+  cache::HostCacheStats host_cache;
   double hit_rate() const { return cache.hit_rate(); }
   // Prefetched experts that a demand access used / prefetch loads issued.
   double prefetch_precision() const;

@@ -61,6 +61,11 @@ struct LiveRig {
     o.slot_bytes = layout->max_blob_bytes();
     return o;
   }
+  // The model file in memory behind a FakeReader (buffered I/O rules).
+  std::unique_ptr<io::FakeReader> Fake(uint64_t seed) const {
+    return io::FakeReader::Create(layout, ReadAll(path), io::ReaderOptions{}, /*direct=*/false,
+                                  seed);
+  }
   // Reads the slot back through the backend and checks every byte.
   void Verify(const ExpertHandle& h) {
     const io::ExpertInfo* e = layout->Find(h.key().layer, h.key().expert);
@@ -206,6 +211,152 @@ TEST(TierLoaderTest, ReadFaultIsAnErrorFromWaitAndTheCacheCarriesOn) {
   EXPECT_FALSE(c.Contains({1, 2}));
   c.CheckInvariants();
   EXPECT_EQ(c.stats().total.load_errors, 4u);
+}
+
+// ---- the host expert cache between NVMe and the device ----
+
+// Runs `ids` of `layer` through the cache one at a time, waiting for each
+// and checking its bytes.
+void AcquireEach(LiveRig& rig, ExpertCache& c, int layer, const std::vector<int32_t>& ids) {
+  for (int32_t e : ids) {
+    std::vector<ExpertHandle> hs;
+    const int32_t one[1] = {e};
+    ASSERT_TRUE(c.Acquire(layer, one, &hs).ok());
+    ASSERT_TRUE(c.Wait(hs[0]).ok());
+    rig.Verify(hs[0]);
+  }
+}
+
+TEST(TierLoaderHostCacheTest, HitsSkipTheNvmeReadAndCountAsHostReads) {
+  LiveRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.Setup("none", 0));
+  auto fake = rig.Fake(4);
+  TierLoaderOptions lo;
+  lo.staging_buffers = 2;
+  lo.host_cache_slots = 10;  // every expert of the model
+  auto loader = TierLoader::Create(rig.backend.get(), TierSource::Nvme(*fake), lo);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  TierLoader& l = **loader;
+  // Two device slots: each pass evicts every expert from the device.
+  auto cache = ExpertCache::Create(rig.CacheOptions(2, false), &l, &rig.clock, &rig.lru,
+                                   rig.backend.get());
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  ExpertCache& c = **cache;
+  const std::vector<int32_t> all = {0, 1, 2, 3, 4};
+  ASSERT_NO_FATAL_FAILURE(AcquireEach(rig, c, 1, all));
+  ASSERT_NO_FATAL_FAILURE(AcquireEach(rig, c, 2, all));
+  ASSERT_TRUE(c.Drain().ok());
+  const uint64_t reads = fake->stats().experts_read;
+  EXPECT_EQ(reads, 10u);
+  HostCacheStats h = l.host_cache_stats();
+  EXPECT_EQ(h.slots, 10u);
+  EXPECT_EQ(h.misses, 10u);
+  EXPECT_EQ(h.fills, 10u);
+  EXPECT_EQ(h.hits, 0u);
+  // Again: the device cache misses every time, the host cache never.
+  ASSERT_NO_FATAL_FAILURE(AcquireEach(rig, c, 1, all));
+  ASSERT_NO_FATAL_FAILURE(AcquireEach(rig, c, 2, all));
+  ASSERT_TRUE(c.Drain().ok());
+  EXPECT_EQ(fake->stats().experts_read, reads) << "a host-cache hit read NVMe";
+  h = l.host_cache_stats();
+  EXPECT_EQ(h.hits, 10u);
+  EXPECT_EQ(h.misses, 10u);
+  EXPECT_EQ(h.evictions, 0u);
+  EXPECT_EQ(h.host_bytes, h.nvme_bytes);
+  const CacheCounters t = c.stats().total;
+  EXPECT_EQ(t.demand_misses, 20u);
+  EXPECT_EQ(t.tier_bytes[int(Tier::kHost)], h.host_bytes);
+  EXPECT_EQ(t.tier_bytes[int(Tier::kNvme)], h.nvme_bytes);
+  l.CheckHostCacheInvariants();
+  c.CheckInvariants();
+}
+
+// Fewer host slots than experts, few staging buffers, reads and copies in
+// flight together: hits, evictions and staging fallbacks all happen, and
+// every byte that lands in a device slot is the expert's. An eviction that
+// took a slot still being filled or copied from would show as a wrong byte.
+void HostCacheStress(const std::string& link, int host_slots, int staging, uint64_t seed) {
+  LiveRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.Setup(link, 0));
+  auto fake = rig.Fake(seed);
+  TierLoaderOptions lo;
+  lo.staging_buffers = staging;
+  lo.reads_in_flight_max = 8;
+  lo.copies_in_flight_max = 3;
+  lo.host_cache_slots = host_slots;
+  auto loader = TierLoader::Create(rig.backend.get(), TierSource::Nvme(*fake), lo);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  TierLoader& l = **loader;
+  Stress(rig, &l, rig.CacheOptions(3, false), 600, seed);
+  l.CheckHostCacheInvariants();
+  const HostCacheStats h = l.host_cache_stats();
+  EXPECT_GT(h.hits, 0u);
+  EXPECT_GT(h.evictions, 0u);
+  // Every miss, and only a miss, read NVMe.
+  EXPECT_EQ(fake->stats().experts_read, h.misses);
+  EXPECT_EQ(h.fills + h.bypassed, h.misses);
+  EXPECT_EQ(h.nvme_bytes, fake->stats().bytes_delivered);
+}
+
+TEST(TierLoaderHostCacheTest, StressEveryByteChecked) {
+  HostCacheStress("none", 4, 1, 21);
+}
+
+TEST(TierLoaderHostCacheTest, ThrottledLinkStressSlowCopiesHoldTheirHostSlots) {
+  // Copies take long: host slots stay pinned while reads want them.
+  HostCacheStress("pcie4x16", 2, 1, 22);
+}
+
+TEST(TierLoaderHostCacheTest, AFailedReadCachesNothing) {
+  LiveRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.Setup("none", 0));
+  auto fake = rig.Fake(2);
+  const io::ExpertInfo* bad = rig.layout->Find(1, 2);
+  ASSERT_NE(bad, nullptr);
+  fake->InjectFault({io::FakeFault::Kind::kEio, bad->segments[0].file_offset, 1});
+  TierLoaderOptions lo;
+  lo.host_cache_slots = 4;
+  auto loader = TierLoader::Create(rig.backend.get(), TierSource::Nvme(*fake), lo);
+  ASSERT_TRUE(loader.ok()) << loader.status();
+  auto cache = ExpertCache::Create(rig.CacheOptions(3, false), loader->get(), &rig.clock,
+                                   &rig.lru, rig.backend.get());
+  ASSERT_TRUE(cache.ok()) << cache.status();
+  ExpertCache& c = **cache;
+  {
+    std::vector<ExpertHandle> hs;
+    const int32_t ids[1] = {2};
+    ASSERT_TRUE(c.Acquire(1, ids, &hs).ok());
+    EXPECT_FALSE(c.Wait(hs[0]).ok());
+  }
+  (*loader)->CheckHostCacheInvariants();
+  // The fault fired once: the next load reads NVMe again (the failed bytes
+  // were never kept) and gets the right ones; the one after is a hit.
+  const uint64_t reads = fake->stats().experts_read;
+  ASSERT_NO_FATAL_FAILURE(AcquireEach(rig, c, 1, {2}));
+  EXPECT_EQ(fake->stats().experts_read, reads + 1);
+  ASSERT_NO_FATAL_FAILURE(AcquireEach(rig, c, 1, {0, 1, 3}));  // device slots: 3, 2 leaves
+  ASSERT_NO_FATAL_FAILURE(AcquireEach(rig, c, 1, {2}));
+  ASSERT_TRUE(c.Drain().ok());
+  const HostCacheStats h = (*loader)->host_cache_stats();
+  EXPECT_EQ(h.hits, 1u);
+  EXPECT_EQ(h.misses, 4u);
+  (*loader)->CheckHostCacheInvariants();
+}
+
+TEST(TierLoaderHostCacheTest, OptionsAreChecked) {
+  LiveRig rig;
+  ASSERT_NO_FATAL_FAILURE(rig.Setup("none", 0));
+  auto fake = rig.Fake(1);
+  TierLoaderOptions lo;
+  lo.host_cache_slots = 2;
+  lo.read_into_slot = true;
+  EXPECT_FALSE(TierLoader::Create(rig.backend.get(), TierSource::Nvme(*fake), lo).ok());
+  lo.read_into_slot = false;
+  lo.host_cache_policy = "nosuch";
+  auto bad = TierLoader::Create(rig.backend.get(), TierSource::Nvme(*fake), lo);
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("nosuch"), std::string::npos) << bad.status();
+  EXPECT_EQ(rig.backend->host_pinned_memory().used_bytes, 0u);
 }
 
 }  // namespace

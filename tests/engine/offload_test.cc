@@ -194,6 +194,7 @@ TEST_F(OffloadTest, BitIdenticalToResidentAcrossRandomConfigurations) {
   const uint64_t slot = plan_->slot_bytes;
   const uint64_t top_k = uint64_t(plan_->n_expert_used);
   std::mt19937_64 rng(20260);
+  std::mt19937_64 host_rng(7);
   const int kConfigs = 36;
   for (int i = 0; i < kConfigs; ++i) {
     Config c;
@@ -223,6 +224,9 @@ TEST_F(OffloadTest, BitIdenticalToResidentAcrossRandomConfigurations) {
     o.host_budget_bytes = c.host_budget;
     o.experts_on = c.tier;
     o.cache_policy = c.policy;
+    // Its own generator, so the configurations above stay what they were.
+    o.host_cache_policy = policies[host_rng() % policies.size()];
+    SCOPED_TRACE(absl::StrCat("host cache policy ", o.host_cache_policy));
     o.prefetch = c.prefetch;
     // Speculation further ahead must not change the output either.
     o.prefetch_lookahead = 1 + int(rng() % 3);
@@ -257,6 +261,86 @@ TEST_F(OffloadTest, BitIdenticalToResidentAcrossRandomConfigurations) {
     EXPECT_LE(dev.high_water_bytes, c.device_budget);
     EXPECT_LE(host.high_water_bytes, c.host_budget);
   }
+}
+
+// Three tiers: experts on NVMe, a host budget that caches 10 of the 24
+// experts in host RAM beyond the staging buffers, 4 device slots. The host
+// cache is what the plan says, the logits are the all-resident ones, and a
+// repeated prompt is served partly from host RAM instead of NVMe.
+TEST_F(OffloadTest, HostCacheBetweenNvmeAndDeviceHoldsPartOfTheExperts) {
+  const uint64_t blob = plan_->max_blob_bytes;
+  const int kHostSlots = 10;
+  ASSERT_GT(plan_->experts_total, uint64_t(kHostSlots));
+  OffloadOptions o;
+  o.experts_on = "nvme";
+  o.device_budget_bytes = plan_->device_fixed_bytes + 4 * plan_->slot_bytes;
+  o.n_ctx = kCtx;
+  o.open_reader = FakeReaderFactory(*image_);  // no reader ring in the budget
+  const int staging = ResolveLoaderOptions(o, plan_->n_expert_used, 1).staging_buffers;
+  o.host_budget_bytes = (uint64_t(staging) + kHostSlots) * blob + blob / 2;
+  CachedExpertProvider* p = nullptr;
+  auto m = LoadOffloaded(o, &p);
+  ASSERT_TRUE(m.ok()) << m.status();
+  ASSERT_NE(p, nullptr);
+  const model::MemoryPlan& plan = p->plan();
+  EXPECT_EQ(plan.experts_tier, "nvme");
+  EXPECT_EQ(plan.host_cache_slots, uint64_t(kHostSlots));
+  EXPECT_EQ(model::TotalBytes(plan.host, model::MemoryUse::kStaging), uint64_t(staging) * blob);
+  EXPECT_NE(p->Describe().find("host cache of 10 experts"), std::string::npos) << p->Describe();
+
+  const std::vector<float> got = Logits(**m);
+  ASSERT_EQ(got.size(), reference_->size());
+  EXPECT_EQ(std::memcmp(got.data(), reference_->data(), got.size() * sizeof(float)), 0)
+      << "logits differ from the all-resident run";
+  const OffloadStats first = p->stats();
+  EXPECT_EQ(first.host_cache.slots, uint64_t(kHostSlots));
+  EXPECT_GT(first.host_cache.misses, 0u);
+  EXPECT_GT(first.host_cache.evictions, 0u);  // 24 experts, 10 host slots
+
+  // The same prompt again from position 0: bit-identical, and some loads
+  // that the device cache misses now come from host RAM, not NVMe.
+  (*m)->engine->Reset();
+  const std::vector<float> again = Logits(**m);
+  ASSERT_EQ(again.size(), reference_->size());
+  EXPECT_EQ(std::memcmp(again.data(), reference_->data(), again.size() * sizeof(float)), 0);
+  const OffloadStats w = p->stats().Minus(first);
+  EXPECT_GT(w.host_cache.hits, 0u);
+  EXPECT_GT(w.host_cache.hit_rate(), 0.0);
+  EXPECT_GT(w.cache.tier_bytes[int(cache::Tier::kHost)], 0u);
+  EXPECT_EQ(w.cache.tier_bytes[int(cache::Tier::kHost)], w.host_cache.host_bytes);
+  // The plan is the allocation, the host cache included.
+  EXPECT_EQ((*m)->backend->host_pinned_memory().high_water_bytes, plan.host_total());
+  EXPECT_LE(plan.host_total(), o.host_budget_bytes);
+  EXPECT_EQ((*m)->backend->device_memory().high_water_bytes, plan.device_total());
+  p->cache().CheckInvariants();
+}
+
+// Without a host budget, or with one that holds only the staging, there is
+// no host cache and an NVMe read lands in its device slot (cpu, no link).
+TEST_F(OffloadTest, NoHostCacheWithoutRoomForOne) {
+  OffloadOptions o;
+  o.experts_on = "nvme";
+  o.device_budget_bytes = plan_->device_fixed_bytes + 4 * plan_->slot_bytes;
+  o.n_ctx = kCtx;
+  o.all_logits = true;
+  o.open_reader = FakeReaderFactory(*image_);
+  auto f = io::GgufFile::Open(path_);
+  ASSERT_TRUE(f.ok()) << f.status();
+  auto unlimited = PlanOffload(*f, o, kBatch);
+  ASSERT_TRUE(unlimited.ok()) << unlimited.status();
+  EXPECT_EQ(unlimited->host_cache_slots, 0u);
+  EXPECT_EQ(unlimited->host_total(), 0u);  // reads land in the slots
+  const int staging = ResolveLoaderOptions(o, plan_->n_expert_used, 1).staging_buffers;
+  o.host_budget_bytes = uint64_t(staging) * plan_->max_blob_bytes + plan_->max_blob_bytes - 1;
+  auto tight = PlanOffload(*f, o, kBatch);
+  ASSERT_TRUE(tight.ok()) << tight.status();
+  EXPECT_EQ(tight->host_cache_slots, 0u);
+  EXPECT_EQ(tight->host_total(), 0u);
+  o.host_budget_bytes += 1;  // now one host slot fits beside the staging
+  auto one = PlanOffload(*f, o, kBatch);
+  ASSERT_TRUE(one.ok()) << one.status();
+  EXPECT_EQ(one->host_cache_slots, 1u);
+  EXPECT_EQ(one->host_total(), o.host_budget_bytes);
 }
 
 TEST_F(OffloadTest, HostMissPolicyComputesOnTheHostAndCopiesNothing) {
