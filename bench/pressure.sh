@@ -15,8 +15,9 @@
 #      --experts-on nvme and once with --experts-on mmap, same prompt.
 # Reported per run: prefill and decode tok/s, expert hit rate, bytes read from
 # storage per decoded token (/proc/self/io), overlap efficiency, decode latency
-# p50/p90/p99, and the disk bound: the disk's GB/s (fio, O_DIRECT random 4 MiB
-# reads of the model, measured in the same run) / bytes read per token.
+# p50/p90/p99, and the disk bound: the disk's GB/s (fio, O_DIRECT random reads
+# of the model at 1 and 4 MiB, the better of the two, measured in the same run)
+# / bytes read per token.
 #
 # Needs: a Release build (./build), fio, python3, and CAP_IPC_LOCK (root) for
 # memlock. The model (the shape of the offloading issue: qwen3moe, hidden 2048,
@@ -71,14 +72,21 @@ hold() {
 }
 release() { cleanup; wait "$lock_pid" 2>/dev/null || true; lock_pid=""; }
 
-echo "== disk: O_DIRECT random 4 MiB reads of the model (fio, 6 s)"
-"$MEMLOCK" evict "$MODEL"
-fio --name=disk --filename="$MODEL" --readonly --rw=randread --bs=4M --direct=1 --iodepth=16 \
-    --ioengine=io_uring --runtime=6 --time_based --output-format=json > "$DIR/fio.json" 2>/dev/null ||
-fio --name=disk --filename="$MODEL" --readonly --rw=randread --bs=4M --direct=1 --iodepth=16 \
-    --ioengine=psync --numjobs=4 --group_reporting --runtime=6 --time_based \
-    --output-format=json > "$DIR/fio.json"
-disk_bps=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(sum(x["read"]["bw_bytes"] for x in j["jobs"]))' "$DIR/fio.json")
+echo "== disk: O_DIRECT random reads of the model (fio, io_uring, 1 and 4 MiB blocks at depth 32)"
+# The disk's best of two block sizes: the tightest bound (cloud disks vary
+# from one second to the next; the larger figure is what the disk can give).
+disk_bps=0
+for bs in 1M 4M; do
+  "$MEMLOCK" evict "$MODEL"
+  fio --name=disk --filename="$MODEL" --readonly --rw=randread --bs=$bs --direct=1 --iodepth=32 \
+      --ioengine=io_uring --runtime=5 --time_based --output-format=json > "$DIR/fio-$bs.json" 2>/dev/null ||
+  fio --name=disk --filename="$MODEL" --readonly --rw=randread --bs=$bs --direct=1 --iodepth=8 \
+      --ioengine=psync --numjobs=4 --group_reporting --runtime=5 --time_based \
+      --output-format=json > "$DIR/fio-$bs.json"
+  bps=$(python3 -c 'import json,sys; j=json.load(open(sys.argv[1])); print(int(sum(x["read"]["bw_bytes"] for x in j["jobs"])))' "$DIR/fio-$bs.json")
+  echo "   $bs blocks: $((bps / 1000000)) MB/s"
+  (( bps > disk_bps )) && disk_bps=$bps
+done
 
 runs=()
 for level in $LEVELS; do

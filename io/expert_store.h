@@ -43,8 +43,8 @@
 // every blob lies inside the file, and each blob's checksum as it is read
 // (kDataLoss naming the store, expert and offset on any mismatch).
 // ExpertStore::CheckSource refuses a store packed from a different model.
-// The writer writes STORE.tmp.<pid>, fsyncs and renames: a crash leaves no
-// partial store behind.
+// The writer goes through an AtomicFile (a temporary, fsync, rename): a
+// crash leaves no partial store behind.
 //
 //   MOESTREAM_RETURN_IF_ERROR(PackExpertStore("m.gguf", "m.experts", {}));
 //   MOESTREAM_ASSIGN_OR_RETURN(ExpertStore store, ExpertStore::Open("m.experts"));

@@ -229,8 +229,9 @@ class GgufWriter {
   absl::Status AddTensor(std::string name, GgmlType type, std::vector<int64_t> ne,
                          FillFn fill);
 
-  // Writes `path` via `path.tmp.<pid>` + fsync + rename; on any error the
-  // temporary is removed and `path` is untouched.
+  // Writes `path` through an AtomicFile (base/atomic_file.h: a temporary,
+  // fsync, rename); on any error or interruption the temporary is removed
+  // and `path` is untouched.
   absl::Status Write(const std::string& path, const ProgressFn& progress = nullptr);
 
   uint64_t data_bytes() const;  // total padded tensor data
