@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <limits>
@@ -144,14 +145,19 @@ std::vector<model::PlannedBuffer> CachedExpertProvider::PlanBuffers(const model:
                                                                     const OffloadOptions& o) {
   std::vector<model::PlannedBuffer> v = ExpertFfnRunner::PlanBuffers(c, n_batch);
   if (o.prefetch == "gate" && o.experts_on != "mmap") {
-    const uint64_t rows = uint64_t(n_batch);
-    const uint64_t kk = rows * uint64_t(c.n_expert_used);
-    const model::MemoryUse s = model::MemoryUse::kScratch;
-    v.push_back({"prefetch.scores", rows * uint64_t(c.n_expert) * sizeof(float), 1, s});
-    v.push_back({"prefetch.ids", kk * sizeof(int32_t), 1, s});
-    v.push_back({"prefetch.values", kk * sizeof(float), 1, s});
+    for (const model::PlannedBuffer& b : PredictionBuffers(c, n_batch)) v.push_back(b);
   }
   return v;
+}
+
+std::array<model::PlannedBuffer, 3> CachedExpertProvider::PredictionBuffers(
+    const model::ModelConfig& c, int64_t n_batch) {
+  const uint64_t rows = uint64_t(n_batch);
+  const uint64_t kk = rows * uint64_t(c.n_expert_used);
+  const model::MemoryUse s = model::MemoryUse::kScratch;
+  return {{{"prefetch.scores", rows * uint64_t(c.n_expert) * sizeof(float), 1, s},
+           {"prefetch.ids", kk * sizeof(int32_t), 1, s},
+           {"prefetch.values", kk * sizeof(float), 1, s}}};
 }
 
 absl::StatusOr<model::MemoryPlan> PlanOffload(const io::GgufFile& file, const OffloadOptions& o,
@@ -331,16 +337,15 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
   // Workspaces before the slots: the slots take what the plan gives them.
   MOESTREAM_ASSIGN_OR_RETURN(runner_, ExpertFfnRunner::Create(backend_, c_, n_batch));
   if (opt_.prefetch == "gate") {
-    // The buffers after the runner's in PlanBuffers: scores, ids, values.
-    const std::vector<model::PlannedBuffer> bufs = PlanBuffers(c_, n_batch, opt_);
+    // Scores, ids, values: as planned.
+    const auto bufs = PredictionBuffers(c_, n_batch);
     void* p[3] = {};
-    for (int i = 0; i < 3; ++i) {
-      const model::PlannedBuffer& b = bufs[bufs.size() - 3 + size_t(i)];
-      MOESTREAM_ASSIGN_OR_RETURN(p[i], backend_.DeviceAlloc(b.bytes, b.name));
-      if (i == 0) pred_scores_ = static_cast<float*>(p[0]);
-      if (i == 1) pred_ids_dev_ = static_cast<int32_t*>(p[1]);
-      if (i == 2) pred_vals_dev_ = static_cast<float*>(p[2]);
+    for (size_t i = 0; i < bufs.size(); ++i) {
+      MOESTREAM_ASSIGN_OR_RETURN(p[i], backend_.DeviceAlloc(bufs[i].bytes, bufs[i].name));
     }
+    pred_scores_ = static_cast<float*>(p[0]);
+    pred_ids_dev_ = static_cast<int32_t*>(p[1]);
+    pred_vals_dev_ = static_cast<float*>(p[2]);
     pred_ids_.resize(size_t(n_batch) * size_t(c_.n_expert_used));
     pred_count_.resize(size_t(c_.n_expert));
   }

@@ -47,6 +47,7 @@
 #ifndef MOESTREAM_ENGINE_CACHED_EXPERT_PROVIDER_H_
 #define MOESTREAM_ENGINE_CACHED_EXPERT_PROVIDER_H_
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -215,6 +216,9 @@ class CachedExpertProvider final : public ExpertProvider {
                        OffloadOptions o)
       : backend_(b), c_(c), w_(w), opt_(std::move(o)), host_alloc_(&b) {}
   absl::Status Init(const io::GgufFile& file, int64_t n_batch);
+  // Gate prediction's device buffers: scores, ids, values.
+  static std::array<model::PlannedBuffer, 3> PredictionBuffers(const model::ModelConfig& c,
+                                                               int64_t n_batch);
   absl::Status OpenTier(const io::GgufFile& file);
   absl::Status PredictNext(int layer, const float* x, int64_t n_tok);
   // Observes layer's routing and prefetches the lookahead predictor's

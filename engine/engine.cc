@@ -28,19 +28,17 @@ int64_t EngineOptions::ResolvedBatch(const model::ModelConfig& c) const {
   return std::min(n_batch, ResolvedCtx(c));
 }
 
-namespace {
-
-// The engine's activation buffers, in the order of PlanBuffers (after the KV
-// cache's). Every buffer is at least 64 bytes.
-enum Buf { kTokens, kPos, kX, kH, kQ, kK, kV, kAttn, kRouter, kTopkIds, kTopkW, kFfnGate,
-           kFfnUp, kLogits, kNumBufs };
-
-}  // namespace
-
 std::vector<model::PlannedBuffer> Engine::PlanBuffers(const model::ModelConfig& c,
                                                       const EngineOptions& o) {
-  const int64_t n_ctx = o.ResolvedCtx(c);
-  std::vector<model::PlannedBuffer> v = KvCache::PlanBuffers(c, n_ctx, o.kv_type);
+  std::vector<model::PlannedBuffer> v = KvCache::PlanBuffers(c, o.ResolvedCtx(c), o.kv_type);
+  const std::vector<model::PlannedBuffer> a = ActivationBuffers(c, o);
+  v.insert(v.end(), a.begin(), a.end());
+  return v;
+}
+
+std::vector<model::PlannedBuffer> Engine::ActivationBuffers(const model::ModelConfig& c,
+                                                            const EngineOptions& o) {
+  std::vector<model::PlannedBuffer> v;
   const uint64_t nb = uint64_t(o.ResolvedBatch(c));
   const uint64_t f = sizeof(float);
   const uint64_t k = uint64_t(c.n_expert_used);
@@ -55,12 +53,12 @@ std::vector<model::PlannedBuffer> Engine::PlanBuffers(const model::ModelConfig& 
   add("engine.k", nb * c.kv_dim() * f);
   add("engine.v", nb * c.kv_dim() * f);
   add("engine.attn", nb * c.q_dim() * f);
+  // Every layer is MoE exactly when the model is (the weight binder's rule).
   if (c.is_moe()) {
     add("engine.router", nb * c.n_expert * f);
     add("engine.topk_ids", nb * k * sizeof(int32_t));
     add("engine.topk_w", nb * k * f);
-  }
-  if (!c.is_moe()) {
+  } else {
     add("engine.ffn_gate", nb * c.n_ff * f);
     add("engine.ffn_up", nb * c.n_ff * f);
   }
@@ -77,12 +75,6 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
   if (c.is_moe() && experts == nullptr) {
     return absl::InvalidArgumentError("engine: a MoE model needs an expert provider");
   }
-  for (const model::LayerWeights& l : w.layers) {
-    if (l.is_moe() != c.is_moe()) {
-      return absl::InvalidArgumentError(
-          "engine: a model mixing dense and MoE layers is not supported by this engine");
-    }
-  }
   std::unique_ptr<Engine> e(new Engine(backend, c, w, experts));
   const int64_t n_ctx = o.ResolvedCtx(c);
   MOESTREAM_ASSIGN_OR_RETURN(e->kv_, KvCache::Create(backend, c, n_ctx, o.kv_type));
@@ -92,11 +84,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
   e->n_batch_ = o.ResolvedBatch(c);
   e->n_vocab_ = c.n_vocab;
   e->all_logits_ = o.all_logits;
-  // The activations, exactly as planned (after the KV cache's buffers).
-  std::vector<model::PlannedBuffer> plan = PlanBuffers(c, o);
-  plan.erase(plan.begin(), plan.begin() + 2 * c.n_layer);
+  // The activations, exactly as planned.
   absl::flat_hash_map<std::string, void*> at;
-  for (const model::PlannedBuffer& b : plan) {
+  for (const model::PlannedBuffer& b : ActivationBuffers(c, o)) {
     MOESTREAM_ASSIGN_OR_RETURN(void* p, backend.DeviceAlloc(b.bytes, b.name));
     e->allocations_.push_back(p);
     e->workspace_bytes_ += b.bytes;

@@ -108,6 +108,9 @@ class Engine {
  private:
   Engine(kernels::Backend& b, const model::ModelConfig& c, const model::ModelWeights& w, ExpertProvider* e)
       : be_(b), c_(c), w_(w), experts_(e) {}
+  // The activation buffers of PlanBuffers (all but the KV cache's), in order.
+  static std::vector<model::PlannedBuffer> ActivationBuffers(const model::ModelConfig& c,
+                                                             const EngineOptions& o);
   absl::Status Chunk(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
   absl::Status Moe(int layer, int64_t n);
 
