@@ -85,6 +85,11 @@ absl::StatusOr<engine::OffloadOptions> EngineFlags::OffloadOptions() const {
   // and every expert gets a slot once used.
   o.device_budget_bytes = device_budget > 0 ? device_budget : (uint64_t(1) << 62);
   o.host_budget_bytes = host_budget;
+  // The plan made before loading must be the provider's: it depends on the
+  // backend (reads land in the slots only on the cpu backend). "auto" is the
+  // cpu backend on a machine without a GPU; the provider replans from the
+  // backend it gets.
+  o.backend_kind = backend == "cuda" ? "cuda" : "cpu";
   o.experts_on = experts_on.empty() ? "auto" : experts_on;
   o.store_path = store;
   o.reader.queue_depth = 8;  // staging ring of 8 MiB (1 MiB blocks)

@@ -177,6 +177,19 @@ absl::StatusOr<model::MemoryPlan> PlanOffloadUnchecked(const io::GgufFile& file,
   eo.n_batch = n_batch;
   eo.all_logits = o.all_logits;
   MOESTREAM_RETURN_IF_ERROR(eo.Validate());
+  // Policy and predictor specs are checked here, before anything loads:
+  // the same registries the run builds them from.
+  policies::PolicyEnv env;
+  env.n_layers = int(c.n_layer);
+  env.n_experts = int(std::max<int64_t>(c.n_expert, 1));
+  env.top_k = int(c.n_expert_used);
+  env.capacity = 1;
+  MOESTREAM_RETURN_IF_ERROR(policies::CreateEvictionPolicy(o.cache_policy, env).status());
+  MOESTREAM_RETURN_IF_ERROR(policies::CreateEvictionPolicy(o.host_cache_policy, env).status());
+  if (o.prefetch != "none" && o.prefetch_lookahead > 1) {
+    MOESTREAM_RETURN_IF_ERROR(
+        policies::CreatePrefetchPredictor(o.lookahead_predictor, env).status());
+  }
   model::PlanOptions po;
   po.device_budget_bytes = o.device_budget_bytes;
   po.host_budget_bytes = o.host_budget_bytes > 0 ? o.host_budget_bytes : (uint64_t(1) << 62);
