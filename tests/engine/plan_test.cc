@@ -184,6 +184,30 @@ void FixedAndSlot(const std::string& path, uint64_t* fixed, uint64_t* slot, uint
   *experts = p->experts_total;
 }
 
+TEST(PlanIsTheAllocation, KvCacheAndWeightsAgainstTheirOwnArithmetic) {
+  ScratchDir dir;
+  gen::GenOptions g;  // tiny qwen3moe: 2 layers, 2 kv heads of 64, 8 experts top-2
+  const std::string path = WriteSparse(dir, "tiny.gguf", g);
+  auto f = io::GgufFile::Open(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  uint64_t resident = 0;
+  for (const auto& t : f->tensors()) {
+    if (t.name.find("_exps.") == std::string::npos) resident += t.size_bytes;
+  }
+  OffloadOptions o;
+  o.device_budget_bytes = uint64_t(1) << 40;
+  o.n_ctx = 128;
+  o.kv_type = GgmlType::kF32;
+  auto p = PlanOffloadUnchecked(*f, o, 16);
+  ASSERT_TRUE(p.ok()) << p.status();
+  // K and V, per layer, n_ctx positions of kv_heads * head_dim F32 values.
+  EXPECT_EQ(p->kv_cache_bytes, 2ull * 2 * 128 * (2 * 64) * 4);
+  o.kv_type = GgmlType::kF16;
+  EXPECT_EQ(PlanOffloadUnchecked(*f, o, 16)->kv_cache_bytes, 2ull * 2 * 128 * (2 * 64) * 2);
+  // Norms are F32 in the file: uploaded as they are.
+  EXPECT_EQ(p->resident_bytes, resident);
+}
+
 TEST(PlanIsTheAllocation, RandomSmallShapesBudgetsContextsBatchesAndTiers) {
   ScratchDir dir;
   std::mt19937_64 rng(7001);
