@@ -26,6 +26,9 @@ static_assert(std::endian::native == std::endian::little, "the store format is l
 
 constexpr uint64_t kHeaderChecksumAt = 4088;
 constexpr uint64_t kSourceNameMax = 256;
+constexpr uint64_t kExpertDigestAt = 336;
+constexpr uint64_t kExpertRangesAt = 344;
+constexpr uint64_t kSampleBytes = 4096;
 
 template <typename T>
 void Put(std::vector<uint8_t>& buf, uint64_t at, T v) {
@@ -162,12 +165,45 @@ absl::StatusOr<uint64_t> GgufIdentity(const GgufFile& model) {
   return h.Digest();
 }
 
+absl::StatusOr<uint64_t> ExpertSampleDigest(const ExpertLayout& layout, uint32_t* ranges) {
+  Fd fd{::open(layout.path().c_str(), O_RDONLY | O_CLOEXEC)};
+  if (fd.fd < 0) return ErrnoStatus(errno, layout.path(), "cannot open");
+  Xxh64State h;
+  std::vector<uint8_t> buf(kSampleBytes);
+  uint32_t count = 0;
+  for (int layer : layout.moe_layers()) {
+    const int n = layout.n_experts(layer);
+    int picks[3] = {0, n / 2, n - 1};
+    for (int k = 0; k < 3; ++k) {
+      if (k > 0 && picks[k] == picks[k - 1]) continue;
+      MOESTREAM_ASSIGN_OR_RETURN(const ExpertInfo* e, layout.Get(layer, picks[k]));
+      for (const ExpertSegment& seg : e->segment_span()) {
+        const uint64_t len = std::min(kSampleBytes, seg.bytes);
+        uint64_t starts[3] = {0, (seg.bytes - len) / 2, seg.bytes - len};
+        for (int r = 0; r < 3; ++r) {
+          if (r > 0 && starts[r] == starts[r - 1]) continue;
+          MOESTREAM_RETURN_IF_ERROR(
+              PreadAll(fd.fd, layout.path(), buf.data(), len, seg.file_offset + starts[r]));
+          const uint64_t where[3] = {uint64_t(layer), uint64_t(picks[k]), starts[r]};
+          h.Update(where, sizeof(where));
+          h.Update(buf.data(), len);
+          ++count;
+        }
+      }
+    }
+  }
+  if (ranges != nullptr) *ranges = count;
+  return h.Digest();
+}
+
 absl::Status PackExpertStore(const std::string& gguf_path, const std::string& store_path,
                              const StorePackOptions& options, const ProgressFn& progress) {
   MOESTREAM_RETURN_IF_ERROR(options.Validate());
   MOESTREAM_ASSIGN_OR_RETURN(GgufFile model, GgufFile::Open(gguf_path));
   MOESTREAM_ASSIGN_OR_RETURN(ExpertLayout src_layout, ExpertLayout::FromGguf(model));
   MOESTREAM_ASSIGN_OR_RETURN(uint64_t identity, GgufIdentity(model));
+  uint32_t sample_ranges = 0;
+  MOESTREAM_ASSIGN_OR_RETURN(uint64_t expert_digest, ExpertSampleDigest(src_layout, &sample_ranges));
   auto src = std::make_shared<const ExpertLayout>(std::move(src_layout));
 
   // Store entries: blobs back to back from the end of the header.
@@ -270,6 +306,8 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
   std::string name = BaseName(gguf_path).substr(0, kSourceNameMax);
   Put<uint32_t>(header, 72, uint32_t(name.size()));
   std::memcpy(header.data() + 76, name.data(), name.size());
+  Put<uint64_t>(header, kExpertDigestAt, expert_digest);
+  Put<uint32_t>(header, kExpertRangesAt, sample_ranges);
   Put<uint64_t>(header, kHeaderChecksumAt, Xxh64(header.data(), kHeaderChecksumAt));
   MOESTREAM_RETURN_IF_ERROR(out.WriteAt(0, bytes_of(header.data(), header.size())));
   return out.Commit();
@@ -294,6 +332,11 @@ absl::StatusOr<ExpertStore> ExpertStore::Open(const std::string& path) {
     return absl::DataLossError(absl::StrCat(path, ": not a moestream expert store (bad magic)"));
   }
   uint32_t version = Get<uint32_t>(h.data(), 8);
+  if (version == 1) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path, ": store version 1 cannot be checked against its model (no expert digest): "
+              "re-run moestream pack"));
+  }
   if (version != kStoreVersion) {
     return absl::DataLossError(absl::StrCat(path, ": store version ", version, ", expected ",
                                             kStoreVersion, " (re-run moestream pack)"));
@@ -337,6 +380,8 @@ absl::StatusOr<ExpertStore> ExpertStore::Open(const std::string& path) {
   store.layout_ = std::make_shared<const ExpertLayout>(std::move(layout).value());
   store.source_bytes_ = Get<uint64_t>(h.data(), 56);
   store.source_identity_ = Get<uint64_t>(h.data(), 64);
+  store.source_expert_digest_ = Get<uint64_t>(h.data(), kExpertDigestAt);
+  store.source_expert_ranges_ = Get<uint32_t>(h.data(), kExpertRangesAt);
   store.source_name_.assign(reinterpret_cast<const char*>(h.data()) + 76, name_len);
   return store;
 }
@@ -347,6 +392,16 @@ absl::Status ExpertStore::CheckSource(const GgufFile& model) const {
     return absl::FailedPreconditionError(absl::StrCat(
         path_, ": packed from '", source_name_, "' (", source_bytes_, " bytes), not from ",
         model.path(), " (", model.file_size(), " bytes): re-run moestream pack"));
+  }
+  // Same header and size: a model of the same shape may still hold other
+  // weights (another seed, another fine-tune), so compare sampled experts.
+  MOESTREAM_ASSIGN_OR_RETURN(ExpertLayout layout, ExpertLayout::FromGguf(model));
+  uint32_t ranges = 0;
+  MOESTREAM_ASSIGN_OR_RETURN(uint64_t digest, ExpertSampleDigest(layout, &ranges));
+  if (digest != source_expert_digest_ || ranges != source_expert_ranges_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        path_, ": packed from '", source_name_, "', whose expert weights differ from ",
+        model.path(), "'s (same shape and size, sampled expert bytes differ): re-run moestream pack"));
   }
   return absl::OkStatus();
 }

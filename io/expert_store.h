@@ -6,11 +6,11 @@
 // GGUF (ExpertStore::layout() gives one segment per expert, with its
 // checksum, which the readers verify on every read).
 //
-// File format, version 1 (all integers little-endian):
+// File format, version 2 (all integers little-endian):
 //
 //   offset 0, 4096 bytes: header
 //     0    char[8]  magic "MSEXPST1"
-//     8    u32      version (1)
+//     8    u32      version (2)
 //     12   u32      header bytes (4096)
 //     16   u64      file bytes (the whole store)
 //     24   u64      index offset (4 KiB-aligned, after the last blob)
@@ -23,6 +23,10 @@
 //                   (bytes [0, data offset): metadata and tensor infos)
 //     72   u32      source file name length n (<= 256)
 //     76   char[n]  source file name (base name, no directory)
+//     336  u64      source expert sample digest (ExpertSampleDigest): XXH64 of
+//                   sampled byte ranges of the source's routed experts, so a
+//                   same-shape model with other weights is told apart
+//     344  u32      sampled ranges in that digest
 //     4088 u64      XXH64 of header bytes [0, 4088)
 //   offset 4096: blobs, one per expert in (layer, expert) order, each at a
 //     4 KiB-aligned offset, `blob bytes` long (a multiple of 4096): the gate,
@@ -42,7 +46,11 @@
 // Readers check the magic, version, header checksum, index checksum, that
 // every blob lies inside the file, and each blob's checksum as it is read
 // (kDataLoss naming the store, expert and offset on any mismatch).
-// ExpertStore::CheckSource refuses a store packed from a different model.
+// ExpertStore::CheckSource refuses a store packed from a different model:
+// one whose GGUF header, file size or sampled expert bytes differ (a model
+// of the same shape and another seed has an identical header and size).
+// Version 1 stores, which have no expert digest, are refused with a
+// "re-run moestream pack" message.
 // The writer goes through an AtomicFile (a temporary, fsync, rename): a
 // crash leaves no partial store behind.
 //
@@ -66,7 +74,7 @@
 namespace moestream::io {
 
 inline constexpr char kStoreMagic[8] = {'M', 'S', 'E', 'X', 'P', 'S', 'T', '1'};
-inline constexpr uint32_t kStoreVersion = 1;
+inline constexpr uint32_t kStoreVersion = 2;
 inline constexpr uint64_t kStoreHeaderBytes = 4096;
 inline constexpr uint64_t kStoreEntryBytes = 176;
 
@@ -84,6 +92,13 @@ struct StorePackOptions {
 // XXH64 of a GGUF's header (bytes [0, data_offset)): the model's identity.
 absl::StatusOr<uint64_t> GgufIdentity(const GgufFile& model);
 
+// XXH64 over sampled byte ranges of `layout`'s routed experts, read from its
+// file: per MoE layer the first, middle and last expert, and of each of their
+// gate/up/down matrices the first, middle and last 4 KiB (or all of a smaller
+// one), about 36 KiB per layer. Sets *ranges to the number of ranges hashed.
+// `layout` must come from a GGUF (ExpertLayout::FromGguf).
+absl::StatusOr<uint64_t> ExpertSampleDigest(const ExpertLayout& layout, uint32_t* ranges = nullptr);
+
 // Packs every routed expert of `gguf_path` into a store at `store_path`.
 absl::Status PackExpertStore(const std::string& gguf_path, const std::string& store_path,
                              const StorePackOptions& options, const ProgressFn& progress = nullptr);
@@ -100,6 +115,7 @@ class ExpertStore {
   std::shared_ptr<const ExpertLayout> layout() const { return layout_; }
   uint64_t source_bytes() const { return source_bytes_; }
   uint64_t source_identity() const { return source_identity_; }
+  uint64_t source_expert_digest() const { return source_expert_digest_; }
   const std::string& source_name() const { return source_name_; }
 
  private:
@@ -107,6 +123,8 @@ class ExpertStore {
   std::shared_ptr<const ExpertLayout> layout_;
   uint64_t source_bytes_ = 0;
   uint64_t source_identity_ = 0;
+  uint64_t source_expert_digest_ = 0;
+  uint32_t source_expert_ranges_ = 0;
   std::string source_name_;
 };
 

@@ -140,6 +140,57 @@ TEST_F(StoreTest, DifferentModelIsRefused) {
   EXPECT_NE(s.message().find("m.gguf"), std::string::npos) << s;
 }
 
+// A model of the same shape with other weights has the same GGUF header and
+// size; the sampled expert digest tells it apart.
+TEST_F(StoreTest, SameShapeOtherWeightsIsRefused) {
+  std::string other = dir_.Path("other.gguf");
+  WriteTierModel(other, {.stacked = stacked_, .seed = 2});
+  auto f = GgufFile::Open(other);
+  auto mine = GgufFile::Open(model_);
+  ASSERT_TRUE(f.ok() && mine.ok());
+  ASSERT_EQ(f->file_size(), mine->file_size());
+  ASSERT_EQ(*GgufIdentity(*f), *GgufIdentity(*mine));
+  auto store = ExpertStore::Open(store_path_);
+  ASSERT_TRUE(store.ok());
+  absl::Status s = store->CheckSource(*f);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition) << s;
+  EXPECT_NE(s.message().find("expert weights differ"), std::string::npos) << s;
+  EXPECT_TRUE(store->CheckSource(*mine).ok());
+}
+
+// One flipped byte in the middle of a sampled expert matrix is caught too.
+TEST_F(StoreTest, OneChangedSampledByteIsRefused) {
+  auto f = GgufFile::Open(model_);
+  ASSERT_TRUE(f.ok());
+  auto src = ExpertLayout::FromGguf(*f);
+  ASSERT_TRUE(src.ok());
+  const ExpertInfo* e = src->Find(1, 0);
+  ASSERT_NE(e, nullptr);
+  std::string bytes = testing::ReadFileOrDie(model_);
+  bytes[e->segments[1].file_offset + e->segments[1].bytes / 2] ^= 0x40;
+  const std::string changed = dir_.Path("changed.gguf");
+  testing::WriteFileOrDie(changed, bytes);
+  auto g = GgufFile::Open(changed);
+  ASSERT_TRUE(g.ok());
+  auto store = ExpertStore::Open(store_path_);
+  ASSERT_TRUE(store.ok());
+  EXPECT_EQ(store->CheckSource(*g).code(), absl::StatusCode::kFailedPrecondition);
+}
+
+TEST_F(StoreTest, VersionOneStoreAsksForARepack) {
+  std::string b = testing::ReadFileOrDie(store_path_);
+  const uint32_t v1 = 1;
+  std::memcpy(b.data() + 8, &v1, 4);
+  const uint64_t sum = Xxh64(reinterpret_cast<const uint8_t*>(b.data()), 4088);
+  std::memcpy(b.data() + 4088, &sum, 8);
+  const std::string old = dir_.Path("old.experts");
+  testing::WriteFileOrDie(old, b);
+  auto store = ExpertStore::Open(old);
+  ASSERT_FALSE(store.ok());
+  EXPECT_NE(store.status().message().find("re-run moestream pack"), std::string::npos)
+      << store.status();
+}
+
 TEST_F(StoreTest, PackOntoSymlinkIsRefusedLeavingItIntact) {
   const std::string link = dir_.Path("link.experts");
   ASSERT_EQ(::symlink("m.experts", link.c_str()), 0);

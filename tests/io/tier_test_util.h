@@ -27,6 +27,9 @@ struct TierModelSpec {
   bool stacked = true;    // blk.L.ffn_*_exps vs blk.L.ffn_*.E (older Mixtral)
   int n_experts = 5;
   uint32_t alignment = 32;  // GGUF data alignment: expert ranges are not 4 KiB-aligned
+  // Non-zero: other expert bytes, same header and size (ExpectBlobMatches
+  // knows only seed 0).
+  uint32_t seed = 0;
 };
 
 // Shapes per MoE layer (layer 0 is dense): {type, ne0, ne1} for gate, up, down.
@@ -66,14 +69,14 @@ inline void WriteTierModel(const std::string& path, const TierModelSpec& spec) {
     for (int m = 0; m < 3; ++m) {
       const MatSpec& s = kLayerMats[l][m];
       if (spec.stacked) {
-        uint32_t id = TensorId(l, m, 0);
+        uint32_t id = TensorId(l, m, 0) + spec.seed * 100000;
         ASSERT_TRUE(w.AddTensor(absl::StrCat("blk.", l, ".ffn_", names[m], "_exps.weight"), s.type,
                                 {s.ne0, s.ne1, spec.n_experts},
                                 [id](std::span<uint8_t> o) { return FillPattern(id, o); })
                         .ok());
       } else {
         for (int e = 0; e < spec.n_experts; ++e) {
-          uint32_t id = TensorId(l, m, e);
+          uint32_t id = TensorId(l, m, e) + spec.seed * 100000;
           ASSERT_TRUE(w.AddTensor(absl::StrCat("blk.", l, ".ffn_", names[m], ".", e, ".weight"),
                                   s.type, {s.ne0, s.ne1},
                                   [id](std::span<uint8_t> o) { return FillPattern(id, o); })
