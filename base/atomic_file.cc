@@ -4,15 +4,18 @@
 #include <limits.h>
 #include <signal.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "base/bytes.h"
 #include "base/errno_status.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
@@ -127,6 +130,10 @@ std::string DirName(const std::string& path) {
 
 absl::StatusOr<AtomicFile> AtomicFile::Create(const std::string& path) {
   if (path.empty()) return absl::InvalidArgumentError("expected an output path, got an empty one");
+  if (path == kStdoutPath) {
+    return absl::InvalidArgumentError(
+        "'-' (standard output) cannot take this output; give ./- for a file named '-'");
+  }
   if (path.back() == '/') {
     return absl::InvalidArgumentError(absl::StrCat(path, ": expected a file name, got a directory"));
   }
@@ -237,6 +244,29 @@ absl::Status AtomicFile::WriteAt(uint64_t offset, std::string_view bytes) {
   return absl::OkStatus();
 }
 
+absl::Status AtomicFile::Reserve(uint64_t bytes) {
+  MOESTREAM_RETURN_IF_ERROR(CheckWritable());
+  struct statvfs fs;
+  if (::fstatvfs(fd_, &fs) == 0) {
+    const uint64_t free_bytes = uint64_t(fs.f_bavail) * uint64_t(fs.f_frsize);
+    if (bytes > free_bytes) {
+      return Fail(absl::ResourceExhaustedError(absl::StrCat(
+          path_, ": needs ", FormatBytes(bytes), " but its file system has ",
+          FormatBytes(free_bytes), " free")));
+    }
+  }
+  if (bytes == 0) return absl::OkStatus();
+  int rc;
+  do {
+    rc = ::fallocate(fd_, 0, 0, off_t(bytes));
+  } while (rc != 0 && errno == EINTR);
+  if (rc != 0 && errno != EOPNOTSUPP && errno != ENOSYS && errno != EINVAL) {
+    const int err = errno;
+    return Fail(ErrnoStatus(err, path_, absl::StrCat("cannot allocate ", FormatBytes(bytes))));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status AtomicFile::Commit() {
   MOESTREAM_RETURN_IF_ERROR(CheckWritable());
   // fsync before rename: otherwise a crash can leave the new name pointing
@@ -271,6 +301,23 @@ absl::Status WriteFileAtomically(const std::string& path, std::string_view conte
   MOESTREAM_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path));
   MOESTREAM_RETURN_IF_ERROR(file.Write(contents));
   return file.Commit();
+}
+
+absl::Status CheckOutputPath(const std::string& path, bool stdout_ok) {
+  if (stdout_ok && path == kStdoutPath) return absl::OkStatus();
+  // The temporary is removed when `file` goes out of scope.
+  return AtomicFile::Create(path).status();
+}
+
+absl::Status WriteOutput(const std::string& path, std::string_view contents) {
+  if (path != kStdoutPath) return WriteFileAtomically(path, contents);
+  std::fflush(stdout);
+  const size_t n = std::fwrite(contents.data(), 1, contents.size(), stdout);
+  if (n != contents.size() || std::fflush(stdout) != 0) {
+    const int err = errno;
+    return ErrnoStatus(err, "standard output", "write failed");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace moestream

@@ -14,7 +14,7 @@
 // renames it over `path`, then fsyncs the directory so the rename itself
 // survives a power cut. Until Commit() succeeds the target is untouched.
 //
-// Only regular files are replaced. A symlink, FIFO, device node (/dev/full)
+// Only regular files are replaced; "-" is refused (see kStdoutPath). A symlink, FIFO, device node (/dev/full)
 // or directory at `path` is refused at Create() with kFailedPrecondition
 // naming the path, before anything is written: renaming over a symlink
 // would silently cut it, and a FIFO or device was never meant to become a
@@ -70,6 +70,12 @@ class AtomicFile {
   // Writes all of `bytes` at `offset` without moving the file offset, for
   // writers that fill a file out of order (the packed store).
   absl::Status WriteAt(uint64_t offset, std::string_view bytes);
+  // Before writing `bytes` (the whole file): checks that the file system has
+  // that much free (kResourceExhausted naming the path, the bytes needed and
+  // the bytes free), then allocates it (fallocate, where the file system
+  // supports it) so the write cannot run out of space half way. Call it
+  // before any long work that produces the bytes.
+  absl::Status Reserve(uint64_t bytes);
   // fsync, rename over the target, fsync the directory.
   absl::Status Commit();
 
@@ -91,6 +97,21 @@ class AtomicFile {
 
 // Writes `contents` to `path` through an AtomicFile.
 absl::Status WriteFileAtomically(const std::string& path, std::string_view contents);
+
+// The path that means standard output for text outputs that accept it
+// (WriteOutput). AtomicFile::Create refuses it rather than making a file
+// named "-" (give "./-" for that).
+inline constexpr std::string_view kStdoutPath = "-";
+
+// Checks now, before any long work, that an output could be written to
+// `path` later: what AtomicFile::Create checks (a regular file or nothing at
+// the path, its directory exists and is writable), by creating the temporary
+// and removing it at once. With `stdout_ok`, "-" passes.
+absl::Status CheckOutputPath(const std::string& path, bool stdout_ok = false);
+
+// Text outputs: "-" writes `contents` to stdout (checking the write),
+// anything else goes through WriteFileAtomically.
+absl::Status WriteOutput(const std::string& path, std::string_view contents);
 
 }  // namespace moestream
 

@@ -22,7 +22,8 @@ void EngineFlags::Register(CLI::App& app) {
   app.add_option("--isa", isa, "cpu kernel ISA: auto, scalar, avx2 or avx512");
   AddByteSizeOption(app, "--device-budget", &device_budget,
                     "device memory budget (e.g. 256M); offloads the routed experts through an "
-                    "expert cache; 0 = no offloading");
+                    "expert cache (omit for a resident run)")
+      ->each([this](const std::string&) { device_budget_given = true; });
   AddByteSizeOption(app, "--host-budget", &host_budget,
                     "pinned host memory budget; 0 = unlimited. With experts on nvme, what it "
                     "holds beyond the staging buffers and the reader's ring caches experts in "
@@ -66,7 +67,14 @@ absl::StatusOr<kernels::BackendOptions> EngineFlags::BackendOptions() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--backend '", backend, "': expected cpu, cuda or auto"));
   }
-  if (threads < 0) return absl::InvalidArgumentError("--threads must be >= 0");
+  if (device_budget_given && device_budget == 0) {
+    return absl::InvalidArgumentError(
+        "--device-budget 0: a budget must be positive (omit the flag for a resident run)");
+  }
+  if (threads < 0 || threads > kernels::kMaxThreads) {
+    return absl::InvalidArgumentError(absl::StrCat("--threads ", threads, " is out of range 0..",
+                                                   kernels::kMaxThreads, " (0 = one per core)"));
+  }
   kernels::BackendOptions o;
   o.kind = backend;
   o.threads = static_cast<int>(threads);

@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "base/atomic_file.h"
 #include "base/status_macros.h"
 #include "cli/command.h"
 #include "trace/replay.h"
@@ -39,7 +41,7 @@ class ReplayCommand : public Command {
     app.add_option("--layer-compute-us", o.layer_compute_us, "modelled compute per layer step");
     app.add_option("--popularity", popularity_path_,
                    "expert popularity for static (CSV or trace; empty = counted over the trace)");
-    app.add_option("--export-csv", export_csv_, "also write the trace as CSV");
+    app.add_option("--export-csv", export_csv_, "also write the trace as CSV; - for standard output");
     app.add_flag("--no-min", no_min_, "skip the MIN run (min_hit_rate = 0)");
     app.add_flag("--json", json_, "print the result as one JSON object");
   }
@@ -61,6 +63,11 @@ absl::Status ReplayCommand::Run() {
   const std::string& popularity_path = popularity_path_;
   if (trace_path.empty()) return absl::InvalidArgumentError("--trace is required");
   if (capacity_text.empty()) return absl::InvalidArgumentError("--capacity is required");
+  if (!export_csv.empty()) {
+    if (absl::Status s = CheckOutputPath(export_csv, /*stdout_ok=*/true); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("--export-csv: ", s.message()));
+    }
+  }
   MOESTREAM_ASSIGN_OR_RETURN(trace::Trace trace, trace::LoadTrace(trace_path));
   if (!export_csv.empty()) MOESTREAM_RETURN_IF_ERROR(trace::WriteTraceCsv(trace, export_csv));
   MOESTREAM_ASSIGN_OR_RETURN(o.capacity,

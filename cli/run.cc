@@ -29,6 +29,7 @@
 #include "engine/sampler.h"
 #include "nlohmann/json.hpp"
 #include "engine/session.h"
+#include "model/model_config.h"
 #include "text/tokenizer.h"
 
 namespace moestream::cli {
@@ -168,6 +169,62 @@ absl::Status Run(const RunFlags& flags) {
   so.seed = flags.seed < 0 ? engine::kRandomSeed : static_cast<uint64_t>(flags.seed);
   MOESTREAM_RETURN_IF_ERROR(so.Validate());
 
+  // Everything that can be checked from the GGUF's header and the flags is
+  // checked before any weight loads: the outputs' paths, the tokenizer and
+  // the prompt, the context.
+  LogitsDump dump;
+  if (!dump_path.empty()) {
+    MOESTREAM_RETURN_IF_ERROR(dump.Open(dump_path));
+    if (absl::Status s = CheckOutputPath(dump_path + ".json"); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("--dump-logits: ", s.message()));
+    }
+  }
+  if (!flags.record_trace.empty()) {
+    if (absl::Status s = CheckOutputPath(flags.record_trace); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("--record-trace: ", s.message()));
+    }
+  }
+  if (ef.model.empty()) return absl::InvalidArgumentError("-m MODEL is required");
+  MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile header, io::GgufFile::Open(ef.model));
+  MOESTREAM_ASSIGN_OR_RETURN(model::ModelConfig config, model::ReadModelConfig(header));
+  MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, ef.EngineOptions());
+  std::unique_ptr<text::Tokenizer> tokenizer;
+  if (!prompt_text.empty() || output == "text") {
+    absl::StatusOr<text::Tokenizer> t = text::Tokenizer::FromGguf(header);
+    if (!t.ok()) {
+      return absl::Status(t.status().code(),
+                          absl::StrCat(!prompt_text.empty() ? "-p" : "--output text",
+                                       " needs the model's vocabulary: ", t.status().message()));
+    }
+    tokenizer = std::make_unique<text::Tokenizer>(*std::move(t));
+  }
+  if (!prompt_text.empty()) {
+    if (chat) {
+      std::vector<text::ChatMessage> msgs;
+      if (!flags.system_text.empty()) msgs.push_back({"system", flags.system_text});
+      msgs.push_back({"user", prompt_text});
+      MOESTREAM_ASSIGN_OR_RETURN(std::string formatted,
+                                 text::FormatChat(header, msgs, true, flags.chat_format));
+      prompt = tokenizer->Encode(formatted, /*add_special=*/true, /*parse_special=*/true);
+    } else {
+      prompt = tokenizer->Encode(prompt_text, /*add_special=*/true, /*parse_special=*/false);
+    }
+    if (prompt.empty()) return absl::InvalidArgumentError("-p: the prompt has no tokens");
+  }
+  for (int32_t id : prompt) {
+    if (id >= config.n_vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: id ", id,
+                                                     " is outside the vocabulary 0..",
+                                                     config.n_vocab - 1));
+    }
+  }
+  if (static_cast<int64_t>(prompt.size()) + n_predict > eo.ResolvedCtx(config)) {
+    return absl::InvalidArgumentError(absl::StrCat("prompt (", prompt.size(), ") + -n ", n_predict,
+                                                   " exceeds the context of ",
+                                                   eo.ResolvedCtx(config),
+                                                   " positions (raise --ctx)"));
+  }
+
   engine::LoadOptions lo;
   lo.verbose = true;
   lo.record_trace = flags.record_trace;
@@ -177,49 +234,23 @@ absl::Status Run(const RunFlags& flags) {
   MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m,
                              LoadModel(ef_run, lo, &offload));
   engine::Engine& engine = *m->engine;
-  std::unique_ptr<text::Tokenizer> tokenizer;
-  if (!prompt_text.empty() || output == "text") {
-    MOESTREAM_ASSIGN_OR_RETURN(text::Tokenizer t, text::Tokenizer::FromGguf(m->file));
-    tokenizer = std::make_unique<text::Tokenizer>(std::move(t));
+  if (tokenizer != nullptr) {
     // The vocabulary knows end-of-generation tokens the metadata may not name.
     for (int32_t id : tokenizer->eog_ids()) {
       if (!m->config.IsEog(id)) m->config.eog_ids.push_back(id);
     }
   }
-  if (!prompt_text.empty()) {
-    if (chat) {
-      std::vector<text::ChatMessage> msgs;
-      if (!flags.system_text.empty()) msgs.push_back({"system", flags.system_text});
-      msgs.push_back({"user", prompt_text});
-      MOESTREAM_ASSIGN_OR_RETURN(std::string formatted,
-                                 text::FormatChat(m->file, msgs, true, flags.chat_format));
-      prompt = tokenizer->Encode(formatted, /*add_special=*/true, /*parse_special=*/true);
-    } else {
-      prompt = tokenizer->Encode(prompt_text, /*add_special=*/true, /*parse_special=*/false);
-    }
-    if (prompt.empty()) return absl::InvalidArgumentError("-p: the prompt has no tokens");
+  if (engine.n_ctx() != eo.ResolvedCtx(config)) {
+    return absl::InternalError(absl::StrCat("context ", engine.n_ctx(), " differs from the ",
+                                            eo.ResolvedCtx(config), " planned before loading"));
   }
   const bool as_text = output == "text" || (output == "auto" && tokenizer != nullptr);
   std::unique_ptr<text::Detokenizer> detok;
   if (as_text) detok = std::make_unique<text::Detokenizer>(*tokenizer);
   std::string text;
-  for (int32_t id : prompt) {
-    if (id >= m->config.n_vocab) {
-      return absl::InvalidArgumentError(absl::StrCat("--prompt-ids: id ", id,
-                                                     " is outside the vocabulary 0..",
-                                                     m->config.n_vocab - 1));
-    }
-  }
-  if (static_cast<int64_t>(prompt.size()) + n_predict > engine.n_ctx()) {
-    return absl::InvalidArgumentError(absl::StrCat("prompt (", prompt.size(), ") + -n ", n_predict,
-                                                   " exceeds the context of ", engine.n_ctx(),
-                                                   " positions (raise --ctx)"));
-  }
 
-  LogitsDump dump;
   engine::LogitsFn on_logits;
   if (!dump_path.empty()) {
-    MOESTREAM_RETURN_IF_ERROR(dump.Open(dump_path));
     on_logits = [&dump](std::span<const float> l, int64_t rows) { return dump.Append(l, rows); };
   }
   FILE* tok_out = json ? stderr : stdout;

@@ -8,6 +8,7 @@
 // --policy, --predictor and --trace repeat, one whole spec each; the list
 // flags --policies and --predictors split with trace::SplitSpecList, so a
 // spec's own options may follow commas there too.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
@@ -26,23 +27,36 @@
 namespace moestream::cli {
 namespace {
 
-absl::Status Plot(const std::string& dir, const std::vector<std::string>& labels,
-                  const std::vector<trace::SweepRun>& runs, size_t n_traces,
-                  const std::vector<std::string>& policies, const std::string& predictor) {
-  std::filesystem::create_directories(dir);
+// Makes the plot directory and finds the gnuplot script, before any replay
+// runs: the script's path, or an error naming what is missing.
+absl::StatusOr<std::string> PreparePlot(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec || !std::filesystem::is_directory(dir)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "--plot ", dir, ": cannot make a directory there: ",
+        ec ? ec.message() : std::string("a file of that name exists")));
+  }
   // The script ships in the source tree: look in the working directory, then
   // up from the executable (build trees live inside the source tree).
   std::string script;
-  std::error_code ec;
   std::filesystem::path at = std::filesystem::current_path(ec);
   std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
   for (std::filesystem::path d : {at, exe.parent_path()}) {
     for (; !d.empty() && script.empty(); d = d.parent_path()) {
-      if (std::filesystem::exists(d / "tools/plot_sweep.gp")) script = d / "tools/plot_sweep.gp";
+      if (std::filesystem::exists(d / "tools/plot_sweep.gp", ec)) script = d / "tools/plot_sweep.gp";
       if (d == d.parent_path()) break;
     }
   }
   if (script.empty()) return absl::NotFoundError("tools/plot_sweep.gp not found for --plot");
+  MOESTREAM_RETURN_IF_ERROR(CheckOutputPath(absl::StrCat(dir, "/plot.dat")));
+  return script;
+}
+
+absl::Status Plot(const std::string& dir, const std::vector<std::string>& labels,
+                  const std::vector<trace::SweepRun>& runs, size_t n_traces,
+                  const std::vector<std::string>& policies, const std::string& predictor) {
+  MOESTREAM_ASSIGN_OR_RETURN(std::string script, PreparePlot(dir));
   for (size_t t = 0; t < n_traces; ++t) {
     std::string data;
     int blocks = 0;
@@ -94,7 +108,7 @@ class SweepCommand : public Command {
         ->take_all()
         ->default_str("");
     app.add_option("--predictors", predictors_list_, "comma-separated predictor specs");
-    app.add_option("-o,--output", out_, "CSV to write");
+    app.add_option("-o,--output", out_, "CSV to write; - for standard output");
     app.add_option("--plot", plot_dir_, "write PNG plots per trace with gnuplot into DIR");
     app.add_option("-j,--jobs", jobs_, "parallel replays; 0 = all cores");
     app.add_flag("--global", global_, "one global pool (otherwise per-layer pools)");
@@ -112,7 +126,10 @@ class SweepCommand : public Command {
     if (app_->count("--predictor") > 0 && app_->count("--predictors") > 0) {
       return absl::InvalidArgumentError("give --predictor or --predictors, not both");
     }
-    if (jobs_ < 0) return absl::InvalidArgumentError("--jobs must be >= 0");
+    if (jobs_ < 0 || jobs_ > trace::kMaxSweepThreads) {
+      return absl::InvalidArgumentError(absl::StrCat("--jobs ", jobs_, " is out of range 0..",
+                                                     trace::kMaxSweepThreads, " (0 = one per core)"));
+    }
     options_.policies =
         app_->count("--policy") > 0 ? policies_ : trace::SplitSpecList(policies_list_);
     options_.predictors =
@@ -121,6 +138,11 @@ class SweepCommand : public Command {
     options_.base.per_layer = !global_;
     options_.threads = static_cast<int>(jobs_);
     MOESTREAM_RETURN_IF_ERROR(options_.Validate());
+    // Where the results go is checked before the grid runs.
+    if (absl::Status s = CheckOutputPath(out_, /*stdout_ok=*/true); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("-o: ", s.message()));
+    }
+    if (!plot_dir_.empty()) MOESTREAM_RETURN_IF_ERROR(PreparePlot(plot_dir_).status());
 
     std::vector<trace::Trace> traces;
     std::vector<std::string> labels;
@@ -132,9 +154,11 @@ class SweepCommand : public Command {
     MOESTREAM_ASSIGN_OR_RETURN(std::vector<trace::SweepRun> runs,
                                trace::RunSweep(traces, options_));
     MOESTREAM_RETURN_IF_ERROR(
-        WriteFileAtomically(out_, trace::SweepCsv(labels, runs, options_.base.per_layer)));
-    std::printf("sweep: %zu replays over %zu traces on %d threads -> %s\n", runs.size(),
-                traces.size(), trace::SweepThreads(options_), out_.c_str());
+        WriteOutput(out_, trace::SweepCsv(labels, runs, options_.base.per_layer)));
+    std::fprintf(out_ == kStdoutPath ? stderr : stdout,
+                 "sweep: %zu replays over %zu traces on %d threads -> %s\n", runs.size(),
+                 traces.size(), std::min<int>(trace::SweepThreads(options_), int(runs.size())),
+                 out_.c_str());
     if (!plot_dir_.empty()) {
       MOESTREAM_RETURN_IF_ERROR(Plot(plot_dir_, labels, runs, traces.size(), options_.policies,
                                      options_.predictors[0]));

@@ -7,6 +7,7 @@
 #include <memory>
 #include <numeric>
 #include <thread>
+#include <tuple>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -15,6 +16,7 @@
 #include "base/strings.h"
 #include "io/checksum.h"
 #include "kernels/quant.h"
+#include "model/model_config.h"
 
 namespace moestream::gen {
 namespace {
@@ -294,11 +296,21 @@ absl::Status GenOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--head-dim ", head_dim, " must be even (rope rotates pairs)"));
   }
-  // Sanity bounds: GGUF stores these as uint32.
-  for (auto [flag, v] : {std::pair{"--layers", layers}, {"--hidden", hidden},
-                         {"--vocab", vocab}, {"--context", context}, {"--experts", experts}}) {
-    if (v > (int64_t{1} << 31)) {
-      return absl::InvalidArgumentError(absl::StrCat(flag, " ", v, " is too large"));
+  // The bounds a reader puts on a model (model::ModelConfig::Validate): a
+  // model gen writes must load, and a typo such as --vocab 1000000000 must
+  // not try to build a billion-token vocabulary.
+  for (auto [flag, v, hi] : {std::tuple{"--layers", layers, model::kMaxLayers},
+                             {"--hidden", hidden, model::kMaxWidth},
+                             {"--heads", heads, model::kMaxHeads},
+                             {"--kv-heads", kv_heads, model::kMaxHeads},
+                             {"--head-dim", head_dim, model::kMaxHeadDim},
+                             {"--vocab", vocab, model::kMaxVocab},
+                             {"--context", context, model::kMaxContext},
+                             {"--experts", experts, model::kMaxExperts},
+                             {"--expert-ffn", expert_ffn, model::kMaxFfn},
+                             {"--ffn", ffn, model::kMaxFfn}}) {
+    if (v > hi) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, " ", v, " is out of range 1..", hi));
     }
   }
   if (!SupportedType(type)) {

@@ -223,6 +223,7 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
   // Blobs complete out of order, so they are written at their offsets; the
   // temporary disappears with `out` on every early return below.
   MOESTREAM_ASSIGN_OR_RETURN(AtomicFile out, AtomicFile::Create(store_path));
+  MOESTREAM_RETURN_IF_ERROR(out.Reserve(file_bytes));
   auto bytes_of = [](const void* p, uint64_t n) {
     return std::string_view(static_cast<const char*>(p), n);
   };

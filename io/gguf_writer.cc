@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <new>
 #include <limits>
 #include <memory>
 #include <string>
@@ -209,6 +210,9 @@ absl::Status GgufWriter::Write(const std::string& path, const ProgressFn& progre
 
   const uint64_t total = header.size() + next_offset_;
   MOESTREAM_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path));
+  // Room for the whole file before any tensor is produced (a sparse file
+  // takes none).
+  if (!sparse_data_) MOESTREAM_RETURN_IF_ERROR(file.Reserve(total));
   MOESTREAM_RETURN_IF_ERROR(file.Write(header));
   uint64_t done = header.size();
   if (progress) progress(done, total);
@@ -224,7 +228,11 @@ absl::Status GgufWriter::Write(const std::string& path, const ProgressFn& progre
   }
   if (!tensors_.empty()) {
     const uint64_t cap = std::max(kStagingBytes, max_tensor);
-    std::unique_ptr<uint8_t[]> staging(new uint8_t[cap]);
+    std::unique_ptr<uint8_t[]> staging(new (std::nothrow) uint8_t[cap]);
+    if (staging == nullptr) {
+      return absl::ResourceExhaustedError(
+          absl::StrCat(path, ": cannot allocate a ", cap, "-byte staging buffer for its largest tensor"));
+    }
     uint64_t used = 0;
     auto flush = [&]() -> absl::Status {
       MOESTREAM_RETURN_IF_ERROR(

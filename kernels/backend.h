@@ -130,6 +130,10 @@ struct AttentionArgs {
   float* out = nullptr;           // [n_tok, n_head, head_dim]
 };
 
+// Most compute threads a backend accepts (a flag of 99999999 is a typo, not a
+// machine).
+inline constexpr int kMaxThreads = 1024;
+
 struct BackendOptions {
   // "cpu", "cuda", or "auto" (cuda when a GPU is usable, else cpu).
   std::string kind = "auto";
@@ -138,7 +142,7 @@ struct BackendOptions {
   uint64_t device_budget_bytes = 0;
   // Hard limit on pinned host memory, bytes. 0 = unlimited.
   uint64_t host_budget_bytes = 0;
-  // Compute threads (cpu). 0 = one per core.
+  // Compute threads (cpu). 0 = one per core; at most kMaxThreads.
   int threads = 0;
   // Link profile name for the cpu backend's copy engine ("none" = unthrottled).
   std::string link = "none";

@@ -40,7 +40,10 @@ absl::Status BackendOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("backend '", kind, "' is not one of cpu, cuda, auto"));
   }
-  if (threads < 0) return absl::InvalidArgumentError("threads must be >= 0");
+  if (threads < 0 || threads > kMaxThreads) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("threads ", threads, " is out of range 0..", kMaxThreads, " (0 = one per core)"));
+  }
   if (isa != "auto" && isa != "scalar" && isa != "avx2" && isa != "avx512") {
     return absl::InvalidArgumentError(
         absl::StrCat("isa '", isa, "' is not one of auto, scalar, avx2, avx512"));

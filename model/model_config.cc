@@ -1,6 +1,7 @@
 #include "model/model_config.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -30,11 +31,29 @@ absl::Status ModelConfig::Validate(const std::string& file) const {
   auto bad = [&](std::string_view what) {
     return absl::InvalidArgumentError(absl::StrCat(file, ": ", arch, ": ", Av(what)));
   };
+  // Each size in a range no real model leaves, so a corrupt or hostile header
+  // is refused here rather than sizing buffers from it.
+  auto in_range = [&](std::string_view key, int64_t v, int64_t lo, int64_t hi) -> absl::Status {
+    if (v >= lo && v <= hi) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", arch, ".", Av(key), " = ", v,
+                                                   " is out of range ", lo, "..", hi));
+  };
+  // Floats must be finite and in (lo, hi).
+  auto positive = [&](std::string_view key, double v, double hi) -> absl::Status {
+    if (std::isfinite(v) && v > 0 && v < hi) return absl::OkStatus();
+    return absl::InvalidArgumentError(absl::StrCat(file, ": ", arch, ".", Av(key), " = ",
+                                                   absl::StrFormat("%g", v),
+                                                   " must be finite and in (0, ",
+                                                   absl::StrFormat("%g", hi), ")"));
+  };
   if (n_vocab <= 0) return bad("vocabulary size unknown (no vocab_size key, no token_embd)");
-  if (n_embd <= 0 || n_layer <= 0 || n_head <= 0 || n_head_kv <= 0 || head_dim_k <= 0) {
-    return bad(absl::StrFormat("non-positive size (embedding %d, blocks %d, heads %d/%d, head dim %d)",
-                               n_embd, n_layer, n_head, n_head_kv, head_dim_k));
-  }
+  MOESTREAM_RETURN_IF_ERROR(in_range("vocab_size", n_vocab, 1, kMaxVocab));
+  MOESTREAM_RETURN_IF_ERROR(in_range("embedding_length", n_embd, 1, kMaxWidth));
+  MOESTREAM_RETURN_IF_ERROR(in_range("block_count", n_layer, 1, kMaxLayers));
+  MOESTREAM_RETURN_IF_ERROR(in_range("attention.head_count", n_head, 1, kMaxHeads));
+  MOESTREAM_RETURN_IF_ERROR(in_range("attention.head_count_kv", n_head_kv, 1, n_head));
+  MOESTREAM_RETURN_IF_ERROR(in_range("attention.key_length", head_dim_k, 1, kMaxHeadDim));
+  MOESTREAM_RETURN_IF_ERROR(in_range("context_length", n_ctx_train, 1, kMaxContext));
   if (n_head % n_head_kv != 0) {
     return bad(absl::StrFormat("head_count %d is not a multiple of head_count_kv %d", n_head,
                                n_head_kv));
@@ -47,15 +66,28 @@ absl::Status ModelConfig::Validate(const std::string& file) const {
     return bad(absl::StrFormat("rope.dimension_count %d must be even and in 1..%d", rope.n_rot,
                                head_dim_k));
   }
+  MOESTREAM_RETURN_IF_ERROR(positive("attention.layer_norm_rms_epsilon", rms_eps, 1));
+  MOESTREAM_RETURN_IF_ERROR(positive("rope.freq_base", rope.freq_base, 1e12));
+  MOESTREAM_RETURN_IF_ERROR(positive("rope.scaling.factor (as 1/factor)", rope.freq_scale, 1e6));
+  MOESTREAM_RETURN_IF_ERROR(positive("rope.scaling.attn_factor", rope.attn_factor, 1e6));
+  MOESTREAM_RETURN_IF_ERROR(in_range("rope.scaling.original_context_length", rope.n_ctx_orig, 1,
+                                     kMaxContext));
+  if (!std::isfinite(rope.beta_fast) || !std::isfinite(rope.beta_slow)) {
+    return bad("rope.scaling.yarn_beta_fast/slow must be finite");
+  }
   if (is_moe()) {
+    MOESTREAM_RETURN_IF_ERROR(in_range("expert_count", n_expert, 1, kMaxExperts));
     if (n_expert_used <= 0 || n_expert_used > n_expert) {
       return bad(absl::StrFormat("expert_used_count %d must be in 1..expert_count %d",
                                  n_expert_used, n_expert));
     }
     if (n_ff_exp <= 0) return bad("expert feed-forward length unknown");
+    MOESTREAM_RETURN_IF_ERROR(in_range("expert_feed_forward_length", n_ff_exp, 1, kMaxFfn));
+    MOESTREAM_RETURN_IF_ERROR(positive("expert_weights_scale", expert_weights_scale, 1e6));
   } else if (n_ff <= 0) {
     return bad("feed_forward_length missing or non-positive");
   }
+  if (n_ff > 0) MOESTREAM_RETURN_IF_ERROR(in_range("feed_forward_length", n_ff, 1, kMaxFfn));
   return absl::OkStatus();
 }
 

@@ -19,6 +19,18 @@
 
 namespace moestream::model {
 
+// Bounds Validate() puts on a model's sizes: far above any published model
+// (vocabularies reach 262k, widths 16k, 126 blocks, 384 experts), low enough
+// that a corrupt header cannot size a buffer past memory.
+inline constexpr int64_t kMaxVocab = int64_t(1) << 22;
+inline constexpr int64_t kMaxWidth = int64_t(1) << 16;
+inline constexpr int64_t kMaxLayers = 1024;
+inline constexpr int64_t kMaxHeads = 1024;
+inline constexpr int64_t kMaxHeadDim = 4096;
+inline constexpr int64_t kMaxContext = int64_t(1) << 28;
+inline constexpr int64_t kMaxExperts = int64_t(1) << 16;
+inline constexpr int64_t kMaxFfn = int64_t(1) << 20;
+
 // How router logits become expert probabilities.
 enum class ExpertGating { kSoftmax, kSigmoid };
 
@@ -63,8 +75,9 @@ struct ModelConfig {
   bool IsEog(int32_t id) const;
   // One line: "qwen3moe: 8 layers, hidden 1024, heads 8/4x128, 32 experts top-4 ffn 512, vocab 4096".
   std::string Summary() const;
-  // Cross-field checks (positive sizes, divisibility); kInvalidArgument
-  // naming `file` and the field.
+  // Range and cross-field checks (sizes within the kMax* bounds, finite
+  // positive epsilon, RoPE base and scales, divisibility); kInvalidArgument
+  // naming `file`, the metadata key, the value and the allowed range.
   absl::Status Validate(const std::string& file) const;
 };
 

@@ -4,6 +4,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <filesystem>
+#include <system_error>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
@@ -18,7 +19,10 @@ absl::Status SweepOptions::Validate() const {
   if (policies.empty()) return absl::InvalidArgumentError("sweep: no policy given");
   if (capacities.empty()) return absl::InvalidArgumentError("sweep: no capacity given");
   if (predictors.empty()) return absl::InvalidArgumentError("sweep: no predictor given");
-  if (threads < 0) return absl::InvalidArgumentError("sweep: threads must be >= 0");
+  if (threads < 0 || threads > kMaxSweepThreads) {
+    return absl::InvalidArgumentError(absl::StrCat("sweep: --jobs ", threads, " is out of range 0..",
+                                                   kMaxSweepThreads, " (0 = one per core)"));
+  }
   return absl::OkStatus();
 }
 
@@ -49,9 +53,11 @@ absl::StatusOr<std::vector<SweepRun>> RunSweep(const std::vector<Trace>& traces,
   std::vector<absl::Status> status(runs.size());
   std::atomic<size_t> next{0};
   std::vector<std::thread> pool;
-  const int n_threads = SweepThreads(options);
+  // No more threads than replays; a failure to start one more is not fatal
+  // while at least one runs.
+  const int n_threads = int(std::min<size_t>(size_t(SweepThreads(options)), runs.size()));
   for (int i = 0; i < n_threads; ++i) {
-    pool.emplace_back([&] {
+    auto work = [&] {
       for (size_t j; (j = next.fetch_add(1)) < runs.size();) {
         ReplayOptions o = options.base;
         o.policy = runs[j].policy;
@@ -64,7 +70,15 @@ absl::StatusOr<std::vector<SweepRun>> RunSweep(const std::vector<Trace>& traces,
           status[j] = r.status();
         }
       }
-    });
+    };
+    try {
+      pool.emplace_back(work);
+    } catch (const std::system_error& e) {
+      if (pool.empty()) {
+        return absl::ResourceExhaustedError(absl::StrCat("sweep: cannot start a thread: ", e.what()));
+      }
+      break;
+    }
   }
   for (std::thread& th : pool) th.join();
   for (size_t j = 0; j < runs.size(); ++j) {

@@ -22,6 +22,9 @@
 
 namespace moestream::trace {
 
+// Most replays a sweep runs at once.
+inline constexpr int kMaxSweepThreads = 1024;
+
 struct SweepOptions {
   // The grid. Each entry is one whole spec (a spec may contain commas).
   std::vector<std::string> policies;    // eviction policy specs
@@ -30,8 +33,9 @@ struct SweepOptions {
   // Everything else of each replay (link, phase, per_layer, sequential, ...);
   // its policy, predictor and capacity are overwritten per run.
   ReplayOptions base;
-  int threads = 0;  // replays at once; 0 = one per core
-  // kInvalidArgument for an empty grid dimension or negative thread count.
+  int threads = 0;  // replays at once; 0 = one per core; at most kMaxSweepThreads
+  // kInvalidArgument for an empty grid dimension or a thread count outside
+  // 0..kMaxSweepThreads.
   absl::Status Validate() const;
 };
 

@@ -271,7 +271,7 @@ absl::Status WriteTraceCsv(const Trace& t, const std::string& path) {
                      absl::StrCat(i), absl::StrCat(e[i]), absl::StrFormat("%.6g", w[i])});
     }
   }
-  return WriteFileAtomically(path, out);
+  return WriteOutput(path, out);
 }
 
 TraceRecorder::TraceRecorder(std::string path, TraceShape shape) : path_(std::move(path)) {

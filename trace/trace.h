@@ -113,6 +113,7 @@ struct Trace {
 
 absl::Status WriteTrace(const Trace& t, const std::string& path);
 absl::StatusOr<Trace> ReadTrace(const std::string& path);
+// CSV of every cell; path "-" writes it to standard output.
 absl::Status WriteTraceCsv(const Trace& t, const std::string& path);
 
 // Builds a trace from the engine's routing decisions, token by token, and

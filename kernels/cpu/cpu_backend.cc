@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -285,7 +286,12 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateCpuBackend(const BackendOptions& 
   MOESTREAM_ASSIGN_OR_RETURN(LinkProfile link, FindLinkProfile(o.link));
   int threads = o.threads;
   if (threads == 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  return std::unique_ptr<Backend>(new CpuBackend(o, isa, std::move(link), threads));
+  try {
+    return std::unique_ptr<Backend>(new CpuBackend(o, isa, std::move(link), threads));
+  } catch (const std::system_error& e) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cpu backend: cannot start ", threads, " compute threads: ", e.what()));
+  }
 }
 
 }  // namespace moestream::kernels

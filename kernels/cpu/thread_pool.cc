@@ -1,11 +1,23 @@
 #include "kernels/cpu/thread_pool.h"
 
 #include <algorithm>
+#include <system_error>
 
 namespace moestream::kernels::cpu {
 
 ThreadPool::ThreadPool(int threads) : threads_(std::max(1, threads)) {
-  for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  try {
+    for (int i = 1; i < threads_; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  } catch (const std::system_error&) {
+    // Out of threads: stop the ones started (a joinable std::thread must not
+    // be destroyed) and let the creator report it.
+    {
+      MutexLock lock(&mu_);
+      stop_ = true;
+    }
+    for (auto& t : workers_) t.join();
+    throw;
+  }
 }
 
 ThreadPool::~ThreadPool() {

@@ -142,6 +142,48 @@ TEST(AtomicFileTest, FailedWriteLeavesNothingBehind) {
   }
 }
 
+// Reserve() refuses more bytes than the file system has free, naming the
+// path and both sizes, and removes the temporary at once; a size that fits
+// is allocated and the file still commits.
+TEST(AtomicFileTest, ReserveChecksFreeSpaceBeforeWriting) {
+  ScratchDir dir;
+  const std::string path = dir.Path("huge.bin");
+  auto f = AtomicFile::Create(path);
+  ASSERT_TRUE(f.ok()) << f.status();
+  absl::Status s = f->Reserve(uint64_t{1} << 62);
+  EXPECT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
+  EXPECT_TRUE(Contains(s.message(), path)) << s;
+  EXPECT_TRUE(Contains(s.message(), "needs 4194304.0 TiB")) << s;
+  EXPECT_TRUE(Contains(s.message(), "free")) << s;
+  EXPECT_TRUE(Entries(dir.path()).empty());
+  EXPECT_EQ(f->Commit().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(std::filesystem::exists(path));
+
+  auto g = AtomicFile::Create(path);
+  ASSERT_TRUE(g.ok());
+  ASSERT_TRUE(g->Reserve(8192).ok());
+  ASSERT_TRUE(g->Write(std::string(8192, 'x')).ok());
+  ASSERT_TRUE(g->Commit().ok());
+  EXPECT_EQ(std::filesystem::file_size(path), 8192u);
+}
+
+// "-" is never a file name an output is written to; CheckOutputPath and
+// WriteOutput accept it as standard output where asked.
+TEST(AtomicFileTest, DashIsStandardOutputNeverAFile) {
+  ScratchDir dir;
+  ASSERT_EQ(::chdir(dir.path().c_str()), 0);
+  auto f = AtomicFile::Create("-");
+  EXPECT_EQ(f.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_FALSE(CheckOutputPath("-").ok());
+  EXPECT_TRUE(CheckOutputPath("-", /*stdout_ok=*/true).ok());
+  EXPECT_TRUE(CheckOutputPath(dir.Path("ok.csv")).ok());
+  EXPECT_FALSE(CheckOutputPath(dir.Path("no/such/dir/x.csv")).ok());
+  EXPECT_TRUE(Entries(dir.path()).empty());  // the check leaves nothing behind
+  ASSERT_TRUE(WriteOutput("-", "").ok());
+  EXPECT_TRUE(Entries(dir.path()).empty());
+  ASSERT_EQ(::chdir("/"), 0);
+}
+
 // Every kind of non-regular target is refused at Create(), nothing is
 // written, and what was there is still there.
 class NonRegularTargetTest : public ::testing::Test {

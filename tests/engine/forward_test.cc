@@ -8,6 +8,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
+#include <limits>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -381,6 +383,48 @@ TEST(ModelConfig, RopeScalingKeys) {
   EXPECT_FLOAT_EQ(c->rope.freq_scale, 0.25f);
   EXPECT_EQ(c->rope.n_ctx_orig, 128);
   EXPECT_FLOAT_EQ(c->rope.ext_factor, 1.0f);
+}
+
+// Metadata no real model has is refused when the config is read, naming the
+// key, the value and the range, before any buffer is sized from it.
+TEST(ModelConfig, OutOfRangeMetadataIsRefused) {
+  ScratchDir dir;
+  auto f = io::GgufFile::Open(SharedPath("reference/mixtral-tiny-a/mixtral-tiny-a.gguf"));
+  ASSERT_TRUE(f.ok());
+  struct Case {
+    std::function<void(io::GgufWriter&)> edit;
+    std::string want;
+  };
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const std::vector<Case> cases = {
+      {[](io::GgufWriter& w) { w.SetUint32("llama.block_count", 1000000000); },
+       "llama.block_count = 1000000000 is out of range 1..1024"},
+      {[&](io::GgufWriter& w) { w.SetFloat32("llama.attention.layer_norm_rms_epsilon", nan); },
+       "llama.attention.layer_norm_rms_epsilon = nan must be finite"},
+      {[](io::GgufWriter& w) { w.SetFloat32("llama.rope.freq_base", -10000.0f); },
+       "llama.rope.freq_base = -10000 must be finite and in (0, "},
+      {[](io::GgufWriter& w) { w.SetUint32("llama.vocab_size", 1000000000); },
+       "llama.vocab_size = 1000000000 is out of range 1..4194304"},
+      {[](io::GgufWriter& w) { w.SetUint32("llama.expert_count", 1u << 20); },
+       "llama.expert_count = 1048576 is out of range 1..65536"},
+      {[](io::GgufWriter& w) { w.SetUint32("llama.embedding_length", 1u << 30); },
+       "llama.embedding_length = 1073741824 is out of range 1..65536"},
+      {[](io::GgufWriter& w) { w.SetUint32("llama.attention.head_count_kv", 64); },
+       "llama.attention.head_count_kv = 64 is out of range 1..4"},
+  };
+  for (size_t i = 0; i < cases.size(); ++i) {
+    io::GgufWriter w;
+    for (const io::GgufKv& kv : f->metadata()) w.Set(kv.key, kv.value);
+    cases[i].edit(w);
+    const std::string path = dir.Path(absl::StrCat("bad", i, ".gguf"));
+    ASSERT_TRUE(w.Write(path).ok());
+    auto g = io::GgufFile::Open(path);
+    ASSERT_TRUE(g.ok()) << g.status();
+    auto c = model::ReadModelConfig(*g);
+    ASSERT_FALSE(c.ok()) << cases[i].want;
+    EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(c.status().message().find(cases[i].want), std::string::npos) << c.status();
+  }
 }
 
 TEST(Engine, ContextOverflowAndBadTokenAreErrors) {
