@@ -72,7 +72,9 @@ absl::Status Bench(const BenchFlags& flags) {
   const bool json = flags.json;
   if (n_prompt < 1) return absl::InvalidArgumentError("--prompt must be >= 1");
   if (n_gen < 0) return absl::InvalidArgumentError("--gen must be >= 0");
-  if (reps < 1) return absl::InvalidArgumentError("--reps must be >= 1");
+  if (reps < 1 || reps > 1000) {
+    return absl::InvalidArgumentError(absl::StrCat("--reps ", reps, " is out of range 1..1000"));
+  }
   if (ef.ctx == 0) ef.ctx = n_prompt + n_gen + 1;
 
   engine::LoadOptions lo;

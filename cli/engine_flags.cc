@@ -59,6 +59,16 @@ void EngineFlags::Register(CLI::App& app) {
   app.add_option("--miss-policy", miss_policy,
                  "a missing expert is copied to the device (copy), computed on the host (host), "
                  "or chosen by cost (auto)");
+  // Flags that mean something only with offloading: given without it, they
+  // are an error rather than silently ignored.
+  for (const char* name : {"--host-budget", "--store", "--cache-policy", "--host-cache-policy",
+                           "--prefetch", "--prefetch-lookahead", "--lookahead-predictor",
+                           "--prefetch-min-confidence", "--staging-buffers", "--reads-in-flight",
+                           "--copies-in-flight", "--miss-policy"}) {
+    app.get_option(name)->each([this, name](const std::string&) {
+      if (offload_flag_given.empty()) offload_flag_given = name;
+    });
+  }
 }
 
 absl::StatusOr<kernels::BackendOptions> EngineFlags::BackendOptions() const {
@@ -66,6 +76,10 @@ absl::StatusOr<kernels::BackendOptions> EngineFlags::BackendOptions() const {
   if (backend != "cpu" && backend != "cuda" && backend != "auto") {
     return absl::InvalidArgumentError(
         absl::StrCat("--backend '", backend, "': expected cpu, cuda or auto"));
+  }
+  if (!offload() && !offload_flag_given.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        offload_flag_given, " applies only when offloading (give --device-budget or --experts-on)"));
   }
   if (device_budget_given && device_budget == 0) {
     return absl::InvalidArgumentError(

@@ -46,6 +46,7 @@ struct EngineFlags {
   // Offloading.
   uint64_t device_budget = 0;    // --device-budget: device bytes (0 = none; resident run)
   bool device_budget_given = false;  // the flag was on the command line (0 is then an error)
+  std::string offload_flag_given;    // the first offloading-only flag given (an error without offloading)
   uint64_t host_budget = 0;      // --host-budget: pinned host bytes (0 = unlimited)
   std::string experts_on;        // --experts-on host|nvme|auto ("" = auto when offloading)
   std::string store;             // --store: packed expert store of the model

@@ -23,6 +23,7 @@
 #include "base/strings.h"
 #include "cli/command.h"
 #include "gen/model_gen.h"
+#include "kernels/backend.h"
 
 namespace moestream::cli {
 namespace {
@@ -158,9 +159,9 @@ class GenCommand : public Command {
     o.name = name_;
     o.threads = static_cast<int>(threads_);
     o.router_skew = router_skew_;
-    if (given("threads") && threads_ < 1) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--threads must be >= 1 (got ", threads_, ")"));
+    if (given("threads") && (threads_ < 1 || threads_ > kernels::kMaxThreads)) {
+      return absl::InvalidArgumentError(absl::StrCat("--threads ", threads_, " is out of range 1..",
+                                                     kernels::kMaxThreads));
     }
     // Explicit hyper-parameters override the preset; 0 or negative values
     // reach Validate(), which names the flag.

@@ -158,6 +158,10 @@ absl::Status Run(const RunFlags& flags) {
     if (prompt.empty()) return absl::InvalidArgumentError("--prompt-ids: no ids given");
   }
   if (n_predict < 0) return absl::InvalidArgumentError("--n-predict must be >= 0");
+  if (flags.seed < -1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--seed ", flags.seed, ": expected -1 (random) or a seed >= 0"));
+  }
 
   engine::SamplerOptions so;
   so.temperature = flags.temp;

@@ -10,9 +10,13 @@
 namespace moestream::engine {
 
 absl::Status EngineOptions::Validate() const {
-  if (n_ctx < 0) return absl::InvalidArgumentError(absl::StrCat("--ctx ", n_ctx, " must be >= 0"));
-  if (n_batch < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("batch size ", n_batch, " must be >= 1"));
+  if (n_ctx < 0 || n_ctx > model::kMaxContext) {
+    return absl::InvalidArgumentError(absl::StrCat("--ctx ", n_ctx, " is out of range 0..",
+                                                   model::kMaxContext, " (0 = the model's)"));
+  }
+  if (n_batch < 1 || n_batch > model::kMaxContext) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("batch size ", n_batch, " is out of range 1..", model::kMaxContext));
   }
   if (kv_type != GgmlType::kF32 && kv_type != GgmlType::kF16) {
     return absl::InvalidArgumentError("--kv-type must be f32 or f16");

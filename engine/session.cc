@@ -10,6 +10,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "absl/strings/str_cat.h"
+#include "base/bytes.h"
 #include "base/status_macros.h"
 
 namespace moestream::engine {
@@ -85,6 +87,43 @@ absl::StatusOr<GenerationResult> Generate(Engine& engine, Sampler& sampler,
   return r;
 }
 
+namespace {
+
+// The most memory this process can hold: physical RAM, or its cgroup's limit
+// where that is lower. 0 when unknown.
+uint64_t HostMemoryLimit() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  uint64_t limit = pages > 0 && page > 0 ? uint64_t(pages) * uint64_t(page) : 0;
+  if (FILE* f = std::fopen("/sys/fs/cgroup/memory.max", "r"); f != nullptr) {
+    unsigned long long v = 0;
+    if (std::fscanf(f, "%llu", &v) == 1 && v > 0 && (limit == 0 || v < limit)) limit = v;
+    std::fclose(f);
+  }
+  return limit;
+}
+
+// On the CPU backend "device" memory is this machine's RAM: a resident part
+// larger than the RAM fails here, before any weight is read, instead of at
+// an allocation half way through (or in the kernel's OOM killer).
+absl::Status CheckFitsInRam(const LoadedModel& m, const EngineOptions& eo, bool upload_experts) {
+  if (m.backend->name() != "cpu") return absl::OkStatus();
+  const uint64_t have = HostMemoryLimit();
+  if (have == 0) return absl::OkStatus();
+  MOESTREAM_ASSIGN_OR_RETURN(std::vector<model::PlannedBuffer> weights,
+                             model::ModelWeights::PlanBuffers(m.file, m.config, upload_experts));
+  const uint64_t w = model::TotalBytes(weights);
+  const uint64_t e = model::TotalBytes(Engine::PlanBuffers(m.config, eo));
+  if (w + e <= have) return absl::OkStatus();
+  return absl::ResourceExhaustedError(absl::StrCat(
+      m.file.path(), ": needs ", FormatBytes(w + e), " of memory (weights ", FormatBytes(w),
+      ", KV cache and activations ", FormatBytes(e), ") but this machine has ", FormatBytes(have),
+      upload_experts ? ": offload the experts (--device-budget with --experts-on nvme, or "
+                       "--experts-on mmap) or lower --ctx"
+                     : ": lower --ctx"));
+}
+
+}  // namespace
+
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
                                                        const kernels::BackendOptions& bo,
                                                        const EngineOptions& eo,
@@ -98,6 +137,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadModel(const std::string& path,
     std::fprintf(stderr, "model: %s\n%s\nbackend: %s\n", path.c_str(),
                  m->config.Summary().c_str(), std::string(m->backend->Describe()).c_str());
   }
+  MOESTREAM_RETURN_IF_ERROR(CheckFitsInRam(*m, eo, o.upload_routed_experts));
   model::WeightsOptions wo;
   wo.upload_routed_experts = o.upload_routed_experts;
   int last_pct = -1;

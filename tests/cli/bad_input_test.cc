@@ -82,6 +82,13 @@ TEST_F(BadInputTest, RunRefusesBeforeLoadingTheWeights) {
            {"--prompt-ids 1,2 -n 100000", "exceeds the context of"},
            {"--prompt-ids 1,2 --device-budget 0", "--device-budget 0: a budget must be positive"},
            {"--prompt-ids 1,2 -t 99999999", "--threads 99999999 is out of range 0..1024"},
+           {"--prompt-ids 1,2 --cache-policy lfu",
+            "--cache-policy applies only when offloading"},
+           {"--prompt-ids 1,2 --seed -9", "--seed -9: expected -1 (random) or a seed >= 0"},
+           {"--prompt-ids 1,2 --ctx 99999999999", "--ctx 99999999999 is out of range 0..268435456"},
+           // A KV cache far past this machine's RAM: refused by the plan, not by
+           // an allocation (or the OOM killer) half way through loading.
+           {"--prompt-ids 1,2 --ctx 200000000", "but this machine has"},
        }) {
     CommandResult r = Moestream(run + c.flags);
     EXPECT_NE(r.exit_code, 0) << c.flags;
