@@ -80,6 +80,10 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
     return absl::InvalidArgumentError("engine: a MoE model needs an expert provider");
   }
   std::unique_ptr<Engine> e(new Engine(backend, c, w, experts));
+  e->arch_ = model::FindArchitecture(c.arch);
+  if (e->arch_ == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat("engine: unsupported architecture '", c.arch, "'"));
+  }
   const int64_t n_ctx = o.ResolvedCtx(c);
   MOESTREAM_ASSIGN_OR_RETURN(e->kv_, KvCache::Create(backend, c, n_ctx, o.kv_type));
   e->workspace_bytes_ += e->kv_->bytes();
@@ -168,56 +172,13 @@ absl::Status Engine::Chunk(const int32_t* tokens, int64_t n, bool all_logits, fl
   const model::ModelConfig& c = c_;
   const int64_t D = c.n_embd;
   const int64_t pos0 = n_past_;
+  chunk_n_ = n;
   for (int64_t i = 0; i < n; ++i) pos_host_[i] = static_cast<int32_t>(pos0 + i);
   MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(tokens_dev_, tokens, n * sizeof(int32_t)));
   MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(pos_dev_, pos_host_.data(), n * sizeof(int32_t)));
   be_.GetRows(w_.token_embd, tokens_dev_, n, x_);
-
-  const float scale =
-      c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim_k));
   for (int il = 0; il < c.n_layer; ++il) {
-    const model::LayerWeights& l = w_.layers[il];
-    // Attention.
-    be_.RmsNorm(x_, l.attn_norm, h_, n, D, c.rms_eps);
-    // One dispatch for the three projections of the same input.
-    const kernels::MatMulJob qkv[3] = {{l.wq, h_, n, q_}, {l.wk, h_, n, k_}, {l.wv, h_, n, v_}};
-    be_.MatMulBatch(qkv);
-    if (c.qk_norm) {
-      be_.RmsNorm(q_, l.q_norm, q_, n * c.n_head, c.head_dim_k, c.rms_eps);
-      be_.RmsNorm(k_, l.k_norm, k_, n * c.n_head_kv, c.head_dim_k, c.rms_eps);
-    }
-    be_.Rope(q_, n, c.n_head, c.head_dim_k, pos_dev_, rope_);
-    be_.Rope(k_, n, c.n_head_kv, c.head_dim_k, pos_dev_, rope_);
-    be_.StoreKv(k_, kv_->KeyAt(il, pos0), kv_->type(), n * c.kv_dim());
-    be_.StoreKv(v_, kv_->ValueAt(il, pos0), kv_->type(), n * c.kv_dim());
-    kernels::AttentionArgs a;
-    a.q = q_;
-    a.k_cache = kv_->keys(il);
-    a.v_cache = kv_->values(il);
-    a.kv_type = kv_->type();
-    a.n_tok = n;
-    a.n_head = c.n_head;
-    a.n_kv_head = c.n_head_kv;
-    a.head_dim = c.head_dim_k;
-    a.pos0 = pos0;
-    a.scale = scale;
-    a.out = attn_;
-    be_.Attention(a);
-    be_.MatMul(l.wo, attn_, n, h_);
-    be_.Add(x_, h_, x_, n * D);
-
-    // Feed-forward.
-    be_.RmsNorm(x_, l.ffn_norm, h_, n, D, c.rms_eps);
-    if (l.is_moe()) {
-      MOESTREAM_RETURN_IF_ERROR(Moe(il, n));
-    } else {
-      const kernels::MatMulJob gate_up[2] = {{l.ffn_gate, h_, n, ffn_gate_},
-                                             {l.ffn_up, h_, n, ffn_up_}};
-      be_.MatMulBatch(gate_up);
-      be_.SiluMul(ffn_gate_, ffn_up_, ffn_gate_, n * c.n_ff);
-      be_.MatMul(l.ffn_down, ffn_gate_, n, h_);
-      be_.Add(x_, h_, x_, n * D);
-    }
+    MOESTREAM_RETURN_IF_ERROR(arch_->build_layer(*this, c, w_.layers[il], il));
   }
   n_past_ += n;
   if (logits_out == nullptr) return absl::OkStatus();
@@ -230,11 +191,57 @@ absl::Status Engine::Chunk(const int32_t* tokens, int64_t n, bool all_logits, fl
   return be_.CopyToHost(logits_out, logits_dev_, rows * n_vocab_ * sizeof(float));
 }
 
-absl::Status Engine::Moe(int il, int64_t n) {
+void Engine::NormInput(const float* w) { be_.RmsNorm(x_, w, h_, chunk_n_, c_.n_embd, c_.rms_eps); }
+
+absl::Status Engine::Attention(int il, const model::LayerWeights& l,
+                               const model::AttentionOptions& o) {
   const model::ModelConfig& c = c_;
+  const int64_t n = chunk_n_, pos0 = n_past_, D = c.n_embd;
+  // One dispatch for the three projections of the same input.
+  const kernels::MatMulJob qkv[3] = {{l.wq, h_, n, q_}, {l.wk, h_, n, k_}, {l.wv, h_, n, v_}};
+  be_.MatMulBatch(qkv);
+  if (o.qk_norm) {
+    be_.RmsNorm(q_, l.q_norm, q_, n * c.n_head, c.head_dim_k, c.rms_eps);
+    be_.RmsNorm(k_, l.k_norm, k_, n * c.n_head_kv, c.head_dim_k, c.rms_eps);
+  }
+  be_.Rope(q_, n, c.n_head, c.head_dim_k, pos_dev_, rope_);
+  be_.Rope(k_, n, c.n_head_kv, c.head_dim_k, pos_dev_, rope_);
+  be_.StoreKv(k_, kv_->KeyAt(il, pos0), kv_->type(), n * c.kv_dim());
+  be_.StoreKv(v_, kv_->ValueAt(il, pos0), kv_->type(), n * c.kv_dim());
+  kernels::AttentionArgs a;
+  a.q = q_;
+  a.k_cache = kv_->keys(il);
+  a.v_cache = kv_->values(il);
+  a.kv_type = kv_->type();
+  a.n_tok = n;
+  a.n_head = c.n_head;
+  a.n_kv_head = c.n_head_kv;
+  a.head_dim = c.head_dim_k;
+  a.pos0 = pos0;
+  a.scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim_k));
+  a.out = attn_;
+  be_.Attention(a);
+  be_.MatMul(l.wo, attn_, n, h_);
+  be_.Add(x_, h_, x_, n * D);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::DenseFfn(const model::LayerWeights& l) {
+  const int64_t n = chunk_n_;
+  const kernels::MatMulJob gate_up[2] = {{l.ffn_gate, h_, n, ffn_gate_}, {l.ffn_up, h_, n, ffn_up_}};
+  be_.MatMulBatch(gate_up);
+  be_.SiluMul(ffn_gate_, ffn_up_, ffn_gate_, n * c_.n_ff);
+  be_.MatMul(l.ffn_down, ffn_gate_, n, h_);
+  be_.Add(x_, h_, x_, n * c_.n_embd);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::RoutedExperts(int il, const model::LayerWeights& l) {
+  const model::ModelConfig& c = c_;
+  const int64_t n = chunk_n_;
   const int k = static_cast<int>(c.n_expert_used);
   experts_->OnFfnInput(il, h_, n);
-  be_.MatMul(w_.layers[il].router, h_, n, router_);
+  be_.MatMul(l.router, h_, n, router_);
   if (c.gating == model::ExpertGating::kSoftmax) {
     be_.Softmax(router_, n, c.n_expert);
   } else {

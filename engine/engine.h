@@ -1,6 +1,8 @@
-// The forward pass: batched prefill and single-token decode of a
-// llama-family decoder (llama, mixtral, qwen3moe) on one kernels::Backend,
-// with a resident KV cache. Every op goes through the Backend interface, so
+// The forward pass: batched prefill and single-token decode of a decoder on
+// one kernels::Backend, with a resident KV cache. The engine owns the loop
+// (embedding, layers, KV cache, expert provider, output head); each layer is
+// built by its architecture's build_layer (model/architecture.h) from the
+// engine's shared pieces, which the Engine implements as a model::BlockOps. Every op goes through the Backend interface, so
 // the same engine runs on the CPU and CUDA backends; every routed expert
 // goes through the ExpertProvider the caller injects.
 //
@@ -12,7 +14,8 @@
 //   int32_t next = sampler.Sample(engine->last_logits(), history);
 //   MOESTREAM_RETURN_IF_ERROR(engine->Process({&next, 1}, LogitsMode::kLast)); // decode
 //
-// Per layer: h = RMSNorm(x)·attn_norm; q,k,v = h·W; [q/k per-head RMSNorm];
+// The standard layer (llama, mixtral, qwen3moe):
+// h = RMSNorm(x)·attn_norm; q,k,v = h·W; [q/k per-head RMSNorm];
 // RoPE; K,V stored at positions n_past..; causal GQA attention; x += o·Wo;
 // h = RMSNorm(x)·ffn_norm; dense: x += down(silu(gate h)·up h); MoE:
 // provider.OnFfnInput(L, h), p = softmax(h·router), top-k (renormalised),
@@ -34,6 +37,8 @@
 #include "kernels/backend.h"
 #include "engine/expert_provider.h"
 #include "engine/kv_cache.h"
+#include "model/architecture.h"
+#include "model/block.h"
 #include "model/model_config.h"
 #include "model/weights.h"
 
@@ -61,7 +66,7 @@ struct EngineOptions {
   int64_t ResolvedBatch(const model::ModelConfig& c) const;
 };
 
-class Engine {
+class Engine : private model::BlockOps {
  public:
   // `experts` must outlive the engine and may be null only for a dense model.
   static absl::StatusOr<std::unique_ptr<Engine>> Create(kernels::Backend& backend,
@@ -73,7 +78,7 @@ class Engine {
   // order: the memory plan's share of the engine.
   static std::vector<model::PlannedBuffer> PlanBuffers(const model::ModelConfig& c,
                                                        const EngineOptions& o);
-  ~Engine();
+  ~Engine() override;
   Engine(const Engine&) = delete;
   Engine& operator=(const Engine&) = delete;
 
@@ -112,12 +117,25 @@ class Engine {
   static std::vector<model::PlannedBuffer> ActivationBuffers(const model::ModelConfig& c,
                                                              const EngineOptions& o);
   absl::Status Chunk(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
-  absl::Status Moe(int layer, int64_t n);
+
+  // model::BlockOps, over the chunk being processed.
+  void NormInput(const float* w) override;
+  absl::Status Attention(int layer, const model::LayerWeights& l,
+                         const model::AttentionOptions& o) override;
+  absl::Status DenseFfn(const model::LayerWeights& l) override;
+  absl::Status RoutedExperts(int layer, const model::LayerWeights& l) override;
+  kernels::Backend& backend() override { return be_; }
+  int64_t n_tok() const override { return chunk_n_; }
+  int64_t pos0() const override { return n_past_; }
+  float* x() override { return x_; }
+  float* h() override { return h_; }
 
   kernels::Backend& be_;
   const model::ModelConfig& c_;
   const model::ModelWeights& w_;
   ExpertProvider* experts_;
+  const model::ArchSpec* arch_ = nullptr;
+  int64_t chunk_n_ = 0;  // tokens of the chunk being processed
   std::unique_ptr<KvCache> kv_;
   kernels::RopeParams rope_;
   int64_t n_batch_ = 0;

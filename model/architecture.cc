@@ -172,6 +172,38 @@ absl::Status ReadCommonHparams(const HparamReader& r, const CommonHparamDefaults
   return ReadSpecialTokens(f, c);
 }
 
+absl::Status BindStandardLayer(LayerBinder& b, const ModelConfig& c, int il, LayerWeights* l) {
+  const int64_t D = c.n_embd;
+  const std::string p = absl::StrCat("blk.", il, ".");
+  MOESTREAM_ASSIGN_OR_RETURN(l->attn_norm, b.Vector(p + "attn_norm.weight", D));
+  MOESTREAM_ASSIGN_OR_RETURN(l->wq, b.Matrix(p + "attn_q.weight", D, c.q_dim()));
+  MOESTREAM_ASSIGN_OR_RETURN(l->wk, b.Matrix(p + "attn_k.weight", D, c.kv_dim()));
+  MOESTREAM_ASSIGN_OR_RETURN(l->wv, b.Matrix(p + "attn_v.weight", D, c.n_head_kv * c.head_dim_v));
+  MOESTREAM_ASSIGN_OR_RETURN(l->wo,
+                             b.Matrix(p + "attn_output.weight", c.n_head * c.head_dim_v, D));
+  if (c.qk_norm) {
+    MOESTREAM_ASSIGN_OR_RETURN(l->q_norm, b.Vector(p + "attn_q_norm.weight", c.head_dim_k));
+    MOESTREAM_ASSIGN_OR_RETURN(l->k_norm, b.Vector(p + "attn_k_norm.weight", c.head_dim_k));
+  }
+  MOESTREAM_ASSIGN_OR_RETURN(l->ffn_norm, b.Vector(p + "ffn_norm.weight", D));
+  if (c.is_moe()) {
+    MOESTREAM_ASSIGN_OR_RETURN(l->router, b.Matrix(p + "ffn_gate_inp.weight", D, c.n_expert));
+    return b.Experts(il, c, l);
+  }
+  MOESTREAM_ASSIGN_OR_RETURN(l->ffn_gate, b.Matrix(p + "ffn_gate.weight", D, c.n_ff));
+  MOESTREAM_ASSIGN_OR_RETURN(l->ffn_up, b.Matrix(p + "ffn_up.weight", D, c.n_ff));
+  MOESTREAM_ASSIGN_OR_RETURN(l->ffn_down, b.Matrix(p + "ffn_down.weight", c.n_ff, D));
+  return absl::OkStatus();
+}
+
+absl::Status BuildStandardLayer(BlockOps& ops, const ModelConfig& c, const LayerWeights& l,
+                                int il) {
+  ops.NormInput(l.attn_norm);
+  MOESTREAM_RETURN_IF_ERROR(ops.Attention(il, l, {.qk_norm = c.qk_norm}));
+  ops.NormInput(l.ffn_norm);
+  return l.is_moe() ? ops.RoutedExperts(il, l) : ops.DenseFfn(l);
+}
+
 std::span<const ArchSpec* const> Architectures() { return kArchitectures; }
 
 const ArchSpec* FindArchitecture(std::string_view name) {

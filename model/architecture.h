@@ -3,13 +3,19 @@
 // kArchitectures (model/architecture.cc: the library is static, so a
 // self-registering object file would be dropped by the linker).
 //
-// An ArchSpec reads the hyper-parameters its GGUFs carry into a ModelConfig
-// (with llama.cpp's defaults) and says which optional parts of the common
-// decoder block it uses; weights binding (model/weights.h) and the forward
-// pass (engine/engine.h) follow the config's flags.
+// An ArchSpec holds the three things that differ between architectures:
+//   read_config  the hyper-parameters its GGUFs carry, into a ModelConfig
+//                (with llama.cpp's defaults);
+//   bind_layer   the tensors of one layer, through a LayerBinder
+//                (model/block.h; the weight loader calls it per layer);
+//   build_layer  the layer's forward pass, composed from the engine's
+//                shared pieces (BlockOps, model/block.h; the engine owns the
+//                loop, the KV cache, the expert provider and the head).
+// Adding an architecture is one file, one line in kArchitectures and its
+// tests.
 //
 //   const ArchSpec* a = FindArchitecture("qwen3moe");   // nullptr if unknown
-//   MOESTREAM_RETURN_IF_ERROR(a->read_config(file, reader, &config));
+//   MOESTREAM_RETURN_IF_ERROR(a->read_config(HparamReader(file, "qwen3moe"), &config));
 #ifndef MOESTREAM_MODEL_ARCHITECTURE_H_
 #define MOESTREAM_MODEL_ARCHITECTURE_H_
 
@@ -21,7 +27,9 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "io/gguf.h"
+#include "model/block.h"
 #include "model/model_config.h"
+#include "model/weights.h"
 
 namespace moestream::model {
 
@@ -60,9 +68,18 @@ struct CommonHparamDefaults {
 absl::Status ReadCommonHparams(const HparamReader& r, const CommonHparamDefaults& d,
                                ModelConfig* c);
 
+// The llama-family layer the shared pieces make: attn_norm, attn_{q,k,v,
+// output} (with attn_{q,k}_norm when `c.qk_norm`), ffn_norm, then either the
+// dense ffn_{gate,up,down} or, in a MoE model, the router ffn_gate_inp and
+// the routed experts. llama, mixtral and qwen3moe are exactly this.
+absl::Status BindStandardLayer(LayerBinder& b, const ModelConfig& c, int il, LayerWeights* l);
+absl::Status BuildStandardLayer(BlockOps& ops, const ModelConfig& c, const LayerWeights& l, int il);
+
 struct ArchSpec {
   std::string_view name;  // general.architecture value
   absl::Status (*read_config)(const HparamReader& r, ModelConfig* c);
+  absl::Status (*bind_layer)(LayerBinder& b, const ModelConfig& c, int il, LayerWeights* l);
+  absl::Status (*build_layer)(BlockOps& ops, const ModelConfig& c, const LayerWeights& l, int il);
 };
 
 extern const ArchSpec kLlamaArch;     // model/arch/llama.cc

@@ -14,6 +14,7 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/expert_layout.h"
+#include "model/architecture.h"
 #include "kernels/quant.h"
 
 namespace moestream::model {
@@ -30,7 +31,7 @@ constexpr size_t kStagingBytes = 64u << 20;
 }  // namespace
 
 // Reads tensors of one GGUF into device memory owned by a ModelWeights.
-class WeightBinder {
+class WeightBinder : public LayerBinder {
  public:
   // `plan` non-null: nothing is read or allocated; every buffer Load would
   // allocate is appended to it instead (ModelWeights::PlanBuffers).
@@ -107,14 +108,17 @@ class WeightBinder {
     return dst;
   }
 
-  absl::StatusOr<kernels::WeightView> Matrix(const std::string& name, int64_t n_in, int64_t n_out) {
+  bool Has(const std::string& name) const override { return f_.FindTensor(name) != nullptr; }
+
+  absl::StatusOr<kernels::WeightView> Matrix(const std::string& name, int64_t n_in,
+                                             int64_t n_out) override {
     MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {n_in, n_out}));
     MOESTREAM_ASSIGN_OR_RETURN(void* p, Upload(*t));
     return kernels::WeightView{t->type, n_in, n_out, p};
   }
 
   // A 1-D weight converted to F32 on the device.
-  absl::StatusOr<const float*> Vector(const std::string& name, int64_t n) {
+  absl::StatusOr<const float*> Vector(const std::string& name, int64_t n) override {
     MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {n}));
     const size_t bytes = n * sizeof(float);
     if (plan_ != nullptr) {
@@ -143,7 +147,7 @@ class WeightBinder {
 
   // Routed experts of one layer: stacked `_exps` tensors or per-expert ones
   // (io::FindExpertTensors tells which), checked against the config.
-  absl::Status Experts(int layer, const ModelConfig& c, LayerWeights* lw) {
+  absl::Status Experts(int layer, const ModelConfig& c, LayerWeights* lw) override {
     const std::string p = absl::StrCat("blk.", layer, ".");
     const int64_t E = c.n_expert, D = c.n_embd, F = c.n_ff_exp;
     struct Mat {
@@ -272,28 +276,14 @@ absl::Status ModelWeights::Bind(const io::GgufFile& f, const ModelConfig& c, Wei
     MOESTREAM_ASSIGN_OR_RETURN(w->rope_freqs, b.Vector("rope_freqs.weight", c.rope.n_rot / 2));
   }
 
+  const ArchSpec* spec = FindArchitecture(c.arch);
+  if (spec == nullptr) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(f.path(), ": unsupported architecture '", c.arch, "'"));
+  }
   w->layers.resize(c.n_layer);
   for (int il = 0; il < c.n_layer; ++il) {
-    LayerWeights& l = w->layers[il];
-    const std::string p = absl::StrCat("blk.", il, ".");
-    MOESTREAM_ASSIGN_OR_RETURN(l.attn_norm, b.Vector(p + "attn_norm.weight", D));
-    MOESTREAM_ASSIGN_OR_RETURN(l.wq, b.Matrix(p + "attn_q.weight", D, c.q_dim()));
-    MOESTREAM_ASSIGN_OR_RETURN(l.wk, b.Matrix(p + "attn_k.weight", D, c.kv_dim()));
-    MOESTREAM_ASSIGN_OR_RETURN(l.wv, b.Matrix(p + "attn_v.weight", D, c.n_head_kv * c.head_dim_v));
-    MOESTREAM_ASSIGN_OR_RETURN(l.wo, b.Matrix(p + "attn_output.weight", c.n_head * c.head_dim_v, D));
-    if (c.qk_norm) {
-      MOESTREAM_ASSIGN_OR_RETURN(l.q_norm, b.Vector(p + "attn_q_norm.weight", c.head_dim_k));
-      MOESTREAM_ASSIGN_OR_RETURN(l.k_norm, b.Vector(p + "attn_k_norm.weight", c.head_dim_k));
-    }
-    MOESTREAM_ASSIGN_OR_RETURN(l.ffn_norm, b.Vector(p + "ffn_norm.weight", D));
-    if (c.is_moe()) {
-      MOESTREAM_ASSIGN_OR_RETURN(l.router, b.Matrix(p + "ffn_gate_inp.weight", D, c.n_expert));
-      MOESTREAM_RETURN_IF_ERROR(b.Experts(il, c, &l));
-    } else {
-      MOESTREAM_ASSIGN_OR_RETURN(l.ffn_gate, b.Matrix(p + "ffn_gate.weight", D, c.n_ff));
-      MOESTREAM_ASSIGN_OR_RETURN(l.ffn_up, b.Matrix(p + "ffn_up.weight", D, c.n_ff));
-      MOESTREAM_ASSIGN_OR_RETURN(l.ffn_down, b.Matrix(p + "ffn_down.weight", c.n_ff, D));
-    }
+    MOESTREAM_RETURN_IF_ERROR(spec->bind_layer(b, c, il, &w->layers[il]));
   }
   return absl::OkStatus();
 }

@@ -28,6 +28,7 @@ absl::Status ReadLlamaConfig(const HparamReader& r, ModelConfig* c) {
 
 }  // namespace
 
-const ArchSpec kLlamaArch = {"llama", &ReadLlamaConfig};
+// The layer is the standard one (model/architecture.h).
+const ArchSpec kLlamaArch = {"llama", &ReadLlamaConfig, &BindStandardLayer, &BuildStandardLayer};
 
 }  // namespace moestream::model

@@ -28,6 +28,7 @@ absl::Status ReadQwen3MoeConfig(const HparamReader& r, ModelConfig* c) {
 
 }  // namespace
 
-const ArchSpec kQwen3MoeArch = {"qwen3moe", &ReadQwen3MoeConfig};
+// The layer is the standard one (model/architecture.h).
+const ArchSpec kQwen3MoeArch = {"qwen3moe", &ReadQwen3MoeConfig, &BindStandardLayer, &BuildStandardLayer};
 
 }  // namespace moestream::model

@@ -1,0 +1,77 @@
+// What an architecture file (model/arch/<name>.cc) composes a decoder layer
+// from. The engine owns the loop — embedding, the layers in order, the KV
+// cache, the expert provider, the output head — and for each layer calls
+// the architecture's build_layer with a BlockOps, the engine's shared pieces
+// for the chunk of tokens being processed. Binding goes the same way: the
+// weight loader hands the architecture's bind_layer a LayerBinder.
+//
+//   absl::Status BuildLayer(BlockOps& ops, const ModelConfig& c, const LayerWeights& l, int il) {
+//     ops.NormInput(l.attn_norm);                    // h = RMSNorm(x) · attn_norm
+//     MOESTREAM_RETURN_IF_ERROR(ops.Attention(il, l, {.qk_norm = true}));  // x += attn(h)
+//     ops.NormInput(l.ffn_norm);
+//     return l.is_moe() ? ops.RoutedExperts(il, l) : ops.DenseFfn(l);      // x += ffn(h)
+//   }
+//
+// Pieces a new architecture needs beyond these are written in its file
+// from the backend's ops (ops.backend(), ops.x(), ops.h()).
+#ifndef MOESTREAM_MODEL_BLOCK_H_
+#define MOESTREAM_MODEL_BLOCK_H_
+
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+#include "model/model_config.h"
+#include "model/weights.h"
+
+namespace moestream::model {
+
+// Binds the tensors of one layer (model/weights.cc implements it, uploading
+// or only planning). Errors name the file and tensor.
+class LayerBinder {
+ public:
+  virtual ~LayerBinder() = default;
+  virtual bool Has(const std::string& name) const = 0;
+  // A 2-D weight of n_out rows of n_in, kept in its GGUF type.
+  virtual absl::StatusOr<kernels::WeightView> Matrix(const std::string& name, int64_t n_in,
+                                                     int64_t n_out) = 0;
+  // A 1-D weight, converted to F32.
+  virtual absl::StatusOr<const float*> Vector(const std::string& name, int64_t n) = 0;
+  // Layer `layer`'s routed experts (stacked or per-expert tensors), uploaded
+  // into l->experts when the experts are resident, else only shape-checked.
+  virtual absl::Status Experts(int layer, const ModelConfig& c, LayerWeights* l) = 0;
+};
+
+struct AttentionOptions {
+  bool qk_norm = false;  // per-head RMSNorm of q and k (attn_q_norm, attn_k_norm)
+};
+
+// The engine's pieces for one chunk of n_tok() tokens at positions
+// pos0() .. pos0()+n_tok()-1. x() is the residual stream, h() the normed
+// input of the current sub-block (n_tok rows of n_embd, device memory).
+class BlockOps {
+ public:
+  virtual ~BlockOps() = default;
+  // h = RMSNorm(x) · w.
+  virtual void NormInput(const float* w) = 0;
+  // x += Wo · attention(h): q/k/v projections, optional per-head q/k
+  // RMSNorm, RoPE, the layer's KV cache, causal GQA softmax attention.
+  virtual absl::Status Attention(int layer, const LayerWeights& l, const AttentionOptions& o) = 0;
+  // x += down(silu(gate h) · up h) with the layer's dense FFN.
+  virtual absl::Status DenseFfn(const LayerWeights& l) = 0;
+  // x += Σ_e w_e · expert_e(h): router, gating (config), top-k, then the
+  // expert provider (resident, cached or offloaded experts alike).
+  virtual absl::Status RoutedExperts(int layer, const LayerWeights& l) = 0;
+
+  virtual kernels::Backend& backend() = 0;
+  virtual int64_t n_tok() const = 0;
+  virtual int64_t pos0() const = 0;
+  virtual float* x() = 0;
+  virtual float* h() = 0;
+};
+
+}  // namespace moestream::model
+
+#endif  // MOESTREAM_MODEL_BLOCK_H_
