@@ -56,15 +56,18 @@ std::vector<model::PlannedBuffer> Engine::ActivationBuffers(const model::ModelCo
   add("engine.q", nb * c.q_dim() * f);
   add("engine.k", nb * c.kv_dim() * f);
   add("engine.v", nb * c.kv_dim() * f);
-  add("engine.attn", nb * c.q_dim() * f);
-  // Every layer is MoE exactly when the model is (the weight binder's rule).
+  // Attention output, and the FFNs' output before it joins the residual.
+  add("engine.attn", nb * std::max(c.q_dim(), c.n_embd) * f);
   if (c.is_moe()) {
     add("engine.router", nb * c.n_expert * f);
     add("engine.topk_ids", nb * k * sizeof(int32_t));
     add("engine.topk_w", nb * k * f);
-  } else {
-    add("engine.ffn_gate", nb * c.n_ff * f);
-    add("engine.ffn_up", nb * c.n_ff * f);
+  }
+  // Dense layers and shared experts share the FFN workspace.
+  const int64_t ffn = std::max<int64_t>(c.has_dense_layers() ? c.n_ff : 0, c.n_ff_shexp);
+  if (ffn > 0) {
+    add("engine.ffn_gate", nb * ffn * f);
+    add("engine.ffn_up", nb * ffn * f);
   }
   add("engine.logits", (o.all_logits ? nb : 1) * c.n_vocab * f);
   return v;
@@ -204,8 +207,21 @@ absl::Status Engine::Attention(int il, const model::LayerWeights& l,
     be_.RmsNorm(q_, l.q_norm, q_, n * c.n_head, c.head_dim_k, c.rms_eps);
     be_.RmsNorm(k_, l.k_norm, k_, n * c.n_head_kv, c.head_dim_k, c.rms_eps);
   }
-  be_.Rope(q_, n, c.n_head, c.head_dim_k, pos_dev_, rope_);
-  be_.Rope(k_, n, c.n_head_kv, c.head_dim_k, pos_dev_, rope_);
+  if (o.rope) {
+    be_.Rope(q_, n, c.n_head, c.head_dim_k, pos_dev_, rope_);
+    be_.Rope(k_, n, c.n_head_kv, c.head_dim_k, pos_dev_, rope_);
+  }
+  if (o.qk_unit_norm_after_rope) {
+    be_.RmsNorm(q_, nullptr, q_, n * c.n_head, c.head_dim_k, c.rms_eps);
+    be_.RmsNorm(k_, nullptr, k_, n * c.n_head_kv, c.head_dim_k, c.rms_eps);
+  }
+  if (o.temp_scale != 0 && o.temp_floor > 0) {
+    for (int64_t t = 0; t < n; ++t) {
+      const double steps = std::floor(double(pos0 + t + 1) / double(o.temp_floor));
+      const float s = 1.0f + o.temp_scale * float(std::log(steps + 1.0));
+      if (s != 1.0f) be_.Scale(q_ + t * c.q_dim(), s, c.q_dim());
+    }
+  }
   be_.StoreKv(k_, kv_->KeyAt(il, pos0), kv_->type(), n * c.kv_dim());
   be_.StoreKv(v_, kv_->ValueAt(il, pos0), kv_->type(), n * c.kv_dim());
   kernels::AttentionArgs a;
@@ -220,23 +236,40 @@ absl::Status Engine::Attention(int il, const model::LayerWeights& l,
   a.pos0 = pos0;
   a.scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim_k));
   a.out = attn_;
+  a.chunk = o.chunk;
   be_.Attention(a);
   be_.MatMul(l.wo, attn_, n, h_);
   be_.Add(x_, h_, x_, n * D);
   return absl::OkStatus();
 }
 
-absl::Status Engine::DenseFfn(const model::LayerWeights& l) {
+void Engine::SwiGlu(const kernels::WeightView& gate, const kernels::WeightView& up,
+                    const kernels::WeightView& down, int64_t width) {
   const int64_t n = chunk_n_;
-  const kernels::MatMulJob gate_up[2] = {{l.ffn_gate, h_, n, ffn_gate_}, {l.ffn_up, h_, n, ffn_up_}};
+  // The output goes through attn_ (at least n_embd wide per token), so h_
+  // stays the sub-block's input for pieces that follow (routed experts).
+  const kernels::MatMulJob gate_up[2] = {{gate, h_, n, ffn_gate_}, {up, h_, n, ffn_up_}};
   be_.MatMulBatch(gate_up);
-  be_.SiluMul(ffn_gate_, ffn_up_, ffn_gate_, n * c_.n_ff);
-  be_.MatMul(l.ffn_down, ffn_gate_, n, h_);
-  be_.Add(x_, h_, x_, n * c_.n_embd);
+  be_.SiluMul(ffn_gate_, ffn_up_, ffn_gate_, n * width);
+  be_.MatMul(down, ffn_gate_, n, attn_);
+  be_.Add(x_, attn_, x_, n * c_.n_embd);
+}
+
+absl::Status Engine::DenseFfn(const model::LayerWeights& l) {
+  SwiGlu(l.ffn_gate, l.ffn_up, l.ffn_down, c_.n_ff);
   return absl::OkStatus();
 }
 
-absl::Status Engine::RoutedExperts(int il, const model::LayerWeights& l) {
+absl::Status Engine::SharedExperts(const model::LayerWeights& l) {
+  if (l.shexp_gate.data == nullptr && c_.n_ff_shexp > 0) {
+    return absl::FailedPreconditionError("engine: the layer has no shared expert weights");
+  }
+  SwiGlu(l.shexp_gate, l.shexp_up, l.shexp_down, c_.n_ff_shexp);
+  return absl::OkStatus();
+}
+
+absl::Status Engine::RoutedExperts(int il, const model::LayerWeights& l,
+                                   const model::RoutingOptions& o) {
   const model::ModelConfig& c = c_;
   const int64_t n = chunk_n_;
   const int k = static_cast<int>(c.n_expert_used);
@@ -256,6 +289,18 @@ absl::Status Engine::RoutedExperts(int il, const model::LayerWeights& l) {
   MOESTREAM_RETURN_IF_ERROR(be_.CopyToHost(topk_w_.data(), topk_w_dev_, n * k * sizeof(float)));
   if (c.expert_weights_scale != 1.0f) {
     for (int64_t i = 0; i < n * k; ++i) topk_w_[i] *= c.expert_weights_scale;
+  }
+  if (o.weight_input) {
+    // y = expert(w · h): scale each token's input by its one weight, then
+    // let the provider add the experts' outputs unweighted.
+    if (k != 1) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("engine: weights on the expert input need top-1 routing, not top-", k));
+    }
+    for (int64_t t = 0; t < n; ++t) {
+      be_.Scale(h_ + t * c.n_embd, topk_w_[t], c.n_embd);
+      topk_w_[t] = 1.0f;
+    }
   }
   return experts_->Compute(il, h_, n, topk_ids_.data(), topk_w_.data(), k, x_);
 }

@@ -123,7 +123,12 @@ class Engine : private model::BlockOps {
   absl::Status Attention(int layer, const model::LayerWeights& l,
                          const model::AttentionOptions& o) override;
   absl::Status DenseFfn(const model::LayerWeights& l) override;
-  absl::Status RoutedExperts(int layer, const model::LayerWeights& l) override;
+  absl::Status SharedExperts(const model::LayerWeights& l) override;
+  absl::Status RoutedExperts(int layer, const model::LayerWeights& l,
+                             const model::RoutingOptions& o) override;
+  // x += down(silu(gate h) · up h), `width` rows in gate and up.
+  void SwiGlu(const kernels::WeightView& gate, const kernels::WeightView& up,
+              const kernels::WeightView& down, int64_t width);
   kernels::Backend& backend() override { return be_; }
   int64_t n_tok() const override { return chunk_n_; }
   int64_t pos0() const override { return n_past_; }
@@ -153,7 +158,7 @@ class Engine : private model::BlockOps {
   float* k_ = nullptr;       // [n, kv_dim]
   float* v_ = nullptr;       // [n, kv_dim]
   float* attn_ = nullptr;    // [n, q_dim]
-  float* ffn_gate_ = nullptr;  // dense [n, n_ff]
+  float* ffn_gate_ = nullptr;  // dense and shared experts [n, max(n_ff, n_ff_shexp)]
   float* ffn_up_ = nullptr;
   float* router_ = nullptr;  // [n, n_expert]
   int32_t* topk_ids_dev_ = nullptr;  // [n, k]

@@ -128,6 +128,9 @@ struct AttentionArgs {
   int64_t pos0 = 0;
   float scale = 0.0f;             // usually 1/sqrt(head_dim)
   float* out = nullptr;           // [n_tok, n_head, head_dim]
+  // Chunked local attention: > 0 hides from the query at position i every
+  // key before floor(i / chunk) * chunk. 0 = plain causal attention.
+  int64_t chunk = 0;
 };
 
 // Most compute threads a backend accepts (a flag of 99999999 is a typo, not a

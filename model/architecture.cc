@@ -12,7 +12,7 @@
 namespace moestream::model {
 namespace {
 
-constexpr const ArchSpec* kArchitectures[] = {&kLlamaArch, &kQwen3MoeArch};
+constexpr const ArchSpec* kArchitectures[] = {&kLlamaArch, &kQwen3MoeArch, &kLlama4Arch};
 
 // Token texts llama.cpp also treats as end of generation.
 constexpr std::string_view kEogTexts[] = {
@@ -186,8 +186,13 @@ absl::Status BindStandardLayer(LayerBinder& b, const ModelConfig& c, int il, Lay
     MOESTREAM_ASSIGN_OR_RETURN(l->k_norm, b.Vector(p + "attn_k_norm.weight", c.head_dim_k));
   }
   MOESTREAM_ASSIGN_OR_RETURN(l->ffn_norm, b.Vector(p + "ffn_norm.weight", D));
-  if (c.is_moe()) {
+  if (c.IsMoeLayer(il)) {
     MOESTREAM_ASSIGN_OR_RETURN(l->router, b.Matrix(p + "ffn_gate_inp.weight", D, c.n_expert));
+    if (c.n_ff_shexp > 0) {
+      MOESTREAM_ASSIGN_OR_RETURN(l->shexp_gate, b.Matrix(p + "ffn_gate_shexp.weight", D, c.n_ff_shexp));
+      MOESTREAM_ASSIGN_OR_RETURN(l->shexp_up, b.Matrix(p + "ffn_up_shexp.weight", D, c.n_ff_shexp));
+      MOESTREAM_ASSIGN_OR_RETURN(l->shexp_down, b.Matrix(p + "ffn_down_shexp.weight", c.n_ff_shexp, D));
+    }
     return b.Experts(il, c, l);
   }
   MOESTREAM_ASSIGN_OR_RETURN(l->ffn_gate, b.Matrix(p + "ffn_gate.weight", D, c.n_ff));

@@ -84,6 +84,7 @@ struct ArchSpec {
 
 extern const ArchSpec kLlamaArch;     // model/arch/llama.cc
 extern const ArchSpec kQwen3MoeArch;  // model/arch/qwen3moe.cc
+extern const ArchSpec kLlama4Arch;    // model/arch/llama4.cc
 
 std::span<const ArchSpec* const> Architectures();
 const ArchSpec* FindArchitecture(std::string_view name);

@@ -45,7 +45,23 @@ class LayerBinder {
 };
 
 struct AttentionOptions {
-  bool qk_norm = false;  // per-head RMSNorm of q and k (attn_q_norm, attn_k_norm)
+  bool qk_norm = false;  // per-head RMSNorm of q and k (attn_q_norm, attn_k_norm) before RoPE
+  bool rope = true;      // false: a NoPE layer
+  // Per-head RMSNorm of q and k without a weight, after RoPE (llama4's
+  // QK L2 norm).
+  bool qk_unit_norm_after_rope = false;
+  // Chunked local attention (AttentionArgs::chunk); 0 = plain causal.
+  int64_t chunk = 0;
+  // Attention temperature tuning: q of the token at position p is scaled by
+  // 1 + temp_scale * ln(floor((p + 1) / temp_floor) + 1). 0 = off.
+  float temp_scale = 0;
+  int64_t temp_floor = 0;
+};
+
+struct RoutingOptions {
+  // Apply each selected expert's weight to its input instead of its output
+  // (llama4): y = expert(w · h). Needs top-1 routing.
+  bool weight_input = false;
 };
 
 // The engine's pieces for one chunk of n_tok() tokens at positions
@@ -61,9 +77,12 @@ class BlockOps {
   virtual absl::Status Attention(int layer, const LayerWeights& l, const AttentionOptions& o) = 0;
   // x += down(silu(gate h) · up h) with the layer's dense FFN.
   virtual absl::Status DenseFfn(const LayerWeights& l) = 0;
+  // x += shared experts(h), an FFN of the layer's shexp weights.
+  virtual absl::Status SharedExperts(const LayerWeights& l) = 0;
   // x += Σ_e w_e · expert_e(h): router, gating (config), top-k, then the
   // expert provider (resident, cached or offloaded experts alike).
-  virtual absl::Status RoutedExperts(int layer, const LayerWeights& l) = 0;
+  virtual absl::Status RoutedExperts(int layer, const LayerWeights& l,
+                                     const RoutingOptions& o = {}) = 0;
 
   virtual kernels::Backend& backend() = 0;
   virtual int64_t n_tok() const = 0;

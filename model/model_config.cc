@@ -82,9 +82,13 @@ absl::Status ModelConfig::Validate(const std::string& file) const {
                                  n_expert_used, n_expert));
     }
     if (n_ff_exp <= 0) return bad("expert feed-forward length unknown");
+    MOESTREAM_RETURN_IF_ERROR(in_range("leading_dense_block_count", n_dense_lead, 0, n_layer - 1));
+    MOESTREAM_RETURN_IF_ERROR(in_range("interleave_moe_layer_step", moe_every, 0, n_layer));
+    MOESTREAM_RETURN_IF_ERROR(in_range("shared expert width", n_ff_shexp, 0, kMaxFfn));
     MOESTREAM_RETURN_IF_ERROR(in_range("expert_feed_forward_length", n_ff_exp, 1, kMaxFfn));
     MOESTREAM_RETURN_IF_ERROR(positive("expert_weights_scale", expert_weights_scale, 1e6));
-  } else if (n_ff <= 0) {
+  }
+  if (has_dense_layers() && n_ff <= 0) {
     return bad("feed_forward_length missing or non-positive");
   }
   if (n_ff > 0) MOESTREAM_RETURN_IF_ERROR(in_range("feed_forward_length", n_ff, 1, kMaxFfn));

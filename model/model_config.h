@@ -56,6 +56,13 @@ struct ModelConfig {
   int64_t n_expert = 0;
   int64_t n_expert_used = 0;
   int64_t n_ff_exp = 0;  // rows of each expert's gate/up matrix
+  // Which layers route: layer il is MoE when il >= n_dense_lead and
+  // (il + 1) % moe_every == 0 (IsMoeLayer); the others have a dense FFN of
+  // n_ff. 0 and 1: every layer.
+  int64_t n_dense_lead = 0;  // leading_dense_block_count
+  int64_t moe_every = 1;     // interleave_moe_layer_step
+  // Shared experts' total FFN width on MoE layers (ffn_*_shexp); 0 = none.
+  int64_t n_ff_shexp = 0;
   ExpertGating gating = ExpertGating::kSoftmax;
   bool norm_topk = true;            // renormalise the k selected weights to sum 1
   float expert_weights_scale = 1;   // applied after renormalisation
@@ -70,6 +77,16 @@ struct ModelConfig {
   std::vector<int32_t> eog_ids;
 
   bool is_moe() const { return n_expert > 0; }
+  bool IsMoeLayer(int64_t il) const {
+    return is_moe() && il >= n_dense_lead && (moe_every <= 1 || (il + 1) % moe_every == 0);
+  }
+  // Some layer has a dense FFN of n_ff.
+  bool has_dense_layers() const {
+    for (int64_t il = 0; il < n_layer; ++il) {
+      if (!IsMoeLayer(il)) return true;
+    }
+    return false;
+  }
   int64_t q_dim() const { return n_head * head_dim_k; }
   int64_t kv_dim() const { return n_head_kv * head_dim_k; }
   bool IsEog(int32_t id) const;

@@ -41,6 +41,9 @@ struct LayerWeights {
   const float* ffn_norm = nullptr;  // [n_embd] F32
   // Dense FFN (layers without experts).
   kernels::WeightView ffn_gate, ffn_up, ffn_down;
+  // Shared experts of a MoE layer (ffn_{gate,up,down}_shexp), when the
+  // model has them: computed on every token, unweighted.
+  kernels::WeightView shexp_gate, shexp_up, shexp_down;
   // Router (ffn_gate_inp): n_in n_embd, n_out n_expert. MoE layers only.
   kernels::WeightView router;
   // One entry per routed expert when uploaded, else empty.

@@ -195,6 +195,8 @@ void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
   const int64_t group = a.n_head / a.n_kv_head;
   const int64_t kh = h / group;
   const int64_t n_kv = a.pos0 + t + 1;  // causal: positions 0..pos0+t
+  // Chunked: only keys of the query's own chunk.
+  const int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
   const int64_t d = a.head_dim;
   const size_t elem = a.kv_type == GgmlType::kF16 ? 2 : 4;
   const size_t row_stride = static_cast<size_t>(a.n_kv_head * d) * elem;
@@ -204,17 +206,17 @@ void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
   const float* q = a.q + (t * a.n_head + h) * d;
   float* out = a.out + (t * a.n_head + h) * d;
   float mx = -INFINITY;
-  for (int64_t j = 0; j < n_kv; ++j) {
+  for (int64_t j = j0; j < n_kv; ++j) {
     scratch[j] = kv.dot(q, kbase + j * row_stride, d) * a.scale;
     mx = std::max(mx, scratch[j]);
   }
   float sum = 0;
-  for (int64_t j = 0; j < n_kv; ++j) {
+  for (int64_t j = j0; j < n_kv; ++j) {
     scratch[j] = std::exp(scratch[j] - mx);
     sum += scratch[j];
   }
   std::fill(out, out + d, 0.0f);
-  for (int64_t j = 0; j < n_kv; ++j) kv.axpy(out, scratch[j], vbase + j * row_stride, d);
+  for (int64_t j = j0; j < n_kv; ++j) kv.axpy(out, scratch[j], vbase + j * row_stride, d);
   const float inv = 1.0f / sum;
   for (int64_t i = 0; i < d; ++i) out[i] *= inv;
 }

@@ -270,11 +270,12 @@ __global__ void AttentionKernel(AttentionArgs a, bool f16, float* scores, int64_
   int64_t t = blockIdx.x / a.n_head, h = blockIdx.x % a.n_head;
   int64_t kh = h / (a.n_head / a.n_kv_head);
   int64_t n_kv = a.pos0 + t + 1;
+  int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;  // chunked local attention
   int64_t row = a.n_kv_head * a.head_dim;
   const float* q = a.q + (t * a.n_head + h) * a.head_dim;
   float* s = scores + blockIdx.x * ctx_stride;
   float m = -INFINITY;
-  for (int64_t p = threadIdx.x; p < n_kv; p += blockDim.x) {
+  for (int64_t p = j0 + threadIdx.x; p < n_kv; p += blockDim.x) {
     float dot = 0;
     int64_t base = p * row + kh * a.head_dim;
     for (int64_t d = 0; d < a.head_dim; ++d) dot += q[d] * KvAt(a.k_cache, f16, base + d);
@@ -283,7 +284,7 @@ __global__ void AttentionKernel(AttentionArgs a, bool f16, float* scores, int64_
   }
   m = BlockReduce<true>(m);
   float sum = 0;
-  for (int64_t p = threadIdx.x; p < n_kv; p += blockDim.x) {
+  for (int64_t p = j0 + threadIdx.x; p < n_kv; p += blockDim.x) {
     s[p] = expf(s[p] - m);
     sum += s[p];
   }
@@ -291,7 +292,7 @@ __global__ void AttentionKernel(AttentionArgs a, bool f16, float* scores, int64_
   float* o = a.out + (t * a.n_head + h) * a.head_dim;
   for (int64_t d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
     float acc = 0;
-    for (int64_t p = 0; p < n_kv; ++p) acc += s[p] * KvAt(a.v_cache, f16, p * row + kh * a.head_dim + d);
+    for (int64_t p = j0; p < n_kv; ++p) acc += s[p] * KvAt(a.v_cache, f16, p * row + kh * a.head_dim + d);
     o[d] = acc / sum;
   }
 }
