@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <numeric>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/str_cat.h"
@@ -53,11 +54,22 @@ std::vector<model::PlannedBuffer> Engine::ActivationBuffers(const model::ModelCo
   add("engine.pos", nb * sizeof(int32_t));
   add("engine.x", nb * c.n_embd * f);
   add("engine.h", nb * c.n_embd * f);
-  add("engine.q", nb * c.q_dim() * f);
-  add("engine.k", nb * c.kv_dim() * f);
-  add("engine.v", nb * c.kv_dim() * f);
+  const model::ArchSpec* arch = model::FindArchitecture(c.arch);
+  const bool standard = arch == nullptr || arch->standard_attention;
+  if (standard) {
+    add("engine.q", nb * c.q_dim() * f);
+    add("engine.k", nb * c.kv_dim() * f);
+    add("engine.v", nb * c.kv_dim_v() * f);
+  }
   // Attention output, and the FFNs' output before it joins the residual.
-  add("engine.attn", nb * std::max(c.q_dim(), c.n_embd) * f);
+  add("engine.attn", nb * std::max(standard ? c.q_dim() : 0, c.n_embd) * f);
+  if (arch != nullptr && arch->scratch != nullptr) {
+    const std::vector<int64_t> widths = arch->scratch(c);
+    for (size_t i = 0; i < widths.size(); ++i) {
+      v.push_back({absl::StrCat("engine.arch.", i), std::max<uint64_t>(nb * widths[i] * f, 64), 1,
+                   model::MemoryUse::kScratch});
+    }
+  }
   if (c.is_moe()) {
     add("engine.router", nb * c.n_expert * f);
     add("engine.topk_ids", nb * k * sizeof(int32_t));
@@ -118,10 +130,17 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
   e->ffn_gate_ = static_cast<float*>(get("engine.ffn_gate"));
   e->ffn_up_ = static_cast<float*>(get("engine.ffn_up"));
   e->logits_dev_ = static_cast<float*>(get("engine.logits"));
+  for (size_t i = 0; at.contains(absl::StrCat("engine.arch.", i)); ++i) {
+    e->arch_scratch_.push_back(static_cast<float*>(at[absl::StrCat("engine.arch.", i)]));
+  }
   const size_t nb = static_cast<size_t>(e->n_batch_);
   if (c.is_moe()) {
     e->topk_ids_.resize(nb * size_t(c.n_expert_used));
     e->topk_w_.resize(nb * size_t(c.n_expert_used));
+    if (c.n_expert_groups > 1 || c.arch == "deepseek2") {
+      e->router_host_.resize(nb * size_t(c.n_expert));
+      e->bias_host_.resize(size_t(c.n_expert));
+    }
   }
   e->pos_host_.resize(nb);
   e->logits_.resize(size_t(o.all_logits ? nb : 1) * size_t(c.n_vocab));
@@ -192,6 +211,66 @@ absl::Status Engine::Chunk(const int32_t* tokens, int64_t n, bool all_logits, fl
   be_.RmsNorm(xr, w_.output_norm, h_, rows, D, c.rms_eps);
   be_.MatMul(w_.output, h_, rows, logits_dev_);
   return be_.CopyToHost(logits_out, logits_dev_, rows * n_vocab_ * sizeof(float));
+}
+
+model::KvLayer Engine::Kv(int layer) {
+  return {kv_->keys(layer), kv_->values(layer), kv_->KeyAt(layer, n_past_),
+          kv_->ValueAt(layer, n_past_), kv_->type()};
+}
+
+absl::Status Engine::SelectOnHost(const model::LayerWeights& l, int64_t n, int k) {
+  const model::ModelConfig& c = c_;
+  const int64_t E = c.n_expert;
+  MOESTREAM_RETURN_IF_ERROR(be_.CopyToHost(router_host_.data(), router_, n * E * sizeof(float)));
+  std::fill(bias_host_.begin(), bias_host_.end(), 0.0f);
+  if (l.exp_probs_b != nullptr) {
+    MOESTREAM_RETURN_IF_ERROR(be_.CopyToHost(bias_host_.data(), l.exp_probs_b, E * sizeof(float)));
+  }
+  const int64_t G = c.n_expert_groups, per_group = E / G;
+  std::vector<float> score(E), group_score(G);
+  std::vector<int32_t> order(std::max(E, G));
+  for (int64_t t = 0; t < n; ++t) {
+    const float* p = router_host_.data() + t * E;
+    // The bias steers the choice only; the weights are the gated p.
+    for (int64_t e = 0; e < E; ++e) score[e] = p[e] + bias_host_[e];
+    if (G > 1) {
+      for (int64_t g = 0; g < G; ++g) {
+        float best = -INFINITY, second = -INFINITY;
+        for (int64_t e = g * per_group; e < (g + 1) * per_group; ++e) {
+          if (score[e] > best) {
+            second = best;
+            best = score[e];
+          } else if (score[e] > second) {
+            second = score[e];
+          }
+        }
+        group_score[g] = per_group > 1 ? best + second : best;
+      }
+      std::iota(order.begin(), order.begin() + G, 0);
+      std::stable_sort(order.begin(), order.begin() + G,
+                       [&](int32_t a, int32_t b) { return group_score[a] > group_score[b]; });
+      for (int64_t r = c.n_group_used; r < G; ++r) {
+        for (int64_t e = order[r] * per_group; e < (order[r] + 1) * per_group; ++e) {
+          score[e] = -INFINITY;
+        }
+      }
+    }
+    std::iota(order.begin(), order.begin() + E, 0);
+    std::stable_sort(order.begin(), order.begin() + E,
+                     [&](int32_t a, int32_t b) { return score[a] > score[b]; });
+    float sum = 0;
+    for (int j = 0; j < k; ++j) {
+      topk_ids_[t * k + j] = order[j];
+      topk_w_[t * k + j] = p[order[j]];
+      sum += p[order[j]];
+    }
+    if (c.norm_topk) {
+      // llama.cpp clamps the sum from below by 2^-14.
+      const float inv = 1.0f / std::max(sum, 6.103515625e-5f);
+      for (int j = 0; j < k; ++j) topk_w_[t * k + j] *= inv;
+    }
+  }
+  return absl::OkStatus();
 }
 
 void Engine::NormInput(const float* w) { be_.RmsNorm(x_, w, h_, chunk_n_, c_.n_embd, c_.rms_eps); }
@@ -280,13 +359,18 @@ absl::Status Engine::RoutedExperts(int il, const model::LayerWeights& l,
   } else {
     be_.Sigmoid(router_, n * c.n_expert);
   }
-  for (int64_t t = 0; t < n; ++t) {
-    be_.TopK(router_ + t * c.n_expert, c.n_expert, k, c.norm_topk, topk_ids_dev_ + t * k,
-             topk_w_dev_ + t * k);
+  if (c.n_expert_groups > 1 || l.exp_probs_b != nullptr) {
+    MOESTREAM_RETURN_IF_ERROR(SelectOnHost(l, n, k));
+  } else {
+    for (int64_t t = 0; t < n; ++t) {
+      be_.TopK(router_ + t * c.n_expert, c.n_expert, k, c.norm_topk, topk_ids_dev_ + t * k,
+               topk_w_dev_ + t * k);
+    }
+    MOESTREAM_RETURN_IF_ERROR(
+        be_.CopyToHost(topk_ids_.data(), topk_ids_dev_, n * k * sizeof(int32_t)));
+    MOESTREAM_RETURN_IF_ERROR(
+        be_.CopyToHost(topk_w_.data(), topk_w_dev_, n * k * sizeof(float)));
   }
-  MOESTREAM_RETURN_IF_ERROR(
-      be_.CopyToHost(topk_ids_.data(), topk_ids_dev_, n * k * sizeof(int32_t)));
-  MOESTREAM_RETURN_IF_ERROR(be_.CopyToHost(topk_w_.data(), topk_w_dev_, n * k * sizeof(float)));
   if (c.expert_weights_scale != 1.0f) {
     for (int64_t i = 0; i < n * k; ++i) topk_w_[i] *= c.expert_weights_scale;
   }

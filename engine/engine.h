@@ -134,6 +134,14 @@ class Engine : private model::BlockOps {
   int64_t pos0() const override { return n_past_; }
   float* x() override { return x_; }
   float* h() override { return h_; }
+  float* out() override { return attn_; }
+  const int32_t* positions() override { return pos_dev_; }
+  const kernels::RopeParams& rope() override { return rope_; }
+  model::KvLayer Kv(int layer) override;
+  float* Scratch(int i) override { return arch_scratch_[size_t(i)]; }
+  // Group-limited and bias-steered expert selection on the host, from the
+  // gated router output of n_tok tokens (router_host_).
+  absl::Status SelectOnHost(const model::LayerWeights& l, int64_t n, int k);
 
   kernels::Backend& be_;
   const model::ModelConfig& c_;
@@ -164,10 +172,13 @@ class Engine : private model::BlockOps {
   int32_t* topk_ids_dev_ = nullptr;  // [n, k]
   float* topk_w_dev_ = nullptr;
   float* logits_dev_ = nullptr;      // [logits_cap_, n_vocab]
+  std::vector<float*> arch_scratch_;  // ArchSpec::scratch, in order
   bool all_logits_ = false;
 
   // Host mirrors.
   std::vector<int32_t> pos_host_;
+  std::vector<float> router_host_;  // gated router output (host selection)
+  std::vector<float> bias_host_;    // exp_probs_b of the layer
   std::vector<int32_t> topk_ids_;
   std::vector<float> topk_w_;
   std::vector<float> logits_;

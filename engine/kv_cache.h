@@ -44,7 +44,7 @@ class KvCache {
     return static_cast<uint8_t*>(k_[layer]) + pos * row_bytes_;
   }
   void* ValueAt(int layer, int64_t pos) const {
-    return static_cast<uint8_t*>(v_[layer]) + pos * row_bytes_;
+    return static_cast<uint8_t*>(v_[layer]) + pos * v_row_bytes_;
   }
 
  private:
@@ -52,7 +52,8 @@ class KvCache {
   kernels::Backend& backend_;
   GgmlType type_ = GgmlType::kF32;
   int64_t n_ctx_ = 0;
-  uint64_t row_bytes_ = 0;  // one position, all kv heads
+  uint64_t row_bytes_ = 0;    // one position's keys, all kv heads
+  uint64_t v_row_bytes_ = 0;  // one position's values (head_dim_v may differ)
   uint64_t bytes_ = 0;
   std::vector<void*> k_, v_;
 };

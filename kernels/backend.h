@@ -119,15 +119,16 @@ struct RopeParams {
 struct AttentionArgs {
   const float* q = nullptr;       // [n_tok, n_head, head_dim]
   const void* k_cache = nullptr;  // [n_ctx, n_kv_head, head_dim] of kv_type
-  const void* v_cache = nullptr;  // same layout
+  const void* v_cache = nullptr;  // [n_ctx, n_kv_head, head_dim_v] of kv_type
   GgmlType kv_type = GgmlType::kF32;  // kF32 or kF16
   int64_t n_tok = 0;
   int64_t n_head = 0;
   int64_t n_kv_head = 0;
-  int64_t head_dim = 0;
+  int64_t head_dim = 0;           // of q and k
+  int64_t head_dim_v = 0;         // of v and out; 0 = head_dim
   int64_t pos0 = 0;
   float scale = 0.0f;             // usually 1/sqrt(head_dim)
-  float* out = nullptr;           // [n_tok, n_head, head_dim]
+  float* out = nullptr;           // [n_tok, n_head, head_dim_v]
   // Chunked local attention: > 0 hides from the query at position i every
   // key before floor(i / chunk) * chunk. 0 = plain causal attention.
   int64_t chunk = 0;
@@ -207,6 +208,11 @@ class Backend {
   virtual void SiluMul(const float* gate, const float* up, float* out, int64_t n) = 0;
   virtual void Add(const float* a, const float* b, float* out, int64_t n) = 0;
   virtual void Scale(float* x, float s, int64_t n) = 0;
+  // Strided copy of `rows` rows of `cols` floats in device memory:
+  // dst[r * dst_stride + c] = src[r * src_stride + c] (the regions must not
+  // overlap). Splits and joins per-head parts of activations.
+  virtual void Copy2D(float* dst, int64_t dst_stride, const float* src, int64_t src_stride,
+                      int64_t rows, int64_t cols) = 0;
   // y += s * x
   virtual void AddScaled(float* y, const float* x, float s, int64_t n) = 0;
   // out[i, :] = dequant(table row ids[i]), table of n_out rows × n_in.

@@ -12,7 +12,8 @@
 namespace moestream::model {
 namespace {
 
-constexpr const ArchSpec* kArchitectures[] = {&kLlamaArch, &kQwen3MoeArch, &kLlama4Arch};
+constexpr const ArchSpec* kArchitectures[] = {&kLlamaArch, &kQwen3MoeArch, &kLlama4Arch,
+                                               &kDeepseek2Arch};
 
 // Token texts llama.cpp also treats as end of generation.
 constexpr std::string_view kEogTexts[] = {
@@ -185,9 +186,18 @@ absl::Status BindStandardLayer(LayerBinder& b, const ModelConfig& c, int il, Lay
     MOESTREAM_ASSIGN_OR_RETURN(l->q_norm, b.Vector(p + "attn_q_norm.weight", c.head_dim_k));
     MOESTREAM_ASSIGN_OR_RETURN(l->k_norm, b.Vector(p + "attn_k_norm.weight", c.head_dim_k));
   }
+  return BindFfn(b, c, il, l);
+}
+
+absl::Status BindFfn(LayerBinder& b, const ModelConfig& c, int il, LayerWeights* l) {
+  const int64_t D = c.n_embd;
+  const std::string p = absl::StrCat("blk.", il, ".");
   MOESTREAM_ASSIGN_OR_RETURN(l->ffn_norm, b.Vector(p + "ffn_norm.weight", D));
   if (c.IsMoeLayer(il)) {
     MOESTREAM_ASSIGN_OR_RETURN(l->router, b.Matrix(p + "ffn_gate_inp.weight", D, c.n_expert));
+    if (b.Has(p + "exp_probs_b.bias")) {
+      MOESTREAM_ASSIGN_OR_RETURN(l->exp_probs_b, b.Vector(p + "exp_probs_b.bias", c.n_expert));
+    }
     if (c.n_ff_shexp > 0) {
       MOESTREAM_ASSIGN_OR_RETURN(l->shexp_gate, b.Matrix(p + "ffn_gate_shexp.weight", D, c.n_ff_shexp));
       MOESTREAM_ASSIGN_OR_RETURN(l->shexp_up, b.Matrix(p + "ffn_up_shexp.weight", D, c.n_ff_shexp));
@@ -207,6 +217,21 @@ absl::Status BuildStandardLayer(BlockOps& ops, const ModelConfig& c, const Layer
   MOESTREAM_RETURN_IF_ERROR(ops.Attention(il, l, {.qk_norm = c.qk_norm}));
   ops.NormInput(l.ffn_norm);
   return l.is_moe() ? ops.RoutedExperts(il, l) : ops.DenseFfn(l);
+}
+
+kernels::WeightView RowsOf(const kernels::WeightView& w, int64_t first, int64_t count) {
+  kernels::WeightView v = w;
+  v.n_out = count;
+  if (w.data != nullptr) {
+    v.data = static_cast<const uint8_t*>(w.data) + uint64_t(first) * RowBytes(w.type, w.n_in);
+  }
+  return v;
+}
+
+kernels::WeightView MatrixOf(const kernels::WeightView& first, uint64_t stride, int64_t i) {
+  kernels::WeightView v = first;
+  if (first.data != nullptr) v.data = static_cast<const uint8_t*>(first.data) + uint64_t(i) * stride;
+  return v;
 }
 
 std::span<const ArchSpec* const> Architectures() { return kArchitectures; }

@@ -23,6 +23,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -75,16 +76,28 @@ absl::Status ReadCommonHparams(const HparamReader& r, const CommonHparamDefaults
 absl::Status BindStandardLayer(LayerBinder& b, const ModelConfig& c, int il, LayerWeights* l);
 absl::Status BuildStandardLayer(BlockOps& ops, const ModelConfig& c, const LayerWeights& l, int il);
 
+// The FFN half of the standard layer: ffn_norm, then the dense FFN, or the
+// router (with exp_probs_b when the file has it), the shared experts (when
+// n_ff_shexp > 0) and the routed experts.
+absl::Status BindFfn(LayerBinder& b, const ModelConfig& c, int il, LayerWeights* l);
+
 struct ArchSpec {
   std::string_view name;  // general.architecture value
   absl::Status (*read_config)(const HparamReader& r, ModelConfig* c);
   absl::Status (*bind_layer)(LayerBinder& b, const ModelConfig& c, int il, LayerWeights* l);
   absl::Status (*build_layer)(BlockOps& ops, const ModelConfig& c, const LayerWeights& l, int il);
+  // Floats per token of each scratch buffer build_layer uses
+  // (BlockOps::Scratch); null = none. The engine plans and allocates them.
+  std::vector<int64_t> (*scratch)(const ModelConfig& c) = nullptr;
+  // build_layer calls BlockOps::Attention (the engine then keeps q/k/v
+  // workspaces for it); false for an attention of the architecture's own.
+  bool standard_attention = true;
 };
 
 extern const ArchSpec kLlamaArch;     // model/arch/llama.cc
 extern const ArchSpec kQwen3MoeArch;  // model/arch/qwen3moe.cc
 extern const ArchSpec kLlama4Arch;    // model/arch/llama4.cc
+extern const ArchSpec kDeepseek2Arch; // model/arch/deepseek2.cc
 
 std::span<const ArchSpec* const> Architectures();
 const ArchSpec* FindArchitecture(std::string_view name);

@@ -22,6 +22,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "base/ggml_type.h"
 #include "kernels/backend.h"
 #include "model/model_config.h"
 #include "model/weights.h"
@@ -39,6 +40,10 @@ class LayerBinder {
                                                      int64_t n_out) = 0;
   // A 1-D weight, converted to F32.
   virtual absl::StatusOr<const float*> Vector(const std::string& name, int64_t n) = 0;
+  // A 3-D weight of n_mats matrices of n_out rows of n_in: the view of the
+  // first; matrix i starts RowBytes(type, n_in) * n_out bytes after it.
+  virtual absl::StatusOr<kernels::WeightView> Stacked(const std::string& name, int64_t n_in,
+                                                      int64_t n_out, int64_t n_mats) = 0;
   // Layer `layer`'s routed experts (stacked or per-expert tensors), uploaded
   // into l->experts when the experts are resident, else only shape-checked.
   virtual absl::Status Experts(int layer, const ModelConfig& c, LayerWeights* l) = 0;
@@ -62,6 +67,21 @@ struct RoutingOptions {
   // Apply each selected expert's weight to its input instead of its output
   // (llama4): y = expert(w · h). Needs top-1 routing.
   bool weight_input = false;
+};
+
+// Rows [first, first + count) of `w` as a weight of their own (null data
+// stays null, as while planning).
+kernels::WeightView RowsOf(const kernels::WeightView& w, int64_t first, int64_t count);
+// Matrix `i` of a Stacked() weight.
+kernels::WeightView MatrixOf(const kernels::WeightView& first, uint64_t stride, int64_t i);
+
+// One layer's KV cache.
+struct KvLayer {
+  void* keys = nullptr;      // position 0
+  void* values = nullptr;
+  void* keys_at = nullptr;   // the chunk's first position
+  void* values_at = nullptr;
+  GgmlType type = GgmlType::kF32;
 };
 
 // The engine's pieces for one chunk of n_tok() tokens at positions
@@ -89,6 +109,14 @@ class BlockOps {
   virtual int64_t pos0() const = 0;
   virtual float* x() = 0;
   virtual float* h() = 0;
+  // A sub-block's output before it joins the residual: n_tok rows of at
+  // least n_embd.
+  virtual float* out() = 0;
+  virtual const int32_t* positions() = 0;  // device, n_tok
+  virtual const kernels::RopeParams& rope() = 0;
+  virtual KvLayer Kv(int layer) = 0;
+  // The architecture's scratch buffers (ArchSpec::scratch), n_tok rows each.
+  virtual float* Scratch(int i) = 0;
 };
 
 }  // namespace moestream::model

@@ -58,7 +58,7 @@ absl::Status ModelConfig::Validate(const std::string& file) const {
     return bad(absl::StrFormat("head_count %d is not a multiple of head_count_kv %d", n_head,
                                n_head_kv));
   }
-  if (head_dim_v != head_dim_k) {
+  if (head_dim_v != head_dim_k && !is_mla()) {
     return bad(absl::StrFormat("value_length %d != key_length %d is not supported", head_dim_v,
                                head_dim_k));
   }
@@ -85,6 +85,12 @@ absl::Status ModelConfig::Validate(const std::string& file) const {
     MOESTREAM_RETURN_IF_ERROR(in_range("leading_dense_block_count", n_dense_lead, 0, n_layer - 1));
     MOESTREAM_RETURN_IF_ERROR(in_range("interleave_moe_layer_step", moe_every, 0, n_layer));
     MOESTREAM_RETURN_IF_ERROR(in_range("shared expert width", n_ff_shexp, 0, kMaxFfn));
+    MOESTREAM_RETURN_IF_ERROR(in_range("expert_group_count", n_expert_groups, 1, n_expert));
+    MOESTREAM_RETURN_IF_ERROR(in_range("expert_group_used_count", n_group_used, 1, n_expert_groups));
+    if (n_expert % n_expert_groups != 0) {
+      return bad(absl::StrFormat("expert_count %d is not a multiple of expert_group_count %d",
+                                 n_expert, n_expert_groups));
+    }
     MOESTREAM_RETURN_IF_ERROR(in_range("expert_feed_forward_length", n_ff_exp, 1, kMaxFfn));
     MOESTREAM_RETURN_IF_ERROR(positive("expert_weights_scale", expert_weights_scale, 1e6));
   }

@@ -63,6 +63,22 @@ struct ModelConfig {
   int64_t moe_every = 1;     // interleave_moe_layer_step
   // Shared experts' total FFN width on MoE layers (ffn_*_shexp); 0 = none.
   int64_t n_ff_shexp = 0;
+  // Group-limited routing: the experts form n_expert_groups groups of
+  // consecutive ids; a token picks its experts from its n_group_used best
+  // groups (a group's score: the sum of its two best selection scores).
+  int64_t n_expert_groups = 1;
+  int64_t n_group_used = 1;
+
+  // Multi-head latent attention (deepseek2); kv_lora_rank 0 = none. The KV
+  // cache then holds, per position, one key row [roped k_pe | latent c]
+  // (head_dim_k = n_rot + kv_lora_rank, n_head_kv 1) and the latent c as the
+  // value (head_dim_v = kv_lora_rank); q and k heads decompress to
+  // head_dim_k_mla = nope + n_rot, v heads to head_dim_v_mla.
+  int64_t q_lora_rank = 0;  // 0 = a plain attn_q projection
+  int64_t kv_lora_rank = 0;
+  int64_t head_dim_k_mla = 0;
+  int64_t head_dim_v_mla = 0;
+  bool is_mla() const { return kv_lora_rank > 0; }
   ExpertGating gating = ExpertGating::kSoftmax;
   bool norm_topk = true;            // renormalise the k selected weights to sum 1
   float expert_weights_scale = 1;   // applied after renormalisation
@@ -88,7 +104,8 @@ struct ModelConfig {
     return false;
   }
   int64_t q_dim() const { return n_head * head_dim_k; }
-  int64_t kv_dim() const { return n_head_kv * head_dim_k; }
+  int64_t kv_dim() const { return n_head_kv * head_dim_k; }    // a position's keys
+  int64_t kv_dim_v() const { return n_head_kv * head_dim_v; }  // a position's values
   bool IsEog(int32_t id) const;
   // One line: "qwen3moe: 8 layers, hidden 1024, heads 8/4x128, 32 experts top-4 ffn 512, vocab 4096".
   std::string Summary() const;

@@ -117,6 +117,13 @@ class WeightBinder : public LayerBinder {
     return kernels::WeightView{t->type, n_in, n_out, p};
   }
 
+  absl::StatusOr<kernels::WeightView> Stacked(const std::string& name, int64_t n_in, int64_t n_out,
+                                              int64_t n_mats) override {
+    MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {n_in, n_out, n_mats}));
+    MOESTREAM_ASSIGN_OR_RETURN(void* p, Upload(*t));
+    return kernels::WeightView{t->type, n_in, n_out, p};
+  }
+
   // A 1-D weight converted to F32 on the device.
   absl::StatusOr<const float*> Vector(const std::string& name, int64_t n) override {
     MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {n}));

@@ -46,6 +46,19 @@ struct LayerWeights {
   kernels::WeightView shexp_gate, shexp_up, shexp_down;
   // Router (ffn_gate_inp): n_in n_embd, n_out n_expert. MoE layers only.
   kernels::WeightView router;
+  // Selection bias of the router (exp_probs_b) [n_expert] F32, or null.
+  const float* exp_probs_b = nullptr;
+
+  // Multi-head latent attention (ModelConfig::is_mla).
+  kernels::WeightView wq_a;           // attn_q_a (q_lora_rank > 0), else unused
+  const float* q_a_norm = nullptr;    // attn_q_a_norm
+  kernels::WeightView wq_b;           // attn_q_b, or attn_q when q_lora_rank is 0
+  kernels::WeightView wkv_a_latent;   // attn_kv_a_mqa's rows of the latent c
+  kernels::WeightView wkv_a_rope;     // its rows of the shared k_pe
+  const float* kv_a_norm = nullptr;   // attn_kv_a_norm
+  // attn_k_b and attn_v_b: one matrix per head, head h at data + h * stride.
+  kernels::WeightView wk_b, wv_b;
+  uint64_t wk_b_stride = 0, wv_b_stride = 0;
   // One entry per routed expert when uploaded, else empty.
   std::vector<ExpertWeights> experts;
   bool is_moe() const { return router.data != nullptr; }

@@ -229,6 +229,12 @@ class CpuBackend : public Backend {
     ParallelRange(pool_, n, kElementwiseGrain,
                   [&](int64_t s, int64_t e) { cpu::AddRange(a, b, out, s, e); });
   }
+  void Copy2D(float* dst, int64_t dst_stride, const float* src, int64_t src_stride, int64_t rows,
+              int64_t cols) override {
+    for (int64_t r = 0; r < rows; ++r) {
+      std::memcpy(dst + r * dst_stride, src + r * src_stride, size_t(cols) * sizeof(float));
+    }
+  }
   void Scale(float* x, float s, int64_t n) override {
     ParallelRange(pool_, n, kElementwiseGrain,
                   [&](int64_t b, int64_t e) { cpu::ScaleRange(x, s, b, e); });

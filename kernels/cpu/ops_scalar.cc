@@ -198,16 +198,17 @@ void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
   // Chunked: only keys of the query's own chunk.
   const int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
   const int64_t d = a.head_dim;
+  const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : d;
   const size_t elem = a.kv_type == GgmlType::kF16 ? 2 : 4;
-  const size_t row_stride = static_cast<size_t>(a.n_kv_head * d) * elem;
-  const size_t head_off = static_cast<size_t>(kh * d) * elem;
-  const auto* kbase = static_cast<const uint8_t*>(a.k_cache) + head_off;
-  const auto* vbase = static_cast<const uint8_t*>(a.v_cache) + head_off;
+  const size_t k_stride = static_cast<size_t>(a.n_kv_head * d) * elem;
+  const size_t v_stride = static_cast<size_t>(a.n_kv_head * dv) * elem;
+  const auto* kbase = static_cast<const uint8_t*>(a.k_cache) + static_cast<size_t>(kh * d) * elem;
+  const auto* vbase = static_cast<const uint8_t*>(a.v_cache) + static_cast<size_t>(kh * dv) * elem;
   const float* q = a.q + (t * a.n_head + h) * d;
-  float* out = a.out + (t * a.n_head + h) * d;
+  float* out = a.out + (t * a.n_head + h) * dv;
   float mx = -INFINITY;
   for (int64_t j = j0; j < n_kv; ++j) {
-    scratch[j] = kv.dot(q, kbase + j * row_stride, d) * a.scale;
+    scratch[j] = kv.dot(q, kbase + j * k_stride, d) * a.scale;
     mx = std::max(mx, scratch[j]);
   }
   float sum = 0;
@@ -215,10 +216,10 @@ void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
     scratch[j] = std::exp(scratch[j] - mx);
     sum += scratch[j];
   }
-  std::fill(out, out + d, 0.0f);
-  for (int64_t j = j0; j < n_kv; ++j) kv.axpy(out, scratch[j], vbase + j * row_stride, d);
+  std::fill(out, out + dv, 0.0f);
+  for (int64_t j = j0; j < n_kv; ++j) kv.axpy(out, scratch[j], vbase + j * v_stride, dv);
   const float inv = 1.0f / sum;
-  for (int64_t i = 0; i < d; ++i) out[i] *= inv;
+  for (int64_t i = 0; i < dv; ++i) out[i] *= inv;
 }
 
 }  // namespace moestream::kernels::cpu

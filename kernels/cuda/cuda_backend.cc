@@ -337,6 +337,14 @@ class CudaBackend : public Backend {
   void Add(const float* a, const float* b, float* out, int64_t n) override {
     NoteError(cuda::LaunchAdd(a, b, out, n, cs()), "add", &sticky_);
   }
+  void Copy2D(float* dst, int64_t dst_stride, const float* src, int64_t src_stride, int64_t rows,
+              int64_t cols) override {
+    if (rows <= 0 || cols <= 0) return;
+    NoteError(cudaMemcpy2DAsync(dst, size_t(dst_stride) * sizeof(float), src,
+                                size_t(src_stride) * sizeof(float), size_t(cols) * sizeof(float),
+                                size_t(rows), cudaMemcpyDeviceToDevice, cs()),
+              "copy2d", &sticky_);
+  }
   void Scale(float* x, float s, int64_t n) override {
     NoteError(cuda::LaunchScale(x, s, n, cs()), "scale", &sticky_);
   }

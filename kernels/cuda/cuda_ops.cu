@@ -271,7 +271,9 @@ __global__ void AttentionKernel(AttentionArgs a, bool f16, float* scores, int64_
   int64_t kh = h / (a.n_head / a.n_kv_head);
   int64_t n_kv = a.pos0 + t + 1;
   int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;  // chunked local attention
+  int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
   int64_t row = a.n_kv_head * a.head_dim;
+  int64_t vrow = a.n_kv_head * dv;
   const float* q = a.q + (t * a.n_head + h) * a.head_dim;
   float* s = scores + blockIdx.x * ctx_stride;
   float m = -INFINITY;
@@ -289,10 +291,10 @@ __global__ void AttentionKernel(AttentionArgs a, bool f16, float* scores, int64_
     sum += s[p];
   }
   sum = BlockReduce<false>(sum);
-  float* o = a.out + (t * a.n_head + h) * a.head_dim;
-  for (int64_t d = threadIdx.x; d < a.head_dim; d += blockDim.x) {
+  float* o = a.out + (t * a.n_head + h) * dv;
+  for (int64_t d = threadIdx.x; d < dv; d += blockDim.x) {
     float acc = 0;
-    for (int64_t p = j0; p < n_kv; ++p) acc += s[p] * KvAt(a.v_cache, f16, p * row + kh * a.head_dim + d);
+    for (int64_t p = j0; p < n_kv; ++p) acc += s[p] * KvAt(a.v_cache, f16, p * vrow + kh * dv + d);
     o[d] = acc / sum;
   }
 }

@@ -222,7 +222,8 @@ TEST_P(ReferenceModelTest, OffloadedRunIsBitIdenticalToResident) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Models, ReferenceModelTest,
-                         ::testing::Values("qwen3moe-tiny-a", "mixtral-tiny-a", "llama4-tiny-a"));
+                         ::testing::Values("qwen3moe-tiny-a", "mixtral-tiny-a", "llama4-tiny-a",
+                                           "deepseek2-tiny-a", "deepseek2-lite-tiny-a"));
 
 }  // namespace
 }  // namespace moestream::engine
