@@ -95,6 +95,16 @@ absl::StatusOr<GenOptions> ShapeFromFlags(const CLI::App& p, const std::string& 
   if (a == gen::GenArch::kMixtral) {
     MOESTREAM_RETURN_IF_ERROR(reject("ffn", "its experts are sized by --expert-ffn"));
   }
+  if (a != gen::GenArch::kLlama4 && a != gen::GenArch::kDeepseek2) {
+    for (const char* f : {"moe-every", "dense-lead", "shared-experts"}) {
+      MOESTREAM_RETURN_IF_ERROR(reject(f, "only llama4 and deepseek2 have it"));
+    }
+  }
+  if (a != gen::GenArch::kDeepseek2) {
+    for (const char* f : {"q-lora-rank", "kv-lora-rank"}) {
+      MOESTREAM_RETURN_IF_ERROR(reject(f, "only deepseek2 has latent attention"));
+    }
+  }
   return base;
 }
 
@@ -104,7 +114,7 @@ class GenCommand : public Command {
     app_ = &app;
     app.add_option("-o,--output", out_, "output GGUF path (written via a temporary + rename)");
     app.add_option("--arch", arch_,
-                   "qwen3moe | mixtral (arch 'llama' with experts) | llama (dense); empty = the "
+                   "qwen3moe | mixtral (arch 'llama' with experts) | llama (dense) | llama4 | deepseek2; empty = the "
                    "preset's (qwen3moe for tiny/small)");
     app.add_option("--preset", preset_,
                    "shape preset: " + absl::StrJoin(gen::PresetNames(), ", "));
@@ -122,6 +132,13 @@ class GenCommand : public Command {
     app.add_option("--experts", experts_, "routed experts per layer");
     app.add_option("--top-k", top_k_, "experts used per token");
     app.add_option("--expert-ffn", expert_ffn_, "rows of each expert's gate/up matrix");
+    app.add_option("--moe-every", moe_every_,
+                   "llama4/deepseek2: MoE on every N-th layer, dense FFN on the others");
+    app.add_option("--dense-lead", dense_lead_, "llama4/deepseek2: leading dense layers");
+    app.add_option("--shared-experts", shared_experts_,
+                   "llama4/deepseek2: shared experts per MoE layer (each --expert-ffn wide)");
+    app.add_option("--q-lora-rank", q_lora_rank_, "deepseek2: q LoRA rank (0 = a plain q)");
+    app.add_option("--kv-lora-rank", kv_lora_rank_, "deepseek2: the cached latent's width");
     app.add_option("--ffn", ffn_, "dense FFN width (llama; qwen3moe's feed_forward_length)");
     app.add_option("--vocab", vocab_, "vocabulary size (rows of token_embd and output)");
     app.add_option("--context", context_, "context_length in tokens");
@@ -179,6 +196,11 @@ class GenCommand : public Command {
     over("ffn", ffn_, &o.ffn);
     over("vocab", vocab_, &o.vocab);
     over("context", context_, &o.context);
+    over("moe-every", moe_every_, &o.moe_every);
+    over("dense-lead", dense_lead_, &o.dense_lead);
+    over("shared-experts", shared_experts_, &o.shared_experts);
+    over("q-lora-rank", q_lora_rank_, &o.q_lora_rank);
+    over("kv-lora-rank", kv_lora_rank_, &o.kv_lora_rank);
     if (given("rope-theta")) {
       if (!(rope_theta_ > 0)) {
         return absl::InvalidArgumentError(
@@ -213,6 +235,8 @@ class GenCommand : public Command {
   std::string out_, arch_, preset_ = "tiny", type_ = "f32", layout_ = "stacked", name_;
   double scale_ = 1.0, rope_theta_ = 0, router_skew_ = 1.0;
   bool scale_layers_ = false, quiet_ = false;
+  int64_t moe_every_ = 0, dense_lead_ = 0, shared_experts_ = 0, q_lora_rank_ = 0,
+          kv_lora_rank_ = 0;
   int64_t layers_ = 0, hidden_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0, experts_ = 0,
           top_k_ = 0, expert_ffn_ = 0, ffn_ = 0, vocab_ = 0, context_ = 0, seed_ = 1,
           threads_ = 0;

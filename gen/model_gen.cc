@@ -149,6 +149,12 @@ struct Preset {
   int64_t layers, hidden, heads, kv_heads, head_dim, experts, top_k, expert_ffn, ffn, vocab,
       context;
   double rope_theta;  // 0 = architecture default
+  // llama4 / deepseek2 extras (GenOptions fields of the same names).
+  int64_t moe_every = 1, dense_lead = 0, shared_experts = 0, q_lora_rank = 0,
+          kv_lora_rank = 512, rope_dim = 64, v_head_dim = 128;
+  bool sigmoid_gating = false;
+  int64_t expert_groups = 1, group_used = 1;
+  double weights_scale = 1.0;
 };
 
 // Real shapes from the models' published configs (Mixtral-8x7B-v0.1,
@@ -163,6 +169,20 @@ constexpr Preset kPresets[] = {
      1e6},
     {"qwen3-235b-a22b", GenArch::kQwen3Moe, 94, 4096, 64, 4, 128, 128, 8, 1536, 12288, 151936,
      40960, 1e6},
+    {"mixtral-8x22b", GenArch::kMixtral, 56, 6144, 48, 8, 128, 8, 2, 16384, 16384, 32768, 65536,
+     1e6},
+    // Llama-4-Scout-17B-16E and Llama-4-Maverick-17B-128E: every layer MoE
+    // (Scout) or every second (Maverick), one shared expert.
+    {"llama4-scout", GenArch::kLlama4, 48, 5120, 40, 8, 128, 16, 1, 8192, 16384, 202048, 262144,
+     5e5, 1, 0, 1},
+    {"llama4-maverick", GenArch::kLlama4, 48, 5120, 40, 8, 128, 128, 1, 8192, 16384, 202048,
+     262144, 5e5, 2, 0, 1},
+    // DeepSeek-V2-Lite and DeepSeek-V3 (R1 has V3's shape): head_dim is
+    // qk_nope_head_dim; kv_heads is unused (MLA caches one latent row).
+    {"deepseek-v2-lite", GenArch::kDeepseek2, 27, 2048, 16, 16, 128, 64, 6, 1408, 10944, 102400,
+     163840, 1e4, 1, 1, 2, 0, 512, 64, 128},
+    {"deepseek-v3", GenArch::kDeepseek2, 61, 7168, 128, 128, 128, 256, 8, 2048, 18432, 129280,
+     163840, 1e4, 1, 3, 1, 1536, 512, 64, 128, true, 8, 4, 2.5},
 };
 
 const Preset* FindPreset(std::string_view name) {
@@ -204,16 +224,22 @@ std::string_view GenArchName(GenArch a) {
       return "mixtral";
     case GenArch::kLlama:
       return "llama";
+    case GenArch::kLlama4:
+      return "llama4";
+    case GenArch::kDeepseek2:
+      return "deepseek2";
   }
   return "unknown";
 }
 
 absl::StatusOr<GenArch> ParseGenArch(std::string_view name) {
-  for (GenArch a : {GenArch::kQwen3Moe, GenArch::kMixtral, GenArch::kLlama}) {
+  for (GenArch a : {GenArch::kQwen3Moe, GenArch::kMixtral, GenArch::kLlama, GenArch::kLlama4,
+                    GenArch::kDeepseek2}) {
     if (name == GenArchName(a)) return a;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "--arch: unknown architecture '", Av(name), "' (expected qwen3moe, mixtral or llama)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("--arch: unknown architecture '", Av(name),
+                   "' (expected qwen3moe, mixtral, llama, llama4 or deepseek2)"));
 }
 
 std::string_view ExpertLayoutName(ExpertLayout l) {
@@ -252,12 +278,20 @@ uint32_t FileTypeOf(GgmlType t) {
 
 double GenOptions::RopeTheta() const {
   if (rope_theta > 0) return rope_theta;
-  return arch == GenArch::kLlama ? 1e4 : 1e6;
+  switch (arch) {
+    case GenArch::kLlama:
+    case GenArch::kDeepseek2:
+      return 1e4;
+    case GenArch::kLlama4:
+      return 5e5;
+    default:
+      return 1e6;
+  }
 }
 
 double GenOptions::RmsEps() const {
   if (rms_eps > 0) return rms_eps;
-  return arch == GenArch::kQwen3Moe ? 1e-6 : 1e-5;
+  return arch == GenArch::kQwen3Moe || arch == GenArch::kDeepseek2 ? 1e-6 : 1e-5;
 }
 
 std::string GenOptions::Name() const {
@@ -313,6 +347,28 @@ absl::Status GenOptions::Validate() const {
       return absl::InvalidArgumentError(absl::StrCat(flag, " ", v, " is out of range 1..", hi));
     }
   }
+  if (arch == GenArch::kLlama4 || arch == GenArch::kDeepseek2) {
+    for (auto [flag, v, lo, hi] :
+         {std::tuple{"--moe-every", moe_every, int64_t{1}, layers},
+          {"--dense-lead", dense_lead, int64_t{0}, layers - 1},
+          {"--shared-experts", shared_experts, int64_t{0}, int64_t{64}},
+          {"--q-lora-rank", q_lora_rank, int64_t{0}, model::kMaxWidth},
+          {"--kv-lora-rank", kv_lora_rank, int64_t{1}, model::kMaxHeadDim},
+          {"rope dims", rope_dim, int64_t{2}, model::kMaxHeadDim},
+          {"v head dim", v_head_dim, int64_t{1}, model::kMaxHeadDim},
+          {"expert groups", expert_groups, int64_t{1}, experts},
+          {"groups used", group_used, int64_t{1}, expert_groups}}) {
+      if (v < lo || v > hi) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(flag, " ", v, " is out of range ", lo, "..", hi));
+      }
+    }
+    if (experts % expert_groups != 0 || rope_dim % 2 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "experts ", experts, " must be a multiple of the expert groups ", expert_groups,
+          " and rope dims ", rope_dim, " even"));
+    }
+  }
   if (!SupportedType(type)) {
     return absl::InvalidArgumentError(
         absl::StrCat("--type ", Av(GgmlTypeName(type)), " is not supported (expected ",
@@ -346,8 +402,15 @@ absl::Status GenOptions::Validate() const {
   };
   MOESTREAM_RETURN_IF_ERROR(whole("--hidden", hidden));
   MOESTREAM_RETURN_IF_ERROR(whole("--heads x --head-dim", heads * head_dim));
-  if (moe) MOESTREAM_RETURN_IF_ERROR(whole("--expert-ffn", expert_ffn));
-  if (arch == GenArch::kLlama) MOESTREAM_RETURN_IF_ERROR(whole("--ffn", ffn));
+  // The FFN widths are the rows of ffn_down: where they hold no whole block
+  // of a K-quant, those tensors fall back to Q8_0 (as llama.cpp's quantizer
+  // does; DeepSeek-V2-Lite's 1408), which needs multiples of 32.
+  auto whole32 = [&](const char* what, int64_t v) -> absl::Status {
+    if (v % block == 0 || (v % 32 == 0 && type != GgmlType::kF32)) return absl::OkStatus();
+    return whole(what, v);
+  };
+  if (moe) MOESTREAM_RETURN_IF_ERROR(whole32("--expert-ffn", expert_ffn));
+  if (arch == GenArch::kLlama) MOESTREAM_RETURN_IF_ERROR(whole32("--ffn", ffn));
   return absl::OkStatus();
 }
 
@@ -385,6 +448,17 @@ absl::StatusOr<GenOptions> PresetOptions(std::string_view preset, GenArch arch) 
   o.vocab = p->vocab;
   o.context = p->context;
   o.rope_theta = p->rope_theta;
+  o.moe_every = p->moe_every;
+  o.dense_lead = p->dense_lead;
+  o.shared_experts = p->shared_experts;
+  o.q_lora_rank = p->q_lora_rank;
+  o.kv_lora_rank = p->kv_lora_rank;
+  o.rope_dim = p->rope_dim;
+  o.v_head_dim = p->v_head_dim;
+  o.sigmoid_gating = p->sigmoid_gating;
+  o.expert_groups = p->expert_groups;
+  o.group_used = p->group_used;
+  o.weights_scale = p->weights_scale;
   return o;
 }
 
@@ -409,7 +483,17 @@ absl::Status ScaleOptions(double scale, bool scale_layers, GenOptions* o) {
   }
   o->kv_heads = std::max<int64_t>(1, o->heads / group);
   while (o->heads % o->kv_heads != 0) --o->kv_heads;
-  if (scale_layers) o->layers = std::max<int64_t>(1, std::llround(o->layers / scale));
+  if (scale_layers) {
+    o->layers = std::max<int64_t>(1, std::llround(o->layers / scale));
+    o->dense_lead = std::min(o->dense_lead, o->layers - 1);
+    o->moe_every = std::min(o->moe_every, o->layers);
+  }
+  // deepseek2's latent widths shrink with the model (multiples of 64).
+  auto shrink64 = [&](int64_t v) {
+    return v == 0 ? 0 : std::max<int64_t>(64, std::llround(v / scale / 64.0) * 64);
+  };
+  o->q_lora_rank = shrink64(o->q_lora_rank);
+  o->kv_lora_rank = shrink64(o->kv_lora_rank);
   return absl::OkStatus();
 }
 
@@ -417,10 +501,15 @@ absl::Status ScaleOptions(double scale, bool scale_layers, GenOptions* o) {
 
 absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   MOESTREAM_RETURN_IF_ERROR(o.Validate());
-  const std::string a(GenArchName(o.arch == GenArch::kQwen3Moe ? GenArch::kQwen3Moe
-                                                                : GenArch::kLlama));
+  const bool llama4 = o.arch == GenArch::kLlama4;
+  const bool ds = o.arch == GenArch::kDeepseek2;
+  const std::string a(GenArchName(o.arch == GenArch::kMixtral ? GenArch::kLlama : o.arch));
   const bool moe = o.arch != GenArch::kLlama;
   const bool qwen = o.arch == GenArch::kQwen3Moe;
+  // Layer l routes (the readers' ModelConfig::IsMoeLayer).
+  auto is_moe_layer = [&](int l) {
+    return moe && l >= o.dense_lead && (o.moe_every <= 1 || (l + 1) % o.moe_every == 0);
+  };
   const int64_t h = o.hidden;
   const int64_t q_dim = o.heads * o.head_dim;
   const int64_t kv_dim = o.kv_heads * o.head_dim;
@@ -438,20 +527,42 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   w->SetUint32(a + ".block_count", u32(o.layers));
   w->SetUint32(a + ".feed_forward_length", u32(o.arch == GenArch::kMixtral ? o.expert_ffn : o.ffn));
   w->SetUint32(a + ".attention.head_count", u32(o.heads));
-  w->SetUint32(a + ".attention.head_count_kv", u32(o.kv_heads));
-  // llama.cpp derives head_dim = hidden / heads for llama unless told.
-  if (qwen || q_dim != h) {
-    w->SetUint32(a + ".attention.key_length", u32(o.head_dim));
-    w->SetUint32(a + ".attention.value_length", u32(o.head_dim));
+  if (ds) {
+    // MLA as the converter stores it: MQA over the cached latent row.
+    w->SetUint32(a + ".attention.head_count_kv", 1);
+    w->SetUint32(a + ".attention.key_length", u32(o.kv_lora_rank + o.rope_dim));
+    w->SetUint32(a + ".attention.value_length", u32(o.kv_lora_rank));
+    w->SetUint32(a + ".attention.key_length_mla", u32(o.head_dim + o.rope_dim));
+    w->SetUint32(a + ".attention.value_length_mla", u32(o.v_head_dim));
+    w->SetUint32(a + ".attention.q_lora_rank", u32(o.q_lora_rank));
+    w->SetUint32(a + ".attention.kv_lora_rank", u32(o.kv_lora_rank));
+    w->SetUint32(a + ".rope.dimension_count", u32(o.rope_dim));
+  } else {
+    w->SetUint32(a + ".attention.head_count_kv", u32(o.kv_heads));
+    // llama.cpp derives head_dim = hidden / heads for llama unless told.
+    if (qwen || llama4 || q_dim != h) {
+      w->SetUint32(a + ".attention.key_length", u32(o.head_dim));
+      w->SetUint32(a + ".attention.value_length", u32(o.head_dim));
+    }
+    w->SetUint32(a + ".rope.dimension_count", u32(o.head_dim));
   }
-  w->SetUint32(a + ".rope.dimension_count", u32(o.head_dim));
   w->SetFloat32(a + ".rope.freq_base", static_cast<float>(o.RopeTheta()));
   w->SetFloat32(a + ".attention.layer_norm_rms_epsilon", static_cast<float>(o.RmsEps()));
   if (moe) {
     w->SetUint32(a + ".expert_count", u32(o.experts));
     w->SetUint32(a + ".expert_used_count", u32(o.top_k));
   }
-  if (qwen) w->SetUint32(a + ".expert_feed_forward_length", u32(o.expert_ffn));
+  if (qwen || llama4 || ds) w->SetUint32(a + ".expert_feed_forward_length", u32(o.expert_ffn));
+  if (llama4) w->SetUint32(a + ".interleave_moe_layer_step", u32(o.moe_every));
+  if (ds) {
+    w->SetUint32(a + ".leading_dense_block_count", u32(o.dense_lead));
+    w->SetUint32(a + ".expert_shared_count", u32(o.shared_experts));
+    w->SetUint32(a + ".expert_group_count", u32(o.expert_groups));
+    w->SetUint32(a + ".expert_group_used_count", u32(o.group_used));
+    w->SetUint32(a + ".expert_gating_func", o.sigmoid_gating ? 2 : 1);
+    w->SetFloat32(a + ".expert_weights_scale", static_cast<float>(o.weights_scale));
+    w->SetBool(a + ".expert_weights_norm", o.sigmoid_gating);
+  }
   w->SetUint32(a + ".vocab_size", u32(o.vocab));
   w->SetString("tokenizer.ggml.model", "none");
 
@@ -474,6 +585,11 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   std::vector<TensorPlan> plans;
   auto add = [&](std::string name, GgmlType type, std::vector<int64_t> ne, RowGenFn gen,
                  uint64_t first_row = 0) {
+    // A row that holds no whole block of the type falls back, as llama.cpp's
+    // quantizer does: Q8_0 (32-element blocks), else F32.
+    if (ne[0] % int64_t(GgmlTypeTraitsOf(type)->block_elems) != 0) {
+      type = ne[0] % 32 == 0 && type != GgmlType::kF32 ? GgmlType::kQ8_0 : GgmlType::kF32;
+    }
     plans.push_back(TensorPlan{std::move(name), type, std::move(ne), first_row, std::move(gen)});
   };
   // Row generators. `key` names the logical matrix's stream.
@@ -550,19 +666,45 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   const GgmlType wt = o.type;
   const GgmlType f32 = GgmlType::kF32;
   add("token_embd.weight", wt, {h, o.vocab}, embed_gen());
+  auto bias_gen = [&](const std::string& key, int64_t n) -> RowGenFn {
+    const uint64_t k = StreamKey(o.seed, key);
+    return [k, n](uint64_t row, float* out) {
+      Xoshiro256Plus rng = RowStream(k, row);
+      for (int64_t i = 0; i < n; ++i) out[i] = 0.01f * rng.Normal();
+    };
+  };
   for (int l = 0; l < o.layers; ++l) {
     const std::string p = absl::StrCat("blk.", l, ".");
     add(p + "attn_norm.weight", f32, {h}, norm_gen(p + "attn_norm", h));
-    add(p + "attn_q.weight", wt, {h, q_dim}, matrix_gen(p + "attn_q", h));
-    add(p + "attn_k.weight", wt, {h, kv_dim}, matrix_gen(p + "attn_k", h));
-    add(p + "attn_v.weight", wt, {h, kv_dim}, matrix_gen(p + "attn_v", h));
-    add(p + "attn_output.weight", wt, {q_dim, h}, matrix_gen(p + "attn_output", q_dim));
+    if (ds) {
+      const int64_t H = o.heads, qk = o.head_dim + o.rope_dim, L = o.kv_lora_rank;
+      if (o.q_lora_rank > 0) {
+        add(p + "attn_q_a.weight", wt, {h, o.q_lora_rank}, matrix_gen(p + "attn_q_a", h));
+        add(p + "attn_q_a_norm.weight", f32, {o.q_lora_rank},
+            norm_gen(p + "attn_q_a_norm", o.q_lora_rank));
+        add(p + "attn_q_b.weight", wt, {o.q_lora_rank, H * qk},
+            matrix_gen(p + "attn_q_b", o.q_lora_rank));
+      } else {
+        add(p + "attn_q.weight", wt, {h, H * qk}, matrix_gen(p + "attn_q", h));
+      }
+      add(p + "attn_kv_a_mqa.weight", wt, {h, L + o.rope_dim}, matrix_gen(p + "attn_kv_a_mqa", h));
+      add(p + "attn_kv_a_norm.weight", f32, {L}, norm_gen(p + "attn_kv_a_norm", L));
+      add(p + "attn_k_b.weight", wt, {o.head_dim, L, H}, matrix_gen(p + "attn_k_b", o.head_dim));
+      add(p + "attn_v_b.weight", wt, {L, o.v_head_dim, H}, matrix_gen(p + "attn_v_b", L));
+      add(p + "attn_output.weight", wt, {H * o.v_head_dim, h},
+          matrix_gen(p + "attn_output", H * o.v_head_dim));
+    } else {
+      add(p + "attn_q.weight", wt, {h, q_dim}, matrix_gen(p + "attn_q", h));
+      add(p + "attn_k.weight", wt, {h, kv_dim}, matrix_gen(p + "attn_k", h));
+      add(p + "attn_v.weight", wt, {h, kv_dim}, matrix_gen(p + "attn_v", h));
+      add(p + "attn_output.weight", wt, {q_dim, h}, matrix_gen(p + "attn_output", q_dim));
+    }
     if (qwen) {
       add(p + "attn_q_norm.weight", f32, {o.head_dim}, norm_gen(p + "attn_q_norm", o.head_dim));
       add(p + "attn_k_norm.weight", f32, {o.head_dim}, norm_gen(p + "attn_k_norm", o.head_dim));
     }
     add(p + "ffn_norm.weight", f32, {h}, norm_gen(p + "ffn_norm", h));
-    if (!moe) {
+    if (!is_moe_layer(l)) {
       add(p + "ffn_gate.weight", wt, {h, o.ffn}, matrix_gen(p + "ffn_gate", h));
       add(p + "ffn_up.weight", wt, {h, o.ffn}, matrix_gen(p + "ffn_up", h));
       add(p + "ffn_down.weight", wt, {o.ffn, h}, matrix_gen(p + "ffn_down", o.ffn));
@@ -570,6 +712,15 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
     }
     const int64_t f = o.expert_ffn;
     add(p + "ffn_gate_inp.weight", f32, {h, o.experts}, router_gen(l));
+    if (ds && o.sigmoid_gating) {
+      add(p + "exp_probs_b.bias", f32, {o.experts}, bias_gen(p + "exp_probs_b", o.experts));
+    }
+    if ((llama4 || ds) && o.shared_experts > 0) {
+      const int64_t fs = f * o.shared_experts;
+      add(p + "ffn_gate_shexp.weight", wt, {h, fs}, matrix_gen(p + "ffn_gate_shexp", h));
+      add(p + "ffn_up_shexp.weight", wt, {h, fs}, matrix_gen(p + "ffn_up_shexp", h));
+      add(p + "ffn_down_shexp.weight", wt, {fs, h}, matrix_gen(p + "ffn_down_shexp", fs));
+    }
     // Expert e's rows are rows [e*rows, (e+1)*rows) of one logical stream per
     // matrix, so both layouts hold identical experts.
     RowGenFn gate = matrix_gen(p + "ffn_gate_exps", h);

@@ -42,11 +42,13 @@
 namespace moestream::gen {
 
 enum class GenArch {
-  kQwen3Moe,  // general.architecture "qwen3moe"
-  kMixtral,   // general.architecture "llama" with llama.expert_count
-  kLlama,     // general.architecture "llama", dense SwiGLU FFN
+  kQwen3Moe,   // general.architecture "qwen3moe"
+  kMixtral,    // general.architecture "llama" with llama.expert_count
+  kLlama,      // general.architecture "llama", dense SwiGLU FFN
+  kLlama4,     // general.architecture "llama4"
+  kDeepseek2,  // general.architecture "deepseek2" (multi-head latent attention)
 };
-std::string_view GenArchName(GenArch a);  // "qwen3moe", "mixtral", "llama"
+std::string_view GenArchName(GenArch a);  // "qwen3moe", "mixtral", "llama", "llama4", "deepseek2"
 absl::StatusOr<GenArch> ParseGenArch(std::string_view name);
 
 enum class ExpertLayout {
@@ -106,6 +108,25 @@ struct GenOptions {
   // Worker threads generating and quantizing rows; 0 = hardware threads.
   int threads = 0;
 
+  // llama4 and deepseek2 (model/arch/*.cc says what each means):
+  // MoE on every moe_every-th layer (llama4's interleave_moe_layer_step;
+  // 1 = all), after dense_lead dense layers (deepseek2's
+  // leading_dense_block_count); shared_experts of expert_ffn each.
+  int64_t moe_every = 1;     // --moe-every
+  int64_t dense_lead = 0;    // --dense-lead
+  int64_t shared_experts = 0;  // --shared-experts
+  // deepseek2: head_dim is the no-RoPE part of a q/k head (qk_nope), rope_dim
+  // the RoPE part, v_head_dim the value head; q_lora_rank 0 = a plain q.
+  int64_t q_lora_rank = 0;   // --q-lora-rank
+  int64_t kv_lora_rank = 512;  // --kv-lora-rank
+  int64_t rope_dim = 64;
+  int64_t v_head_dim = 128;
+  // deepseek2 routing: sigmoid gating with the exp_probs_b selection bias,
+  // groups, weight norm and scale (DeepSeek-V3); else softmax, no groups.
+  bool sigmoid_gating = false;
+  int64_t expert_groups = 1, group_used = 1;
+  double weights_scale = 1.0;
+
   // kInvalidArgument naming the flag: non-positive dims, heads not a
   // multiple of kv_heads, odd head_dim, top_k > experts, a matrix row
   // (ne0: hidden, heads*head_dim, expert_ffn, ffn) not a multiple of the
@@ -119,8 +140,9 @@ struct GenOptions {
 };
 
 // Named shapes: "tiny" (a few MB, for tests), "small" (tens of MB, fast on
-// two cores), and the real shapes "mixtral-8x7b", "qwen3-30b-a3b",
-// "qwen3-235b-a22b". The architecture is set to `arch`; the preset's own
+// two cores), and the real shapes "mixtral-8x7b", "mixtral-8x22b",
+// "qwen3-30b-a3b", "qwen3-235b-a22b", "llama4-scout", "llama4-maverick",
+// "deepseek-v2-lite", "deepseek-v3". The architecture is set to `arch`; the preset's own
 // rope theta is kept. kInvalidArgument listing the names for an unknown one.
 absl::StatusOr<GenOptions> PresetOptions(std::string_view preset, GenArch arch);
 std::vector<std::string> PresetNames();
@@ -133,7 +155,8 @@ GenArch PresetDefaultArch(std::string_view preset);
 // divided too (for llama/mixtral shapes with heads*head_dim == hidden, heads =
 // hidden/head_dim), kv_heads keep the query/kv group size where possible and
 // always divide heads. Layers are divided (rounded, at least 1) only with
-// `scale_layers`. Experts, top-k, context and rope are kept.
+// `scale_layers`. deepseek2's q and kv LoRA ranks are divided (multiples of
+// 64). Experts, top-k, context, rope and the other head dims are kept.
 absl::Status ScaleOptions(double scale, bool scale_layers, GenOptions* o);
 
 // Parameters (elements) the model will hold, and its tensor data bytes.

@@ -267,6 +267,55 @@ TEST(DenseLlama, GeneratedDenseModelRuns) {
   for (float v : l) ASSERT_TRUE(std::isfinite(v));
 }
 
+// gen writes llama4 and deepseek2 models the readers take with the layer
+// pattern, shared experts and latent attention they describe, and they run.
+TEST(GeneratedArchitectures, Llama4AndDeepseek2LoadAndRun) {
+  ScratchDir dir;
+  gen::GenOptions l4 = Tiny(gen::GenArch::kLlama4);
+  l4.layers = 4;
+  l4.moe_every = 2;
+  l4.shared_experts = 1;
+  l4.top_k = 1;
+  l4.type = GgmlType::kQ8_0;
+  gen::GenOptions ds = Tiny(gen::GenArch::kDeepseek2);
+  ds.layers = 3;
+  ds.dense_lead = 1;
+  ds.shared_experts = 2;
+  ds.q_lora_rank = 64;
+  ds.kv_lora_rank = 64;
+  ds.rope_dim = 16;
+  ds.v_head_dim = 32;
+  ds.sigmoid_gating = true;
+  ds.expert_groups = 4;
+  ds.group_used = 2;
+  ds.weights_scale = 2.5;
+  ds.type = GgmlType::kQ8_0;
+  for (const gen::GenOptions& o : {l4, ds}) {
+    const std::string path = dir.Path(std::string(gen::GenArchName(o.arch)) + ".gguf");
+    ASSERT_TRUE(gen::GenerateModel(o, path).ok()) << gen::GenArchName(o.arch);
+    auto m = LoadWith(path);
+    ASSERT_TRUE(m.ok()) << m.status();
+    const model::ModelConfig& c = (*m)->config;
+    EXPECT_EQ(c.arch, gen::GenArchName(o.arch));
+    for (int il = 0; il < c.n_layer; ++il) {
+      const bool moe = il >= o.dense_lead && (il + 1) % o.moe_every == 0;
+      EXPECT_EQ(c.IsMoeLayer(il), moe) << c.arch << " layer " << il;
+      EXPECT_EQ((*m)->weights->layers[il].is_moe(), moe) << c.arch << " layer " << il;
+    }
+    EXPECT_EQ(c.n_ff_shexp, o.shared_experts * o.expert_ffn);
+    if (o.arch == gen::GenArch::kDeepseek2) {
+      EXPECT_TRUE(c.is_mla());
+      EXPECT_EQ(c.n_expert_groups, 4);
+      EXPECT_EQ(c.gating, model::ExpertGating::kSigmoid);
+      EXPECT_FLOAT_EQ(c.expert_weights_scale, 2.5f);
+      EXPECT_NE((*m)->weights->layers[1].exp_probs_b, nullptr);
+    }
+    const std::vector<float> l = AllLogits(*(*m)->engine, Prompt(5, 512));
+    ASSERT_FALSE(l.empty());
+    for (float v : l) ASSERT_TRUE(std::isfinite(v)) << c.arch;
+  }
+}
+
 // Copies `src` to `dst`, letting `edit` change metadata and tensors.
 struct Edit {
   std::string arch;          // replaces general.architecture when set
