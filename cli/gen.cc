@@ -154,6 +154,9 @@ class GenCommand : public Command {
     app.add_option("--name", name_, "general.name; empty = synthetic-ARCH-TYPE");
     app.add_option("-t,--threads", threads_, "worker threads; 0 = all cores");
     app.add_flag("--quiet", quiet_, "no progress on stderr");
+    app.add_flag("--header-only", header_only_,
+                 "write the metadata and tensor table only, no tensor data (for plan and "
+                 "inspect: a 400B model's shape in a few MB)");
   }
 
   absl::Status Run() override {
@@ -176,6 +179,7 @@ class GenCommand : public Command {
     o.name = name_;
     o.threads = static_cast<int>(threads_);
     o.router_skew = router_skew_;
+    o.header_only = header_only_;
     if (given("threads") && (threads_ < 1 || threads_ > kernels::kMaxThreads)) {
       return absl::InvalidArgumentError(absl::StrCat("--threads ", threads_, " is out of range 1..",
                                                      kernels::kMaxThreads));
@@ -234,7 +238,7 @@ class GenCommand : public Command {
   const CLI::App* app_ = nullptr;  // to tell which shape flags were given
   std::string out_, arch_, preset_ = "tiny", type_ = "f32", layout_ = "stacked", name_;
   double scale_ = 1.0, rope_theta_ = 0, router_skew_ = 1.0;
-  bool scale_layers_ = false, quiet_ = false;
+  bool scale_layers_ = false, quiet_ = false, header_only_ = false;
   int64_t moe_every_ = 0, dense_lead_ = 0, shared_experts_ = 0, q_lora_rank_ = 0,
           kv_lora_rank_ = 0;
   int64_t layers_ = 0, hidden_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0, experts_ = 0,

@@ -758,6 +758,7 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
 absl::Status GenerateModel(const GenOptions& o, const std::string& path,
                            const io::ProgressFn& progress, GenSummary* summary) {
   io::GgufWriter w;
+  if (o.header_only) w.SetHeaderOnly();
   MOESTREAM_ASSIGN_OR_RETURN(GenSummary s, BuildModel(o, &w));
   MOESTREAM_RETURN_IF_ERROR(w.Write(path, progress));
   if (summary != nullptr) *summary = s;

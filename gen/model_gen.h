@@ -107,6 +107,10 @@ struct GenOptions {
   std::string name;
   // Worker threads generating and quantizing rows; 0 = hardware threads.
   int threads = 0;
+  // Write the metadata and tensor table only (--header-only): a file of a
+  // few MB that `plan` and `inspect` read as the real model (io::GgufWriter::
+  // SetHeaderOnly).
+  bool header_only = false;
 
   // llama4 and deepseek2 (model/arch/*.cc says what each means):
   // MoE on every moe_every-th layer (llama4's interleave_moe_layer_step;

@@ -134,6 +134,7 @@ absl::StatusOr<ExpertLayout> ExpertLayout::FromGguf(const GgufFile& f) {
   ExpertLayout layout;
   layout.path_ = f.path();
   layout.file_size_ = f.file_size();
+  layout.has_data_ = f.has_data();
   layout.experts_ = std::move(entries);
   MOESTREAM_RETURN_IF_ERROR(layout.Index());
   return layout;
@@ -167,7 +168,9 @@ absl::Status ExpertLayout::Index() {
                                                      e.expert, ": malformed layout entry"));
     }
     for (const ExpertSegment& s : e.segment_span()) {
-      if (s.blob_offset + s.bytes > e.blob_bytes || s.file_offset + s.bytes > file_size_) {
+      // A header-only file's segments lie past its end by design.
+      if (s.blob_offset + s.bytes > e.blob_bytes ||
+          (has_data_ && s.file_offset + s.bytes > file_size_)) {
         return absl::InvalidArgumentError(absl::StrCat(
             path_, ": layer ", e.layer, " expert ", e.expert, ": segment at file offset ",
             s.file_offset, " (", s.bytes, " bytes) lies outside the file (", file_size_,

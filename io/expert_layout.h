@@ -118,6 +118,8 @@ class ExpertLayout {
 
   const std::string& path() const { return path_; }   // the file segments refer to
   uint64_t file_size() const { return file_size_; }  // as seen when the layout was built
+  // False for a header-only GGUF: the segments say where data would be.
+  bool has_data() const { return has_data_; }
   int n_layers() const { return int(layer_first_.size()) - 1; }  // blocks (incl. dense)
   int n_experts(int layer) const;  // 0 for a dense layer or out of range
   std::vector<int> moe_layers() const;
@@ -138,6 +140,7 @@ class ExpertLayout {
   absl::Status Index();
 
   std::string path_;
+  bool has_data_ = true;
   uint64_t file_size_ = 0;
   std::vector<ExpertInfo> experts_;    // sorted by (layer, expert)
   std::vector<size_t> layer_first_;    // experts_ index of layer L's expert 0; size n_layers+1

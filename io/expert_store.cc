@@ -166,6 +166,10 @@ absl::StatusOr<uint64_t> GgufIdentity(const GgufFile& model) {
 }
 
 absl::StatusOr<uint64_t> ExpertSampleDigest(const ExpertLayout& layout, uint32_t* ranges) {
+  if (!layout.has_data()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(layout.path(), ": a header-only GGUF has no expert bytes to check"));
+  }
   Fd fd{::open(layout.path().c_str(), O_RDONLY | O_CLOEXEC)};
   if (fd.fd < 0) return ErrnoStatus(errno, layout.path(), "cannot open");
   Xxh64State h;
@@ -200,6 +204,7 @@ absl::Status PackExpertStore(const std::string& gguf_path, const std::string& st
                              const StorePackOptions& options, const ProgressFn& progress) {
   MOESTREAM_RETURN_IF_ERROR(options.Validate());
   MOESTREAM_ASSIGN_OR_RETURN(GgufFile model, GgufFile::Open(gguf_path));
+  MOESTREAM_RETURN_IF_ERROR(model.CheckHasData());
   MOESTREAM_ASSIGN_OR_RETURN(ExpertLayout src_layout, ExpertLayout::FromGguf(model));
   MOESTREAM_ASSIGN_OR_RETURN(uint64_t identity, GgufIdentity(model));
   uint32_t sample_ranges = 0;
@@ -388,6 +393,7 @@ absl::StatusOr<ExpertStore> ExpertStore::Open(const std::string& path) {
 }
 
 absl::Status ExpertStore::CheckSource(const GgufFile& model) const {
+  MOESTREAM_RETURN_IF_ERROR(model.CheckHasData());
   MOESTREAM_ASSIGN_OR_RETURN(uint64_t id, GgufIdentity(model));
   if (id != source_identity_ || model.file_size() != source_bytes_) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -138,6 +138,11 @@ struct GgufTensorInfo {
   std::string ShapeString() const;  // "[4096, 14336, 8]"
 };
 
+// A GGUF written without its tensor data (`moestream gen --header-only`):
+// the metadata and the tensor table of a real model, for planning and tests.
+// Readers open it (GgufFile::has_data() false) and refuse to read weights.
+inline constexpr std::string_view kHeaderOnlyKey = "moestream.header_only";
+
 // Which matrix of a routed expert.
 enum class ExpertMatrix { kGate = 0, kUp = 1, kDown = 2 };
 std::string_view ExpertMatrixName(ExpertMatrix m);  // "gate", "up", "down"
@@ -158,6 +163,10 @@ class GgufFile {
   uint64_t data_offset() const { return data_offset_; }  // start of data section
   uint64_t file_size() const { return file_size_; }
   uint64_t header_bytes() const { return header_bytes_; }  // end of tensor infos
+  // False for a header-only file (kHeaderOnlyKey set and no tensor data).
+  bool has_data() const { return has_data_; }
+  // kFailedPrecondition naming the file when it has no tensor data.
+  absl::Status CheckHasData() const;
 
   const std::vector<GgufKv>& metadata() const { return kvs_; }
   const GgufValue* Find(std::string_view key) const;
@@ -195,6 +204,7 @@ class GgufFile {
   uint64_t data_offset_ = 0;
   uint64_t file_size_ = 0;
   uint64_t header_bytes_ = 0;
+  bool has_data_ = true;
   std::vector<GgufKv> kvs_;
   absl::flat_hash_map<std::string, size_t> kv_index_;
   std::vector<GgufTensorInfo> tensors_;
@@ -241,6 +251,9 @@ class GgufWriter {
   // are not called). For models of realistic shape in tests and
   // benchmarks of what never reads the weights. Call before AddTensor.
   void SetSparseData() { sparse_data_ = true; }
+  // Writes the metadata (plus kHeaderOnlyKey) and the tensor table only: the
+  // file ends where the data section would start. Fill functions may be null.
+  void SetHeaderOnly() { header_only_ = true; }
 
  private:
   struct PendingTensor {
@@ -253,6 +266,7 @@ class GgufWriter {
   };
   uint32_t alignment_;
   bool sparse_data_ = false;
+  bool header_only_ = false;
   std::vector<GgufKv> kvs_;
   std::vector<PendingTensor> tensors_;
   uint64_t next_offset_ = 0;

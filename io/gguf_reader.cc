@@ -393,6 +393,8 @@ class GgufParser {
   absl::Status ValidateLayout() {
     uint64_t prev_end = 0;
     const GgufTensorInfo* prev = nullptr;
+    const GgufValue* marker = f_.Find(kHeaderOnlyKey);
+    const bool header_only = marker != nullptr && marker->AsBool().value_or(false);
     for (size_t i = 0; i < f_.tensors_.size(); ++i) {
       GgufTensorInfo& t = f_.tensors_[i];
       uint64_t at = offset_pos_[i];
@@ -408,9 +410,11 @@ class GgufParser {
                                      "' ending at ", prev_end, " (offsets must be in order)"));
       }
       uint64_t end;
-      if (__builtin_add_overflow(t.offset, t.size_bytes, &end) ||
-          __builtin_add_overflow(end, f_.data_offset_, &t.file_offset) ||
-          t.file_offset > f_.file_size_) {
+      const bool overflow = __builtin_add_overflow(t.offset, t.size_bytes, &end) ||
+                            __builtin_add_overflow(end, f_.data_offset_, &t.file_offset);
+      if (!overflow && t.file_offset > f_.file_size_ && header_only) {
+        f_.has_data_ = false;  // a header-only file: the table says where data would be
+      } else if (overflow || t.file_offset > f_.file_size_) {
         return c_.Error(at, field,
                         absl::StrCat("data [", t.offset, ", +", t.size_bytes,
                                      ") ends past the end of the file (data section starts at ",
@@ -440,6 +444,13 @@ absl::StatusOr<GgufFile> GgufFile::Parse(std::span<const uint8_t> bytes, std::st
   GgufParser p(c, f);
   MOESTREAM_RETURN_IF_ERROR(p.Run());
   return f;
+}
+
+absl::Status GgufFile::CheckHasData() const {
+  if (has_data_) return absl::OkStatus();
+  return absl::FailedPreconditionError(absl::StrCat(
+      path_, ": a header-only GGUF (metadata and tensor table, no tensor data; written by "
+             "moestream gen --header-only): plan and inspect read it, running it needs the weights"));
 }
 
 absl::StatusOr<GgufFile> GgufFile::Open(const std::string& path) {

@@ -157,7 +157,7 @@ absl::Status GgufWriter::AddTensor(std::string name, GgmlType type, std::vector<
       return bad("byte size overflows 64 bits");
     }
   }
-  if (!fill && !sparse_data_) return bad("expected a fill function");
+  if (!fill && !sparse_data_ && !header_only_) return bad("expected a fill function");
   tensors_.push_back(
       PendingTensor{std::move(name), type, std::move(ne), size, next_offset_, std::move(fill)});
   next_offset_ += PadTo(size, alignment_);
@@ -187,6 +187,7 @@ absl::Status GgufWriter::Write(const std::string& path, const ProgressFn& progre
     }
   }
 
+  if (header_only_) Set(std::string(kHeaderOnlyKey), GgufValue::Bool(true));
   std::string header;
   Put<uint32_t>(header, kGgufMagic);
   Put<uint32_t>(header, 3);
@@ -212,11 +213,15 @@ absl::Status GgufWriter::Write(const std::string& path, const ProgressFn& progre
   MOESTREAM_ASSIGN_OR_RETURN(AtomicFile file, AtomicFile::Create(path));
   // Room for the whole file before any tensor is produced (a sparse file
   // takes none).
-  if (!sparse_data_) MOESTREAM_RETURN_IF_ERROR(file.Reserve(total));
+  if (!sparse_data_) MOESTREAM_RETURN_IF_ERROR(file.Reserve(header_only_ ? header.size() : total));
   MOESTREAM_RETURN_IF_ERROR(file.Write(header));
   uint64_t done = header.size();
   if (progress) progress(done, total);
 
+  if (header_only_) {
+    if (progress) progress(total, total);
+    return file.Commit();
+  }
   if (sparse_data_) {
     // Tensor data as a hole: the file reads as zeros past the header.
     if (::ftruncate(file.fd(), off_t(total)) != 0) {

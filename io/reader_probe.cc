@@ -16,6 +16,11 @@ absl::StatusOr<std::unique_ptr<ExpertReader>> OpenExpertReader(
     std::shared_ptr<const ExpertLayout> layout, const ReaderOptions& options,
     HostAllocator* staging) {
   MOESTREAM_RETURN_IF_ERROR(options.Validate());
+  if (!layout->has_data()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        layout->path(), ": a header-only GGUF has no expert data to read (moestream gen "
+                        "--header-only writes it for planning)"));
+  }
   if (options.kind == "pread") return PreadReader::Open(std::move(layout), options, staging);
 #ifdef MOESTREAM_HAVE_URING
   auto uring = UringReader::Open(layout, options, staging);

@@ -44,6 +44,7 @@ class WeightBinder : public LayerBinder {
 
   absl::Status Open() {
     if (plan_ != nullptr) return absl::OkStatus();
+    MOESTREAM_RETURN_IF_ERROR(f_.CheckHasData());
     fd_ = ::open(f_.path().c_str(), O_RDONLY | O_CLOEXEC);
     if (fd_ < 0) {
       return absl::NotFoundError(absl::StrCat(f_.path(), ": cannot open: ", std::strerror(errno)));

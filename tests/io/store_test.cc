@@ -191,6 +191,48 @@ TEST_F(StoreTest, VersionOneStoreAsksForARepack) {
       << store.status();
 }
 
+// A header-only GGUF (metadata and tensor table, no data) opens, lays out
+// its experts for planning, and refuses every read of weights by name; the
+// same file cut short without the marker is still a truncated file.
+TEST(HeaderOnlyGguf, PlansButNeverReads) {
+  testing::ScratchDir dir;
+  const std::string full = dir.Path("full.gguf"), head = dir.Path("head.gguf");
+  WriteTierModel(full, {});
+  auto f = GgufFile::Open(full);
+  ASSERT_TRUE(f.ok());
+  GgufWriter w;
+  for (const GgufKv& kv : f->metadata()) w.Set(kv.key, kv.value);
+  w.SetHeaderOnly();
+  for (const GgufTensorInfo& t : f->tensors()) {
+    ASSERT_TRUE(w.AddTensor(t.name, t.type, std::vector<int64_t>(t.ne, t.ne + t.n_dims), nullptr).ok());
+  }
+  ASSERT_TRUE(w.Write(head).ok());
+  auto h = GgufFile::Open(head);
+  ASSERT_TRUE(h.ok()) << h.status();
+  EXPECT_FALSE(h->has_data());
+  EXPECT_EQ(h->file_size(), h->data_offset());
+  EXPECT_EQ(h->tensors().size(), f->tensors().size());
+  EXPECT_EQ(h->CheckHasData().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(h->CheckHasData().message().find("header-only"), std::string::npos);
+  auto layout = ExpertLayout::FromGguf(*h);
+  ASSERT_TRUE(layout.ok()) << layout.status();
+  EXPECT_EQ(layout->size(), ExpertLayout::FromGguf(*f)->size());
+  auto shared = std::make_shared<const ExpertLayout>(*std::move(layout));
+  auto reader = OpenExpertReader(shared, ReaderOptions{});
+  EXPECT_EQ(reader.status().code(), absl::StatusCode::kFailedPrecondition) << reader.status();
+  StorePackOptions po;
+  po.show_progress = false;
+  EXPECT_EQ(PackExpertStore(head, dir.Path("h.store"), po).code(),
+            absl::StatusCode::kFailedPrecondition);
+  EXPECT_FALSE(std::filesystem::exists(dir.Path("h.store")));
+  // Without the marker a file that ends at its data section is truncated.
+  std::string bytes = testing::ReadFileOrDie(full);
+  testing::WriteFileOrDie(dir.Path("cut.gguf"), bytes.substr(0, f->data_offset()));
+  auto cut = GgufFile::Open(dir.Path("cut.gguf"));
+  ASSERT_FALSE(cut.ok());
+  EXPECT_EQ(cut.status().code(), absl::StatusCode::kDataLoss) << cut.status();
+}
+
 TEST_F(StoreTest, PackOntoSymlinkIsRefusedLeavingItIntact) {
   const std::string link = dir_.Path("link.experts");
   ASSERT_EQ(::symlink("m.experts", link.c_str()), 0);
