@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "policies/eviction_policy.h"
 #include "policies/prediction_scorer.h"
+#include "policies/policy_spec.h"
 #include "policies/prefetch_predictor.h"
 #include "trace/trace_import.h"
 
@@ -231,7 +232,19 @@ absl::Status ReplayOptions::Validate() const {
   }
   if (!(layer_compute_us >= 0)) return absl::InvalidArgumentError("layer compute time must be >= 0");
   if (lookahead < 1) return absl::InvalidArgumentError("lookahead must be >= 1");
+  MOESTREAM_RETURN_IF_ERROR(CheckReplayablePredictor(predictor));
   return kernels::FindLinkProfile(link).status();
+}
+
+absl::Status CheckReplayablePredictor(const std::string& predictor_spec) {
+  MOESTREAM_ASSIGN_OR_RETURN(policies::PolicySpec spec, policies::ParsePolicySpec(predictor_spec));
+  if (spec.name() == "gate") {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "predictor '", predictor_spec,
+        "' cannot be replayed: gate guesses from the next layer's router scores, which a routing "
+        "trace does not record (replayable: none, coact, prev, popularity, oracle)"));
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<int> ParseCapacity(const std::string& text, int n_experts) {

@@ -19,6 +19,11 @@ absl::Status SweepOptions::Validate() const {
   if (capacities.empty()) return absl::InvalidArgumentError("sweep: no capacity given");
   if (predictors.empty()) return absl::InvalidArgumentError("sweep: no predictor given");
   if (threads < 0) return absl::InvalidArgumentError("sweep: threads must be >= 0");
+  for (const std::string& p : predictors) {
+    if (absl::Status st = CheckReplayablePredictor(p); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("sweep: ", st.message()));
+    }
+  }
   return absl::OkStatus();
 }
 

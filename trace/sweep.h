@@ -31,7 +31,8 @@ struct SweepOptions {
   // its policy, predictor and capacity are overwritten per run.
   ReplayOptions base;
   int threads = 0;  // replays at once; 0 = one per core
-  // kInvalidArgument for an empty grid dimension or negative thread count.
+  // kInvalidArgument for an empty grid dimension, a negative thread count
+  // or a predictor a trace cannot drive (CheckReplayablePredictor).
   absl::Status Validate() const;
 };
 
