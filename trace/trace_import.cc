@@ -704,7 +704,10 @@ absl::StatusOr<std::vector<double>> LoadPopularity(const std::string& path,
     ++matched;
     for (int e = 0; e < n_cols; ++e) {
       double v;
-      if (!absl::SimpleAtod(f[e + 2], &v)) return BadLine(path, lines[i].no, "bad number");
+      if (!absl::SimpleAtod(f[e + 2], &v) || !WeightOk(v)) {
+        return BadField(Where(path, lines[i].no), Sv(header[e + 2]), Sv(f[e + 2]),
+                        kWeightRange);
+      }
       pop[dense * shape.n_experts + e] += v;
     }
   }

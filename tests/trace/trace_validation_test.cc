@@ -170,6 +170,27 @@ TEST(TraceValidation, MixtralNumbersAreNotCoerced) {
   }
 }
 
+TEST(TraceValidation, PopularityValuesAreFiniteAndNonNegative) {
+  testing::ScratchDir dir;
+  TraceShape shape;
+  shape.n_layers = 1;
+  shape.n_experts = 2;
+  shape.layer_ids = {0};
+  const std::string path = dir.Path("pop.csv");
+  testing::WriteFileOrDie(path, "Layer,lang,Expert_0,Expert_1\n0,en,0.5,1.5\n");
+  auto pop = LoadPopularity(path, shape);
+  ASSERT_TRUE(pop.ok()) << pop.status();
+  EXPECT_EQ(*pop, (std::vector<double>{0.5, 1.5}));
+  for (const char* bad : {"nan", "-1", "inf", "1e400"}) {
+    testing::WriteFileOrDie(path, std::string("Layer,lang,Expert_0,Expert_1\n0,en,0.5,") + bad + "\n");
+    pop = LoadPopularity(path, shape);
+    ASSERT_FALSE(pop.ok()) << bad;
+    EXPECT_EQ(std::string(pop.status().message()),
+              "trace '" + path + "' line 2: Expert_1 value '" + bad +
+                  "' is not a finite number >= 0");
+  }
+}
+
 // A valid trace's bytes with the u32 at `offset` replaced and the checksum
 // recomputed for version `version` (so only the field is wrong).
 std::string Patched(std::string bytes, size_t offset, uint32_t value, uint32_t version) {
