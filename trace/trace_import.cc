@@ -191,6 +191,7 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
   int64_t n_expert = 0, n_layer = 0, top_k = 0;
   std::map<int, uint64_t> layer_bytes;
   std::map<std::string, int> col;
+  size_t n_fields = 0;  // a row needs at least this many (the last needed column)
   struct Row {
     size_t line_no;
     int turn, phase, step, layer, expert;
@@ -239,12 +240,13 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
         if (!col.count(need)) {
           return BadLine(path, l.no, absl::StrCat("header lacks column '", need, "'"));
         }
+        n_fields = std::max(n_fields, size_t(col[need]) + 1);
       }
       continue;
     }
-    if (f.size() < col.size()) {
+    if (f.size() < n_fields) {
       return BadLine(path, l.no, absl::StrCat("malformed row '", Av(line), "': ", f.size(),
-                                              " fields for ", col.size(), " columns"));
+                                              " fields, the header's columns need ", n_fields));
     }
     Row r;
     r.line_no = l.no;

@@ -88,6 +88,19 @@ TEST(TraceValidation, RouteCsvNumbersAreNotCoerced) {
   }
 }
 
+TEST(TraceValidation, RouteCsvRowShorterThanARepeatedHeaderColumn) {
+  testing::ScratchDir dir;
+  const std::string path = dir.Path("r.route.csv");
+  // "turn" repeated last: a row needs 8 fields although the header names 7
+  // distinct columns.
+  testing::WriteFileOrDie(path,
+                          "# route_trace v1\nturn,phase,step,layer,slot,expert,weight,turn\n"
+                          "0,1,0,0,0,3,0.6,0\n0,1,1,0,0,3,0.6\n");
+  EXPECT_THAT(LoadError(path),
+              HasSubstr("line 4: malformed row '0,1,1,0,0,3,0.6': 7 fields, the header's "
+                        "columns need 8"));
+}
+
 TEST(TraceValidation, RouteCsvPreambleCountsAreChecked) {
   testing::ScratchDir dir;
   const std::string path = dir.Path("p.route.csv");
