@@ -15,15 +15,20 @@
 
 namespace moestream::fuzz {
 
-// A directory of this process, removed at exit (the name lives on the heap,
-// never destroyed, so the exit handler can still read it).
+// A directory of this process, removed at a normal exit (the name lives on
+// the heap, never destroyed, so the exit handler can still read it):
+// MOESTREAM_FUZZ_SCRATCH when set (run_fuzzers.sh sets it, and removes it
+// after a crash too), else /dev/shm/moestream-fuzz-PID.
 inline const std::string& ScratchDir() {
   static const std::string* dir = [] {
     std::error_code ec;
     std::filesystem::path base = std::filesystem::is_directory("/dev/shm", ec)
                                      ? std::filesystem::path("/dev/shm")
                                      : std::filesystem::temp_directory_path();
-    auto* d = new std::string((base / ("moestream-fuzz-" + std::to_string(getpid()))).string());
+    const char* env = std::getenv("MOESTREAM_FUZZ_SCRATCH");
+    auto* d = new std::string(env != nullptr && *env != '\0'
+                                  ? std::string(env)
+                                  : (base / ("moestream-fuzz-" + std::to_string(getpid()))).string());
     std::filesystem::create_directories(*d);
     std::atexit([] {
       std::error_code ignored;

@@ -183,9 +183,15 @@ for t in "${targets[@]}"; do
   echo "fuzzing $t for ${secs}s${runs:+ or $runs executions} ($(ls "$(seeds_of "$t")" | wc -l) seeds, $(ls "$corpus" | wc -l) corpus files)"
   start=$(date +%s)
   rc=0
-  "$build/tests/fuzz/$t" "$corpus" "$(seeds_of "$t")" -max_total_time="$secs" ${runs:+-runs="$runs"} \
+  # The files the target writes its inputs to (in memory where possible),
+  # removed here even when the target dies.
+  scratch_base=/dev/shm
+  [[ -d $scratch_base && -w $scratch_base ]] || scratch_base=$build
+  scratch="$scratch_base/moestream-fuzz-$$-$t"
+  MOESTREAM_FUZZ_SCRATCH=$scratch "$build/tests/fuzz/$t" "$corpus" "$(seeds_of "$t")" -max_total_time="$secs" ${runs:+-runs="$runs"} \
     -timeout=10 -rss_limit_mb=2048 -max_len="$(max_len_of "$t")" -print_final_stats=1 \
     -artifact_prefix="$build/crash-$t-" >"$log" 2>&1 || rc=$?
+  rm -rf "$scratch"
   elapsed=$(( $(date +%s) - start ))
   execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
