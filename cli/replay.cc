@@ -31,7 +31,8 @@ class ReplayCommand : public Command {
     app.add_flag("--per-layer", o.per_layer,
                  "one pool per layer (otherwise one global pool of N x layers)");
     app.add_option("--predictor", o.predictor,
-                   "prefetch predictor: none, gate, coact, prev, popularity, oracle");
+                   "prefetch predictor: none, coact, prev, popularity, oracle (not gate: a "
+                   "trace has no router scores)");
     app.add_option("--profile", o.link, "link profile: pcie3x16, pcie4x16, pcie5x16, none");
     AddByteSizeOption(app, "--expert-bytes", &expert_bytes_,
                       "bytes per expert; 0 = from the trace, else 8M");
@@ -68,6 +69,8 @@ absl::Status ReplayCommand::Run() {
       return absl::Status(s.code(), absl::StrCat("--export-csv: ", s.message()));
     }
   }
+  // Before the trace loads (a large one takes seconds).
+  MOESTREAM_RETURN_IF_ERROR(trace::CheckReplayablePredictor(o.predictor));
   MOESTREAM_ASSIGN_OR_RETURN(trace::Trace trace, trace::LoadTrace(trace_path));
   if (!export_csv.empty()) MOESTREAM_RETURN_IF_ERROR(trace::WriteTraceCsv(trace, export_csv));
   MOESTREAM_ASSIGN_OR_RETURN(o.capacity,

@@ -15,6 +15,7 @@
 #include "nlohmann/json.hpp"
 #include "policies/eviction_policy.h"
 #include "policies/prediction_scorer.h"
+#include "policies/policy_spec.h"
 #include "policies/prefetch_predictor.h"
 #include "trace/trace_import.h"
 
@@ -231,28 +232,19 @@ absl::Status ReplayOptions::Validate() const {
   }
   if (!(layer_compute_us >= 0)) return absl::InvalidArgumentError("layer compute time must be >= 0");
   if (lookahead < 1) return absl::InvalidArgumentError("lookahead must be >= 1");
+  MOESTREAM_RETURN_IF_ERROR(CheckReplayablePredictor(predictor));
   return kernels::FindLinkProfile(link).status();
 }
 
-absl::StatusOr<int> ParseCapacity(const std::string& text, int n_experts) {
-  std::string s = text;
-  bool pct = !s.empty() && s.back() == '%';
-  if (pct) s.pop_back();
-  char* end = nullptr;
-  double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0' || !(v > 0) || (pct && v > 100)) {
+absl::Status CheckReplayablePredictor(const std::string& predictor_spec) {
+  MOESTREAM_ASSIGN_OR_RETURN(policies::PolicySpec spec, policies::ParsePolicySpec(predictor_spec));
+  if (spec.name() == "gate") {
     return absl::InvalidArgumentError(absl::StrCat(
-        "capacity '", text, "' is not a positive expert count or a percentage in (0, 100]"));
+        "predictor '", predictor_spec,
+        "' cannot be replayed: gate guesses from the next layer's router scores, which a routing "
+        "trace does not record (replayable: none, coact, prev, popularity, oracle)"));
   }
-  if (pct) return std::max(1, int(std::lround(v * n_experts / 100.0)));
-  if (v != std::floor(v)) {
-    return absl::InvalidArgumentError(absl::StrCat("capacity '", text, "' is not a whole count"));
-  }
-  if (v > n_experts) {
-    return absl::InvalidArgumentError(absl::StrCat("capacity ", text, " exceeds the ", n_experts,
-                                                   " experts per layer"));
-  }
-  return int(v);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<ReplayResult> Replay(const Trace& trace, const ReplayOptions& o) {

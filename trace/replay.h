@@ -80,6 +80,14 @@ struct ReplayResult {
 
 absl::StatusOr<ReplayResult> Replay(const Trace& trace, const ReplayOptions& options);
 
+// kInvalidArgument when `predictor_spec` cannot be replayed from a trace:
+// `gate` guesses from the next layer's router scores
+// (policies::PredictContext::next_gate_scores), which no trace format
+// records (a trace holds routed experts and their weights, and what a live
+// predictor guessed), so it would silently act as `none`; also a malformed
+// spec. Replay and sweeps check their predictors with it before any replay.
+absl::Status CheckReplayablePredictor(const std::string& predictor_spec);
+
 // "16" -> 16 experts, "12.5%" -> 12.5 % of n_experts (rounded, at least 1).
 absl::StatusOr<int> ParseCapacity(const std::string& text, int n_experts);
 

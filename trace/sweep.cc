@@ -23,6 +23,11 @@ absl::Status SweepOptions::Validate() const {
     return absl::InvalidArgumentError(absl::StrCat("sweep: --jobs ", threads, " is out of range 0..",
                                                    kMaxSweepThreads, " (0 = one per core)"));
   }
+  for (const std::string& p : predictors) {
+    if (absl::Status st = CheckReplayablePredictor(p); !st.ok()) {
+      return absl::InvalidArgumentError(absl::StrCat("sweep: ", st.message()));
+    }
+  }
   return absl::OkStatus();
 }
 

@@ -34,8 +34,9 @@ struct SweepOptions {
   // its policy, predictor and capacity are overwritten per run.
   ReplayOptions base;
   int threads = 0;  // replays at once; 0 = one per core; at most kMaxSweepThreads
-  // kInvalidArgument for an empty grid dimension or a thread count outside
-  // 0..kMaxSweepThreads.
+  // kInvalidArgument for an empty grid dimension, a thread count outside
+  // 0..kMaxSweepThreads or a predictor a trace cannot drive
+  // (CheckReplayablePredictor).
   absl::Status Validate() const;
 };
 

@@ -1,5 +1,6 @@
 #include "trace/trace.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <fstream>
@@ -10,21 +11,12 @@
 #include "base/atomic_file.h"
 #include "base/status_macros.h"
 #include "trace/csv.h"
+#include "trace/field_check.h"
 
 namespace moestream::trace {
 namespace {
 
 constexpr char kMagic[8] = {'M', 'S', 'T', 'R', 'A', 'C', 'E', '\0'};
-constexpr uint32_t kVersion = 1;
-
-uint64_t Fnv1a(const std::string& s) {
-  uint64_t h = 1469598103934665603ull;
-  for (unsigned char c : s) {
-    h ^= c;
-    h *= 1099511628211ull;
-  }
-  return h;
-}
 
 class Writer {
  public:
@@ -86,6 +78,15 @@ class Reader {
 
 }  // namespace
 
+uint64_t Fnv1a64(std::string_view bytes, uint64_t basis) {
+  uint64_t h = basis;
+  for (unsigned char c : bytes) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
 const char* PhaseName(Phase p) { return p == Phase::kPrefill ? "prefill" : "decode"; }
 
 void Trace::AddCell(TraceCell c, std::span<const int32_t> ids, std::span<const float> w,
@@ -103,13 +104,37 @@ void Trace::AddCell(TraceCell c, std::span<const int32_t> ids, std::span<const f
 }
 
 absl::Status Trace::Validate() const {
-  if (shape.n_layers <= 0 || shape.n_experts <= 0 || shape.n_experts > 65535) {
-    return absl::DataLossError(absl::StrCat("trace shape is invalid: ", shape.n_layers,
-                                            " layers, ", shape.n_experts, " experts"));
+  constexpr std::string_view kShape = "trace shape";
+  int64_t v;
+  if (!IntIn(shape.n_layers, 1, kMaxTraceLayers, &v)) {
+    return BadField(kShape, "n_layers", absl::StrCat(shape.n_layers), IntRange(1, kMaxTraceLayers));
+  }
+  if (!IntIn(shape.n_experts, 1, kMaxTraceExperts, &v)) {
+    return BadField(kShape, "n_experts", absl::StrCat(shape.n_experts),
+                    IntRange(1, kMaxTraceExperts));
+  }
+  const int max_k = std::min(kMaxTraceTopK, shape.n_experts);
+  if (!IntIn(shape.top_k, 0, max_k, &v)) {
+    return BadField(kShape, "top_k", absl::StrCat(shape.top_k), IntRange(0, max_k));
   }
   if (!shape.layer_ids.empty() && int(shape.layer_ids.size()) != shape.n_layers) {
     return absl::DataLossError(absl::StrCat("trace has ", shape.layer_ids.size(),
                                             " layer ids for ", shape.n_layers, " layers"));
+  }
+  for (int id : shape.layer_ids) {
+    if (!IntIn(id, 0, kMaxTraceLayers - 1, &v)) {
+      return BadField(kShape, "layer_ids", absl::StrCat(id), IntRange(0, kMaxTraceLayers - 1));
+    }
+  }
+  for (uint64_t b : shape.expert_bytes) {
+    if (b > kMaxTraceExpertBytes) {
+      return BadField(kShape, "expert_bytes", absl::StrCat(b),
+                      IntRange(0, int64_t(kMaxTraceExpertBytes)));
+    }
+  }
+  if (weights.size() != experts.size()) {
+    return absl::DataLossError(absl::StrCat("trace has ", weights.size(), " gate weights for ",
+                                            experts.size(), " experts"));
   }
   for (size_t i = 0; i < cells.size(); ++i) {
     const TraceCell& c = cells[i];
@@ -123,8 +148,21 @@ absl::Status Trace::Validate() const {
     }
     for (uint16_t e : Experts(c)) {
       if (e >= shape.n_experts) {
-        return absl::DataLossError(absl::StrCat("trace cell ", i, ": expert ", e, " >= ",
-                                                shape.n_experts));
+        return BadField(absl::StrCat("trace cell ", i), "expert", absl::StrCat(e),
+                        IntRange(0, shape.n_experts - 1));
+      }
+    }
+    for (float w : Weights(c)) {
+      if (!WeightOk(w)) {
+        return BadField(absl::StrCat("trace cell ", i), "weight", absl::StrCat(w), kWeightRange);
+      }
+    }
+    for (uint32_t g : Guesses(c)) {
+      if (int(g >> 16) >= shape.n_layers || int(g & 0xffff) >= shape.n_experts) {
+        return BadField(absl::StrCat("trace cell ", i), "guess",
+                        absl::StrCat("layer ", g >> 16, " expert ", g & 0xffff),
+                        absl::StrCat("a layer in [0, ", shape.n_layers - 1, "] and an expert in [0, ",
+                                     shape.n_experts - 1, "]"));
       }
     }
   }
@@ -135,7 +173,7 @@ absl::Status WriteTrace(const Trace& t, const std::string& path) {
   MOESTREAM_RETURN_IF_ERROR(t.Validate());
   Writer w;
   w.buf().append(kMagic, sizeof kMagic);
-  w.Put(kVersion);
+  w.Put(kTraceVersion);
   w.Put(uint32_t(t.shape.n_layers));
   w.Put(uint32_t(t.shape.n_experts));
   w.Put(uint32_t(t.shape.top_k));
@@ -175,7 +213,7 @@ absl::Status WriteTrace(const Trace& t, const std::string& path) {
   w.PutArray(ex);
   w.PutArray(wt);
   w.PutArray(gs);
-  w.Put(Fnv1a(w.buf()));
+  w.Put(Fnv1a64(w.buf()));
   return WriteFileAtomically(path, w.buf());
 }
 
@@ -196,17 +234,32 @@ absl::StatusOr<Trace> ReadTrace(const std::string& path) {
   MOESTREAM_RETURN_IF_ERROR(r.Get(&skip, "magic"));
   uint32_t version = 0, nl = 0, ne = 0, k = 0;
   MOESTREAM_RETURN_IF_ERROR(r.Get(&version, "version"));
-  if (version != kVersion) {
+  if (version != kTraceVersion && version != kTraceVersionLegacy) {
     return absl::UnimplementedError(absl::StrCat("trace '", path, "' has version ", version,
-                                                 "; this moestream reads version ", kVersion));
+                                                 "; this moestream reads versions ",
+                                                 kTraceVersionLegacy, " and ", kTraceVersion));
   }
-  if (Fnv1a(data.substr(0, data.size() - 8)) != stored) {
+  const uint64_t basis = version == kTraceVersionLegacy ? kFnv1a64LegacyBasis : kFnv1a64Basis;
+  if (Fnv1a64(std::string_view(data).substr(0, data.size() - 8), basis) != stored) {
     return absl::DataLossError(absl::StrCat("trace '", path, "': checksum mismatch (corrupt)"));
   }
   Trace t;
   MOESTREAM_RETURN_IF_ERROR(r.Get(&nl, "n_layers"));
   MOESTREAM_RETURN_IF_ERROR(r.Get(&ne, "n_experts"));
   MOESTREAM_RETURN_IF_ERROR(r.Get(&k, "top_k"));
+  // The shape first, before anything is sized by it.
+  const std::string header = absl::StrCat("trace '", path, "' header");
+  int64_t v;
+  if (!IntIn(nl, 1, kMaxTraceLayers, &v)) {
+    return BadField(header, "n_layers", absl::StrCat(nl), IntRange(1, kMaxTraceLayers));
+  }
+  if (!IntIn(ne, 1, kMaxTraceExperts, &v)) {
+    return BadField(header, "n_experts", absl::StrCat(ne), IntRange(1, kMaxTraceExperts));
+  }
+  if (!IntIn(k, 0, std::min<int64_t>(kMaxTraceTopK, ne), &v)) {
+    return BadField(header, "top_k", absl::StrCat(k),
+                    IntRange(0, std::min<int64_t>(kMaxTraceTopK, ne)));
+  }
   t.shape.n_layers = int(nl);
   t.shape.n_experts = int(ne);
   t.shape.top_k = int(k);
@@ -255,7 +308,9 @@ absl::StatusOr<Trace> ReadTrace(const std::string& path) {
     return absl::DataLossError(absl::StrCat("trace '", path, "': ", data.size() - r.pos() - 8,
                                             " unexpected bytes before the checksum"));
   }
-  MOESTREAM_RETURN_IF_ERROR(t.Validate());
+  if (absl::Status st = t.Validate(); !st.ok()) {
+    return absl::DataLossError(absl::StrCat("trace '", path, "': ", st.message()));
+  }
   return t;
 }
 

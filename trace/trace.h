@@ -17,9 +17,9 @@
 //   guesses: what the live predictor guessed for this cell before routing
 //          (only in traces recorded live with a predictor)
 //
-// On disk (binary, little-endian, version 1; ".mstrace"):
+// On disk (binary, little-endian, version 2; ".mstrace"):
 //   char[8]  magic "MSTRACE\0"
-//   u32      version = 1
+//   u32      version = 2
 //   u32      n_layers, n_experts, top_k
 //   str      model name            (str = u32 length + bytes)
 //   str      source format ("moestream", "route-csv", "mixtral-jsonl", ...)
@@ -31,10 +31,22 @@
 //   u16[n_entries]   expert ids, cell after cell
 //   f32[n_entries]   gate weights, same order
 //   u32[n_guesses]   guessed keys (layer << 16 | expert), cell after cell
-//   u64      FNV-1a 64 of every preceding byte
+//   u64      FNV-1a 64 of every preceding byte (standard: offset basis
+//            14695981039346656037, prime 1099511628211)
 // About 26 bytes per (token, layer) at top-2: a 48-layer model decoding 10k
-// tokens is ~20 MB. Readers reject other magics and versions (kDataLoss /
-// kUnimplemented) and verify the checksum.
+// tokens is ~20 MB. Writers write version 2. Version 1 is the same layout
+// with a checksum whose offset basis lacks a digit (1469598103934665603);
+// readers still accept it with that basis, so old traces keep loading.
+// Readers reject other magics and versions (kDataLoss / kUnimplemented),
+// verify the checksum and check every field against the shape and the caps
+// below (kDataLoss naming the file, the field, its value and the range).
+//
+// Caps (every format): at most kMaxTraceLayers dense layers, model layer
+// numbers below kMaxTraceLayers, kMaxTraceExperts experts per layer,
+// kMaxTraceTopK experts per cell (and top-k <= experts), expert sizes up to
+// kMaxTraceExpertBytes, gate weights finite and >= 0, guesses inside the
+// shape. Replay allocates per (layer, expert), so the caps bound its memory
+// whatever a file claims.
 //
 // CSV export (one row per routed expert):
 //   seq,step,pos,phase,layer,layer_id,rank,expert,weight
@@ -54,6 +66,7 @@
 #include <cstdint>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -61,6 +74,19 @@
 #include "base/expert_key.h"
 
 namespace moestream::trace {
+
+inline constexpr uint32_t kTraceVersion = 2;        // written
+inline constexpr uint32_t kTraceVersionLegacy = 1;  // still read (old checksum basis)
+inline constexpr int kMaxTraceLayers = 1024;
+inline constexpr int kMaxTraceExperts = 4096;
+inline constexpr int kMaxTraceTopK = 255;
+inline constexpr uint64_t kMaxTraceExpertBytes = uint64_t{1} << 40;
+
+// FNV-1a 64 of `bytes` from the offset basis `basis` (default the standard
+// one; version 1 traces use kFnv1a64LegacyBasis).
+inline constexpr uint64_t kFnv1a64Basis = 14695981039346656037ull;
+inline constexpr uint64_t kFnv1a64LegacyBasis = 1469598103934665603ull;
+uint64_t Fnv1a64(std::string_view bytes, uint64_t basis = kFnv1a64Basis);
 
 enum class Phase : uint8_t { kPrefill = 0, kDecode = 1 };
 const char* PhaseName(Phase p);  // "prefill", "decode"
@@ -106,8 +132,10 @@ struct Trace {
   std::span<const uint32_t> Guesses(const TraceCell& c) const {
     return {guesses.data() + c.guess_offset, c.n_guesses};
   }
-  // Checks shape and cells agree (layer < n_layers, expert < n_experts,
-  // k <= top_k); kDataLoss naming the first bad cell.
+  // Checks the shape against the caps above and that shape and cells agree
+  // (layer < n_layers, expert < n_experts, k <= top_k, weights finite and
+  // >= 0, guesses inside the shape); kDataLoss naming the field and its
+  // range, or the first bad cell.
   absl::Status Validate() const;
 };
 

@@ -1,6 +1,7 @@
 #include "trace/trace_import.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -16,6 +17,7 @@
 #include "base/strings.h"
 #include "nlohmann/json.hpp"
 #include "trace/csv.h"
+#include "trace/field_check.h"
 
 namespace moestream::trace {
 namespace {
@@ -72,12 +74,9 @@ absl::StatusOr<Json> ParseJsonLine(const std::string& path, const Line& line) {
   }
 }
 
-// The value of `key` when it is a number (of any JSON number kind).
-bool JsonNumber(const Json& j, const char* key, double* out) {
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_number()) return false;
-  *out = it->get<double>();
-  return true;
+// Where a record's field errors point: "trace 'PATH' line N".
+std::string Where(const std::string& path, size_t line_no) {
+  return absl::StrCat("trace '", path, "' line ", line_no);
 }
 
 bool JsonString(const Json& j, const char* key, std::string* out) {
@@ -87,18 +86,68 @@ bool JsonString(const Json& j, const char* key, std::string* out) {
   return true;
 }
 
-// The value of `key` when it is an array of numbers, each converted to T.
-template <typename T>
-bool JsonArray(const Json& j, const char* key, std::vector<T>* out) {
-  out->clear();
-  auto it = j.find(key);
-  if (it == j.end() || !it->is_array()) return false;
-  for (const Json& v : *it) {
-    if (!v.is_number()) return false;
-    out->push_back(static_cast<T>(v.get<double>()));
+// A record's numeric fields, each checked: an integer in its range, or a
+// gate weight (finite, >= 0). Present keys of the wrong kind or out of range
+// are one error naming file, line, field, value and range; a missing key is
+// reported by the caller, which knows what the record needs.
+class JsonFields {
+ public:
+  JsonFields(const Json& j, std::string where) : j_(j), where_(std::move(where)) {}
+  bool Has(const char* key) const { return j_.contains(key); }
+  // *out unchanged when the key is absent.
+  absl::Status Int(const char* key, int64_t lo, int64_t hi, int64_t* out) const {
+    auto it = j_.find(key);
+    if (it == j_.end()) return absl::OkStatus();
+    return IntValue(key, *it, lo, hi, out);
   }
-  return true;
-}
+  absl::Status IntArray(const char* key, int64_t lo, int64_t hi, std::vector<int32_t>* out) const {
+    out->clear();
+    auto it = j_.find(key);
+    if (it == j_.end()) return absl::OkStatus();
+    MOESTREAM_RETURN_IF_ERROR(CheckArray(key, *it));
+    for (size_t i = 0; i < it->size(); ++i) {
+      int64_t v = 0;
+      MOESTREAM_RETURN_IF_ERROR(IntValue(absl::StrCat(key, "[", i, "]"), (*it)[i], lo, hi, &v));
+      out->push_back(int32_t(v));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status WeightArray(const char* key, std::vector<float>* out) const {
+    out->clear();
+    auto it = j_.find(key);
+    if (it == j_.end()) return absl::OkStatus();
+    MOESTREAM_RETURN_IF_ERROR(CheckArray(key, *it));
+    for (size_t i = 0; i < it->size(); ++i) {
+      const Json& v = (*it)[i];
+      if (!v.is_number() || !WeightOk(v.get<double>())) {
+        return BadField(where_, absl::StrCat(key, "[", i, "]"), v.dump(), kWeightRange);
+      }
+      out->push_back(v.get<float>());
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  absl::Status CheckArray(const char* key, const Json& v) const {
+    if (!v.is_array() || v.size() > size_t(kMaxTraceTopK)) {
+      return BadField(where_, key, v.is_array() ? absl::StrCat("[", v.size(), " values]") : v.dump(),
+                      absl::StrCat("an array of at most ", kMaxTraceTopK, " numbers"));
+    }
+    return absl::OkStatus();
+  }
+  absl::Status IntValue(std::string_view field, const Json& v, int64_t lo, int64_t hi,
+                        int64_t* out) const {
+    if (!v.is_number() || !IntIn(v.get<double>(), lo, hi, out)) {
+      return BadField(where_, field, v.dump(), IntRange(lo, hi));
+    }
+    return absl::OkStatus();
+  }
+  const Json& j_;
+  std::string where_;
+};
+
+// Largest values of record fields the importers keep as 32-bit integers.
+constexpr int64_t kMaxId = INT32_MAX;  // problem, turn, token index/position, step
 
 // The first line of a file parsed as JSON, or null when it is not an object.
 Json FirstLineJson(const std::string& line) {
@@ -138,11 +187,14 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
   std::vector<Line> lines = Lines(data);
   Trace t;
   t.shape.source = "route-csv";
-  int n_expert = 0;
+  // From the preamble; 0 = not given (then the caps bound the values).
+  int64_t n_expert = 0, n_layer = 0, top_k = 0;
   std::map<int, uint64_t> layer_bytes;
   std::map<std::string, int> col;
+  size_t n_fields = 0;  // a row needs at least this many (the last needed column)
   struct Row {
-    int turn, phase, step, layer, slot, expert;
+    size_t line_no;
+    int turn, phase, step, layer, expert;
     float weight;
   };
   std::vector<Row> rows;
@@ -150,21 +202,35 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
   std::vector<absl::string_view> f;
   for (const Line& l : lines) {
     std::string_view line = l.text;
+    const std::string where = Where(path, l.no);
     if (line[0] == '#') {
-      int layer = -1;
-      uint64_t bytes = 0;
+      int64_t layer = -1, bytes = 0;
       for (absl::string_view kv : absl::StrSplit(Av(line.substr(1)), ' ', absl::SkipEmpty())) {
         size_t eq = kv.find('=');
         if (eq == std::string_view::npos) continue;
         absl::string_view k = kv.substr(0, eq), v = kv.substr(eq + 1);
-        int x = 0;
+        // Each known key is checked: a count out of range is an error, not a
+        // value to ignore or to override from the rows.
+        auto check = [&](int64_t lo, int64_t hi, int64_t* out) -> absl::Status {
+          if (IntIn(Sv(v), lo, hi, out)) return absl::OkStatus();
+          return BadField(where, Sv(k), Sv(v), IntRange(lo, hi));
+        };
         if (k == "arch") t.shape.model = std::string(v);
-        if (k == "n_expert" && absl::SimpleAtoi(v, &x)) n_expert = x;
-        if (k == "n_expert_used" && absl::SimpleAtoi(v, &x)) t.shape.top_k = x;
-        if (k == "layer") (void)absl::SimpleAtoi(v, &layer);
-        if (k == "expert_bytes") (void)absl::SimpleAtoi(v, &bytes);
+        if (k == "n_expert") MOESTREAM_RETURN_IF_ERROR(check(1, kMaxTraceExperts, &n_expert));
+        if (k == "n_layer") MOESTREAM_RETURN_IF_ERROR(check(1, kMaxTraceLayers, &n_layer));
+        if (k == "n_expert_used") {
+          MOESTREAM_RETURN_IF_ERROR(
+              check(1, std::min<int64_t>(kMaxTraceTopK, n_expert ? n_expert : kMaxTraceTopK),
+                    &top_k));
+        }
+        if (k == "layer") {
+          MOESTREAM_RETURN_IF_ERROR(check(0, (n_layer ? n_layer : kMaxTraceLayers) - 1, &layer));
+        }
+        if (k == "expert_bytes") {
+          MOESTREAM_RETURN_IF_ERROR(check(0, int64_t(kMaxTraceExpertBytes), &bytes));
+        }
       }
-      if (layer >= 0) layer_bytes[layer] = bytes;
+      if (layer >= 0) layer_bytes[int(layer)] = uint64_t(bytes);
       continue;
     }
     MOESTREAM_RETURN_IF_ERROR(CsvFields(path, l, &storage, &f));
@@ -174,21 +240,33 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
         if (!col.count(need)) {
           return BadLine(path, l.no, absl::StrCat("header lacks column '", need, "'"));
         }
+        n_fields = std::max(n_fields, size_t(col[need]) + 1);
       }
       continue;
     }
-    Row r;
-    auto get = [&](const char* name, int* out) {
-      size_t c = size_t(col[name]);
-      return c < f.size() && absl::SimpleAtoi(f[c], out);
-    };
-    size_t wc = size_t(col["weight"]);
-    if (!get("turn", &r.turn) || !get("phase", &r.phase) || !get("step", &r.step) ||
-        !get("layer", &r.layer) || !get("slot", &r.slot) || !get("expert", &r.expert) ||
-        wc >= f.size() || !absl::SimpleAtof(f[wc], &r.weight) || r.phase < 0 || r.phase > 1 ||
-        r.expert < 0 || r.layer < 0) {
-      return BadLine(path, l.no, absl::StrCat("malformed row '", Av(line), "'"));
+    if (f.size() < n_fields) {
+      return BadLine(path, l.no, absl::StrCat("malformed row '", Av(line), "': ", f.size(),
+                                              " fields, the header's columns need ", n_fields));
     }
+    Row r;
+    r.line_no = l.no;
+    auto get = [&](const char* name, int64_t lo, int64_t hi, int* out) -> absl::Status {
+      absl::string_view text = f[size_t(col[name])];
+      int64_t v = 0;
+      if (!IntIn(Sv(text), lo, hi, &v)) return BadField(where, name, Sv(text), IntRange(lo, hi));
+      *out = int(v);
+      return absl::OkStatus();
+    };
+    int slot = 0;
+    MOESTREAM_RETURN_IF_ERROR(get("turn", 0, kMaxId, &r.turn));
+    MOESTREAM_RETURN_IF_ERROR(get("phase", 0, 1, &r.phase));
+    MOESTREAM_RETURN_IF_ERROR(get("step", 0, kMaxId, &r.step));
+    MOESTREAM_RETURN_IF_ERROR(get("layer", 0, (n_layer ? n_layer : kMaxTraceLayers) - 1, &r.layer));
+    MOESTREAM_RETURN_IF_ERROR(get("slot", 0, (top_k ? top_k : kMaxTraceTopK) - 1, &slot));
+    MOESTREAM_RETURN_IF_ERROR(
+        get("expert", 0, (n_expert ? n_expert : kMaxTraceExperts) - 1, &r.expert));
+    absl::string_view w = f[size_t(col["weight"])];
+    if (!WeightIn(Sv(w), &r.weight)) return BadField(where, "weight", Sv(w), kWeightRange);
     rows.push_back(r);
   }
   if (col.empty() || rows.empty()) return absl::DataLossError(absl::StrCat("trace '", path, "' has no data rows"));
@@ -200,6 +278,7 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
     layer_ids.push_back(id);
     t.shape.expert_bytes.push_back(bytes);
   }
+  const int64_t max_k = top_k ? top_k : kMaxTraceTopK;
   int max_expert = 0;
   std::vector<int32_t> ids;
   std::vector<float> ws;
@@ -209,6 +288,11 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
     ws.clear();
     while (j < rows.size() && rows[j].turn == rows[i].turn && rows[j].phase == rows[i].phase &&
            rows[j].step == rows[i].step && rows[j].layer == rows[i].layer) {
+      if (int64_t(ids.size()) == max_k) {
+        return BadLine(path, rows[j].line_no,
+                       absl::StrCat("more than ", max_k, " experts for one token at layer ",
+                                    rows[j].layer, top_k ? " (n_expert_used)" : ""));
+      }
       ids.push_back(rows[j].expert);
       ws.push_back(rows[j].weight);
       max_expert = std::max(max_expert, rows[j].expert);
@@ -223,7 +307,9 @@ absl::StatusOr<Trace> ImportRouteCsv(const std::string& path) {
     t.AddCell(c, ids, ws);
     i = j;
   }
-  FinishShape(t, int(layer_ids.size()), std::max(n_expert, max_expert + 1), layer_ids);
+  t.shape.top_k = int(top_k);
+  // The preamble's expert count is the model's; without one, the rows tell.
+  FinishShape(t, int(layer_ids.size()), n_expert ? int(n_expert) : max_expert + 1, layer_ids);
   return t;
 }
 
@@ -248,16 +334,18 @@ absl::Status ImportMixtralFile(const std::string& path, Trace& t, uint32_t* next
     MOESTREAM_ASSIGN_OR_RETURN(Json j, ParseJsonLine(path, lines[i]));
     if (i == 0) raw = j.contains("token_pos");
     Row r;
-    double problem, layer, idx;
-    if (!JsonNumber(j, "problem_id", &problem) || !JsonNumber(j, "layer", &layer) ||
-        !JsonNumber(j, raw ? "token_pos" : "token_idx", &idx) ||
-        !JsonArray(j, "experts", &r.ids) || !JsonArray(j, "gating_probs", &r.w) ||
-        r.ids.empty() || r.ids.size() != r.w.size() || layer < 0 ||
-        *std::min_element(r.ids.begin(), r.ids.end()) < 0) {
+    const JsonFields fields(j, Where(path, lines[i].no));
+    const char* idx_key = raw ? "token_pos" : "token_idx";
+    int64_t problem = -1, layer = -1, idx = -1;
+    MOESTREAM_RETURN_IF_ERROR(fields.Int("problem_id", 0, kMaxId, &problem));
+    MOESTREAM_RETURN_IF_ERROR(fields.Int("layer", 0, kMaxTraceLayers - 1, &layer));
+    MOESTREAM_RETURN_IF_ERROR(fields.Int(idx_key, 0, kMaxId, &idx));
+    MOESTREAM_RETURN_IF_ERROR(fields.IntArray("experts", 0, kMaxTraceExperts - 1, &r.ids));
+    MOESTREAM_RETURN_IF_ERROR(fields.WeightArray("gating_probs", &r.w));
+    if (problem < 0 || layer < 0 || idx < 0 || r.ids.empty() || r.ids.size() != r.w.size()) {
       return BadLine(path, lines[i].no,
-                     absl::StrCat("expected problem_id, layer >= 0, ",
-                                  raw ? "token_pos" : "token_idx",
-                                  ", experts (ids >= 0) and gating_probs of equal length"));
+                     absl::StrCat("expected problem_id, layer, ", idx_key,
+                                  ", experts and gating_probs of equal length"));
     }
     r.problem = int(problem);
     r.layer = int(layer);
@@ -355,23 +443,34 @@ absl::StatusOr<VllmFile> ParseVllmFile(const std::string& path) {
     MOESTREAM_ASSIGN_OR_RETURN(Json j, ParseJsonLine(path, line));
     std::string type;
     JsonString(j, "type", &type);
+    const JsonFields fields(j, Where(path, line.no));
     if (type == "meta") {
-      double v;
-      if (JsonNumber(j, "top_k", &v)) f.top_k = int(v);
-      if (JsonNumber(j, "num_experts", &v)) f.n_experts = int(v);
+      if (!batches.empty()) return BadLine(path, line.no, "a \"meta\" row after route rows");
+      int64_t v = 0;
+      MOESTREAM_RETURN_IF_ERROR(fields.Int("num_experts", 1, kMaxTraceExperts, &v));
+      f.n_experts = int(v);
+      v = 0;
+      MOESTREAM_RETURN_IF_ERROR(
+          fields.Int("top_k", 1, std::min(kMaxTraceTopK, f.n_experts ? f.n_experts : kMaxTraceTopK), &v));
+      f.top_k = int(v);
       JsonString(j, "model_id", &f.model);
       continue;
     }
     if (type != "route") return BadLine(path, line.no, "expected a \"type\": \"route\" row");
-    double idx, l;
+    int64_t idx = -1, l = -1;
     VllmFile::Row r;
-    if (!JsonNumber(j, "token_idx", &idx) || !JsonNumber(j, "layer", &l) ||
-        !JsonArray(j, "topk_ids", &r.ids) || !JsonArray(j, "topk_weights", &r.w) ||
-        r.ids.empty() || r.ids.size() != r.w.size() || l < 0 ||
-        *std::min_element(r.ids.begin(), r.ids.end()) < 0) {
+    MOESTREAM_RETURN_IF_ERROR(fields.Int("token_idx", 0, kMaxId, &idx));
+    MOESTREAM_RETURN_IF_ERROR(fields.Int("layer", 0, kMaxTraceLayers - 1, &l));
+    MOESTREAM_RETURN_IF_ERROR(fields.IntArray(
+        "topk_ids", 0, (f.n_experts ? f.n_experts : kMaxTraceExperts) - 1, &r.ids));
+    MOESTREAM_RETURN_IF_ERROR(fields.WeightArray("topk_weights", &r.w));
+    if (idx < 0 || l < 0 || r.ids.empty() || r.ids.size() != r.w.size()) {
       return BadLine(path, line.no,
-                     "expected token_idx, layer >= 0, topk_ids (ids >= 0) and topk_weights of "
-                     "equal length");
+                     "expected token_idx, layer, topk_ids and topk_weights of equal length");
+    }
+    if (f.top_k > 0 && int(r.ids.size()) > f.top_k) {
+      return BadField(Where(path, line.no), "topk_ids", absl::StrCat("[", r.ids.size(), " values]"),
+                      absl::StrCat("an array of at most ", f.top_k, " ids (the meta row's top_k)"));
     }
     if (layer >= 0 && int(l) != layer) {
       return BadLine(path, line.no, "rows of several layers in one vLLM logger file");
@@ -425,6 +524,12 @@ absl::StatusOr<Trace> ImportVllm(std::vector<std::string> files) {
     for (size_t b = 0; same && b < parsed[0].batches.size(); ++b) {
       same = parsed[i].batches[b].size() == parsed[0].batches[b].size();
     }
+    if (parsed[i].n_experts != parsed[0].n_experts) {
+      return absl::DataLossError(absl::StrCat("vLLM logger files '", files[0], "' and others ",
+                                              "declare different num_experts (",
+                                              parsed[0].n_experts, " and ", parsed[i].n_experts,
+                                              "): cannot merge them into one trace"));
+    }
     if (!same || parsed[i].layer == parsed[i - 1].layer) {
       return absl::DataLossError(absl::StrCat(
           "vLLM logger files '", files[0], "' and others do not share one batch structure "
@@ -455,7 +560,8 @@ absl::StatusOr<Trace> ImportVllm(std::vector<std::string> files) {
     }
   }
   t.shape.top_k = ref.top_k;
-  FinishShape(t, int(parsed.size()), std::max(ref.n_experts, max_expert + 1), layer_ids);
+  // The meta row's expert count is the model's; without one, the rows tell.
+  FinishShape(t, int(parsed.size()), ref.n_experts ? ref.n_experts : max_expert + 1, layer_ids);
   return t;
 }
 
@@ -548,7 +654,9 @@ absl::StatusOr<Trace> LoadTrace(const std::string& path) {
     t = ImportVllm(d.files);
   }
   if (!t.ok()) return t.status();
-  MOESTREAM_RETURN_IF_ERROR(t->Validate());
+  if (absl::Status st = t->Validate(); !st.ok()) {
+    return absl::DataLossError(absl::StrCat("trace '", path, "': ", st.message()));
+  }
   return t;
 }
 
@@ -598,7 +706,10 @@ absl::StatusOr<std::vector<double>> LoadPopularity(const std::string& path,
     ++matched;
     for (int e = 0; e < n_cols; ++e) {
       double v;
-      if (!absl::SimpleAtod(f[e + 2], &v)) return BadLine(path, lines[i].no, "bad number");
+      if (!absl::SimpleAtod(f[e + 2], &v) || !WeightOk(v)) {
+        return BadField(Where(path, lines[i].no), Sv(header[e + 2]), Sv(f[e + 2]),
+                        kWeightRange);
+      }
       pop[dense * shape.n_experts + e] += v;
     }
   }

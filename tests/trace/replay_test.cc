@@ -136,6 +136,9 @@ TEST(ReplayProperties, RandomTracesDeterministicAndBounded) {
     Trace t = RandomTrace(seed, 4, 16, 2, 300);
     for (const std::string& p : policies::EvictionPolicyNames()) {
       for (const std::string& pred : policies::PrefetchPredictorNames()) {
+        // gate needs router scores no trace records: refused (see
+        // trace_validation_test), the only predictor that is.
+        if (pred == "gate") continue;
         ReplayResult a = RunReplay(t, p, 4, seed % 2 == 0, false, pred);
         ReplayResult b = RunReplay(t, p, 4, seed % 2 == 0, false, pred);
         EXPECT_EQ(a.hits, b.hits) << p << " " << pred;

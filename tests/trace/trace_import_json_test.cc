@@ -55,7 +55,7 @@ TEST(TraceImportJson, BadRecordNamesFileAndLine) {
                                        "\"experts\": \"1,2\", \"gating_probs\": [0.5, 0.5]}\n");
   t = LoadTrace(path);
   ASSERT_FALSE(t.ok());
-  EXPECT_THAT(std::string(t.status().message()), HasSubstr("line 2: expected problem_id"));
+  EXPECT_THAT(std::string(t.status().message()), HasSubstr("line 2: experts value '\"1,2\"' is not an array"));
 }
 
 TEST(TraceImportJson, VllmLoggerKeyOrderAndBadLine) {

@@ -154,10 +154,10 @@ TEST(TraceFormat, RecorderAndCorruption) {
   EXPECT_EQ(ReadTrace(dir.Path("bad.mstrace")).status().code(), absl::StatusCode::kDataLoss);
   testing::WriteFileOrDie(dir.Path("short.mstrace"), bytes.substr(0, bytes.size() - 20));
   EXPECT_EQ(ReadTrace(dir.Path("short.mstrace")).status().code(), absl::StatusCode::kDataLoss);
-  std::string v2 = bytes;
-  v2[8] = 2;
-  testing::WriteFileOrDie(dir.Path("v2.mstrace"), v2);
-  EXPECT_EQ(ReadTrace(dir.Path("v2.mstrace")).status().code(), absl::StatusCode::kUnimplemented);
+  std::string v3 = bytes;
+  v3[8] = 3;
+  testing::WriteFileOrDie(dir.Path("v3.mstrace"), v3);
+  EXPECT_EQ(ReadTrace(dir.Path("v3.mstrace")).status().code(), absl::StatusCode::kUnimplemented);
   testing::WriteFileOrDie(dir.Path("junk.txt"), "hello\n");
   EXPECT_EQ(LoadTrace(dir.Path("junk.txt")).status().code(), absl::StatusCode::kInvalidArgument);
 }
