@@ -481,8 +481,11 @@ absl::Status CachedExpertProvider::ComputeMapped(int layer, const float* x, int6
 
 void CachedExpertProvider::OnFfnInput(int layer, const float* x, int64_t n_tok) {
   if (pred_scores_ == nullptr || !sticky_.ok()) return;
-  const int next = layer + 1;
-  if (next >= c_.n_layer || !w_.layers[next].is_moe()) return;
+  // The next MoE layer: with dense layers between (llama4's interleaving),
+  // its router applied to this layer's input is still the best early guess.
+  int next = layer + 1;
+  while (next < c_.n_layer && !w_.layers[next].is_moe()) ++next;
+  if (next >= c_.n_layer) return;
   absl::Status s = PredictNext(next, x, n_tok);
   if (!s.ok()) sticky_ = s;
 }
