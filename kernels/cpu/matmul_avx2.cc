@@ -73,10 +73,10 @@ inline float ReduceMax(__m256 m) {
 void QuantizeActQ8_0(const float* x, int64_t n, void* out) {
   auto* y = static_cast<BlockQ8_0*>(out);
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    // As llama.cpp rounds activations: id = 127/amax, ties to even.
     const float amax = ReduceMax(AbsMax8(x, kQK));
-    const float d = amax / 127.0f;
-    y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-    const __m256 id = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    y[i].d = _cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT);
+    const __m256 id = _mm256_set1_ps(amax != 0 ? 127.0f / amax : 0.0f);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), QuantizeBlock32(x, id));
   }
 }
@@ -179,6 +179,16 @@ struct Q4_0Weights {
   using Block = BlockQ4_0;
   static __m256i Quants(const Block& b) {
     return _mm256_sub_epi8(UnpackNibbles16(b.qs), _mm256_set1_epi8(8));
+  }
+};
+
+struct Q5_0Weights {
+  using Block = BlockQ5_0;
+  static __m256i Quants(const Block& b) {
+    uint32_t qh;
+    std::memcpy(&qh, b.qh, 4);
+    return _mm256_sub_epi8(_mm256_or_si256(UnpackNibbles16(b.qs), simd::BitsToBytes(qh, 0x10)),
+                           _mm256_set1_epi8(16));
   }
 };
 
@@ -385,6 +395,8 @@ void FillAvx2Kernels(MatmulKernels& k) {
       DotTileLegacy<Q8_0Weights>);
   set(GgmlType::kQ4_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotLegacy<Q4_0Weights>,
       DotTileLegacy<Q4_0Weights>);
+  set(GgmlType::kQ5_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotLegacy<Q5_0Weights>,
+      DotTileLegacy<Q5_0Weights>);
   set(GgmlType::kQ4_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<false>);
   set(GgmlType::kQ5_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<true>);
   set(GgmlType::kQ6_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K);

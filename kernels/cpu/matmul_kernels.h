@@ -2,12 +2,14 @@
 //
 // A product y = x · Wᵀ first converts each activation row once into the
 // weight type's "activation type" (F32 for float weights, Q8_0 blocks for
-// Q8_0/Q4_0, Q8_K blocks for the k-quants), then each output is one row dot
-// product `dot(n, w_row, x_row)`. Integer dot products of 8-bit activations
-// with 4/6/8-bit weights are what ggml does too; the result differs from the
-// float product by the activation's 8-bit rounding, which the tests bound.
-// Types without a specialised dot (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K) take F32
-// activations and dequantize one weight block at a time.
+// Q8_0/Q4_0/Q5_0, Q8_K blocks for Q4_K/Q5_K/Q6_K), then each output is one
+// row dot product `dot(n, w_row, x_row)`. The activation type and its
+// rounding are llama.cpp's (Q8_0: d = amax/127, q = x·127/amax to nearest
+// even; Q8_K: iscale = -127/(signed max), q = min(127, x·iscale to nearest
+// even)), so a model quantized by llama.cpp follows its greedy path; the
+// result differs from the float product by that 8-bit rounding, which the
+// tests bound. Types without a specialised dot (Q4_1, Q5_1, Q2_K, Q3_K) take
+// F32 activations and dequantize one weight block at a time.
 //
 //   const MatmulKernels& k = KernelsFor(Isa::kAvx2);
 //   const TypeKernels& t = k.For(GgmlType::kQ4_K);

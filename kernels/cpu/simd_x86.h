@@ -30,6 +30,16 @@ static inline __m256i UnpackNibbles16(const uint8_t* q) {
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
 }
 
+// Byte j of the result is `value` where bit j of `bits` is set, else 0.
+static inline __m256i BitsToBytes(uint32_t bits, uint8_t value) {
+  const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                        _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202,
+                                                           0x0303030303030303));
+  const __m256i sel = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(b, sel), sel);
+  return _mm256_and_si256(set, _mm256_set1_epi8(static_cast<char>(value)));
+}
+
 // Unpacks the 12-byte Q4_K/Q5_K scales: bytes 0..7 of u are the 8 group
 // scales, bytes 8..15 the 8 mins.
 static inline void UnpackKScales(const uint8_t* packed, uint32_t u[4]) {

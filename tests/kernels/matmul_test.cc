@@ -10,6 +10,7 @@
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/quant_blocks.h"
 #include "kernels/quant.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -26,7 +27,7 @@ constexpr GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16
 
 // Types whose kernels round the activations to 8 bits first.
 bool QuantizesActivations(GgmlType t) {
-  return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ4_K ||
+  return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ5_0 || t == GgmlType::kQ4_K ||
          t == GgmlType::kQ5_K || t == GgmlType::kQ6_K;
 }
 
@@ -225,6 +226,55 @@ TEST(KernelCheckTest, Avx2AgreesWithScalarAndBrokenKernelsAreCaught) {
     return KernelsFor(Isa::kScalar).For(GgmlType::kQ4_K).dot(n, w, x) * 1.01f;
   };
   EXPECT_EQ(CheckKernelsAgainst(broken, scalar), std::vector<GgmlType>{GgmlType::kQ4_K});
+}
+
+// Activations are rounded as llama.cpp rounds them before a quantized matmul
+// (Q8_0: q = x·127/amax, Q8_K: q = x·(-127/signed max), both ties to even),
+// which is not how the weight quantizer rounds (ties away from zero).
+TEST(KernelCheckTest, ActivationRoundingIsLlamaCpps) {
+  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
+    if (isa == Isa::kAvx2 && !DetectCpuFeatures().HasAvx2Set()) continue;
+    if (isa == Isa::kAvx512 && !DetectCpuFeatures().HasAvx512Set()) continue;
+    const MatmulKernels& k = KernelsFor(isa);
+    // Q8_0: amax 127 makes the multiplier exactly 1, so x.5 values are ties.
+    std::vector<float> x(64, 0.0f);
+    x[0] = 127.0f, x[1] = 2.5f, x[2] = 3.5f, x[3] = -2.5f, x[4] = -0.5f, x[5] = 126.5f;
+    x[32] = 0.1f, x[33] = -0.05f;  // second block: amax 0.1, 127/0.1 is inexact
+    for (GgmlType t : {GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ5_0}) {
+      const TypeKernels& tk = k.For(t);
+      ASSERT_EQ(tk.act_type, GgmlType::kQ8_0) << GgmlTypeName(t);
+      BlockQ8_0 b[2];
+      tk.quantize_act(x.data(), 64, b);
+      EXPECT_EQ(b[0].qs[0], 127);
+      EXPECT_EQ(b[0].qs[1], 2) << IsaName(isa);
+      EXPECT_EQ(b[0].qs[2], 4) << IsaName(isa);
+      EXPECT_EQ(b[0].qs[3], -2) << IsaName(isa);
+      EXPECT_EQ(b[0].qs[4], 0) << IsaName(isa);
+      EXPECT_EQ(b[0].qs[5], 126) << IsaName(isa);
+      EXPECT_EQ(HalfToFloat(b[0].d), HalfToFloat(FloatToHalf(1.0f)));
+      EXPECT_EQ(b[1].qs[0], 127);
+      const float id = 127.0f / 0.1f;
+      EXPECT_EQ(b[1].qs[1], static_cast<int8_t>(std::nearbyint(-0.05f * id))) << IsaName(isa);
+      EXPECT_EQ(HalfToFloat(b[1].d), HalfToFloat(FloatToHalf(0.1f / 127.0f)));
+    }
+    // Q8_K: the signed max -127 makes iscale exactly 1.
+    std::vector<float> xk(256, 0.0f);
+    xk[7] = -127.0f, xk[8] = 127.0f, xk[1] = 2.5f, xk[2] = -3.5f, xk[3] = 0.5f;
+    for (GgmlType t : {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K}) {
+      const TypeKernels& tk = k.For(t);
+      ASSERT_EQ(tk.act_type, GgmlType::kQ8_K) << GgmlTypeName(t);
+      BlockQ8K b;
+      tk.quantize_act(xk.data(), 256, &b);
+      EXPECT_EQ(b.d, 1.0f) << IsaName(isa);  // 1/iscale, iscale = -127/(-127)
+      // Multiplied by iscale = 1: -127 → -127, 127 → 127, 2.5 → 2, -3.5 → -4.
+      EXPECT_EQ(b.qs[7], -127);
+      EXPECT_EQ(b.qs[8], 127);
+      EXPECT_EQ(b.qs[1], 2) << IsaName(isa);
+      EXPECT_EQ(b.qs[2], -4) << IsaName(isa);
+      EXPECT_EQ(b.qs[3], 0) << IsaName(isa);
+      EXPECT_EQ(b.bsums[0], 2 - 4 - 127 + 127);
+    }
+  }
 }
 
 // Every tile shape (full tiles and each row/token remainder) of the
