@@ -142,7 +142,8 @@ struct BackendOptions {
   int threads = 0;
   // Link profile name for the cpu backend's copy engine ("none" = unthrottled).
   std::string link = "none";
-  // Kernel ISA for the cpu backend: "auto" (CPUID), "scalar", "avx2", "avx512".
+  // Kernel ISA for the cpu backend: "auto" (CPUID), "scalar", "avx2", "avx512",
+  // "avx512vnni" (AVX-512 with VNNI integer dot products).
   std::string isa = "auto";
   // mlock the cpu backend's pinned host memory.
   bool mlock = false;

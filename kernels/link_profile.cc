@@ -41,9 +41,9 @@ absl::Status BackendOptions::Validate() const {
         absl::StrCat("backend '", kind, "' is not one of cpu, cuda, auto"));
   }
   if (threads < 0) return absl::InvalidArgumentError("threads must be >= 0");
-  if (isa != "auto" && isa != "scalar" && isa != "avx2" && isa != "avx512") {
+  if (isa != "auto" && isa != "scalar" && isa != "avx2" && isa != "avx512" && isa != "avx512vnni") {
     return absl::InvalidArgumentError(
-        absl::StrCat("isa '", isa, "' is not one of auto, scalar, avx2, avx512"));
+        absl::StrCat("isa '", isa, "' is not one of auto, scalar, avx2, avx512, avx512vnni"));
   }
   auto p = FindLinkProfile(link);
   if (!p.ok()) return p.status();

@@ -14,6 +14,7 @@
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/quant_blocks.h"
 #include "kernels/cpu/simd_x86.h"
+#include "kernels/cpu/tile_loops.h"
 
 namespace moestream::kernels::cpu {
 namespace {
@@ -21,6 +22,7 @@ namespace {
 using simd::H2F;
 using simd::Load256;
 using simd::UnpackNibbles16;
+using tiles::RunTiled;
 
 inline float Hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
@@ -234,70 +236,18 @@ inline void TileLegacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x
   }
 }
 
-// Tiles of RM rows over all tokens, kToks at a time (then one narrower tile).
-// `Tile` is a template of (RM, RN) with a static Run(nb, w, ws, x, xs, y, ys).
-template <template <int, int> class Tile, int RM, int kToks>
-void RunTokens(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, int64_t n_tok,
-               float* y, size_t ys) {
-  static_assert(kToks >= 1 && kToks <= 4);
-  int64_t t = 0;
-  for (; t + kToks <= n_tok; t += kToks) Tile<RM, kToks>::Run(nb, w, ws, x + t * xs, xs, y + t * ys, ys);
-  const int64_t left = n_tok - t;
-  x += t * xs;
-  y += t * ys;
-  if constexpr (kToks > 1) if (left == 1) Tile<RM, 1>::Run(nb, w, ws, x, xs, y, ys);
-  if constexpr (kToks > 2) if (left == 2) Tile<RM, 2>::Run(nb, w, ws, x, xs, y, ys);
-  if constexpr (kToks > 3) if (left == 3) Tile<RM, 3>::Run(nb, w, ws, x, xs, y, ys);
-}
-
-// All rows, kRows at a time (then one narrower tile), each over all tokens.
-template <template <int, int> class Tile, int kRows, int kToks>
-void RunRows(int64_t nb, const uint8_t* w, size_t ws, int64_t rows, const uint8_t* x, size_t xs,
-             int64_t n_tok, float* y, size_t ys) {
-  static_assert(kRows >= 1 && kRows <= 4);
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) RunTokens<Tile, kRows, kToks>(nb, w + r * ws, ws, x, xs, n_tok, y + r, ys);
-  const int64_t left = rows - r;
-  w += r * ws;
-  y += r;
-  if constexpr (kRows > 1) if (left == 1) RunTokens<Tile, 1, kToks>(nb, w, ws, x, xs, n_tok, y, ys);
-  if constexpr (kRows > 2) if (left == 2) RunTokens<Tile, 2, kToks>(nb, w, ws, x, xs, n_tok, y, ys);
-  if constexpr (kRows > 3) if (left == 3) RunTokens<Tile, 3, kToks>(nb, w, ws, x, xs, n_tok, y, ys);
-}
-
-// A row × token block: prefill in kRows × kToks tiles, so each weight block
-// loaded serves kToks tokens and each activation block kRows rows; a single
-// token in tiles of kRows1 rows. Decode is bound by memory, not arithmetic:
-// reading rows one after another (with the next rows prefetched) streams the
-// weights faster than reading several rows side by side (measured on the
-// qwen3moe expert shapes), so the legacy quants decode with kRows1 = 1.
-template <template <int, int> class Tile, int kRows, int kToks, int kRows1>
-void RunTiled(int64_t nb, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
-              int64_t n_tok, float* y, size_t ys) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* xb = static_cast<const uint8_t*>(x);
-  if (n_tok == 1) {
-    RunRows<Tile, kRows1, 1>(nb, wb, ws, rows, xb, xs, 1, y, ys);
-  } else {
-    RunRows<Tile, kRows, kToks>(nb, wb, ws, rows, xb, xs, n_tok, y, ys);
-  }
-}
-
 template <class W>
 struct LegacyTile {
   template <int RM, int RN>
-  struct T {
-    static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y,
-                    size_t ys) {
-      TileLegacy<W, RM, RN>(nb, w, ws, x, xs, y, ys);
-    }
-  };
+  static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, size_t ys) {
+    TileLegacy<W, RM, RN>(nb, w, ws, x, xs, y, ys);
+  }
 };
 
 template <class W>
 void DotTileLegacy(int64_t n, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
                    int64_t n_tok, float* y, size_t ys) {
-  RunTiled<LegacyTile<W>::template T, 4, 3, 1>(n / kQK, w, ws, rows, x, xs, n_tok, y, ys);
+  RunTiled<LegacyTile<W>, 4, 3, 1>(n / kQK, w, ws, rows, x, xs, n_tok, y, ys);
 }
 
 template <class W>

@@ -63,9 +63,9 @@ struct MatmulKernels {
 // The table of `isa` (which the caller has checked the CPU supports).
 const MatmulKernels& KernelsFor(Isa isa);
 
-// Types whose AVX-512 kernel disagreed with the AVX2 kernel in the check
-// KernelsFor(Isa::kAvx512) runs before first use (and which therefore use the
-// AVX2 kernel). Empty when all agree or the CPU lacks AVX-512.
+// Types whose AVX-512 (or AVX-512 VNNI) kernel disagreed with the AVX2
+// kernel in the check KernelsFor runs before first use (and which therefore
+// use the AVX2 kernel). Empty when all agree or the CPU lacks AVX-512.
 std::vector<GgmlType> Avx512RejectedKernels();
 // The check itself: types whose `wide` dot (or dot_tile, over several row and
 // token counts) disagrees with `base`'s dot on quantized random rows
@@ -79,6 +79,8 @@ size_t ActRowBytes(const TypeKernels& k, int64_t n);
 void FillScalarKernels(MatmulKernels& k);
 void FillAvx2Kernels(MatmulKernels& k);
 void FillAvx512Kernels(MatmulKernels& k);
+// Applied to a filled AVX-512 table.
+void FillAvx512VnniKernels(MatmulKernels& k);
 
 }  // namespace moestream::kernels::cpu
 

@@ -258,7 +258,7 @@ std::vector<GgmlType> CheckKernelsAgainst(const MatmulKernels& wide, const Matmu
 namespace {
 
 struct Tables {
-  MatmulKernels k[3];
+  MatmulKernels k[kIsaCount];
   std::vector<GgmlType> avx512_rejected;
 };
 
@@ -267,24 +267,33 @@ const Tables& GetTables() {
     auto* t = new Tables;
     FillScalarKernels(t->k[0]);
     t->k[0].isa = Isa::kScalar;
-    t->k[1] = t->k[0];
-    t->k[2] = t->k[0];
+    for (int i = 1; i < kIsaCount; ++i) t->k[i] = t->k[0];
     // The ISA files are compiled for their ISA: nothing in them may run,
     // not even the table fill, on a CPU without it.
     const CpuFeatures& f = DetectCpuFeatures();
     if (f.HasAvx2Set()) {
       FillAvx2Kernels(t->k[1]);
       t->k[2] = t->k[1];
+      t->k[3] = t->k[1];
     }
+    // Each AVX-512 table is checked against the AVX2 one; a disagreeing
+    // type falls back to the AVX2 kernel.
+    auto check = [t](MatmulKernels& wide) {
+      for (GgmlType bad : CheckKernelsAgainst(wide, t->k[1])) {
+        wide.types[static_cast<int>(bad)] = t->k[1].types[static_cast<int>(bad)];
+        t->avx512_rejected.push_back(bad);
+      }
+    };
     if (f.HasAvx512Set()) {
       FillAvx512Kernels(t->k[2]);
-      t->avx512_rejected = CheckKernelsAgainst(t->k[2], t->k[1]);
-      for (GgmlType bad : t->avx512_rejected) {
-        t->k[2].types[static_cast<int>(bad)] = t->k[1].types[static_cast<int>(bad)];
-      }
+      t->k[3] = t->k[2];
+      check(t->k[2]);
     }
-    t->k[1].isa = Isa::kAvx2;
-    t->k[2].isa = Isa::kAvx512;
+    if (f.HasAvx512VnniSet()) {
+      FillAvx512VnniKernels(t->k[3]);
+      check(t->k[3]);
+    }
+    for (int i = 0; i < kIsaCount; ++i) t->k[i].isa = static_cast<Isa>(i);
     return t;
   }();
   return *tables;
