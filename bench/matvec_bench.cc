@@ -24,7 +24,7 @@
 
 #include "benchmark/benchmark.h"
 #include "kernels/backend.h"
-#include "kernels/cpu/thread_pool.h"
+#include "kernels/cpu/memcpy_probe.h"
 #include "kernels/quant.h"
 
 namespace moestream::kernels {
@@ -36,24 +36,7 @@ constexpr size_t kStreamBytes = size_t{256} << 20;
 
 int AllThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
-// memcpy GB/s with `threads` threads over `reps` copies of 128 MiB (beyond
-// any cache), the buffers allocated and touched once.
-double MemcpyGbpsNow(int threads, int reps) {
-  static std::vector<uint8_t> src(kStreamBytes / 2, 1), dst(kStreamBytes / 2, 2);
-  const size_t n = src.size();
-  cpu::ThreadPool pool(threads);
-  const size_t part = (n / threads + 63) / 64 * 64;
-  const auto t0 = Clock::now();
-  for (int r = 0; r < reps; ++r) {
-    pool.ParallelFor(threads, [&](int64_t i) {
-      const size_t b = std::min(n, i * part), e = std::min(n, b + part);
-      std::memcpy(dst.data() + b, src.data() + b, e - b);
-    });
-    benchmark::ClobberMemory();
-  }
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  return static_cast<double>(n) * reps / secs / 1e9;
-}
+double MemcpyGbpsNow(int threads, int reps) { return cpu::MeasureMemcpyGbps(threads, reps); }
 
 std::unique_ptr<Backend> MakeBackend(int threads) {
   BackendOptions o;
