@@ -100,18 +100,6 @@ inline __m512i DotWords(__m512i acc, __m512i a, __m512i b) {
   }
 }
 
-// Rows read side by side are short streams the hardware prefetcher does not
-// follow; but a tile's RM rows are contiguous, and so are the next tiles'.
-// At each step a tile prefetches its share (kStepBytes per row) of the rows
-// kAheadTiles tiles further on: one sequential stream ahead of the reads.
-// Prefetches past the matrix's end are harmless (they never fault).
-inline constexpr int kAheadTiles = 1;  // measured: 1 beats 0, 2 and 4
-template <int RM, size_t kStepBytes>
-inline void PrefetchAhead(const uint8_t* w, size_t ws, int64_t step) {
-  const uint8_t* p = w + kAheadTiles * RM * ws + step * RM * kStepBytes;
-  for (size_t off = 0; off < RM * kStepBytes; off += 64) _mm_prefetch(reinterpret_cast<const char*>(p + off), _MM_HINT_T0);
-}
-
 // Per (row, token) accumulators of a tile, and their sums stored as
 // y[t * ys + r].
 template <int RM, int RN>
@@ -184,7 +172,7 @@ struct LegacyTile {
               _mm512_setzero_si512(), DotBytes<Ops>(_mm512_setzero_si512(), _mm512_set1_epi8(C::kOffset), xq[t]));
         }
       }
-      if (kAheadTiles > 0) PrefetchAhead<RM, 2 * sizeof(WB)>(w, ws, i / 2);
+      tiles::PrefetchAhead<RM, 2 * sizeof(WB)>(w, ws, i / 2);
       for (int r = 0; r < RM; ++r) {
         const WB* a = reinterpret_cast<const WB*>(w + r * ws) + i;
         const __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(a[0].d), two ? a[1].d : 0, 1);
@@ -240,7 +228,7 @@ struct K45Tile {
         gsum[t] = _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs + 1));  // 8 sums of 32
         dx[t] = b.d;
       }
-      if (kAheadTiles > 0) PrefetchAhead<RM, sizeof(WB)>(w, ws, i);
+      tiles::PrefetchAhead<RM, sizeof(WB)>(w, ws, i);
       for (int r = 0; r < RM; ++r) {
         const WB& a = reinterpret_cast<const WB*>(w + r * ws)[i];
         uint32_t u[4];
@@ -303,7 +291,7 @@ struct Q6KTile {
         bsum[t] = Load256(b.bsums);
         dx[t] = b.d;
       }
-      if (kAheadTiles > 0) PrefetchAhead<RM, sizeof(BlockQ6K)>(w, ws, i);
+      tiles::PrefetchAhead<RM, sizeof(BlockQ6K)>(w, ws, i);
       for (int r = 0; r < RM; ++r) {
         const BlockQ6K& a = reinterpret_cast<const BlockQ6K*>(w + r * ws)[i];
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.scales)));

@@ -31,12 +31,6 @@ inline float Hsum(__m256 v) {
   return _mm_cvtss_f32(s);
 }
 
-inline float Hsum128(__m128 s) {
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
 // Σ x·y over signed byte pairs, as 8 int32 lanes.
 inline __m256i MulSumI8(__m256i x, __m256i y) {
   const __m256i ax = _mm256_sign_epi8(x, x);
@@ -268,66 +262,109 @@ inline __m128i UnpackKScales(const uint8_t* packed) {
                        static_cast<int>(u[0]));
 }
 
-template <bool kFive>
-float DotQ45K(int64_t n, const void* w, const void* x) {
-  const auto* b = static_cast<const BlockQ8K*>(x);
-  __m256 acc = _mm256_setzero_ps();
-  __m128 acc_m = _mm_setzero_ps();
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    const simd::KBlockView v = simd::ViewK45<kFive>(w, i);
-    const uint8_t* scales = v.scales;
-    const uint8_t* q4 = v.q4;
-    const uint8_t* qh = v.qh;
-    float d = v.d, dmin = v.dmin;
-    d *= b[i].d;
-    dmin *= -b[i].d;
-    const __m256i mins_and_scales = _mm256_cvtepu8_epi16(UnpackKScales(scales));
-    // Min term: Σ_g m_g · (sum of the group's 32 activations).
-    const __m256i q8sums = Load256(b[i].bsums);
-    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
-    const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
-    acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
-    alignas(16) int16_t sc[8];
-    _mm_store_si128(reinterpret_cast<__m128i*>(sc), _mm256_castsi256_si128(mins_and_scales));
-    const __m256i hbits = kFive ? Load256(qh) : _mm256_setzero_si256();
-    __m256i sumi = _mm256_setzero_si256();
-    const int8_t* q8 = b[i].qs;
-    for (int j = 0; j < 4; ++j, q4 += 32, q8 += 64) {
-      __m256i lo, hi;
-      simd::UnpackK45Pair(q4, kFive ? &hbits : nullptr, j, &lo, &hi);
-      const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), _mm256_maddubs_epi16(lo, Load256(q8)));
-      const __m256i ph =
-          _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]), _mm256_maddubs_epi16(hi, Load256(q8 + 32)));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+// Per (row, token) accumulators of a k-quant tile, and their sums stored as
+// y[t * ys + r].
+template <int RM, int RN>
+inline void ZeroAll(__m256 (&acc)[RM][RN]) {
+  for (int r = 0; r < RM; ++r) {
+    for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
   }
-  return Hsum(acc) + Hsum128(acc_m);
+}
+template <int RM, int RN>
+inline void StoreSums(const __m256 (&acc)[RM][RN], float* y, size_t ys) {
+  for (int r = 0; r < RM; ++r) {
+    for (int t = 0; t < RN; ++t) y[t * ys + r] = Hsum(acc[r][t]);
+  }
 }
 
-float DotQ6K(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ6K*>(w);
-  const auto* b = static_cast<const BlockQ8K*>(x);
-  const __m256i m32 = _mm256_set1_epi8(32);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    const float d = H2F(a[i].d) * b[i].d;
-    __m256i sumi = _mm256_setzero_si256();
-    for (int half = 0; half < 2; ++half) {
-      const int8_t* sc = a[i].scales + 8 * half;
-      const int8_t* q8 = b[i].qs + 128 * half;
-      __m256i q[4];
-      simd::UnpackQ6KHalf(a[i].ql + 64 * half, a[i].qh + 32 * half, q);
-      for (int k = 0; k < 4; ++k) {
-        const __m256i y = Load256(q8 + 32 * k);
-        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y), _mm256_maddubs_epi16(m32, y));
-        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+// RM rows × RN tokens of Q4_K (kFive false) or Q5_K against Q8_K activations:
+// each row's block is unpacked once (8 vectors of 32 values) for all RN
+// tokens. x = d·sc·q - dmin·m per group of 32; the min term (4 lanes, from
+// the activation's group sums) is added into the same accumulator.
+template <bool kFive>
+struct K45Tile {
+  template <int RM, int RN>
+  static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y,
+                  size_t ys) {
+    __m256 acc[RM][RN];
+    ZeroAll(acc);
+    for (int64_t i = 0; i < nb; ++i) {
+      tiles::PrefetchAhead<RM, kFive ? sizeof(BlockQ5K) : sizeof(BlockQ4K)>(w, ws, i);
+      for (int r = 0; r < RM; ++r) {
+        const simd::KBlockView v = simd::ViewK45<kFive>(w + r * ws, i);
+        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(UnpackKScales(v.scales));
+        const __m128i mins = _mm256_extracti128_si256(mins_and_scales, 1);
+        alignas(16) int16_t sc[8];
+        _mm_store_si128(reinterpret_cast<__m128i*>(sc), _mm256_castsi256_si128(mins_and_scales));
+        const __m256i hbits = kFive ? Load256(v.qh) : _mm256_setzero_si256();
+        __m256i q[8];
+        for (int j = 0; j < 4; ++j) simd::UnpackK45Pair(v.q4 + 32 * j, kFive ? &hbits : nullptr, j, &q[2 * j], &q[2 * j + 1]);
+        for (int t = 0; t < RN; ++t) {
+          const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
+          const __m256i q8sums = Load256(b.bsums);
+          const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+          const __m128i prod = _mm_madd_epi16(mins, q8s);
+          __m256i sumi = _mm256_setzero_si256();
+          for (int g = 0; g < 8; ++g) {
+            const __m256i p = _mm256_maddubs_epi16(q[g], Load256(b.qs + 32 * g));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[g]), p));
+          }
+          acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(v.d * b.d), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+          acc[r][t] = _mm256_fnmadd_ps(_mm256_set1_ps(v.dmin * b.d), _mm256_zextps128_ps256(_mm_cvtepi32_ps(prod)),
+                                       acc[r][t]);
+        }
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    StoreSums(acc, y, ys);
   }
-  return Hsum(acc);
+};
+
+// RM rows × RN tokens of Q6_K against Q8_K activations: x = d·sc·(q - 32)
+// per group of 16, as Σ sc·q·x - 32·Σ sc·(group sum of x).
+struct Q6KTile {
+  template <int RM, int RN>
+  static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y,
+                  size_t ys) {
+    __m256 acc[RM][RN];
+    ZeroAll(acc);
+    for (int64_t i = 0; i < nb; ++i) {
+      tiles::PrefetchAhead<RM, sizeof(BlockQ6K)>(w, ws, i);
+      for (int r = 0; r < RM; ++r) {
+        const BlockQ6K& a = reinterpret_cast<const BlockQ6K*>(w + r * ws)[i];
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.scales)));
+        __m256i q[8];
+        simd::UnpackQ6KHalf(a.ql, a.qh, q);
+        simd::UnpackQ6KHalf(a.ql + 64, a.qh + 32, q + 4);
+        for (int t = 0; t < RN; ++t) {
+          const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
+          const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, Load256(b.bsums)), 5);
+          __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), corr);
+          for (int k = 0; k < 8; ++k) {
+            const __m256i p = _mm256_maddubs_epi16(q[k], Load256(b.qs + 32 * k));
+            const __m256i s = _mm256_set_m128i(_mm_set1_epi16(a.scales[2 * k + 1]), _mm_set1_epi16(a.scales[2 * k]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+          }
+          acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(H2F(a.d) * b.d), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+        }
+      }
+    }
+    StoreSums(acc, y, ys);
+  }
+};
+
+template <class Tile, int kBlock>
+float TileRowDot(int64_t n, const void* w, const void* x) {
+  float y;
+  Tile::template Run<1, 1>(n / kBlock, static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(x), 0, &y, 0);
+  return y;
+}
+
+// Prefill 2 rows × 2 tokens (16 registers); decode one row at a time with the
+// next rows prefetched.
+template <class Tile>
+void DotTileK(int64_t n, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
+              int64_t n_tok, float* y, size_t ys) {
+  RunTiled<Tile, 2, 2, 1>(n / kQKK, w, ws, rows, x, xs, n_tok, y, ys);
 }
 
 }  // namespace
@@ -347,9 +384,11 @@ void FillAvx2Kernels(MatmulKernels& k) {
       DotTileLegacy<Q4_0Weights>);
   set(GgmlType::kQ5_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotLegacy<Q5_0Weights>,
       DotTileLegacy<Q5_0Weights>);
-  set(GgmlType::kQ4_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<false>);
-  set(GgmlType::kQ5_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<true>);
-  set(GgmlType::kQ6_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K);
+  set(GgmlType::kQ4_K, GgmlType::kQ8_K, QuantizeActQ8K, TileRowDot<K45Tile<false>, kQKK>,
+      DotTileK<K45Tile<false>>);
+  set(GgmlType::kQ5_K, GgmlType::kQ8_K, QuantizeActQ8K, TileRowDot<K45Tile<true>, kQKK>,
+      DotTileK<K45Tile<true>>);
+  set(GgmlType::kQ6_K, GgmlType::kQ8_K, QuantizeActQ8K, TileRowDot<Q6KTile, kQKK>, DotTileK<Q6KTile>);
 }
 
 }  // namespace moestream::kernels::cpu
