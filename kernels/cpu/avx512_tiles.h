@@ -173,6 +173,7 @@ struct LegacyTile {
         }
       }
       tiles::PrefetchAhead<RM, 2 * sizeof(WB)>(w, ws, i / 2);
+#pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
         const WB* a = reinterpret_cast<const WB*>(w + r * ws) + i;
         const __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(a[0].d), two ? a[1].d : 0, 1);
@@ -183,6 +184,7 @@ struct LegacyTile {
         } else {
           q = Join(C::Signed(a[0]), two ? C::Signed(a[1]) : _mm256_setzero_si256());
         }
+#pragma GCC unroll 4
         for (int t = 0; t < RN; ++t) {
           __m512i p;
           if constexpr (kUnsigned) {
@@ -229,6 +231,7 @@ struct K45Tile {
         dx[t] = b.d;
       }
       tiles::PrefetchAhead<RM, sizeof(WB)>(w, ws, i);
+#pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
         const WB& a = reinterpret_cast<const WB*>(w + r * ws)[i];
         uint32_t u[4];
@@ -253,6 +256,7 @@ struct K45Tile {
         __m512i s[4];
         for (int k = 0; k < 4; ++k) s[k] = _mm512_permutexvar_epi16(pick[k], sc);
         const float d = H2F(a.d), dmin = H2F(a.dmin);
+#pragma GCC unroll 4
         for (int t = 0; t < RN; ++t) {
           __m512i sumi = _mm512_setzero_si512();
           for (int k = 0; k < 4; ++k) sumi = DotWords<Ops>(sumi, _mm512_maddubs_epi16(wq[k], xq[t][k]), s[k]);
@@ -292,6 +296,7 @@ struct Q6KTile {
         dx[t] = b.d;
       }
       tiles::PrefetchAhead<RM, sizeof(BlockQ6K)>(w, ws, i);
+#pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
         const BlockQ6K& a = reinterpret_cast<const BlockQ6K*>(w + r * ws)[i];
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.scales)));
@@ -306,6 +311,7 @@ struct Q6KTile {
         __m512i s[4];
         for (int k = 0; k < 4; ++k) s[k] = _mm512_permutexvar_epi16(pick[k], _mm512_castsi256_si512(sc16));
         const float d = H2F(a.d);
+#pragma GCC unroll 4
         for (int t = 0; t < RN; ++t) {
           __m512i sumi = Widen(_mm256_slli_epi32(_mm256_madd_epi16(sc16, bsum[t]), 5));
           sumi = _mm512_sub_epi32(_mm512_setzero_si512(), sumi);

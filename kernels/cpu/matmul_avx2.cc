@@ -290,6 +290,7 @@ struct K45Tile {
     ZeroAll(acc);
     for (int64_t i = 0; i < nb; ++i) {
       tiles::PrefetchAhead<RM, kFive ? sizeof(BlockQ5K) : sizeof(BlockQ4K)>(w, ws, i);
+#pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
         const simd::KBlockView v = simd::ViewK45<kFive>(w + r * ws, i);
         const __m256i mins_and_scales = _mm256_cvtepu8_epi16(UnpackKScales(v.scales));
@@ -299,6 +300,7 @@ struct K45Tile {
         const __m256i hbits = kFive ? Load256(v.qh) : _mm256_setzero_si256();
         __m256i q[8];
         for (int j = 0; j < 4; ++j) simd::UnpackK45Pair(v.q4 + 32 * j, kFive ? &hbits : nullptr, j, &q[2 * j], &q[2 * j + 1]);
+#pragma GCC unroll 4
         for (int t = 0; t < RN; ++t) {
           const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
           const __m256i q8sums = Load256(b.bsums);
@@ -329,12 +331,14 @@ struct Q6KTile {
     ZeroAll(acc);
     for (int64_t i = 0; i < nb; ++i) {
       tiles::PrefetchAhead<RM, sizeof(BlockQ6K)>(w, ws, i);
+#pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
         const BlockQ6K& a = reinterpret_cast<const BlockQ6K*>(w + r * ws)[i];
         const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.scales)));
         __m256i q[8];
         simd::UnpackQ6KHalf(a.ql, a.qh, q);
         simd::UnpackQ6KHalf(a.ql + 64, a.qh + 32, q + 4);
+#pragma GCC unroll 4
         for (int t = 0; t < RN; ++t) {
           const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
           const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, Load256(b.bsums)), 5);
