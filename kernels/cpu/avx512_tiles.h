@@ -234,10 +234,7 @@ struct K45Tile {
 #pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
         const WB& a = reinterpret_cast<const WB*>(w + r * ws)[i];
-        uint32_t u[4];
-        simd::UnpackKScales(a.scales, u);
-        const __m256i sm = _mm256_cvtepu8_epi16(_mm_set_epi32(static_cast<int>(u[3]), static_cast<int>(u[2]),
-                                                              static_cast<int>(u[1]), static_cast<int>(u[0])));
+        const __m256i sm = _mm256_cvtepu8_epi16(simd::UnpackKScalesVec(a.scales));
         const __m512i sc = _mm512_castsi256_si512(sm);  // words 0..7: scales
         const __m128i mins = _mm256_extracti128_si256(sm, 1);
         const __m512i q0 = Load512(a.qs), q1 = Load512(a.qs + 64);

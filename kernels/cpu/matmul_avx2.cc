@@ -254,14 +254,6 @@ float DotLegacy(int64_t n, const void* w, const void* x) {
 
 // ---------------------------------------------------------------- k-quants
 
-// The 8 scales then the 8 mins of a Q4_K/Q5_K block, as bytes.
-inline __m128i UnpackKScales(const uint8_t* packed) {
-  uint32_t u[4];
-  simd::UnpackKScales(packed, u);
-  return _mm_set_epi32(static_cast<int>(u[3]), static_cast<int>(u[2]), static_cast<int>(u[1]),
-                       static_cast<int>(u[0]));
-}
-
 // Per (row, token) accumulators of a k-quant tile, and their sums stored as
 // y[t * ys + r].
 template <int RM, int RN>
@@ -293,7 +285,7 @@ struct K45Tile {
 #pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
         const simd::KBlockView v = simd::ViewK45<kFive>(w + r * ws, i);
-        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(UnpackKScales(v.scales));
+        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(simd::UnpackKScalesVec(v.scales));
         const __m128i mins = _mm256_extracti128_si256(mins_and_scales, 1);
         alignas(16) int16_t sc[8];
         _mm_store_si128(reinterpret_cast<__m128i*>(sc), _mm256_castsi256_si128(mins_and_scales));
