@@ -12,6 +12,15 @@
 // prefetch_precision/recall, link_bytes, tier_bytes, stall_ms,
 // overlap_efficiency, budgets and high-water marks), plus the overlap
 // efficiency of each repetition.
+//
+// Decode's use of memory bandwidth (cpu backend, experts resident):
+// decode_weight_GBps = the weight bytes one decode step reads (every dense
+// matrix, the routers, the LM head and k routed experts per MoE layer) ×
+// decode tok/s; decode_weight_to_memcpy_ratio divides it by memcpy's memory
+// traffic (2 × bytes copied per second, the bench's thread count, measured
+// in this process after the repetitions); overhead_ms_per_token is the
+// decode time per token outside the matrix products (attention, norms,
+// router, top-k, sampling, hand-offs).
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
@@ -25,6 +34,8 @@
 #include "cli/engine_flags.h"
 #include "engine/sampler.h"
 #include "engine/session.h"
+#include "kernels/cpu/memcpy_probe.h"
+#include "kernels/quant.h"
 #include "nlohmann/json.hpp"
 
 namespace moestream::cli {
@@ -40,6 +51,31 @@ uint64_t StorageReadBytes() {
     if (key == "read_bytes:") return v;
   }
   return 0;
+}
+
+uint64_t ViewBytes(const kernels::WeightView& v) {
+  return v.data == nullptr ? 0 : RowBytes(v.type, static_cast<uint64_t>(v.n_in)) * v.n_out;
+}
+
+// Weight bytes one decode step reads: dense matrices, routers, the LM head,
+// and k routed experts per MoE layer (as the first expert's size). 0 when
+// the routed experts are not resident (offloading).
+uint64_t DecodeWeightBytes(const engine::LoadedModel& m) {
+  const model::ModelWeights& w = *m.weights;
+  uint64_t bytes = ViewBytes(w.output);
+  for (const model::LayerWeights& l : w.layers) {
+    for (const kernels::WeightView* v : {&l.wq, &l.wk, &l.wv, &l.wo, &l.ffn_gate, &l.ffn_up,
+                                         &l.ffn_down, &l.router}) {
+      bytes += ViewBytes(*v);
+    }
+    if (l.is_moe()) {
+      if (l.experts.empty()) return 0;
+      const model::ExpertWeights& e = l.experts.front();
+      bytes += static_cast<uint64_t>(m.config.n_expert_used) *
+               (ViewBytes(e.gate) + ViewBytes(e.up) + ViewBytes(e.down));
+    }
+  }
+  return bytes;
 }
 
 double Median(std::vector<double> v) {
@@ -109,6 +145,10 @@ absl::Status Bench(const BenchFlags& flags) {
     (void)w;
   }
   std::vector<double> prefill, decode, ttft, prefill_cpu, decode_cpu, overlap;
+  // Matrix-product time within the decode phases (backends that report it).
+  kernels::ComputeStats compute_start;
+  uint64_t decode_matmul_ns = 0;
+  double decode_ms_total = 0;
   // Offloading: the decode phase starts at the first sampled token.
   engine::OffloadStats decode_window, decode_start;
   double decode_window_ms = 0;
@@ -122,6 +162,7 @@ absl::Status Bench(const BenchFlags& flags) {
   on_token = [&](int32_t) {
     if (first_token) {
       if (offload != nullptr) decode_start = offload->stats();
+      compute_start = m->backend->compute_stats();
       storage_start = StorageReadBytes();
     }
     first_token = false;
@@ -142,6 +183,8 @@ absl::Status Bench(const BenchFlags& flags) {
               .overlap_efficiency());
     }
     decode_tokens += res.stats.decoded_tokens;
+    decode_ms_total += res.stats.decode_ms;
+    decode_matmul_ns += m->backend->compute_stats().matmul_ns - compute_start.matmul_ns;
     storage_decode += StorageReadBytes() - storage_start;
     latency.token_ms.insert(latency.token_ms.end(), res.stats.token_ms.begin(),
                             res.stats.token_ms.end());
@@ -168,6 +211,13 @@ absl::Status Bench(const BenchFlags& flags) {
   if (offload != nullptr) {
     report = MakeOffloadReport(*m, ef, *offload, decode_window, decode_window_ms, decode_tokens);
   }
+  // Bandwidth use: against memcpy measured now, in this process.
+  const bool cpu = m->backend->name() == "cpu";
+  const uint64_t step_bytes = DecodeWeightBytes(*m);
+  const double weight_gbps = double(step_bytes) * tg / 1e9;
+  const double memcpy_gbps = cpu && step_bytes > 0 ? kernels::cpu::MeasureMemcpyGbps(ef.threads, 4) : 0;
+  const double overhead_ms =
+      cpu && decode_tokens > 0 ? (decode_ms_total - decode_matmul_ns / 1e6) / double(decode_tokens) : 0;
   if (json) {
     nlohmann::ordered_json out;
     out["model"] = ef.model;
@@ -188,6 +238,13 @@ absl::Status Bench(const BenchFlags& flags) {
     out["decode_tokens"] = decode_tokens;
     out["storage_read_bytes_per_token"] =
         decode_tokens > 0 ? double(storage_decode) / double(decode_tokens) : 0.0;
+    if (cpu && step_bytes > 0) {
+      out["decode_weight_bytes_per_token"] = step_bytes;
+      out["decode_weight_GBps"] = weight_gbps;
+      out["memcpy_GBps"] = memcpy_gbps;
+      out["decode_weight_to_memcpy_ratio"] = weight_gbps / (2 * memcpy_gbps);
+    }
+    if (cpu) out["overhead_ms_per_token"] = overhead_ms;
     out["decode_latency_ms"] = {{"p50", latency.TokenLatencyMs(0.5)},
                                 {"p90", latency.TokenLatencyMs(0.9)},
                                 {"p99", latency.TokenLatencyMs(0.99)}};
@@ -205,6 +262,12 @@ absl::Status Bench(const BenchFlags& flags) {
     std::printf("decode latency per token: p50 %.1f ms, p90 %.1f ms, p99 %.1f ms\n",
                 latency.TokenLatencyMs(0.5), latency.TokenLatencyMs(0.9),
                 latency.TokenLatencyMs(0.99));
+    if (cpu && step_bytes > 0) {
+      std::printf("decode reads %.1f MB of weights per token: %.2f GB/s, %.2f of memcpy's traffic "
+                  "(%.2f GB/s copied); %.2f ms per token outside the matrix products\n",
+                  step_bytes / 1e6, weight_gbps, weight_gbps / (2 * memcpy_gbps), memcpy_gbps,
+                  overhead_ms);
+    }
     if (report) std::printf("decode phases:\n%s", report->Text().c_str());
   }
   return absl::OkStatus();

@@ -19,7 +19,7 @@ void EngineFlags::Register(CLI::App& app) {
   app.add_option("--kv-type", kv_type, "KV cache element type: f32 or f16");
   app.add_option("--ctx", ctx, "KV cache positions; 0 = the model's context, at most 4096");
   app.add_option("--batch", batch, "most tokens per forward chunk");
-  app.add_option("--isa", isa, "cpu kernel ISA: auto, scalar, avx2 or avx512");
+  app.add_option("--isa", isa, "cpu kernel ISA: auto, scalar, avx2, avx512 or avx512vnni");
   AddByteSizeOption(app, "--device-budget", &device_budget,
                     "device memory budget (e.g. 256M); offloads the routed experts through an "
                     "expert cache (omit for a resident run)")

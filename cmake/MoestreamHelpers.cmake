@@ -14,7 +14,8 @@ function(moestream_sanitizer_flags)
   endif()
 endfunction()
 
-# Applies per-ISA flags to kernel sources named *_avx2.cc / *_avx512.cc, so
+# Applies per-ISA flags to kernel sources named *_avx2.cc / *_avx512.cc /
+# *_avx512vnni.cc, so
 # the rest of the binary stays baseline x86-64 and dispatch happens at run time.
 function(moestream_isa_flags)
   foreach(src ${ARGN})
@@ -22,8 +23,11 @@ function(moestream_isa_flags)
       set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS "-mavx2;-mfma;-mf16c")
     elseif(src MATCHES "_avx512\\.cc$")
       set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
-        "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx2;-mfma;-mf16c;-Wno-maybe-uninitialized")
+        "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx2;-mfma;-mf16c;-Wno-maybe-uninitialized")
       # (GCC 12 warns inside its own avx512fintrin.h about _mm512_undefined_*.)
+    elseif(src MATCHES "_avx512vnni\\.cc$")
+      set_source_files_properties(${src} PROPERTIES COMPILE_OPTIONS
+        "-mavx512f;-mavx512bw;-mavx512vl;-mavx512dq;-mavx512vnni;-mavx2;-mfma;-mf16c;-Wno-maybe-uninitialized")
     endif()
   endforeach()
 endfunction()

@@ -60,6 +60,14 @@ struct LinkStats {
   uint64_t busy_ns = 0;  // time the link spent copying (incl. modelled latency)
 };
 
+// Time the host spent in matrix products (MatMul and MatMulBatch), for the
+// share of a decode step outside them. Backends that compute asynchronously
+// report zeros.
+struct ComputeStats {
+  uint64_t matmul_calls = 0;
+  uint64_t matmul_ns = 0;
+};
+
 // A point in a stream's work: complete once everything issued before it ran.
 class Event {
  public:
@@ -150,7 +158,8 @@ struct BackendOptions {
   int threads = 0;
   // Link profile name for the cpu backend's copy engine ("none" = unthrottled).
   std::string link = "none";
-  // Kernel ISA for the cpu backend: "auto" (CPUID), "scalar", "avx2", "avx512".
+  // Kernel ISA for the cpu backend: "auto" (CPUID), "scalar", "avx2", "avx512",
+  // "avx512vnni" (AVX-512 with VNNI integer dot products).
   std::string isa = "auto";
   // mlock the cpu backend's pinned host memory.
   bool mlock = false;
@@ -186,6 +195,7 @@ class Backend {
   virtual absl::Status CopyToDeviceAsync(void* dst, const void* src, size_t bytes,
                                          Stream& stream) = 0;
   virtual LinkStats link_stats() const = 0;
+  virtual ComputeStats compute_stats() const { return {}; }
 
   // ---- ops (compute stream, device pointers, row-major F32 activations) ----
   // y[n_tok, n_out] = x[n_tok, n_in] · Wᵀ

@@ -44,9 +44,9 @@ absl::Status BackendOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("threads ", threads, " is out of range 0..", kMaxThreads, " (0 = one per core)"));
   }
-  if (isa != "auto" && isa != "scalar" && isa != "avx2" && isa != "avx512") {
+  if (isa != "auto" && isa != "scalar" && isa != "avx2" && isa != "avx512" && isa != "avx512vnni") {
     return absl::InvalidArgumentError(
-        absl::StrCat("isa '", isa, "' is not one of auto, scalar, avx2, avx512"));
+        absl::StrCat("isa '", isa, "' is not one of auto, scalar, avx2, avx512, avx512vnni"));
   }
   auto p = FindLinkProfile(link);
   if (!p.ok()) return p.status();

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
 #include <map>
@@ -194,9 +195,17 @@ class CpuBackend : public Backend {
 
   void MatMul(const WeightView& w, const float* x, int64_t n_tok, float* y) override {
     MatMulJob job{w, x, n_tok, y};
-    driver_.Run(std::span<const MatMulJob>(&job, 1), kernels_, pool_);
+    MatMulBatch(std::span<const MatMulJob>(&job, 1));
   }
-  void MatMulBatch(std::span<const MatMulJob> jobs) override { driver_.Run(jobs, kernels_, pool_); }
+  void MatMulBatch(std::span<const MatMulJob> jobs) override {
+    const auto t0 = std::chrono::steady_clock::now();
+    driver_.Run(jobs, kernels_, pool_);
+    compute_stats_.matmul_ns += static_cast<uint64_t>(
+        std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - t0).count());
+    ++compute_stats_.matmul_calls;
+  }
+  // Ops run on the calling thread (the compute stream's), so no lock.
+  ComputeStats compute_stats() const override { return compute_stats_; }
 
   void RmsNorm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
                float eps) override {
@@ -282,6 +291,7 @@ class CpuBackend : public Backend {
   Arena pinned_;
   cpu::ComputeStream compute_;
   cpu::MatmulDriver driver_;
+  ComputeStats compute_stats_;
 };
 
 }  // namespace

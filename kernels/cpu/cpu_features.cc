@@ -33,6 +33,7 @@ std::string_view IsaName(Isa isa) {
     case Isa::kScalar: return "scalar";
     case Isa::kAvx2: return "avx2";
     case Isa::kAvx512: return "avx512";
+    case Isa::kAvx512Vnni: return "avx512vnni";
   }
   return "unknown";
 }
@@ -40,6 +41,7 @@ std::string_view IsaName(Isa isa) {
 absl::StatusOr<Isa> ResolveIsa(std::string_view name) {
   const CpuFeatures& f = DetectCpuFeatures();
   if (name == "auto" || name.empty()) {
+    if (f.HasAvx512VnniSet()) return Isa::kAvx512Vnni;
     if (f.HasAvx512Set()) return Isa::kAvx512;
     if (f.HasAvx2Set()) return Isa::kAvx2;
     return Isa::kScalar;
@@ -54,8 +56,13 @@ absl::StatusOr<Isa> ResolveIsa(std::string_view name) {
     return absl::UnavailableError(
         "isa avx512 requested but this CPU lacks avx512f/avx512bw/avx512vl/avx512dq");
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("isa '", Av(name), "' is not one of auto, scalar, avx2, avx512"));
+  if (name == "avx512vnni") {
+    if (f.HasAvx512VnniSet()) return Isa::kAvx512Vnni;
+    return absl::UnavailableError(
+        "isa avx512vnni requested but this CPU lacks avx512f/avx512bw/avx512vl/avx512dq/avx512vnni");
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "isa '", Av(name), "' is not one of auto, scalar, avx2, avx512, avx512vnni"));
 }
 
 }  // namespace moestream::kernels::cpu

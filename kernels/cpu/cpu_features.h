@@ -4,7 +4,7 @@
 // are only called when these flags say so: the binary itself stays baseline.
 //
 //   const CpuFeatures& f = DetectCpuFeatures();
-//   absl::StatusOr<Isa> isa = ResolveIsa("auto");   // kAvx512, kAvx2 or kScalar
+//   absl::StatusOr<Isa> isa = ResolveIsa("auto");   // kAvx512Vnni, kAvx512, kAvx2 or kScalar
 #ifndef MOESTREAM_KERNELS_CPU_CPU_FEATURES_H_
 #define MOESTREAM_KERNELS_CPU_CPU_FEATURES_H_
 
@@ -28,11 +28,15 @@ struct CpuFeatures {
   bool HasAvx512Set() const {
     return HasAvx2Set() && avx512f && avx512bw && avx512vl && avx512dq;
   }
+  bool HasAvx512VnniSet() const { return HasAvx512Set() && avx512vnni; }
 };
 
 const CpuFeatures& DetectCpuFeatures();
 
-enum class Isa { kScalar, kAvx2, kAvx512 };
+// kAvx512Vnni: the AVX-512 kernels with their integer dot products done by
+// VNNI's vpdpbusd / vpdpwssd (Ice Lake, Zen 4 and later).
+enum class Isa { kScalar, kAvx2, kAvx512, kAvx512Vnni };
+inline constexpr int kIsaCount = 4;
 std::string_view IsaName(Isa isa);
 
 // "auto" picks the widest set the CPU runs; naming a set the CPU lacks fails

@@ -14,6 +14,7 @@
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/quant_blocks.h"
 #include "kernels/cpu/simd_x86.h"
+#include "kernels/cpu/tile_loops.h"
 
 namespace moestream::kernels::cpu {
 namespace {
@@ -21,15 +22,10 @@ namespace {
 using simd::H2F;
 using simd::Load256;
 using simd::UnpackNibbles16;
+using tiles::RunTiled;
 
 inline float Hsum(__m256 v) {
   __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-  s = _mm_add_ss(s, _mm_movehdup_ps(s));
-  return _mm_cvtss_f32(s);
-}
-
-inline float Hsum128(__m128 s) {
   s = _mm_add_ps(s, _mm_movehl_ps(s, s));
   s = _mm_add_ss(s, _mm_movehdup_ps(s));
   return _mm_cvtss_f32(s);
@@ -73,10 +69,10 @@ inline float ReduceMax(__m256 m) {
 void QuantizeActQ8_0(const float* x, int64_t n, void* out) {
   auto* y = static_cast<BlockQ8_0*>(out);
   for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    // As llama.cpp rounds activations: id = 127/amax, ties to even.
     const float amax = ReduceMax(AbsMax8(x, kQK));
-    const float d = amax / 127.0f;
-    y[i].d = _cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT);
-    const __m256 id = _mm256_set1_ps(d != 0 ? 1.0f / d : 0.0f);
+    y[i].d = _cvtss_sh(amax / 127.0f, _MM_FROUND_TO_NEAREST_INT);
+    const __m256 id = _mm256_set1_ps(amax != 0 ? 127.0f / amax : 0.0f);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(y[i].qs), QuantizeBlock32(x, id));
   }
 }
@@ -182,6 +178,16 @@ struct Q4_0Weights {
   }
 };
 
+struct Q5_0Weights {
+  using Block = BlockQ5_0;
+  static __m256i Quants(const Block& b) {
+    uint32_t qh;
+    std::memcpy(&qh, b.qh, 4);
+    return _mm256_sub_epi8(_mm256_or_si256(UnpackNibbles16(b.qs), simd::BitsToBytes(qh, 0x10)),
+                           _mm256_set1_epi8(16));
+  }
+};
+
 // RM weight rows × RN activation rows of 32-element blocks against Q8_0
 // activations. Each (row, token) pair has one 8-lane accumulator updated once
 // per block in block order and one final horizontal sum, so its result does
@@ -224,70 +230,18 @@ inline void TileLegacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x
   }
 }
 
-// Tiles of RM rows over all tokens, kToks at a time (then one narrower tile).
-// `Tile` is a template of (RM, RN) with a static Run(nb, w, ws, x, xs, y, ys).
-template <template <int, int> class Tile, int RM, int kToks>
-void RunTokens(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, int64_t n_tok,
-               float* y, size_t ys) {
-  static_assert(kToks >= 1 && kToks <= 4);
-  int64_t t = 0;
-  for (; t + kToks <= n_tok; t += kToks) Tile<RM, kToks>::Run(nb, w, ws, x + t * xs, xs, y + t * ys, ys);
-  const int64_t left = n_tok - t;
-  x += t * xs;
-  y += t * ys;
-  if constexpr (kToks > 1) if (left == 1) Tile<RM, 1>::Run(nb, w, ws, x, xs, y, ys);
-  if constexpr (kToks > 2) if (left == 2) Tile<RM, 2>::Run(nb, w, ws, x, xs, y, ys);
-  if constexpr (kToks > 3) if (left == 3) Tile<RM, 3>::Run(nb, w, ws, x, xs, y, ys);
-}
-
-// All rows, kRows at a time (then one narrower tile), each over all tokens.
-template <template <int, int> class Tile, int kRows, int kToks>
-void RunRows(int64_t nb, const uint8_t* w, size_t ws, int64_t rows, const uint8_t* x, size_t xs,
-             int64_t n_tok, float* y, size_t ys) {
-  static_assert(kRows >= 1 && kRows <= 4);
-  int64_t r = 0;
-  for (; r + kRows <= rows; r += kRows) RunTokens<Tile, kRows, kToks>(nb, w + r * ws, ws, x, xs, n_tok, y + r, ys);
-  const int64_t left = rows - r;
-  w += r * ws;
-  y += r;
-  if constexpr (kRows > 1) if (left == 1) RunTokens<Tile, 1, kToks>(nb, w, ws, x, xs, n_tok, y, ys);
-  if constexpr (kRows > 2) if (left == 2) RunTokens<Tile, 2, kToks>(nb, w, ws, x, xs, n_tok, y, ys);
-  if constexpr (kRows > 3) if (left == 3) RunTokens<Tile, 3, kToks>(nb, w, ws, x, xs, n_tok, y, ys);
-}
-
-// A row × token block: prefill in kRows × kToks tiles, so each weight block
-// loaded serves kToks tokens and each activation block kRows rows; a single
-// token in tiles of kRows1 rows. Decode is bound by memory, not arithmetic:
-// reading rows one after another (with the next rows prefetched) streams the
-// weights faster than reading several rows side by side (measured on the
-// qwen3moe expert shapes), so the legacy quants decode with kRows1 = 1.
-template <template <int, int> class Tile, int kRows, int kToks, int kRows1>
-void RunTiled(int64_t nb, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
-              int64_t n_tok, float* y, size_t ys) {
-  const auto* wb = static_cast<const uint8_t*>(w);
-  const auto* xb = static_cast<const uint8_t*>(x);
-  if (n_tok == 1) {
-    RunRows<Tile, kRows1, 1>(nb, wb, ws, rows, xb, xs, 1, y, ys);
-  } else {
-    RunRows<Tile, kRows, kToks>(nb, wb, ws, rows, xb, xs, n_tok, y, ys);
-  }
-}
-
 template <class W>
 struct LegacyTile {
   template <int RM, int RN>
-  struct T {
-    static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y,
-                    size_t ys) {
-      TileLegacy<W, RM, RN>(nb, w, ws, x, xs, y, ys);
-    }
-  };
+  static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y, size_t ys) {
+    TileLegacy<W, RM, RN>(nb, w, ws, x, xs, y, ys);
+  }
 };
 
 template <class W>
 void DotTileLegacy(int64_t n, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
                    int64_t n_tok, float* y, size_t ys) {
-  RunTiled<LegacyTile<W>::template T, 4, 3, 1>(n / kQK, w, ws, rows, x, xs, n_tok, y, ys);
+  RunTiled<LegacyTile<W>, 4, 3, 1>(n / kQK, w, ws, rows, x, xs, n_tok, y, ys);
 }
 
 template <class W>
@@ -300,74 +254,113 @@ float DotLegacy(int64_t n, const void* w, const void* x) {
 
 // ---------------------------------------------------------------- k-quants
 
-// The 8 scales then the 8 mins of a Q4_K/Q5_K block, as bytes.
-inline __m128i UnpackKScales(const uint8_t* packed) {
-  uint32_t u[4];
-  simd::UnpackKScales(packed, u);
-  return _mm_set_epi32(static_cast<int>(u[3]), static_cast<int>(u[2]), static_cast<int>(u[1]),
-                       static_cast<int>(u[0]));
-}
-
-template <bool kFive>
-float DotQ45K(int64_t n, const void* w, const void* x) {
-  const auto* b = static_cast<const BlockQ8K*>(x);
-  __m256 acc = _mm256_setzero_ps();
-  __m128 acc_m = _mm_setzero_ps();
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    const simd::KBlockView v = simd::ViewK45<kFive>(w, i);
-    const uint8_t* scales = v.scales;
-    const uint8_t* q4 = v.q4;
-    const uint8_t* qh = v.qh;
-    float d = v.d, dmin = v.dmin;
-    d *= b[i].d;
-    dmin *= -b[i].d;
-    const __m256i mins_and_scales = _mm256_cvtepu8_epi16(UnpackKScales(scales));
-    // Min term: Σ_g m_g · (sum of the group's 32 activations).
-    const __m256i q8sums = Load256(b[i].bsums);
-    const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
-    const __m128i prod = _mm_madd_epi16(_mm256_extracti128_si256(mins_and_scales, 1), q8s);
-    acc_m = _mm_fmadd_ps(_mm_set1_ps(dmin), _mm_cvtepi32_ps(prod), acc_m);
-    alignas(16) int16_t sc[8];
-    _mm_store_si128(reinterpret_cast<__m128i*>(sc), _mm256_castsi256_si128(mins_and_scales));
-    const __m256i hbits = kFive ? Load256(qh) : _mm256_setzero_si256();
-    __m256i sumi = _mm256_setzero_si256();
-    const int8_t* q8 = b[i].qs;
-    for (int j = 0; j < 4; ++j, q4 += 32, q8 += 64) {
-      __m256i lo, hi;
-      simd::UnpackK45Pair(q4, kFive ? &hbits : nullptr, j, &lo, &hi);
-      const __m256i pl = _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j]), _mm256_maddubs_epi16(lo, Load256(q8)));
-      const __m256i ph =
-          _mm256_madd_epi16(_mm256_set1_epi16(sc[2 * j + 1]), _mm256_maddubs_epi16(hi, Load256(q8 + 32)));
-      sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(pl, ph));
-    }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+// Per (row, token) accumulators of a k-quant tile, and their sums stored as
+// y[t * ys + r].
+template <int RM, int RN>
+inline void ZeroAll(__m256 (&acc)[RM][RN]) {
+  for (int r = 0; r < RM; ++r) {
+    for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
   }
-  return Hsum(acc) + Hsum128(acc_m);
+}
+template <int RM, int RN>
+inline void StoreSums(const __m256 (&acc)[RM][RN], float* y, size_t ys) {
+  for (int r = 0; r < RM; ++r) {
+    for (int t = 0; t < RN; ++t) y[t * ys + r] = Hsum(acc[r][t]);
+  }
 }
 
-float DotQ6K(int64_t n, const void* w, const void* x) {
-  const auto* a = static_cast<const BlockQ6K*>(w);
-  const auto* b = static_cast<const BlockQ8K*>(x);
-  const __m256i m32 = _mm256_set1_epi8(32);
-  __m256 acc = _mm256_setzero_ps();
-  for (int64_t i = 0; i < n / kQKK; ++i) {
-    const float d = H2F(a[i].d) * b[i].d;
-    __m256i sumi = _mm256_setzero_si256();
-    for (int half = 0; half < 2; ++half) {
-      const int8_t* sc = a[i].scales + 8 * half;
-      const int8_t* q8 = b[i].qs + 128 * half;
-      __m256i q[4];
-      simd::UnpackQ6KHalf(a[i].ql + 64 * half, a[i].qh + 32 * half, q);
-      for (int k = 0; k < 4; ++k) {
-        const __m256i y = Load256(q8 + 32 * k);
-        const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(q[k], y), _mm256_maddubs_epi16(m32, y));
-        const __m256i s = _mm256_set_m128i(_mm_set1_epi16(sc[2 * k + 1]), _mm_set1_epi16(sc[2 * k]));
-        sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+// RM rows × RN tokens of Q4_K (kFive false) or Q5_K against Q8_K activations:
+// each row's block is unpacked once (8 vectors of 32 values) for all RN
+// tokens. x = d·sc·q - dmin·m per group of 32; the min term (4 lanes, from
+// the activation's group sums) is added into the same accumulator.
+template <bool kFive>
+struct K45Tile {
+  template <int RM, int RN>
+  static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y,
+                  size_t ys) {
+    __m256 acc[RM][RN];
+    ZeroAll(acc);
+    for (int64_t i = 0; i < nb; ++i) {
+      tiles::PrefetchAhead<RM, kFive ? sizeof(BlockQ5K) : sizeof(BlockQ4K)>(w, ws, i);
+#pragma GCC unroll 4
+      for (int r = 0; r < RM; ++r) {
+        const simd::KBlockView v = simd::ViewK45<kFive>(w + r * ws, i);
+        const __m256i mins_and_scales = _mm256_cvtepu8_epi16(simd::UnpackKScalesVec(v.scales));
+        const __m128i mins = _mm256_extracti128_si256(mins_and_scales, 1);
+        alignas(16) int16_t sc[8];
+        _mm_store_si128(reinterpret_cast<__m128i*>(sc), _mm256_castsi256_si128(mins_and_scales));
+        const __m256i hbits = kFive ? Load256(v.qh) : _mm256_setzero_si256();
+        __m256i q[8];
+        for (int j = 0; j < 4; ++j) simd::UnpackK45Pair(v.q4 + 32 * j, kFive ? &hbits : nullptr, j, &q[2 * j], &q[2 * j + 1]);
+#pragma GCC unroll 4
+        for (int t = 0; t < RN; ++t) {
+          const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
+          const __m256i q8sums = Load256(b.bsums);
+          const __m128i q8s = _mm_hadd_epi16(_mm256_castsi256_si128(q8sums), _mm256_extracti128_si256(q8sums, 1));
+          const __m128i prod = _mm_madd_epi16(mins, q8s);
+          __m256i sumi = _mm256_setzero_si256();
+          for (int g = 0; g < 8; ++g) {
+            const __m256i p = _mm256_maddubs_epi16(q[g], Load256(b.qs + 32 * g));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(_mm256_set1_epi16(sc[g]), p));
+          }
+          acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(v.d * b.d), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+          acc[r][t] = _mm256_fnmadd_ps(_mm256_set1_ps(v.dmin * b.d), _mm256_zextps128_ps256(_mm_cvtepi32_ps(prod)),
+                                       acc[r][t]);
+        }
       }
     }
-    acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    StoreSums(acc, y, ys);
   }
-  return Hsum(acc);
+};
+
+// RM rows × RN tokens of Q6_K against Q8_K activations: x = d·sc·(q - 32)
+// per group of 16, as Σ sc·q·x - 32·Σ sc·(group sum of x).
+struct Q6KTile {
+  template <int RM, int RN>
+  static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y,
+                  size_t ys) {
+    __m256 acc[RM][RN];
+    ZeroAll(acc);
+    for (int64_t i = 0; i < nb; ++i) {
+      tiles::PrefetchAhead<RM, sizeof(BlockQ6K)>(w, ws, i);
+#pragma GCC unroll 4
+      for (int r = 0; r < RM; ++r) {
+        const BlockQ6K& a = reinterpret_cast<const BlockQ6K*>(w + r * ws)[i];
+        const __m256i sc16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a.scales)));
+        __m256i q[8];
+        simd::UnpackQ6KHalf(a.ql, a.qh, q);
+        simd::UnpackQ6KHalf(a.ql + 64, a.qh + 32, q + 4);
+#pragma GCC unroll 4
+        for (int t = 0; t < RN; ++t) {
+          const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
+          const __m256i corr = _mm256_slli_epi32(_mm256_madd_epi16(sc16, Load256(b.bsums)), 5);
+          __m256i sumi = _mm256_sub_epi32(_mm256_setzero_si256(), corr);
+          for (int k = 0; k < 8; ++k) {
+            const __m256i p = _mm256_maddubs_epi16(q[k], Load256(b.qs + 32 * k));
+            const __m256i s = _mm256_set_m128i(_mm_set1_epi16(a.scales[2 * k + 1]), _mm_set1_epi16(a.scales[2 * k]));
+            sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, s));
+          }
+          acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(H2F(a.d) * b.d), _mm256_cvtepi32_ps(sumi), acc[r][t]);
+        }
+      }
+    }
+    StoreSums(acc, y, ys);
+  }
+};
+
+template <class Tile, int kBlock>
+float TileRowDot(int64_t n, const void* w, const void* x) {
+  float y;
+  Tile::template Run<1, 1>(n / kBlock, static_cast<const uint8_t*>(w), 0, static_cast<const uint8_t*>(x), 0, &y, 0);
+  return y;
+}
+
+// Prefill 2 rows × 2 tokens (16 registers); decode one row at a time with the
+// next rows prefetched.
+template <class Tile>
+void DotTileK(int64_t n, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
+              int64_t n_tok, float* y, size_t ys) {
+  RunTiled<Tile, 2, 2, 1>(n / kQKK, w, ws, rows, x, xs, n_tok, y, ys);
 }
 
 }  // namespace
@@ -385,9 +378,13 @@ void FillAvx2Kernels(MatmulKernels& k) {
       DotTileLegacy<Q8_0Weights>);
   set(GgmlType::kQ4_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotLegacy<Q4_0Weights>,
       DotTileLegacy<Q4_0Weights>);
-  set(GgmlType::kQ4_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<false>);
-  set(GgmlType::kQ5_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<true>);
-  set(GgmlType::kQ6_K, GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K);
+  set(GgmlType::kQ5_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotLegacy<Q5_0Weights>,
+      DotTileLegacy<Q5_0Weights>);
+  set(GgmlType::kQ4_K, GgmlType::kQ8_K, QuantizeActQ8K, TileRowDot<K45Tile<false>, kQKK>,
+      DotTileK<K45Tile<false>>);
+  set(GgmlType::kQ5_K, GgmlType::kQ8_K, QuantizeActQ8K, TileRowDot<K45Tile<true>, kQKK>,
+      DotTileK<K45Tile<true>>);
+  set(GgmlType::kQ6_K, GgmlType::kQ8_K, QuantizeActQ8K, TileRowDot<Q6KTile, kQKK>, DotTileK<Q6KTile>);
 }
 
 }  // namespace moestream::kernels::cpu

@@ -9,6 +9,8 @@ namespace {
 
 // Weight bytes a tile may span so it stays in L2 while tokens pass over it.
 constexpr size_t kTileBytes = 128 << 10;
+// Activation elements converted on the calling thread rather than the pool.
+constexpr int64_t kInlineConvertElems = 32 << 10;
 
 }  // namespace
 
@@ -42,13 +44,22 @@ void MatmulDriver::Run(std::span<const MatMulJob> jobs, const MatmulKernels& k, 
     for (int64_t t = 0; t < job.n_tok; ++t) tok_tasks_.emplace_back(static_cast<int32_t>(j), t);
   }
   if (act_.size() < total) act_.resize(total);
-  pool.ParallelFor(static_cast<int64_t>(tok_tasks_.size()), [&](int64_t i) {
+  auto convert = [&](int64_t i) {
     const auto [j, t] = tok_tasks_[i];
     const MatMulJob& job = jobs[j];
     const TypeKernels& tk = k.For(job.w.type);
     const size_t ab = ActRowBytes(tk, job.w.n_in);
     tk.quantize_act(job.x + t * job.w.n_in, job.w.n_in, act_.data() + act_offset_[j] + t * ab);
-  });
+  };
+  // A decode step's conversions (a few rows) take less than a hand-off to
+  // the pool: done here, they save one barrier per batch.
+  int64_t convert_elems = 0;
+  for (const auto& [j, t] : tok_tasks_) convert_elems += jobs[j].w.n_in;
+  if (convert_elems <= kInlineConvertElems) {
+    for (size_t i = 0; i < tok_tasks_.size(); ++i) convert(static_cast<int64_t>(i));
+  } else {
+    pool.ParallelFor(static_cast<int64_t>(tok_tasks_.size()), convert);
+  }
 
   // 2. Output rows in contiguous chunks, several per thread for balance.
   const int64_t target_chunks = static_cast<int64_t>(pool.size()) * 4;

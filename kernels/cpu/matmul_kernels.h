@@ -2,12 +2,14 @@
 //
 // A product y = x · Wᵀ first converts each activation row once into the
 // weight type's "activation type" (F32 for float weights, Q8_0 blocks for
-// Q8_0/Q4_0, Q8_K blocks for the k-quants), then each output is one row dot
-// product `dot(n, w_row, x_row)`. Integer dot products of 8-bit activations
-// with 4/6/8-bit weights are what ggml does too; the result differs from the
-// float product by the activation's 8-bit rounding, which the tests bound.
-// Types without a specialised dot (Q4_1, Q5_0, Q5_1, Q2_K, Q3_K) take F32
-// activations and dequantize one weight block at a time.
+// Q8_0/Q4_0/Q5_0, Q8_K blocks for Q4_K/Q5_K/Q6_K), then each output is one
+// row dot product `dot(n, w_row, x_row)`. The activation type and its
+// rounding are llama.cpp's (Q8_0: d = amax/127, q = x·127/amax to nearest
+// even; Q8_K: iscale = -127/(signed max), q = min(127, x·iscale to nearest
+// even)), so a model quantized by llama.cpp follows its greedy path; the
+// result differs from the float product by that 8-bit rounding, which the
+// tests bound. Types without a specialised dot (Q4_1, Q5_1, Q2_K, Q3_K) take
+// F32 activations and dequantize one weight block at a time.
 //
 //   const MatmulKernels& k = KernelsFor(Isa::kAvx2);
 //   const TypeKernels& t = k.For(GgmlType::kQ4_K);
@@ -61,9 +63,9 @@ struct MatmulKernels {
 // The table of `isa` (which the caller has checked the CPU supports).
 const MatmulKernels& KernelsFor(Isa isa);
 
-// Types whose AVX-512 kernel disagreed with the AVX2 kernel in the check
-// KernelsFor(Isa::kAvx512) runs before first use (and which therefore use the
-// AVX2 kernel). Empty when all agree or the CPU lacks AVX-512.
+// Types whose AVX-512 (or AVX-512 VNNI) kernel disagreed with the AVX2
+// kernel in the check KernelsFor runs before first use (and which therefore
+// use the AVX2 kernel). Empty when all agree or the CPU lacks AVX-512.
 std::vector<GgmlType> Avx512RejectedKernels();
 // The check itself: types whose `wide` dot (or dot_tile, over several row and
 // token counts) disagrees with `base`'s dot on quantized random rows
@@ -77,6 +79,8 @@ size_t ActRowBytes(const TypeKernels& k, int64_t n);
 void FillScalarKernels(MatmulKernels& k);
 void FillAvx2Kernels(MatmulKernels& k);
 void FillAvx512Kernels(MatmulKernels& k);
+// Applied to a filled AVX-512 table.
+void FillAvx512VnniKernels(MatmulKernels& k);
 
 }  // namespace moestream::kernels::cpu
 

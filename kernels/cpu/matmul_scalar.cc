@@ -5,6 +5,7 @@
 //
 // Integer accumulation matches the vector kernels: per block (or group) the
 // int8×intN products are summed exactly in int32, then scaled in float.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -17,8 +18,19 @@
 namespace moestream::kernels::cpu {
 namespace {
 
+// Activation rows are rounded as llama.cpp's x86 matmuls round them, not as
+// its reference weight quantizer does: id = 127/amax (not 1/d) and ties to
+// even (not away from zero). A model quantized by llama.cpp follows its
+// greedy path only with the same activation rounding.
 void QuantizeActQ8_0(const float* x, int64_t n, void* out) {
-  MOESTREAM_CHECK(QuantizeRow(GgmlType::kQ8_0, x, n, out).ok());
+  auto* y = static_cast<BlockQ8_0*>(out);
+  for (int64_t i = 0; i < n / kQK; ++i, x += kQK) {
+    float amax = 0;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    y[i].d = FloatToHalf(amax / 127.0f);
+    const float id = amax != 0 ? 127.0f / amax : 0.0f;
+    for (int j = 0; j < kQK; ++j) y[i].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
+  }
 }
 void QuantizeActQ8K(const float* x, int64_t n, void* out) {
   MOESTREAM_CHECK(QuantizeRow(GgmlType::kQ8_K, x, n, out).ok());
@@ -63,6 +75,24 @@ float DotQ4_0(int64_t n, const void* w, const void* x) {
     for (int j = 0; j < kQK / 2; ++j) {
       sum += ((a[i].qs[j] & 0xF) - 8) * b[i].qs[j];
       sum += ((a[i].qs[j] >> 4) - 8) * b[i].qs[j + kQK / 2];
+    }
+    s += HalfToFloat(a[i].d) * HalfToFloat(b[i].d) * static_cast<float>(sum);
+  }
+  return s;
+}
+
+float DotQ5_0(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockQ5_0*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    uint32_t qh;
+    std::memcpy(&qh, a[i].qh, 4);
+    int sum = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      const int lo = (a[i].qs[j] & 0xF) | (((qh >> j) & 1) << 4);
+      const int hi = (a[i].qs[j] >> 4) | (((qh >> (j + kQK / 2)) & 1) << 4);
+      sum += (lo - 16) * b[i].qs[j] + (hi - 16) * b[i].qs[j + kQK / 2];
     }
     s += HalfToFloat(a[i].d) * HalfToFloat(b[i].d) * static_cast<float>(sum);
   }
@@ -163,7 +193,7 @@ void FillScalarKernels(MatmulKernels& k) {
   k.For(GgmlType::kQ5_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ45K<true>, nullptr};
   k.For(GgmlType::kQ6_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K, nullptr};
   k.For(GgmlType::kQ4_1) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ4_1>, nullptr};
-  k.For(GgmlType::kQ5_0) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ5_0>, nullptr};
+  k.For(GgmlType::kQ5_0) = {GgmlType::kQ8_0, QuantizeActQ8_0, DotQ5_0, nullptr};
   k.For(GgmlType::kQ5_1) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ5_1>, nullptr};
   k.For(GgmlType::kQ2_K) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ2_K>, nullptr};
   k.For(GgmlType::kQ3_K) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ3_K>, nullptr};
@@ -228,7 +258,7 @@ std::vector<GgmlType> CheckKernelsAgainst(const MatmulKernels& wide, const Matmu
 namespace {
 
 struct Tables {
-  MatmulKernels k[3];
+  MatmulKernels k[kIsaCount];
   std::vector<GgmlType> avx512_rejected;
 };
 
@@ -237,24 +267,33 @@ const Tables& GetTables() {
     auto* t = new Tables;
     FillScalarKernels(t->k[0]);
     t->k[0].isa = Isa::kScalar;
-    t->k[1] = t->k[0];
-    t->k[2] = t->k[0];
+    for (int i = 1; i < kIsaCount; ++i) t->k[i] = t->k[0];
     // The ISA files are compiled for their ISA: nothing in them may run,
     // not even the table fill, on a CPU without it.
     const CpuFeatures& f = DetectCpuFeatures();
     if (f.HasAvx2Set()) {
       FillAvx2Kernels(t->k[1]);
       t->k[2] = t->k[1];
+      t->k[3] = t->k[1];
     }
+    // Each AVX-512 table is checked against the AVX2 one; a disagreeing
+    // type falls back to the AVX2 kernel.
+    auto check = [t](MatmulKernels& wide) {
+      for (GgmlType bad : CheckKernelsAgainst(wide, t->k[1])) {
+        wide.types[static_cast<int>(bad)] = t->k[1].types[static_cast<int>(bad)];
+        t->avx512_rejected.push_back(bad);
+      }
+    };
     if (f.HasAvx512Set()) {
       FillAvx512Kernels(t->k[2]);
-      t->avx512_rejected = CheckKernelsAgainst(t->k[2], t->k[1]);
-      for (GgmlType bad : t->avx512_rejected) {
-        t->k[2].types[static_cast<int>(bad)] = t->k[1].types[static_cast<int>(bad)];
-      }
+      t->k[3] = t->k[2];
+      check(t->k[2]);
     }
-    t->k[1].isa = Isa::kAvx2;
-    t->k[2].isa = Isa::kAvx512;
+    if (f.HasAvx512VnniSet()) {
+      FillAvx512VnniKernels(t->k[3]);
+      check(t->k[3]);
+    }
+    for (int i = 0; i < kIsaCount; ++i) t->k[i].isa = static_cast<Isa>(i);
     return t;
   }();
   return *tables;

@@ -30,16 +30,30 @@ static inline __m256i UnpackNibbles16(const uint8_t* q) {
   return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(v, 4), m), _mm_and_si128(v, m));
 }
 
-// Unpacks the 12-byte Q4_K/Q5_K scales: bytes 0..7 of u are the 8 group
-// scales, bytes 8..15 the 8 mins.
-static inline void UnpackKScales(const uint8_t* packed, uint32_t u[4]) {
-  constexpr uint32_t kMask1 = 0x3f3f3f3f, kMask2 = 0x0f0f0f0f, kMask3 = 0x03030303;
-  std::memcpy(u, packed, 12);
-  u[3] = ((u[2] >> 4) & kMask2) | (((u[1] >> 6) & kMask3) << 4);
-  const uint32_t mins_lo = u[1] & kMask1;
-  u[1] = (u[2] & kMask2) | (((u[0] >> 6) & kMask3) << 4);
-  u[2] = mins_lo;
-  u[0] &= kMask1;
+// Byte j of the result is `value` where bit j of `bits` is set, else 0.
+static inline __m256i BitsToBytes(uint32_t bits, uint8_t value) {
+  const __m256i b = _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                                        _mm256_setr_epi64x(0, 0x0101010101010101, 0x0202020202020202,
+                                                           0x0303030303030303));
+  const __m256i sel = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201));
+  const __m256i set = _mm256_cmpeq_epi8(_mm256_and_si256(b, sel), sel);
+  return _mm256_and_si256(set, _mm256_set1_epi8(static_cast<char>(value)));
+}
+
+// Unpacks the 12-byte Q4_K/Q5_K scales (6-bit scales and mins, the top
+// bits of 4..7 in the top bits of 0..3) into one xmm: bytes 0..7 the group
+// scales, 8..15 the mins. Reads 16 bytes at `packed` (the 12 scale bytes and 4 of the block's next
+// field), with no general-purpose register round trip.
+static inline __m128i UnpackKScalesVec(const uint8_t* packed) {
+  const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(packed));
+  // Dwords [u0, u2, u1, u2 >> 4] masked to 6, 4, 6, 4 bits per byte ...
+  __m128i a = _mm_srlv_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(2, 1, 2, 0)), _mm_setr_epi32(0, 0, 0, 4));
+  a = _mm_and_si128(a, _mm_setr_epi32(0x3f3f3f3f, 0x0f0f0f0f, 0x3f3f3f3f, 0x0f0f0f0f));
+  // ... with the top two bits of u0's (for scales 4..7) and u1's (mins
+  // 4..7) bytes as bits 4-5.
+  const __m128i b = _mm_and_si128(_mm_srli_epi32(_mm_shuffle_epi32(v, _MM_SHUFFLE(1, 1, 0, 0)), 2),
+                                  _mm_setr_epi32(0, 0x30303030, 0, 0x30303030));
+  return _mm_or_si128(a, b);
 }
 
 // Block i of a Q4_K (kFive false) or Q5_K row: the fields both dots read.

@@ -3,7 +3,22 @@
 #include <algorithm>
 #include <system_error>
 
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#endif
+
 namespace moestream::kernels::cpu {
+namespace {
+
+inline void CpuRelax() {
+#if defined(__x86_64__) || defined(__i386__)
+  _mm_pause();
+#else
+  std::this_thread::yield();
+#endif
+}
+
+}  // namespace
 
 ThreadPool::ThreadPool(int threads) : threads_(std::max(1, threads)) {
   try {
@@ -21,36 +36,61 @@ ThreadPool::ThreadPool(int threads) : threads_(std::max(1, threads)) {
 }
 
 ThreadPool::~ThreadPool() {
+  stop_.store(true, std::memory_order_seq_cst);
+  { MutexLock lock(&mu_); }  // wakes sleepers: their conditions read stop_
+  for (auto& t : workers_) t.join();
+}
+
+template <typename Done>
+bool ThreadPool::SpinThenWait(const Done& done, std::atomic<int>* sleepers) {
+  const auto until = std::chrono::steady_clock::now() + kSpin;
+  for (int i = 0;; ++i) {
+    if (done()) return true;
+    if (stop_.load(std::memory_order_relaxed)) return false;
+    // Pause a little, then yield: on a machine with more runnable threads
+    // than cores a spinner gives its core away instead of delaying the
+    // thread it waits for.
+    if (i < 64) {
+      CpuRelax();
+    } else {
+      std::this_thread::yield();
+      if ((i & 7) == 7 && std::chrono::steady_clock::now() > until) break;
+    }
+  }
+  // Announce the sleep before the last check (both seq_cst): a waker either
+  // sees the count, or its change is visible to the check under the mutex.
+  sleepers->fetch_add(1, std::memory_order_seq_cst);
   {
     MutexLock lock(&mu_);
-    stop_ = true;
+    auto woken = [&]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+      return done() || stop_.load(std::memory_order_seq_cst);
+    };
+    mu_.Await(absl::Condition(&woken));
   }
-  for (auto& t : workers_) t.join();
+  sleepers->fetch_sub(1, std::memory_order_relaxed);
+  return done();
+}
+
+void ThreadPool::WakeSleepers(const std::atomic<int>& sleepers) {
+  if (sleepers.load(std::memory_order_seq_cst) > 0) {
+    MutexLock lock(&mu_);  // the unlock re-evaluates the sleepers' conditions
+  }
 }
 
 void ThreadPool::RunTasks() {
   for (;;) {
-    const int64_t i = next_.fetch_add(1, std::memory_order_relaxed);
-    if (i >= n_) break;
+    const uint64_t w = job_.fetch_add(1, std::memory_order_acquire);
+    const int64_t i = Index(w);
+    if (i >= Count(w)) break;
     (*fn_)(i);
+    if (done_.fetch_add(1, std::memory_order_acq_rel) + 1 == Count(w)) WakeSleepers(sleeping_caller_);
   }
 }
 
 void ThreadPool::WorkerLoop() {
-  uint64_t seen = 0;
   for (;;) {
-    {
-      MutexLock lock(&mu_);
-      auto woken = [this, seen]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
-        return stop_ || generation_ != seen;
-      };
-      mu_.Await(absl::Condition(&woken));
-      if (stop_) return;
-      seen = generation_;
-    }
+    if (!SpinThenWait([this] { return HasUnclaimed(); }, &sleeping_workers_)) return;  // stopping
     RunTasks();
-    MutexLock lock(&mu_);
-    --pending_;
   }
 }
 
@@ -60,19 +100,20 @@ void ThreadPool::ParallelFor(int64_t n, const std::function<void(int64_t)>& fn) 
     for (int64_t i = 0; i < n; ++i) fn(i);
     return;
   }
-  {
-    MutexLock lock(&mu_);
-    fn_ = &fn;
-    n_ = n;
-    next_.store(0, std::memory_order_relaxed);
-    pending_ = static_cast<int>(workers_.size());
-    ++generation_;
+  if (n > kMaxTasks) {  // more than the job word counts: in parts
+    for (int64_t b = 0; b < n; b += kMaxTasks) {
+      const int64_t e = std::min(n, b + kMaxTasks);
+      ParallelFor(e - b, [&](int64_t i) { fn(b + i); });
+    }
+    return;
   }
+  fn_ = &fn;
+  done_.store(0, std::memory_order_relaxed);
+  generation_ = (generation_ + 1) & ((uint64_t{1} << (64 - kIndexBits - kCountBits)) - 1);
+  job_.store(Pack(generation_, n), std::memory_order_seq_cst);  // publishes fn_ and done_
+  WakeSleepers(sleeping_workers_);
   RunTasks();
-  // A worker that wakes late finds the counter exhausted and checks in at once.
-  MutexLock lock(&mu_);
-  auto all_done = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return pending_ == 0; };
-  mu_.Await(absl::Condition(&all_done));
+  SpinThenWait([this, n] { return done_.load(std::memory_order_acquire) == n; }, &sleeping_caller_);
 }
 
 }  // namespace moestream::kernels::cpu

@@ -38,7 +38,7 @@ inline std::vector<float> RandomVec(int64_t n, uint32_t seed, float sigma = 1.0f
   return v;
 }
 
-inline const char* kIsas[] = {"scalar", "avx2", "avx512"};
+inline const char* kIsas[] = {"scalar", "avx2", "avx512", "avx512vnni"};
 
 }  // namespace moestream::kernels::testing
 

@@ -1,0 +1,19 @@
+// The memory bandwidth baseline the benchmarks divide by: memcpy over
+// buffers larger than any cache, split across `threads` threads of a pool,
+// measured in the same process as what it is compared with.
+//
+//   const double copy_gbps = MeasureMemcpyGbps(2, 2);   // bytes copied per s / 1e9
+//   ratio = weight_gbps / (2 * copy_gbps);              // a copy reads and writes
+#ifndef MOESTREAM_KERNELS_CPU_MEMCPY_PROBE_H_
+#define MOESTREAM_KERNELS_CPU_MEMCPY_PROBE_H_
+
+namespace moestream::kernels::cpu {
+
+// Bytes copied per second (÷1e9) by `reps` copies of 128 MiB with `threads`
+// threads (0 = one per core). The buffers are allocated and touched once per
+// process and kept.
+double MeasureMemcpyGbps(int threads, int reps);
+
+}  // namespace moestream::kernels::cpu
+
+#endif  // MOESTREAM_KERNELS_CPU_MEMCPY_PROBE_H_
