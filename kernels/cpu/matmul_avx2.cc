@@ -355,12 +355,13 @@ float TileRowDot(int64_t n, const void* w, const void* x) {
   return y;
 }
 
-// Prefill 2 rows × 2 tokens (16 registers); decode one row at a time with the
-// next rows prefetched.
+// Prefill 2 rows × 2 tokens (16 registers); decode 4 rows at a time with the
+// next 4 prefetched (measured on a generated qwen3moe Q4_K model: faster than
+// one row at a time).
 template <class Tile>
 void DotTileK(int64_t n, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
               int64_t n_tok, float* y, size_t ys) {
-  RunTiled<Tile, 2, 2, 1>(n / kQKK, w, ws, rows, x, xs, n_tok, y, ys);
+  RunTiled<Tile, 2, 2, 4>(n / kQKK, w, ws, rows, x, xs, n_tok, y, ys);
 }
 
 }  // namespace

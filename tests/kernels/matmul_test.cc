@@ -240,9 +240,10 @@ TEST(KernelCheckTest, Avx2AgreesWithScalarAndBrokenKernelsAreCaught) {
 // (Q8_0: q = x·127/amax, Q8_K: q = x·(-127/signed max), both ties to even),
 // which is not how the weight quantizer rounds (ties away from zero).
 TEST(KernelCheckTest, ActivationRoundingIsLlamaCpps) {
-  for (Isa isa : {Isa::kScalar, Isa::kAvx2, Isa::kAvx512}) {
-    if (isa == Isa::kAvx2 && !DetectCpuFeatures().HasAvx2Set()) continue;
-    if (isa == Isa::kAvx512 && !DetectCpuFeatures().HasAvx512Set()) continue;
+  for (const char* name : testing::kIsas) {
+    const absl::StatusOr<Isa> resolved = ResolveIsa(name);
+    if (!resolved.ok()) continue;  // this CPU lacks it
+    const Isa isa = *resolved;
     const MatmulKernels& k = KernelsFor(isa);
     // Q8_0: amax 127 makes the multiplier exactly 1, so x.5 values are ties.
     std::vector<float> x(64, 0.0f);
