@@ -14,10 +14,12 @@
 #include <cstdio>
 #include <optional>
 #include <string>
+#include <functional>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "base/bytes.h"
+#include "base/mutex.h"
 #include "base/status_macros.h"
 #include "cli/command.h"
 #include "cli/engine_flags.h"
@@ -99,6 +101,53 @@ absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadForServing(
   return engine::LoadModel(f.model, bo, eo, lo);
 }
 
+// SIGINT and SIGTERM, taken by one thread from before the model loads (so
+// no thread the backend starts inherits the default action): during loading
+// they end the process; once serving they run `stop` (the scheduler, then
+// the listener) and the server winds down.
+class StopSignals {
+ public:
+  StopSignals() {
+    sigemptyset(&set_);
+    sigaddset(&set_, SIGINT);
+    sigaddset(&set_, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &set_, nullptr);
+    ::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is a failed write, not an exit
+    thread_ = std::thread([this] {
+      int sig = 0;
+      sigwait(&set_, &sig);
+      if (exiting_.load()) return;  // woken by the destructor
+      std::fprintf(stderr, "serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+      std::function<void()> stop;
+      {
+        MutexLock lock(&mu_);
+        stop = stop_;
+      }
+      if (!stop) std::_Exit(1);  // still loading: nothing to wind down
+      stop();
+    });
+  }
+  ~StopSignals() { Finish(); }
+  // Ends the signal thread, waiting for a `stop` it is running. Idempotent.
+  void Finish() {
+    if (!thread_.joinable()) return;
+    exiting_.store(true);
+    pthread_kill(thread_.native_handle(), SIGTERM);  // taken by its sigwait, if still waiting
+    thread_.join();
+  }
+  void OnStop(std::function<void()> stop) {
+    MutexLock lock(&mu_);
+    stop_ = std::move(stop);
+  }
+
+ private:
+  sigset_t set_;
+  std::atomic<bool> exiting_{false};
+  Mutex mu_;
+  std::function<void()> stop_ ABSL_GUARDED_BY(mu_);
+  std::thread thread_;
+};
+
 absl::Status Serve(const ServeFlags& flags) {
   const EngineFlags& ef = flags.engine;
   MOESTREAM_RETURN_IF_ERROR(flags.http.Validate());
@@ -134,6 +183,7 @@ absl::Status Serve(const ServeFlags& flags) {
     }
   }
 
+  StopSignals signals;
   engine::CachedExpertProvider* offload = nullptr;
   MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m,
                              LoadForServing(ef, config, flags.parallel, &offload));
@@ -155,21 +205,9 @@ absl::Status Serve(const ServeFlags& flags) {
   api.model_id = flags.alias.empty() ? ModelId(ef.model) : flags.alias;
   server::HttpServer http(flags.http, api, &queue, &metrics);
 
-  // SIGINT/SIGTERM go to one waiting thread (blocked everywhere else).
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  ::signal(SIGPIPE, SIG_IGN);  // a client gone mid-write is a failed write, not an exit
   MOESTREAM_RETURN_IF_ERROR(http.Bind());
   scheduler->Start();
-  std::atomic<bool> exiting{false};
-  std::thread waiter([&] {
-    int sig = 0;
-    sigwait(&stop_signals, &sig);
-    if (exiting.load()) return;  // woken by the exit path below
-    std::fprintf(stderr, "serve: %s, stopping\n", sig == SIGINT ? "SIGINT" : "SIGTERM");
+  signals.OnStop([&] {
     scheduler->Stop();
     http.Stop();
   });
@@ -181,10 +219,8 @@ absl::Status Serve(const ServeFlags& flags) {
                flags.http.api_key.empty() ? "" : ", API key required");
   std::fflush(stderr);
   const absl::Status run = http.Run();
+  signals.Finish();
   scheduler->Stop();
-  exiting.store(true);
-  pthread_kill(waiter.native_handle(), SIGTERM);  // blocked there: its sigwait takes it
-  waiter.join();
   return run;
 }
 

@@ -1,0 +1,14 @@
+# The server's tests: the GoogleTest suite (server_tests, label cpu) and the
+# node tests of `moestream serve` with the official OpenAI client, headless
+# Chromium and a soak (run_node_tests.sh installs what they need, or skips
+# with the reason: exit 77). The page's screenshot and the soak's figures go
+# to test-artifacts/ in the build folder.
+moestream_module_tests(server DEPS moestream_server moestream_gen)
+foreach(t openai-client browser soak)
+  add_test(NAME server_node_${t}
+    COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/server/run_node_tests.sh $<TARGET_FILE:moestream>
+            ${MOESTREAM_SHARED_DIR} ${PROJECT_BINARY_DIR}/test-artifacts ${t})
+  set_tests_properties(server_node_${t} PROPERTIES LABELS cpu SKIP_RETURN_CODE 77 TIMEOUT 600)
+endforeach()
+# The soak measures memory and latency: not beside the other node tests.
+set_tests_properties(server_node_soak PROPERTIES RUN_SERIAL TRUE)
