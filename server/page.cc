@@ -26,7 +26,7 @@ const char* const kIndexHtml = R"PAGE(<!doctype html>
   form { display: flex; gap: 6px; padding: 10px; border-top: 1px solid #ddd; }
   #prompt { flex: 1; font: inherit; padding: 6px; resize: vertical; }
   #live { width: 46%; padding: 12px; overflow-y: auto; }
-  canvas { border: 1px solid #ccc; display: block; margin: 6px 0 12px; image-rendering: pixelated; }
+  canvas { border: 1px solid #ccc; display: block; margin: 6px 0 12px; width: 100%; height: auto; }
   .legend span { display: inline-block; width: 12px; height: 12px; vertical-align: middle; margin: 0 4px 0 10px; }
   #key { width: 12em; }
   h2 { font-size: 15px; margin: 8px 0 4px; }
