@@ -12,3 +12,6 @@ foreach(t openai-client browser soak)
 endforeach()
 # The soak measures memory and latency: not beside the other node tests.
 set_tests_properties(server_node_soak PROPERTIES RUN_SERIAL TRUE)
+# The deployment files (nginx config, Kubernetes YAML), syntax-checked.
+add_test(NAME deploy_configs COMMAND ${PROJECT_SOURCE_DIR}/deploy/check.sh)
+set_tests_properties(deploy_configs PROPERTIES LABELS cpu SKIP_RETURN_CODE 77)
