@@ -80,7 +80,9 @@ absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadForServing(
     engine::CachedExpertProvider** offload) {
   engine::LoadOptions lo;
   lo.verbose = true;
-  if (!f.offload() || parallel == 1 || f.device_budget == 0) return LoadModel(f, lo, offload);
+  if (!f.offload() || parallel == 1 || f.device_budget == 0 || !config.is_moe()) {
+    return LoadModel(f, lo, offload);
+  }
   MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, f.EngineOptions());
   const uint64_t extra =
       uint64_t(parallel - 1) * model::TotalBytes(engine::Engine::PlanBuffers(config, eo));
@@ -167,6 +169,9 @@ absl::Status Serve(const ServeFlags& flags) {
   std::optional<text::Tokenizer> tokenizer;
   if (absl::StatusOr<text::Tokenizer> t = text::Tokenizer::FromGguf(header); t.ok()) {
     tokenizer.emplace(*std::move(t));
+  } else if (header.Find("tokenizer.ggml.tokens") != nullptr) {
+    return absl::Status(t.status().code(),
+                        absl::StrCat("the model's vocabulary cannot be used: ", t.status().message()));
   } else {
     std::fprintf(stderr,
                  "serve: no vocabulary in %s: prompts and replies are byte ids (README, "
@@ -183,6 +188,18 @@ absl::Status Serve(const ServeFlags& flags) {
     }
   }
 
+  // The listener is bound before the model loads: a port in use fails at once.
+  const server::TextCodec codec(tokenizer.has_value() ? &*tokenizer : nullptr, chat,
+                                config.n_vocab);
+  server::RequestQueue queue(qo);
+  server::Metrics metrics;
+  server::ApiContext api;
+  api.codec = &codec;
+  api.n_ctx = eo.ResolvedCtx(config);
+  api.model_id = flags.alias.empty() ? ModelId(ef.model) : flags.alias;
+  server::HttpServer http(flags.http, api, &queue, &metrics);
+  MOESTREAM_RETURN_IF_ERROR(http.Bind());
+
   StopSignals signals;
   engine::CachedExpertProvider* offload = nullptr;
   MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m,
@@ -193,19 +210,12 @@ absl::Status Serve(const ServeFlags& flags) {
       if (!m->config.IsEog(id)) m->config.eog_ids.push_back(id);
     }
   }
-  const server::TextCodec codec(tokenizer.has_value() ? &*tokenizer : nullptr, chat,
-                                m->config.n_vocab);
-  server::RequestQueue queue(qo);
-  server::Metrics metrics;
   MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<server::Scheduler> scheduler,
                              server::Scheduler::Create(m.get(), offload, &codec, &queue, &metrics, so));
-  server::ApiContext api;
-  api.codec = &codec;
-  api.n_ctx = scheduler->n_ctx();
-  api.model_id = flags.alias.empty() ? ModelId(ef.model) : flags.alias;
-  server::HttpServer http(flags.http, api, &queue, &metrics);
-
-  MOESTREAM_RETURN_IF_ERROR(http.Bind());
+  if (scheduler->n_ctx() != api.n_ctx) {
+    return absl::InternalError(absl::StrCat("context ", scheduler->n_ctx(), " differs from the ",
+                                            api.n_ctx, " planned before loading"));
+  }
   scheduler->Start();
   signals.OnStop([&] {
     scheduler->Stop();

@@ -121,6 +121,13 @@ class HttpServer::Impl {
     svr_.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
     svr_.set_payload_max_length(size_t(opt_.max_body_bytes));
     svr_.set_keep_alive_max_count(1000);
+    svr_.set_tcp_nodelay(true);  // stream chunks leave as they are written
+    // httplib's default adds SO_REUSEPORT, which would let a second server
+    // share the port instead of failing to bind: address reuse only.
+    svr_.set_socket_options([](int sock) {
+      int yes = 1;
+      ::setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+    });
     svr_.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
       if (opt_.api_key.empty() || !absl::StartsWith(req.path, "/v1/")) {
         return httplib::Server::HandlerResponse::Unhandled;

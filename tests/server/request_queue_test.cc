@@ -141,7 +141,13 @@ TEST(RequestQueueConcurrencyTest, ManyClientsOneConsumer) {
         std::string want;
         for (int t = 0; t < kTokens; ++t) absl::StrAppend(&want, tag, ".", t, " ");
         if (!cancel && (text != want || ev.finish_reason != FinishReason::kLength)) ++wrong;
-        if (cancel && ev.finish_reason != FinishReason::kCancelled) ++wrong;
+        // A cancel races the consumer: it may come after the last token.
+        // Either way the text is a prefix of the reply, and all of it
+        // unless cancelled.
+        if (cancel && !(ev.finish_reason == FinishReason::kCancelled && want.starts_with(text)) &&
+            !(ev.finish_reason == FinishReason::kLength && text == want)) {
+          ++wrong;
+        }
       }
     });
   }
