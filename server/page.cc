@@ -57,7 +57,7 @@ const char* const kIndexHtml = R"PAGE(<!doctype html>
 <script>
 "use strict";
 const $ = (id) => document.getElementById(id);
-const history = [];
+const conversation = [];
 const keyInput = $("key");
 keyInput.value = localStorage.getItem("moestream-key") || "";
 keyInput.addEventListener("change", () => localStorage.setItem("moestream-key", keyInput.value));
@@ -72,7 +72,7 @@ function addMessage(role, text) {
 }
 
 async function send(text) {
-  history.push({ role: "user", content: text });
+  conversation.push({ role: "user", content: text });
   addMessage("user", text);
   const out = addMessage("assistant", "");
   const headers = { "Content-Type": "application/json" };
@@ -81,7 +81,7 @@ async function send(text) {
   try {
     const res = await fetch("/v1/chat/completions", {
       method: "POST", headers,
-      body: JSON.stringify({ model: "moestream", messages: history, stream: true, max_tokens: 128 }),
+      body: JSON.stringify({ model: "moestream", messages: conversation, stream: true, max_tokens: 128 }),
     });
     if (!res.ok) {
       const body = await res.json().catch(() => ({}));
@@ -112,11 +112,11 @@ async function send(text) {
         }
       }
     }
-    history.push({ role: "assistant", content: reply });
+    conversation.push({ role: "assistant", content: reply });
   } catch (e) {
     out.className = "msg error";
     out.textContent = "error: " + e.message;
-    history.pop();
+    conversation.pop();
   }
 }
 
