@@ -1,9 +1,12 @@
-# The server's tests: the GoogleTest suite (server_tests, label cpu) and the
+# The server's tests: the GoogleTest suites (server_tests, server_queue_tests; label cpu) and the
 # node tests of `moestream serve` with the official OpenAI client, headless
 # Chromium and a soak (run_node_tests.sh installs what they need, or skips
 # with the reason: exit 77). The page's screenshot and the soak's figures go
 # to test-artifacts/ in the build folder.
 moestream_module_tests(server DEPS moestream_server moestream_gen)
+# The request queue on its own (test.sh --sanitize thread builds and runs it).
+moestream_test(NAME server_queue_tests SRCS ${CMAKE_CURRENT_SOURCE_DIR}/server/queue/request_queue_test.cc
+  DEPS moestream_server_queue LABELS cpu)
 foreach(t openai-client browser soak)
   add_test(NAME server_node_${t}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/server/run_node_tests.sh $<TARGET_FILE:moestream>
