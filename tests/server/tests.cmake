@@ -4,6 +4,7 @@
 # with the reason: exit 77). The page's screenshot and the soak's figures go
 # to test-artifacts/ in the build folder.
 moestream_module_tests(server DEPS moestream_server moestream_gen)
+add_dependencies(server_tests moestream)  # serve_cli_test.cc runs the command
 # The request queue on its own (test.sh --sanitize thread builds and runs it).
 moestream_test(NAME server_queue_tests SRCS ${CMAKE_CURRENT_SOURCE_DIR}/server/queue/request_queue_test.cc
   DEPS moestream_server_queue LABELS cpu)
