@@ -12,7 +12,8 @@ foreach(t openai-client browser soak)
   add_test(NAME server_node_${t}
     COMMAND ${CMAKE_CURRENT_SOURCE_DIR}/server/run_node_tests.sh $<TARGET_FILE:moestream>
             ${MOESTREAM_SHARED_DIR} ${PROJECT_BINARY_DIR}/test-artifacts ${t})
-  set_tests_properties(server_node_${t} PROPERTIES LABELS cpu SKIP_RETURN_CODE 77 TIMEOUT 600)
+  set_tests_properties(server_node_${t} PROPERTIES LABELS cpu SKIP_RETURN_CODE 77 TIMEOUT 600
+    ENVIRONMENT "MOESTREAM_SANITIZE=${MOESTREAM_SANITIZE}")
 endforeach()
 # The soak measures memory and latency: not beside the other node tests.
 set_tests_properties(server_node_soak PROPERTIES RUN_SERIAL TRUE)
