@@ -9,7 +9,13 @@ cd "$(dirname "$0")"
 
 PKGS=(build-essential cmake ninja-build pkg-config git
       libabsl-dev liburing-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
-      libpcre2-dev libcli11-dev nlohmann-json3-dev libxxhash-dev clang libclang-rt-14-dev python3 python3-numpy gnuplot-nox fio)
+      libpcre2-dev libcli11-dev nlohmann-json3-dev libxxhash-dev clang libclang-rt-14-dev python3 python3-numpy gnuplot-nox fio
+      libcpp-httplib-dev chromium nginx-light python3-yaml)
+# The server's node tests need node (18 or later) and npm: Debian's unless
+# some node is installed already (a newer one from elsewhere is kept).
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  PKGS+=(nodejs npm)
+fi
 
 if [[ "${1:-}" != "--no-install" ]]; then
   missing=()

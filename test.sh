@@ -3,7 +3,8 @@
 #   ./test.sh                      Release build in ./build, every test (gpu tests skip without a GPU)
 #   ./test.sh --sanitize address   ASan+UBSan build in ./build-asan (CUDA and benchmarks off)
 #   ./test.sh --sanitize thread    TSan build in ./build-tsan: the expert cache suite (live copy-engine
-#                                  stress included) and the CPU backend's stream/event/thread tests
+#                                  stress included), the CPU backend's stream/event/thread tests, and
+#                                  the server's request queue under concurrent clients
 #   extra arguments after -- go to ctest (e.g. ./test.sh -- -R gguf)
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -36,8 +37,10 @@ case "$sanitize" in
 esac
 if [[ "$sanitize" == thread ]]; then
   # The concurrency tests: the live expert cache over the CPU backend's copy
-  # engine, and the CPU backend's streams, events and thread pool.
-  cmake --build "$dir" -j "$jobs" --target cache_tests kernels_tests
+  # engine, the CPU backend's streams, events and thread pool, and the
+  # server's request queue (its scheduler runs under TSan too: build
+  # server_tests there, a longer build).
+  cmake --build "$dir" -j "$jobs" --target cache_tests kernels_tests server_queue_tests
 else
   cmake --build "$dir" -j "$jobs"
 fi
@@ -47,6 +50,7 @@ export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
 if [[ "$sanitize" == thread ]]; then
   "$dir/tests/cache_tests" --gtest_brief=1
   "$dir/tests/kernels_tests" --gtest_brief=1 --gtest_filter="${TSAN_FILTER:-*Stream*:*Event*:*Copy*:*Link*:*Thread*:*Pool*:*Batch*}"
+  "$dir/tests/server_queue_tests" --gtest_brief=1
 else
   ctest --test-dir "$dir" --output-on-failure -j "$jobs" "${ctest_args[@]}"
 fi
