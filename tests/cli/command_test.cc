@@ -18,8 +18,8 @@ using ::testing::HasSubstr;
 
 // The subcommands the README documents (the test binary does not link the
 // registrations, only the command line does).
-constexpr const char* kCommands[] = {"bench", "gen",    "inspect", "pack",    "plan",
-                                     "replay", "run", "sweep",   "tokenize"};
+constexpr const char* kCommands[] = {"bench",  "gen", "inspect", "pack",     "plan",
+                                     "replay", "run", "serve",   "sweep",    "tokenize"};
 
 TEST(ParseFlagsTest, EngineFlagsLongShortAndSizes) {
   CLI::App app("t", "t");
