@@ -132,14 +132,16 @@ struct AttentionArgs {
   int64_t n_tok = 0;
   int64_t n_head = 0;
   int64_t n_kv_head = 0;
-  int64_t head_dim = 0;           // of q and k
-  int64_t head_dim_v = 0;         // of v and out; 0 = head_dim
+  int64_t head_dim = 0;           // of q and k (and of v and out unless head_dim_v says)
   int64_t pos0 = 0;
   float scale = 0.0f;             // usually 1/sqrt(head_dim)
   float* out = nullptr;           // [n_tok, n_head, head_dim_v]
   // Chunked local attention: > 0 hides from the query at position i every
   // key before floor(i / chunk) * chunk. 0 = plain causal attention.
   int64_t chunk = 0;
+  // Width of v and out heads when it differs from head_dim (deepseek2's
+  // latent values); 0 = head_dim.
+  int64_t head_dim_v = 0;
 };
 
 // Most compute threads a backend accepts (a flag of 99999999 is a typo, not a
