@@ -5,11 +5,11 @@
 //
 // Seeds are stores written by `moestream pack` when the fuzzer runs
 // (tests/fuzz/run_fuzzers.sh), so they follow the format of the code under
-// test. For a version 1 input (io/expert_store.h: index checksum at byte 40
-// over [index offset, + index bytes), header checksum at byte 4088 over
-// [0, 4088)) both checksums are recomputed before Open, so mutations reach
-// the index checks instead of stopping at a checksum; inputs of any other
-// version go to Open as they are.
+// test. For an input of the current version (io/expert_store.h: index
+// checksum at byte 40 over [index offset, + index bytes), header checksum at
+// byte 4088 over [0, 4088)) both checksums are recomputed before Open, so
+// mutations reach the index checks instead of stopping at a checksum; inputs
+// of any other version go to Open as they are.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -28,10 +28,10 @@ T Load(const std::string& b, size_t at) {
   return v;
 }
 
-void FixVersion1Checksums(std::string& b) {
+void FixChecksums(std::string& b) {
   namespace io = moestream::io;
   if (b.size() < io::kStoreHeaderBytes || std::memcmp(b.data(), io::kStoreMagic, 8) != 0 ||
-      Load<uint32_t>(b, 8) != 1) {
+      Load<uint32_t>(b, 8) != io::kStoreVersion) {
     return;
   }
   const uint64_t index_offset = Load<uint64_t>(b, 24), index_bytes = Load<uint64_t>(b, 32);
@@ -47,7 +47,7 @@ void FixVersion1Checksums(std::string& b) {
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string bytes(reinterpret_cast<const char*>(data), size);
-  FixVersion1Checksums(bytes);
+  FixChecksums(bytes);
   const std::string path = moestream::fuzz::WriteScratch("s.store", bytes);
   absl::StatusOr<moestream::io::ExpertStore> store = moestream::io::ExpertStore::Open(path);
   if (!store.ok()) return 0;
