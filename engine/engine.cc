@@ -137,10 +137,19 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
   if (c.is_moe()) {
     e->topk_ids_.resize(nb * size_t(c.n_expert_used));
     e->topk_w_.resize(nb * size_t(c.n_expert_used));
-    if (c.n_expert_groups > 1 || c.arch == "deepseek2") {
-      e->router_host_.resize(nb * size_t(c.n_expert));
-      e->bias_host_.resize(size_t(c.n_expert));
+    // Selection with a bias or groups runs on the host: the biases are read
+    // back once here, not per token.
+    e->bias_host_.resize(size_t(c.n_layer));
+    bool host_selection = c.n_expert_groups > 1;
+    for (int il = 0; il < c.n_layer; ++il) {
+      const float* bias = w.layers[size_t(il)].exp_probs_b;
+      if (bias == nullptr) continue;
+      host_selection = true;
+      e->bias_host_[size_t(il)].resize(size_t(c.n_expert));
+      MOESTREAM_RETURN_IF_ERROR(
+          backend.CopyToHost(e->bias_host_[size_t(il)].data(), bias, c.n_expert * sizeof(float)));
     }
+    if (host_selection) e->router_host_.resize(nb * size_t(c.n_expert));
   }
   e->pos_host_.resize(nb);
   e->logits_.resize(size_t(o.all_logits ? nb : 1) * size_t(c.n_vocab));
@@ -218,21 +227,18 @@ model::KvLayer Engine::Kv(int layer) {
           kv_->ValueAt(layer, n_past_), kv_->type()};
 }
 
-absl::Status Engine::SelectOnHost(const model::LayerWeights& l, int64_t n, int k) {
+absl::Status Engine::SelectOnHost(int layer, int64_t n, int k) {
   const model::ModelConfig& c = c_;
   const int64_t E = c.n_expert;
   MOESTREAM_RETURN_IF_ERROR(be_.CopyToHost(router_host_.data(), router_, n * E * sizeof(float)));
-  std::fill(bias_host_.begin(), bias_host_.end(), 0.0f);
-  if (l.exp_probs_b != nullptr) {
-    MOESTREAM_RETURN_IF_ERROR(be_.CopyToHost(bias_host_.data(), l.exp_probs_b, E * sizeof(float)));
-  }
+  const std::vector<float>& bias = bias_host_[size_t(layer)];
   const int64_t G = c.n_expert_groups, per_group = E / G;
   std::vector<float> score(E), group_score(G);
   std::vector<int32_t> order(std::max(E, G));
   for (int64_t t = 0; t < n; ++t) {
     const float* p = router_host_.data() + t * E;
     // The bias steers the choice only; the weights are the gated p.
-    for (int64_t e = 0; e < E; ++e) score[e] = p[e] + bias_host_[e];
+    for (int64_t e = 0; e < E; ++e) score[e] = bias.empty() ? p[e] : p[e] + bias[size_t(e)];
     if (G > 1) {
       for (int64_t g = 0; g < G; ++g) {
         float best = -INFINITY, second = -INFINITY;
@@ -360,7 +366,7 @@ absl::Status Engine::RoutedExperts(int il, const model::LayerWeights& l,
     be_.Sigmoid(router_, n * c.n_expert);
   }
   if (c.n_expert_groups > 1 || l.exp_probs_b != nullptr) {
-    MOESTREAM_RETURN_IF_ERROR(SelectOnHost(l, n, k));
+    MOESTREAM_RETURN_IF_ERROR(SelectOnHost(il, n, k));
   } else {
     for (int64_t t = 0; t < n; ++t) {
       be_.TopK(router_ + t * c.n_expert, c.n_expert, k, c.norm_topk, topk_ids_dev_ + t * k,

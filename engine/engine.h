@@ -141,7 +141,7 @@ class Engine : private model::BlockOps {
   float* Scratch(int i) override { return arch_scratch_[size_t(i)]; }
   // Group-limited and bias-steered expert selection on the host, from the
   // gated router output of n_tok tokens (router_host_).
-  absl::Status SelectOnHost(const model::LayerWeights& l, int64_t n, int k);
+  absl::Status SelectOnHost(int layer, int64_t n, int k);
 
   kernels::Backend& be_;
   const model::ModelConfig& c_;
@@ -178,7 +178,7 @@ class Engine : private model::BlockOps {
   // Host mirrors.
   std::vector<int32_t> pos_host_;
   std::vector<float> router_host_;  // gated router output (host selection)
-  std::vector<float> bias_host_;    // exp_probs_b of the layer
+  std::vector<std::vector<float>> bias_host_;  // exp_probs_b per layer (empty: none)
   std::vector<int32_t> topk_ids_;
   std::vector<float> topk_w_;
   std::vector<float> logits_;
