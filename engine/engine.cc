@@ -346,7 +346,7 @@ absl::Status Engine::DenseFfn(const model::LayerWeights& l) {
 }
 
 absl::Status Engine::SharedExperts(const model::LayerWeights& l) {
-  if (l.shexp_gate.data == nullptr && c_.n_ff_shexp > 0) {
+  if (l.shexp_gate.data == nullptr || c_.n_ff_shexp <= 0) {
     return absl::FailedPreconditionError("engine: the layer has no shared expert weights");
   }
   SwiGlu(l.shexp_gate, l.shexp_up, l.shexp_down, c_.n_ff_shexp);
