@@ -405,7 +405,11 @@ std::string CachedExpertProvider::Describe() const {
   return absl::StrCat("experts on ", tier_, " (", src, "), ", cache_->total_slots(), " of ",
                       plan_.experts_total, " expert slots x ", FormatBytes(plan_.slot_bytes),
                       " on the device, policy ", policy_->name(), host_cache, ", prefetch ",
-                      opt_.prefetch, ", miss policy ", Av(MissPolicyName(opt_.miss_policy)));
+                      opt_.prefetch, ", miss policy ", Av(MissPolicyName(opt_.miss_policy)),
+                      opt_.miss_policy == MissPolicy::kAuto && !host_compute_ok_
+                          ? " (copies every miss: host compute needs --experts-on host and "
+                            "--backend cpu)"
+                          : "");
 }
 
 OffloadStats CachedExpertProvider::stats() const {

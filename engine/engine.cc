@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
 
 #include "absl/container/flat_hash_map.h"
@@ -72,8 +73,8 @@ std::vector<model::PlannedBuffer> Engine::ActivationBuffers(const model::ModelCo
   }
   if (c.is_moe()) {
     add("engine.router", nb * c.n_expert * f);
-    add("engine.topk_ids", nb * k * sizeof(int32_t));
-    add("engine.topk_w", nb * k * f);
+    // Selected ids, then their weights, adjacent: one read-back per layer.
+    add("engine.topk", nb * k * (sizeof(int32_t) + f));
   }
   // Dense layers and shared experts share the FFN workspace.
   const int64_t ffn = std::max<int64_t>(c.has_dense_layers() ? c.n_ff : 0, c.n_ff_shexp);
@@ -82,6 +83,16 @@ std::vector<model::PlannedBuffer> Engine::ActivationBuffers(const model::ModelCo
     add("engine.ffn_up", nb * ffn * f);
   }
   add("engine.logits", (o.all_logits ? nb : 1) * c.n_vocab * f);
+  // The backend's op scratch (Backend::AdoptOpScratch): activations of the
+  // widest product batch rounded to int8 (1 + 1/2 bytes an element) or F16
+  // (2), plus alignment per distinct input.
+  int64_t width = std::max({c.n_embd, c.n_ff, c.n_ff_exp, c.n_ff_shexp, c.q_dim(), c.kv_dim(),
+                            c.kv_dim_v()});
+  if (arch != nullptr && arch->scratch != nullptr) {
+    for (int64_t w : arch->scratch(c)) width = std::max(width, w);
+  }
+  const uint64_t rows = nb * std::max<uint64_t>(k, 1);
+  add("engine.op_scratch", 2 * rows * uint64_t(width) + 512 * (uint64_t(c.n_expert) + 4));
   return v;
 }
 
@@ -125,11 +136,16 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
   e->v_ = static_cast<float*>(get("engine.v"));
   e->attn_ = static_cast<float*>(get("engine.attn"));
   e->router_ = static_cast<float*>(get("engine.router"));
-  e->topk_ids_dev_ = static_cast<int32_t*>(get("engine.topk_ids"));
-  e->topk_w_dev_ = static_cast<float*>(get("engine.topk_w"));
+  e->topk_dev_ = get("engine.topk");
   e->ffn_gate_ = static_cast<float*>(get("engine.ffn_gate"));
   e->ffn_up_ = static_cast<float*>(get("engine.ffn_up"));
   e->logits_dev_ = static_cast<float*>(get("engine.logits"));
+  for (const model::PlannedBuffer& b : ActivationBuffers(c, o)) {
+    if (b.name == "engine.op_scratch") {
+      e->op_scratch_ = at[b.name];
+      backend.AdoptOpScratch(e->op_scratch_, b.bytes);
+    }
+  }
   for (size_t i = 0; at.contains(absl::StrCat("engine.arch.", i)); ++i) {
     e->arch_scratch_.push_back(static_cast<float*>(at[absl::StrCat("engine.arch.", i)]));
   }
@@ -137,6 +153,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
   if (c.is_moe()) {
     e->topk_ids_.resize(nb * size_t(c.n_expert_used));
     e->topk_w_.resize(nb * size_t(c.n_expert_used));
+    e->topk_host_.resize(nb * size_t(c.n_expert_used) * 2);
     // Selection with a bias or groups runs on the host: the biases are read
     // back once here, not per token.
     e->bias_host_.resize(size_t(c.n_layer));
@@ -157,6 +174,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
 }
 
 Engine::~Engine() {
+  if (op_scratch_ != nullptr) be_.ReleaseOpScratch(op_scratch_);
   for (void* p : allocations_) be_.DeviceFree(p);
 }
 
@@ -368,14 +386,14 @@ absl::Status Engine::RoutedExperts(int il, const model::LayerWeights& l,
   if (c.n_expert_groups > 1 || l.exp_probs_b != nullptr) {
     MOESTREAM_RETURN_IF_ERROR(SelectOnHost(il, n, k));
   } else {
-    for (int64_t t = 0; t < n; ++t) {
-      be_.TopK(router_ + t * c.n_expert, c.n_expert, k, c.norm_topk, topk_ids_dev_ + t * k,
-               topk_w_dev_ + t * k);
-    }
+    // All tokens in one call, ids then weights adjacent, one read-back.
+    auto* ids_dev = static_cast<int32_t*>(topk_dev_);
+    auto* w_dev = reinterpret_cast<float*>(ids_dev + n * k);
+    be_.TopKRows(router_, n, c.n_expert, k, c.norm_topk, ids_dev, w_dev);
     MOESTREAM_RETURN_IF_ERROR(
-        be_.CopyToHost(topk_ids_.data(), topk_ids_dev_, n * k * sizeof(int32_t)));
-    MOESTREAM_RETURN_IF_ERROR(
-        be_.CopyToHost(topk_w_.data(), topk_w_dev_, n * k * sizeof(float)));
+        be_.CopyToHost(topk_host_.data(), topk_dev_, size_t(n * k) * 2 * sizeof(int32_t)));
+    std::memcpy(topk_ids_.data(), topk_host_.data(), size_t(n * k) * sizeof(int32_t));
+    std::memcpy(topk_w_.data(), topk_host_.data() + n * k, size_t(n * k) * sizeof(float));
   }
   if (c.expert_weights_scale != 1.0f) {
     for (int64_t i = 0; i < n * k; ++i) topk_w_[i] *= c.expert_weights_scale;

@@ -169,11 +169,11 @@ class Engine : private model::BlockOps {
   float* ffn_gate_ = nullptr;  // dense and shared experts [n, max(n_ff, n_ff_shexp)]
   float* ffn_up_ = nullptr;
   float* router_ = nullptr;  // [n, n_expert]
-  int32_t* topk_ids_dev_ = nullptr;  // [n, k]
-  float* topk_w_dev_ = nullptr;
+  void* topk_dev_ = nullptr;  // ids [n, k] (int32), then weights [n, k] (float)
   float* logits_dev_ = nullptr;      // [logits_cap_, n_vocab]
   std::vector<float*> arch_scratch_;  // ArchSpec::scratch, in order
   bool all_logits_ = false;
+  void* op_scratch_ = nullptr;  // lent to the backend (Backend::AdoptOpScratch)
 
   // Host mirrors.
   std::vector<int32_t> pos_host_;
@@ -181,6 +181,7 @@ class Engine : private model::BlockOps {
   std::vector<std::vector<float>> bias_host_;  // exp_probs_b per layer (empty: none)
   std::vector<int32_t> topk_ids_;
   std::vector<float> topk_w_;
+  std::vector<int32_t> topk_host_;  // the read-back of topk_dev_ (ids, then weight bits)
   std::vector<float> logits_;
   int64_t logits_rows_ = 0;
 };

@@ -199,6 +199,22 @@ class Backend {
   virtual LinkStats link_stats() const = 0;
   virtual ComputeStats compute_stats() const { return {}; }
 
+  // True when this backend's kernels compute with weights of type `t`
+  // (MatMul, MatMulBatch, GetRows); the loader refuses a model with a tensor
+  // of any other type, naming it. Default: the CPU kernels' types
+  // (kernels::CanCompute).
+  virtual bool CanCompute(GgmlType t) const;
+
+  // Device memory the caller planned for the ops' scratch (the engine plans
+  // "engine.op_scratch", so the budget counts it): the backend may use
+  // [p, p + bytes) until ReleaseOpScratch(p). Backends without scratch needs
+  // (cpu) ignore it. Default: ignored.
+  virtual void AdoptOpScratch(void* p, size_t bytes) {
+    (void)p;
+    (void)bytes;
+  }
+  virtual void ReleaseOpScratch(void* p) { (void)p; }
+
   // ---- ops (compute stream, device pointers, row-major F32 activations) ----
   // y[n_tok, n_out] = x[n_tok, n_in] · Wᵀ
   virtual void MatMul(const WeightView& w, const float* x, int64_t n_tok, float* y) = 0;
@@ -215,6 +231,10 @@ class Backend {
   // renormalisation of the k values to sum 1.
   virtual void TopK(const float* x, int64_t n, int k, bool renormalize, int32_t* ids,
                     float* values) = 0;
+  // TopK of each of `rows` rows of x[rows, n]: ids[rows, k], values[rows, k].
+  // Default: TopK per row; the CUDA backend runs all rows in one launch.
+  virtual void TopKRows(const float* x, int64_t rows, int64_t n, int k, bool renormalize,
+                        int32_t* ids, float* values);
   virtual void Sigmoid(float* x, int64_t n) = 0;
   // out = silu(gate) * up
   virtual void SiluMul(const float* gate, const float* up, float* out, int64_t n) = 0;

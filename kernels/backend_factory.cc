@@ -4,6 +4,7 @@
 #include "base/status_macros.h"
 #include "kernels/backend.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "kernels/quant.h"
 #ifdef MOESTREAM_HAVE_CUDA
 #include "kernels/cuda/cuda_backend.h"
 #endif
@@ -21,6 +22,15 @@ absl::StatusOr<std::unique_ptr<Backend>> TryCuda(const BackendOptions& o) {
 }
 
 }  // namespace
+
+bool Backend::CanCompute(GgmlType t) const { return kernels::CanCompute(t); }
+
+void Backend::TopKRows(const float* x, int64_t rows, int64_t n, int k, bool renormalize,
+                       int32_t* ids, float* values) {
+  for (int64_t r = 0; r < rows; ++r) {
+    TopK(x + r * n, n, k, renormalize, ids + r * k, values + r * k);
+  }
+}
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& o) {
   MOESTREAM_RETURN_IF_ERROR(o.Validate());

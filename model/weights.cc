@@ -79,13 +79,26 @@ class WeightBinder : public LayerBinder {
     return absl::OkStatus();
   }
 
+  // Refuses a tensor whose type the backend's kernels cannot compute with
+  // (the CUDA backend covers fewer types than the CPU kernels could), so no
+  // backend ever computes with a type it has no kernel for.
+  absl::Status CheckComputable(const io::GgufTensorInfo& t) const {
+    if (be_ != nullptr ? be_->CanCompute(t.type) : kernels::CanCompute(t.type)) {
+      return absl::OkStatus();
+    }
+    if (be_ != nullptr && kernels::CanCompute(t.type)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          f_.path(), ": tensor '", t.name, "' has type ", Av(GgmlTypeName(t.type)),
+          ", which the ", Av(be_->name()), " backend cannot compute with (the cpu backend can)"));
+    }
+    return absl::InvalidArgumentError(absl::StrCat(f_.path(), ": tensor '", t.name,
+                                                   "' has type ", Av(GgmlTypeName(t.type)),
+                                                   ", which the kernels cannot compute with"));
+  }
+
   // Uploads a tensor (any rank) as-is; returns its device pointer.
   absl::StatusOr<void*> Upload(const io::GgufTensorInfo& t) {
-    if (!kernels::CanCompute(t.type)) {
-      return absl::InvalidArgumentError(absl::StrCat(f_.path(), ": tensor '", t.name,
-                                                     "' has type ", Av(GgmlTypeName(t.type)),
-                                                     ", which the kernels cannot compute with"));
-    }
+    MOESTREAM_RETURN_IF_ERROR(CheckComputable(t));
     if (plan_ != nullptr) {
       plan_->push_back({t.name, t.size_bytes, 1, MemoryUse::kWeights});
       return nullptr;
@@ -178,6 +191,7 @@ class WeightBinder : public LayerBinder {
       }
       if (x.stacked != nullptr) {
         MOESTREAM_RETURN_IF_ERROR(CheckShape(*x.stacked, {m.n_in, m.n_out, E}));
+        MOESTREAM_RETURN_IF_ERROR(CheckComputable(*x.stacked));
         if (!o_.upload_routed_experts) continue;
         MOESTREAM_ASSIGN_OR_RETURN(void* base, Upload(*x.stacked));
         const uint64_t stride = RowBytes(x.type, m.n_in) * m.n_out;
@@ -193,6 +207,7 @@ class WeightBinder : public LayerBinder {
           }
           const io::GgufTensorInfo* t = x.per_expert[e];
           MOESTREAM_RETURN_IF_ERROR(CheckShape(*t, {m.n_in, m.n_out}));
+          MOESTREAM_RETURN_IF_ERROR(CheckComputable(*t));
           if (!o_.upload_routed_experts) continue;
           MOESTREAM_ASSIGN_OR_RETURN(void* d, Upload(*t));
           lw->experts[e].*m.field = kernels::WeightView{t->type, m.n_in, m.n_out, d};

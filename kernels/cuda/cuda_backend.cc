@@ -3,7 +3,19 @@
 // Memory: one cudaMalloc arena of the whole budget, carved by a first-fit
 // allocator with 256-byte alignment (so the budget is a hard limit and the
 // high-water mark is exact); pinned host memory with cudaHostAlloc, counted
-// against the host budget. Streams and events wrap cudaStream_t/cudaEvent_t;
+// against the host budget. The ops' scratch (activations rounded to int8 or
+// F16, weight slabs for prefill GEMMs) is the engine's planned
+// "engine.op_scratch" (AdoptOpScratch), or else carved from the same arena as
+// "cuda.scratch" and grown on demand: either way inside the budget. Past the
+// budget an op fails loudly (kResourceExhausted at the next Status).
+//
+// Products: F32 weights and F16/BF16 batches through cuBLAS; F16/BF16 single
+// tokens through the float matrix-vector kernel; quantized weights through the
+// int8 (dp4a) kernels, one fused launch per weight type for MatMulBatch (a
+// layer's selected experts), or for prompts of kGemmMinTokens or more tokens
+// weight slabs dequantized to F16 and cuBLAS when the scratch fits the budget.
+// A weight type without a kernel is refused by CanCompute (so the loader
+// refuses the model) and, should one reach an op anyway, fails the op loudly. Streams and events wrap cudaStream_t/cudaEvent_t;
 // the link is cudaMemcpyAsync on caller-created copy streams, and its busy
 // time is measured with timing events around each copy, collected lazily.
 #include "kernels/cuda/cuda_backend.h"
@@ -15,6 +27,7 @@
 #include <cstdio>
 #include <deque>
 #include <map>
+#include <vector>
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
@@ -22,6 +35,7 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/cuda_quant.h"
 
 namespace moestream::kernels {
 namespace {
@@ -116,6 +130,13 @@ class Arena {
   std::map<uint64_t, uint64_t> used_;
 };
 
+// Prompts at least this long take the dequantize-to-F16 + cuBLAS path.
+constexpr int64_t kGemmMinTokens = 64;
+// Largest F16 weight slab of that path.
+constexpr size_t kSlabBytes = 16u << 20;
+// Widest value head of the flash attention kernel (wider: reference kernel).
+constexpr int64_t kFlashMaxHeadDimV = 1024;
+
 class CudaBackend : public Backend {
  public:
   static absl::StatusOr<std::unique_ptr<Backend>> Create(const BackendOptions& o) {
@@ -153,8 +174,7 @@ class CudaBackend : public Backend {
   ~CudaBackend() override {
     if (compute_) compute_->Synchronize().IgnoreError();
     if (cublas_) cublasDestroy(cublas_);
-    if (base_) cudaFree(base_);
-    if (scratch_) cudaFree(scratch_);
+    if (base_) cudaFree(base_);  // the scratch lives inside it
     for (auto& t : copy_timings_) {
       cudaEventDestroy(t.start);
       cudaEventDestroy(t.stop);
@@ -283,35 +303,103 @@ class CudaBackend : public Backend {
     return link_;
   }
 
-  void MatMul(const WeightView& w, const float* x, int64_t n_tok, float* y) override {
-    if (n_tok == 0 || w.n_out == 0) return;
-    const bool half = w.type == GgmlType::kF16, bf16 = w.type == GgmlType::kBF16;
-    if (w.type == GgmlType::kF32 || ((half || bf16) && n_tok > 1)) {
-      // y (n_out x n_tok, column-major) = Wᵀ (W is n_in x n_out column-major) · x.
-      const void* b = x;
-      cudaDataType bt = CUDA_R_32F, at = CUDA_R_32F;
-      if (half || bf16) {
-        void* xs = Scratch(static_cast<size_t>(n_tok * w.n_in) * 2);
-        NoteError(cuda::LaunchToHalf(x, xs, n_tok * w.n_in, bf16, cs()), "to half", &sticky_);
-        b = xs;
-        bt = at = half ? CUDA_R_16F : CUDA_R_16BF;
-      }
-      const float alpha = 1.0f, beta = 0.0f;
-      cublasStatus_t st = cublasGemmEx(
-          cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(w.n_out), static_cast<int>(n_tok),
-          static_cast<int>(w.n_in), &alpha, w.data, at, static_cast<int>(w.n_in), b, bt,
-          static_cast<int>(w.n_in), &beta, y, CUDA_R_32F, static_cast<int>(w.n_out),
-          CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
-      if (st != CUBLAS_STATUS_SUCCESS && sticky_.ok()) {
-        sticky_ = absl::InternalError(absl::StrCat("cublasGemmEx failed with status ", int(st)));
-      }
-      return;
-    }
-    NoteError(cuda::LaunchQuantMatMul(w, x, n_tok, y, cs()), "matmul", &sticky_);
+  bool CanCompute(GgmlType t) const override { return cuda::CudaCanCompute(t); }
+
+  // The engine's planned scratch: used before growing our own from the arena.
+  void AdoptOpScratch(void* p, size_t bytes) override {
+    if (p == nullptr || bytes <= adopted_bytes_) return;
+    cudaStreamSynchronize(cs());
+    adopted_ = p;
+    adopted_bytes_ = bytes;
+  }
+  void ReleaseOpScratch(void* p) override {
+    if (p == nullptr || p != adopted_) return;
+    cudaStreamSynchronize(cs());  // queued kernels may still read it
+    adopted_ = nullptr;
+    adopted_bytes_ = 0;
   }
 
+  void MatMul(const WeightView& w, const float* x, int64_t n_tok, float* y) override {
+    if (n_tok == 0 || w.n_out == 0) return;
+    if (!RequireKernel(w.type, "matmul")) return;
+    if (cuda::CudaIsFloatType(w.type)) {
+      FloatMatMul(w, x, n_tok, y);
+      return;
+    }
+    if (n_tok >= kGemmMinTokens && GemmQuant(w, x, n_tok, y)) return;
+    cuda::QuantJob job{w, nullptr, x, n_tok, y};
+    if (cuda::ActIsInt8(w.type)) {
+      void* act = Scratch(cuda::ActQ8Bytes(n_tok, w.n_in));
+      if (act == nullptr) return;
+      NoteError(cuda::LaunchQuantizeAct(w.type, x, n_tok, w.n_in, act, cs()),
+                "quantize activations", &sticky_);
+      job.act_q8 = act;
+    }
+    NoteError(cuda::LaunchQuantMatMulFused(w.type, &job, 1, cs()), "matmul", &sticky_);
+  }
+
+  // Float-typed and long-prompt products one by one; the rest quantize each
+  // distinct input once and run as one launch per weight type.
   void MatMulBatch(std::span<const MatMulJob> jobs) override {
-    for (const MatMulJob& j : jobs) MatMul(j.w, j.x, j.n_tok, j.y);
+    batch_inputs_.clear();
+    batch_jobs_.clear();
+    size_t total = 0;
+    for (const MatMulJob& j : jobs) {
+      if (j.n_tok == 0 || j.w.n_out == 0) continue;
+      if (!RequireKernel(j.w.type, "matmul")) return;
+      if (cuda::CudaIsFloatType(j.w.type) || j.n_tok >= kGemmMinTokens) {
+        MatMul(j.w, j.x, j.n_tok, j.y);
+        continue;
+      }
+      // Each distinct (input, rounding) is rounded once.
+      const cuda::ActMode mode = cuda::ActModeOf(j.w.type);
+      size_t input = batch_inputs_.size();
+      if (mode != cuda::ActMode::kF32) {
+        for (size_t i = 0; i < batch_inputs_.size(); ++i) {
+          const BatchInput& b = batch_inputs_[i];
+          if (b.x == j.x && b.n_tok == j.n_tok && b.n_in == j.w.n_in && b.type_mode == mode) {
+            input = i;
+          }
+        }
+        if (input == batch_inputs_.size()) {
+          batch_inputs_.push_back({j.x, j.n_tok, j.w.n_in, j.w.type, mode, total});
+          total += cuda::ActQ8Bytes(j.n_tok, j.w.n_in);
+        }
+      }
+      batch_jobs_.push_back({j, input});
+    }
+    if (batch_jobs_.empty()) return;
+    uint8_t* act = nullptr;
+    if (total > 0) {
+      act = static_cast<uint8_t*>(Scratch(total));
+      if (act == nullptr) return;
+    }
+    for (const BatchInput& b : batch_inputs_) {
+      NoteError(cuda::LaunchQuantizeAct(b.type, b.x, b.n_tok, b.n_in, act + b.offset, cs()),
+                "quantize activations", &sticky_);
+    }
+    // One launch per weight type (Q4_K_M files mix Q4_K and Q6_K experts).
+    for (size_t first = 0; first < batch_jobs_.size(); ++first) {
+      const GgmlType type = batch_jobs_[first].job.w.type;
+      bool seen = false;
+      for (size_t i = 0; i < first; ++i) seen |= batch_jobs_[i].job.w.type == type;
+      if (seen) continue;
+      fused_.clear();
+      for (size_t i = first; i < batch_jobs_.size(); ++i) {
+        const MatMulJob& j = batch_jobs_[i].job;
+        if (j.w.type != type) continue;
+        const size_t in = batch_jobs_[i].input;
+        const void* q8 = in < batch_inputs_.size() ? act + batch_inputs_[in].offset : nullptr;
+        fused_.push_back({j.w, q8, j.x, j.n_tok, j.y});
+        if (fused_.size() == cuda::kMaxFusedJobs) {
+          NoteError(cuda::LaunchQuantMatMulFused(type, fused_.data(), int(fused_.size()), cs()),
+                    "fused matmul", &sticky_);
+          fused_.clear();
+        }
+      }
+      NoteError(cuda::LaunchQuantMatMulFused(type, fused_.data(), int(fused_.size()), cs()),
+                "fused matmul", &sticky_);
+    }
   }
   void RmsNorm(const float* x, const float* w, float* y, int64_t rows, int64_t n,
                float eps) override {
@@ -326,7 +414,12 @@ class CudaBackend : public Backend {
   }
   void TopK(const float* x, int64_t n, int k, bool renormalize, int32_t* ids,
             float* values) override {
-    NoteError(cuda::LaunchTopK(x, n, k, renormalize, ids, values, cs()), "topk", &sticky_);
+    NoteError(cuda::LaunchTopKRows(x, 1, n, k, renormalize, ids, values, cs()), "topk", &sticky_);
+  }
+  void TopKRows(const float* x, int64_t rows, int64_t n, int k, bool renormalize, int32_t* ids,
+                float* values) override {
+    NoteError(cuda::LaunchTopKRows(x, rows, n, k, renormalize, ids, values, cs()), "topk",
+              &sticky_);
   }
   void Sigmoid(float* x, int64_t n) override {
     NoteError(cuda::LaunchSigmoid(x, n, cs()), "sigmoid", &sticky_);
@@ -352,6 +445,7 @@ class CudaBackend : public Backend {
     NoteError(cuda::LaunchAddScaled(y, x, s, n, cs()), "add_scaled", &sticky_);
   }
   void GetRows(const WeightView& table, const int32_t* ids, int64_t n, float* out) override {
+    if (!RequireKernel(table.type, "get_rows")) return;
     NoteError(cuda::LaunchGetRows(table, ids, n, out, cs()), "get_rows", &sticky_);
   }
   void StoreKv(const float* src, void* dst, GgmlType kv_type, int64_t n) override {
@@ -359,9 +453,16 @@ class CudaBackend : public Backend {
               &sticky_);
   }
   void Attention(const AttentionArgs& a) override {
+    const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
+    if (dv <= kFlashMaxHeadDimV) {
+      NoteError(cuda::LaunchAttention(a, cs()), "attention", &sticky_);
+      return;
+    }
+    // Value heads wider than the flash kernel keeps in registers.
     size_t need = static_cast<size_t>(a.n_tok * a.n_head * (a.pos0 + a.n_tok)) * sizeof(float);
-    float* scores = static_cast<float*>(Scratch(need));
-    NoteError(cuda::LaunchAttention(a, scores, cs()), "attention", &sticky_);
+    auto* scores = static_cast<float*>(Scratch(need));
+    if (scores == nullptr) return;
+    NoteError(cuda::LaunchAttentionReference(a, scores, cs()), "attention", &sticky_);
   }
 
  private:
@@ -392,20 +493,103 @@ class CudaBackend : public Backend {
 
   cudaStream_t cs() { return compute_->get(); }
 
-  // Scratch for converted activations and attention scores, outside the
-  // arena: it is sized by activations (tokens × width), not by the model, and
-  // is reported in the high-water mark's companion log line when it grows.
-  void* Scratch(size_t bytes) {
-    if (bytes <= scratch_bytes_) return scratch_;
-    cudaStreamSynchronize(cs());
-    if (scratch_) cudaFree(scratch_);
-    scratch_bytes_ = std::max(bytes, scratch_bytes_ * 2);
-    if (cudaMalloc(&scratch_, scratch_bytes_) != cudaSuccess) {
-      scratch_ = nullptr;
-      scratch_bytes_ = 0;
-      if (sticky_.ok()) sticky_ = absl::ResourceExhaustedError("cuda scratch allocation failed");
+  // A type without a kernel reaching an op is a loader bug (the loader asks
+  // CanCompute first): fail loudly instead of computing garbage.
+  bool RequireKernel(GgmlType t, const char* op) {
+    if (cuda::CudaCanCompute(t)) return true;
+    if (sticky_.ok()) {
+      sticky_ = absl::InvalidArgumentError(
+          absl::StrCat("cuda: ", op, ": no kernel for weight type ", Av(GgmlTypeName(t))));
+      std::fprintf(stderr, "moestream: %s\n", std::string(sticky_.message()).c_str());
     }
-    return scratch_;
+    return false;
+  }
+
+  void FloatMatMul(const WeightView& w, const float* x, int64_t n_tok, float* y) {
+    const bool half = w.type == GgmlType::kF16, bf16 = w.type == GgmlType::kBF16;
+    if ((half || bf16) && n_tok == 1 && w.n_in % 32 == 0) {
+      NoteError(cuda::LaunchFloatMatVec(w, x, n_tok, y, cs()), "matvec", &sticky_);
+      return;
+    }
+    // y (n_out x n_tok, column-major) = Wᵀ (W is n_in x n_out column-major) · x.
+    const void* b = x;
+    cudaDataType bt = CUDA_R_32F, at = CUDA_R_32F;
+    if (half || bf16) {
+      void* xs = Scratch(static_cast<size_t>(n_tok * w.n_in) * 2);
+      if (xs == nullptr) return;
+      NoteError(cuda::LaunchToHalf(x, xs, n_tok * w.n_in, bf16, cs()), "to half", &sticky_);
+      b = xs;
+      bt = at = half ? CUDA_R_16F : CUDA_R_16BF;
+    }
+    Gemm(w.data, at, b, bt, w.n_in, w.n_out, n_tok, y, w.n_out);
+  }
+
+  // y[:, rows] (column-major, leading dimension ldc) = A(rows x n_in)ᵀ-stored · B.
+  void Gemm(const void* a, cudaDataType at, const void* b, cudaDataType bt, int64_t n_in,
+            int64_t rows, int64_t n_tok, float* y, int64_t ldc) {
+    const float alpha = 1.0f, beta = 0.0f;
+    cublasStatus_t st = cublasGemmEx(
+        cublas_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(rows), static_cast<int>(n_tok),
+        static_cast<int>(n_in), &alpha, a, at, static_cast<int>(n_in), b, bt,
+        static_cast<int>(n_in), &beta, y, CUDA_R_32F, static_cast<int>(ldc), CUBLAS_COMPUTE_32F,
+        CUBLAS_GEMM_DEFAULT);
+    if (st != CUBLAS_STATUS_SUCCESS && sticky_.ok()) {
+      sticky_ = absl::InternalError(absl::StrCat("cublasGemmEx failed with status ", int(st)));
+    }
+  }
+
+  // Long prompts: slabs of weight rows dequantized to F16, activations
+  // converted once, cuBLAS per slab. False (nothing issued) when the scratch
+  // does not fit the budget; the caller then uses the int8 kernel.
+  bool GemmQuant(const WeightView& w, const float* x, int64_t n_tok, float* y) {
+    const size_t x16 = (static_cast<size_t>(n_tok * w.n_in) * 2 + 255) / 256 * 256;
+    const int64_t slab_rows = std::clamp<int64_t>(
+        static_cast<int64_t>(kSlabBytes / (static_cast<size_t>(w.n_in) * 2)), 1, w.n_out);
+    const size_t slab = static_cast<size_t>(slab_rows * w.n_in) * 2;
+    auto* buf = static_cast<uint8_t*>(TryScratch(x16 + slab));
+    if (buf == nullptr) return false;
+    NoteError(cuda::LaunchToHalf(x, buf, n_tok * w.n_in, false, cs()), "to half", &sticky_);
+    for (int64_t r0 = 0; r0 < w.n_out; r0 += slab_rows) {
+      const int64_t rows = std::min(slab_rows, w.n_out - r0);
+      NoteError(cuda::LaunchDequantToHalf(w, r0, rows, buf + x16, cs()), "dequantize", &sticky_);
+      Gemm(buf + x16, CUDA_R_16F, buf, CUDA_R_16F, w.n_in, rows, n_tok, y + r0, w.n_out);
+    }
+    return true;
+  }
+
+  // The ops' scratch, carved from the budgeted arena and grown on demand
+  // (growth waits for the compute stream, whose queued kernels may still read
+  // the old block). TryScratch returns nullptr past the budget; Scratch also
+  // records the error for the next Status-returning call.
+  void* TryScratch(size_t bytes) {
+    if (bytes <= adopted_bytes_) return adopted_;
+    if (bytes <= scratch_bytes_) return scratch_;
+    if (device_memory().used_bytes - scratch_bytes_ + bytes > budget_) return nullptr;
+    cudaStreamSynchronize(cs());
+    if (scratch_ != nullptr) DeviceFree(scratch_);
+    scratch_ = nullptr;
+    const size_t grown = std::max(bytes, scratch_bytes_ + scratch_bytes_ / 2);
+    scratch_bytes_ = 0;
+    for (size_t want : {grown, bytes}) {
+      auto p = DeviceAlloc(want, "cuda.scratch");
+      if (p.ok()) {
+        scratch_ = *p;
+        scratch_bytes_ = want;
+        return scratch_;
+      }
+    }
+    return nullptr;
+  }
+  void* Scratch(size_t bytes) {
+    void* p = TryScratch(bytes);
+    if (p == nullptr && sticky_.ok()) {
+      sticky_ = absl::ResourceExhaustedError(absl::StrFormat(
+          "cuda: device budget exceeded allocating %d bytes of op scratch (cuda.scratch): %d of "
+          "%d bytes in use",
+          bytes, device_memory().used_bytes, budget_));
+      std::fprintf(stderr, "moestream: %s\n", std::string(sticky_.message()).c_str());
+    }
+    return p;
   }
 
   // Folds completed copy timings into link_.busy_ns; `all` waits for them.
@@ -434,8 +618,25 @@ class CudaBackend : public Backend {
   uint64_t host_used_ = 0, host_high_water_ = 0;
   std::unique_ptr<CudaStream> compute_;
   cublasHandle_t cublas_ = nullptr;
-  void* scratch_ = nullptr;
+  void* scratch_ = nullptr;  // ours, from the arena
   size_t scratch_bytes_ = 0;
+  void* adopted_ = nullptr;  // the engine's (AdoptOpScratch)
+  size_t adopted_bytes_ = 0;
+  // MatMulBatch's working lists (kept to avoid allocating per call).
+  struct BatchInput {
+    const float* x;
+    int64_t n_tok, n_in;
+    GgmlType type;           // a weight type that rounds it this way
+    cuda::ActMode type_mode;
+    size_t offset;  // of its int8 form in the scratch
+  };
+  struct BatchJob {
+    MatMulJob job;
+    size_t input;  // index into batch_inputs_, or past its end for float activations
+  };
+  std::vector<BatchInput> batch_inputs_;
+  std::vector<BatchJob> batch_jobs_;
+  std::vector<cuda::QuantJob> fused_;
   LinkStats link_;
   std::deque<CopyTiming> copy_timings_;
   absl::Status sticky_;

@@ -1,11 +1,16 @@
-// CUDA kernels for CudaBackend's ops. Layout assumptions and the reference
-// they are tested against are in kernels/cuda/cuda_ops.h. Numerical choices:
-// F32 accumulation everywhere; softmax and attention subtract the row max;
-// RoPE angles are computed in F32 from the same formulas as the CPU backend
-// (YaRN ramp and magnitude scale as llama.cpp reads them from GGUF).
+// CUDA kernels for CudaBackend's ops other than the matrix products
+// (kernels/cuda/cuda_matmul.cu). Layout assumptions and the reference they
+// are tested against are in kernels/cuda/cuda_ops.h. Numerical choices: F32
+// accumulation everywhere; softmax subtracts the row max; attention keeps a
+// running max and rescales its sums per KV tile (online softmax, the same
+// result as the two-pass form up to rounding); top-k breaks ties to the lower
+// index as the CPU backend does; RoPE angles are computed in F32 from the
+// same formulas as the CPU backend (YaRN ramp and magnitude scale as
+// llama.cpp reads them from GGUF).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <climits>
 #include <cmath>
 
 #include "kernels/cuda/cuda_ops.h"
@@ -17,68 +22,6 @@ constexpr int kThreads = 256;
 
 int Blocks(int64_t n) { return static_cast<int>((n + kThreads - 1) / kThreads); }
 
-__device__ float HalfBits(uint16_t h) { return __half2float(__ushort_as_half(h)); }
-__device__ float Bf16Bits(uint16_t b) { return __uint_as_float(static_cast<uint32_t>(b) << 16); }
-__device__ uint16_t Load16(const uint8_t* p) { return uint16_t(p[0]) | (uint16_t(p[1]) << 8); }
-
-// Q4_K scale/min of sub-block j (0..7) from the 12 packed 6-bit bytes.
-__device__ void Q4kScaleMin(const uint8_t* s, int j, int* sc, int* m) {
-  if (j < 4) {
-    *sc = s[j] & 63;
-    *m = s[j + 4] & 63;
-  } else {
-    *sc = (s[j + 4] & 0xF) | ((s[j - 4] >> 6) << 4);
-    *m = (s[j + 4] >> 4) | ((s[j] >> 6) << 4);
-  }
-}
-
-// Element i of a row in ggml's block layout for `type`.
-__device__ float DequantAt(GgmlType type, const uint8_t* row, int64_t i) {
-  switch (type) {
-    case GgmlType::kF32:
-      return reinterpret_cast<const float*>(row)[i];
-    case GgmlType::kF16:
-      return HalfBits(reinterpret_cast<const uint16_t*>(row)[i]);
-    case GgmlType::kBF16:
-      return Bf16Bits(reinterpret_cast<const uint16_t*>(row)[i]);
-    case GgmlType::kQ8_0: {
-      const uint8_t* b = row + (i / 32) * 34;
-      return HalfBits(Load16(b)) * static_cast<float>(static_cast<int8_t>(b[2 + i % 32]));
-    }
-    case GgmlType::kQ4_0: {
-      const uint8_t* b = row + (i / 32) * 18;
-      int j = static_cast<int>(i % 32);
-      int q = j < 16 ? (b[2 + j] & 0xF) : (b[2 + j - 16] >> 4);
-      return HalfBits(Load16(b)) * static_cast<float>(q - 8);
-    }
-    case GgmlType::kQ4_K: {
-      const uint8_t* b = row + (i / 256) * 144;
-      int j = static_cast<int>(i % 256);
-      int chunk = j / 64, within = j % 64;
-      int is = chunk * 2 + (within >= 32 ? 1 : 0);
-      int sc, m;
-      Q4kScaleMin(b + 4, is, &sc, &m);
-      uint8_t q = b[16 + chunk * 32 + within % 32];
-      int nib = within < 32 ? (q & 0xF) : (q >> 4);
-      return HalfBits(Load16(b)) * sc * nib - HalfBits(Load16(b + 2)) * m;
-    }
-    case GgmlType::kQ6_K: {
-      const uint8_t* b = row + (i / 256) * 210;
-      int j = static_cast<int>(i % 256);
-      int n = j / 128, l = j % 128, quad = l / 32, l32 = l % 32, is = l32 / 16;
-      const uint8_t* ql = b + n * 64;
-      const uint8_t* qh = b + 128 + n * 32;
-      const int8_t* sc = reinterpret_cast<const int8_t*>(b + 192) + n * 8;
-      int lo = (quad & 1) ? ql[l32 + 32] : ql[l32];
-      lo = (quad >= 2) ? (lo >> 4) : (lo & 0xF);
-      int hi = (qh[l32] >> (2 * quad)) & 3;
-      int q = (lo | (hi << 4)) - 32;
-      return HalfBits(Load16(b + 208)) * sc[is + 2 * quad] * q;
-    }
-    default:
-      return 0.0f;
-  }
-}
 
 __device__ float WarpSum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -106,19 +49,6 @@ __device__ float BlockReduce(float v) {
   }
   __syncthreads();
   return result;
-}
-
-__global__ void QuantMatMulKernel(GgmlType type, const uint8_t* w, int64_t row_bytes,
-                                  int64_t n_in, int64_t n_out, const float* x, float* y) {
-  int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
-  int64_t t = blockIdx.y;
-  if (r >= n_out) return;
-  const uint8_t* row = w + r * row_bytes;
-  const float* xt = x + t * n_in;
-  float acc = 0;
-  for (int64_t i = threadIdx.x % 32; i < n_in; i += 32) acc += DequantAt(type, row, i) * xt[i];
-  acc = WarpSum(acc);
-  if (threadIdx.x % 32 == 0) y[t * n_out + r] = acc;
 }
 
 __global__ void ToHalfKernel(const float* x, void* out, int64_t n, bool bf16) {
@@ -202,8 +132,9 @@ __global__ void SoftmaxKernel(float* x, int64_t n) {
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) r[i] /= s;
 }
 
-// Single thread: n is the expert count (tens to hundreds), k small.
-__global__ void TopKKernel(const float* x, int64_t n, int k, bool renorm, int32_t* ids,
+// Reference: one thread per call (the first version, kept for the GPU tests
+// to compare the per-row warp kernel with).
+__global__ void TopKReferenceKernel(const float* x, int64_t n, int k, bool renorm, int32_t* ids,
                            float* values) {
   float sum = 0;
   for (int j = 0; j < k; ++j) {
@@ -220,6 +151,53 @@ __global__ void TopKKernel(const float* x, int64_t n, int k, bool renorm, int32_
   }
   if (renorm && sum != 0.0f) {
     for (int j = 0; j < k; ++j) values[j] /= sum;
+  }
+}
+
+// One warp per row. Lane l holds the candidates l, l + 32, ... (at most 32 of
+// them: n <= 1024) and a bit per candidate taken; each of the k rounds is a
+// warp-wide arg-max (ties to the lower index), and lane j keeps round j's
+// winner for the optional renormalisation.
+__global__ void TopKRowsKernel(const float* x, int64_t rows, int64_t n, int k, bool renorm,
+                               int32_t* ids, float* values) {
+  const int64_t row = static_cast<int64_t>(blockIdx.x) * (blockDim.x / 32) + threadIdx.x / 32;
+  if (row >= rows) return;
+  const int lane = threadIdx.x % 32;
+  const float* xr = x + row * n;
+  uint32_t taken = 0;
+  float mine_v = 0.0f;
+  int mine_i = -1;
+  for (int j = 0; j < k; ++j) {
+    float bv = -INFINITY;
+    int bi = INT_MAX;
+    for (int m = 0; lane + 32 * m < n; ++m) {
+      if (taken & (1u << m)) continue;
+      const int i = lane + 32 * m;
+      const float v = xr[i];
+      if (bi == INT_MAX || v > bv) {
+        bv = v;
+        bi = i;
+      }
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+      const float ov = __shfl_xor_sync(0xffffffffu, bv, o);
+      const int oi = __shfl_xor_sync(0xffffffffu, bi, o);
+      if (oi != INT_MAX && (bi == INT_MAX || ov > bv || (ov == bv && oi < bi))) {
+        bv = ov;
+        bi = oi;
+      }
+    }
+    if (bi != INT_MAX && bi % 32 == lane) taken |= 1u << (bi / 32);
+    if (lane == j) {
+      mine_v = bv;
+      mine_i = bi;
+    }
+  }
+  float sum = lane < k ? mine_v : 0.0f;
+  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+  if (lane < k) {
+    ids[row * k + lane] = mine_i;
+    values[row * k + lane] = renorm && sum != 0.0f ? mine_v / sum : mine_v;
   }
 }
 
@@ -243,13 +221,6 @@ __global__ void AddScaledKernel(float* y, const float* x, float s, int64_t n) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) y[i] += s * x[i];
 }
-__global__ void GetRowsKernel(GgmlType type, const uint8_t* table, int64_t row_bytes,
-                              int64_t n_in, const int32_t* ids, float* out) {
-  const uint8_t* row = table + static_cast<int64_t>(ids[blockIdx.x]) * row_bytes;
-  for (int64_t i = threadIdx.x; i < n_in; i += blockDim.x) {
-    out[blockIdx.x * n_in + i] = DequantAt(type, row, i);
-  }
-}
 __global__ void StoreKvKernel(const float* src, void* dst, bool f16, int64_t n) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i >= n) return;
@@ -265,8 +236,10 @@ __device__ float KvAt(const void* cache, bool f16, int64_t i) {
              : static_cast<const float*>(cache)[i];
 }
 
-// One block per (query token, head): scores, softmax, weighted sum of V.
-__global__ void AttentionKernel(AttentionArgs a, bool f16, float* scores, int64_t ctx_stride) {
+// Reference: one block per (query token, head) with every score in global
+// scratch, then softmax, then the weighted sum of V (the first version, kept
+// for the GPU tests).
+__global__ void AttentionReferenceKernel(AttentionArgs a, bool f16, float* scores, int64_t ctx_stride) {
   int64_t t = blockIdx.x / a.n_head, h = blockIdx.x % a.n_head;
   int64_t kh = h / (a.n_head / a.n_kv_head);
   int64_t n_kv = a.pos0 + t + 1;
@@ -299,32 +272,80 @@ __global__ void AttentionKernel(AttentionArgs a, bool f16, float* scores, int64_
   }
 }
 
-}  // namespace
+constexpr int kAttnThreads = 128;
+constexpr int kAttnTile = 128;
+constexpr int kAttnAccPerThread = 8;  // value heads up to 1024 wide
 
-bool QuantMatMulSupported(GgmlType t) {
-  switch (t) {
-    case GgmlType::kF32:
-    case GgmlType::kF16:
-    case GgmlType::kBF16:
-    case GgmlType::kQ8_0:
-    case GgmlType::kQ4_0:
-    case GgmlType::kQ4_K:
-    case GgmlType::kQ6_K:
-      return true;
-    default:
-      return false;
+// Flash-style attention: one block per (query token, head); the KV cache is
+// read once in tiles of kAttnTile positions. Per tile: each warp computes
+// scores of a quarter of the positions (lanes over head_dim: coalesced K
+// reads), the block's running max and sum are rescaled (online softmax), and
+// each thread accumulates its value dimensions. Shared: q and one tile of
+// probabilities.
+__global__ void __launch_bounds__(kAttnThreads) FlashAttentionKernel(AttentionArgs a, bool f16) {
+  extern __shared__ float smem[];
+  float* qs = smem;
+  float* ps = smem + a.head_dim;
+  const int64_t t = blockIdx.x / a.n_head, h = blockIdx.x % a.n_head;
+  const int64_t kh = h / (a.n_head / a.n_kv_head);
+  const int64_t n_kv = a.pos0 + t + 1;
+  const int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
+  const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
+  const int64_t row = a.n_kv_head * a.head_dim;
+  const int64_t vrow = a.n_kv_head * dv;
+  const int tid = threadIdx.x, lane = tid % 32, warp = tid / 32;
+  const float* q = a.q + (t * a.n_head + h) * a.head_dim;
+  for (int64_t d = tid; d < a.head_dim; d += kAttnThreads) qs[d] = q[d];
+  __syncthreads();
+  float m = -INFINITY, l = 0.0f;
+  float acc[kAttnAccPerThread];
+#pragma unroll
+  for (int i = 0; i < kAttnAccPerThread; ++i) acc[i] = 0.0f;
+  for (int64_t p0 = j0; p0 < n_kv; p0 += kAttnTile) {
+    const int cnt = static_cast<int>(n_kv - p0 < kAttnTile ? n_kv - p0 : kAttnTile);
+    for (int i = warp; i < cnt; i += kAttnThreads / 32) {
+      const int64_t base = (p0 + i) * row + kh * a.head_dim;
+      float dot = 0.0f;
+      for (int64_t d = lane; d < a.head_dim; d += 32) dot += qs[d] * KvAt(a.k_cache, f16, base + d);
+      dot = WarpSum(dot);
+      if (lane == 0) ps[i] = dot * a.scale;
+    }
+    __syncthreads();
+    float tm = -INFINITY;
+    for (int i = tid; i < cnt; i += kAttnThreads) tm = fmaxf(tm, ps[i]);
+    tm = BlockReduce<true>(tm);
+    const float m_new = fmaxf(m, tm);
+    const float corr = expf(m - m_new);
+    float ts = 0.0f;
+    for (int i = tid; i < cnt; i += kAttnThreads) {
+      const float e = expf(ps[i] - m_new);
+      ps[i] = e;
+      ts += e;
+    }
+    ts = BlockReduce<false>(ts);  // its barriers also publish ps
+    l = l * corr + ts;
+    m = m_new;
+#pragma unroll
+    for (int ii = 0; ii < kAttnAccPerThread; ++ii) {
+      const int64_t d = tid + static_cast<int64_t>(ii) * kAttnThreads;
+      if (d < dv) {
+        float s = acc[ii] * corr;
+        const int64_t vbase = p0 * vrow + kh * dv + d;
+        for (int i = 0; i < cnt; ++i) s += ps[i] * KvAt(a.v_cache, f16, vbase + i * vrow);
+        acc[ii] = s;
+      }
+    }
+    __syncthreads();  // the next tile overwrites ps
+  }
+  float* o = a.out + (t * a.n_head + h) * dv;
+#pragma unroll
+  for (int ii = 0; ii < kAttnAccPerThread; ++ii) {
+    const int64_t d = tid + static_cast<int64_t>(ii) * kAttnThreads;
+    if (d < dv) o[d] = acc[ii] / l;
   }
 }
 
-cudaError_t LaunchQuantMatMul(const WeightView& w, const float* x, int64_t n_tok, float* y,
-                              cudaStream_t stream) {
-  constexpr int kWarps = 8;
-  dim3 grid(static_cast<unsigned>((w.n_out + kWarps - 1) / kWarps), static_cast<unsigned>(n_tok));
-  QuantMatMulKernel<<<grid, kWarps * 32, 0, stream>>>(
-      w.type, static_cast<const uint8_t*>(w.data), static_cast<int64_t>(RowBytes(w.type, w.n_in)),
-      w.n_in, w.n_out, x, y);
-  return cudaGetLastError();
-}
+}  // namespace
 
 cudaError_t LaunchToHalf(const float* x, void* out, int64_t n, bool bf16, cudaStream_t s) {
   ToHalfKernel<<<Blocks(n), kThreads, 0, s>>>(x, out, n, bf16);
@@ -368,9 +389,39 @@ cudaError_t LaunchSoftmax(float* x, int64_t rows, int64_t n, cudaStream_t s) {
   return cudaGetLastError();
 }
 
-cudaError_t LaunchTopK(const float* x, int64_t n, int k, bool renormalize, int32_t* ids,
-                       float* values, cudaStream_t s) {
-  TopKKernel<<<1, 1, 0, s>>>(x, n, k, renormalize, ids, values);
+cudaError_t LaunchTopKReference(const float* x, int64_t n, int k, bool renormalize,
+                                int32_t* ids, float* values, cudaStream_t s) {
+  TopKReferenceKernel<<<1, 1, 0, s>>>(x, n, k, renormalize, ids, values);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchTopKRows(const float* x, int64_t rows, int64_t n, int k, bool renormalize,
+                           int32_t* ids, float* values, cudaStream_t s) {
+  if (rows == 0 || k == 0) return cudaSuccess;
+  if (n > 1024 || k > 32 || k > n) {
+    for (int64_t r = 0; r < rows; ++r) {
+      cudaError_t e = LaunchTopKReference(x + r * n, n, k, renormalize, ids + r * k,
+                                          values + r * k, s);
+      if (e != cudaSuccess) return e;
+    }
+    return cudaSuccess;
+  }
+  constexpr int kRowsPerBlock = 4;
+  TopKRowsKernel<<<static_cast<unsigned>((rows + kRowsPerBlock - 1) / kRowsPerBlock),
+                   kRowsPerBlock * 32, 0, s>>>(x, rows, n, k, renormalize, ids, values);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t s) {
+  const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
+  if (dv > int64_t(kAttnThreads) * kAttnAccPerThread || a.n_kv_head <= 0 ||
+      a.n_head % a.n_kv_head != 0) {
+    return cudaErrorInvalidValue;
+  }
+  if (a.n_tok * a.n_head == 0) return cudaSuccess;
+  const size_t smem = static_cast<size_t>(a.head_dim + kAttnTile) * sizeof(float);
+  FlashAttentionKernel<<<static_cast<unsigned>(a.n_tok * a.n_head), kAttnThreads, smem, s>>>(
+      a, a.kv_type == GgmlType::kF16);
   return cudaGetLastError();
 }
 
@@ -400,23 +451,14 @@ cudaError_t LaunchAddScaled(float* y, const float* x, float scale, int64_t n, cu
   return cudaGetLastError();
 }
 
-cudaError_t LaunchGetRows(const WeightView& table, const int32_t* ids, int64_t n, float* out,
-                          cudaStream_t s) {
-  if (n == 0) return cudaSuccess;
-  GetRowsKernel<<<static_cast<unsigned>(n), kThreads, 0, s>>>(
-      table.type, static_cast<const uint8_t*>(table.data),
-      static_cast<int64_t>(RowBytes(table.type, table.n_in)), table.n_in, ids, out);
-  return cudaGetLastError();
-}
-
 cudaError_t LaunchStoreKv(const float* src, void* dst, bool f16, int64_t n, cudaStream_t s) {
   StoreKvKernel<<<Blocks(n), kThreads, 0, s>>>(src, dst, f16, n);
   return cudaGetLastError();
 }
 
-cudaError_t LaunchAttention(const AttentionArgs& a, float* scores, cudaStream_t s) {
+cudaError_t LaunchAttentionReference(const AttentionArgs& a, float* scores, cudaStream_t s) {
   int64_t ctx_stride = a.pos0 + a.n_tok;
-  AttentionKernel<<<static_cast<unsigned>(a.n_tok * a.n_head), 128, 0, s>>>(
+  AttentionReferenceKernel<<<static_cast<unsigned>(a.n_tok * a.n_head), 128, 0, s>>>(
       a, a.kv_type == GgmlType::kF16, scores, ctx_stride);
   return cudaGetLastError();
 }

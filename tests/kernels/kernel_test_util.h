@@ -4,6 +4,7 @@
 #define MOESTREAM_TESTS_KERNELS_KERNEL_TEST_UTIL_H_
 
 #include <cmath>
+#include <cstring>
 #include <memory>
 #include <random>
 #include <string>
@@ -11,6 +12,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "kernels/quant.h"
 
 namespace moestream::kernels::testing {
 
@@ -36,6 +38,48 @@ inline std::vector<float> RandomVec(int64_t n, uint32_t seed, float sigma = 1.0f
   std::vector<float> v(n);
   for (auto& x : v) x = nd(rng);
   return v;
+}
+
+// Random blocks of a quantized type with finite scale fields (every bit
+// pattern of the quants is legal; a random half scale could be Inf or NaN):
+// reaches the bit patterns a quantizer may never write, and the types we
+// have no quantizer for (Q2_K, Q3_K, MXFP4).
+inline std::vector<uint8_t> RandomQuantBlocks(GgmlType t, int64_t n, std::mt19937& rng) {
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::uniform_real_distribution<float> scale(-0.05f, 0.05f);
+  const GgmlTypeTraits* tr = GgmlTypeTraitsOf(t);
+  std::vector<uint8_t> b(RowBytes(t, n));
+  for (uint8_t& v : b) v = static_cast<uint8_t>(byte(rng));
+  auto half_at = [&](uint8_t* p) {
+    const uint16_t h = FloatToHalf(scale(rng));
+    std::memcpy(p, &h, 2);
+  };
+  for (size_t off = 0; off < b.size(); off += tr->block_bytes) {
+    uint8_t* blk = &b[off];
+    switch (t) {
+      case GgmlType::kQ4_0: case GgmlType::kQ5_0: case GgmlType::kQ8_0:
+        half_at(blk);
+        break;
+      case GgmlType::kQ4_1: case GgmlType::kQ5_1: case GgmlType::kQ4_K: case GgmlType::kQ5_K:
+        half_at(blk);
+        half_at(blk + 2);
+        break;
+      case GgmlType::kQ8_K: {
+        const float d = scale(rng);
+        std::memcpy(blk, &d, 4);
+        break;
+      }
+      case GgmlType::kQ2_K:
+        half_at(blk + 80);
+        half_at(blk + 82);
+        break;
+      case GgmlType::kQ3_K: half_at(blk + 108); break;
+      case GgmlType::kQ6_K: half_at(blk + 208); break;
+      case GgmlType::kMXFP4: blk[0] = static_cast<uint8_t>(110 + byte(rng) % 30); break;
+      default: ADD_FAILURE() << "no scale layout for " << tr->name;
+    }
+  }
+  return b;
 }
 
 inline const char* kIsas[] = {"scalar", "avx2", "avx512", "avx512vnni"};
