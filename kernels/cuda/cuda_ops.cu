@@ -108,7 +108,12 @@ __global__ void RopeKernel(float* x, int64_t n_tok, int64_t n_head, int64_t head
   float* v = x + th * head_dim;
   int64_t i0 = 2 * pair;
   float ff = p.freq_factors ? p.freq_factors[pair] : 1.0f;
-  float theta = pos[t] * powf(p.theta_scale, static_cast<float>(pair)) / ff;
+  // The angle as the CPU backend (and ggml) forms it: pos times theta_scale
+  // multiplied in `pair` times in float, so long positions agree bit for bit
+  // (pos * powf(theta_scale, pair) differs by ~1e-4 rad near position 8000).
+  float theta_base = static_cast<float>(pos[t]);
+  for (int64_t i = 0; i < pair; ++i) theta_base *= p.theta_scale;
+  float theta = theta_base / ff;
   float c, s;
   RopeYarn(theta, p, i0, &c, &s);
   int64_t a = p.mode == 0 ? i0 : pair;

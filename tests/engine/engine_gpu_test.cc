@@ -95,6 +95,8 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadOn(const std::string& path, con
   eo.n_ctx = o.n_ctx;
   eo.n_batch = o.n_ctx;
   eo.all_logits = true;
+  // Resident runs: a budget well above these models, not the whole device.
+  if (o.backend == "cuda") bo.device_budget_bytes = uint64_t{4} << 30;
   LoadOptions lo;
   if (o.budget > 0) {
     OffloadOptions off;

@@ -116,23 +116,8 @@ UnpackFn UnpackerOf(GgmlType t) {
   }
 }
 
-// The float value of an MXFP4 element from the format's definition (an E2M1
-// value table, independent of the unpacker's integer arithmetic).
-float Mxfp4Value(const uint8_t* block, int j) {
-  static const float kE2m1[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
-  const int code = j < 16 ? (block[1 + j] & 0xF) : (block[1 + j - 16] >> 4);
-  const float v = kE2m1[code & 7] * std::ldexp(1.0f, int(block[0]) - 127);
-  return (code & 8) ? -v : v;
-}
-
 std::vector<float> Reference(GgmlType t, const std::vector<uint8_t>& b, int64_t n) {
-  std::vector<float> y(n);
-  if (t == GgmlType::kMXFP4) {
-    for (int64_t i = 0; i < n; ++i) y[i] = Mxfp4Value(&b[(i / 32) * 17], int(i % 32));
-    return y;
-  }
-  EXPECT_TRUE(DequantizeRow(t, b.data(), n, y.data()).ok()) << GgmlTypeName(t);
-  return y;
+  return testing::DequantizeForTest(t, b.data(), n);
 }
 
 TEST(CudaQuantTest, UnpackedChunksMatchTheCpuDequantizer) {

@@ -82,6 +82,26 @@ inline std::vector<uint8_t> RandomQuantBlocks(GgmlType t, int64_t n, std::mt1993
   return b;
 }
 
+// Row n of type t as floats: DequantizeRow, or for MXFP4 its definition
+// (E2M1 value table times 2^(e-127); independent of any dequantizer, so it
+// also checks the CUDA unpacker's integer arithmetic).
+inline std::vector<float> DequantizeForTest(GgmlType t, const uint8_t* row, int64_t n) {
+  std::vector<float> y(n);
+  if (t == GgmlType::kMXFP4) {
+    static const float kE2m1[8] = {0.0f, 0.5f, 1.0f, 1.5f, 2.0f, 3.0f, 4.0f, 6.0f};
+    for (int64_t i = 0; i < n; ++i) {
+      const uint8_t* b = row + (i / 32) * 17;
+      const int j = int(i % 32);
+      const int code = j < 16 ? (b[1 + j] & 0xF) : (b[1 + j - 16] >> 4);
+      const float v = kE2m1[code & 7] * std::ldexp(1.0f, int(b[0]) - 127);
+      y[i] = (code & 8) ? -v : v;
+    }
+    return y;
+  }
+  EXPECT_TRUE(DequantizeRow(t, row, n, y.data()).ok()) << GgmlTypeName(t);
+  return y;
+}
+
 inline const char* kIsas[] = {"scalar", "avx2", "avx512", "avx512vnni"};
 
 }  // namespace moestream::kernels::testing
