@@ -14,8 +14,11 @@
 // differences are recorded as test properties (tests/gpu/run.sh puts them
 // in its report). The offloaded runs must also be bit-identical to the
 // resident CUDA run. Skips, saying why, without a usable GPU.
+// MOESTREAM_GPU_TEST_BACKEND=cpu runs the same comparisons with the CPU
+// backend under test (a check of the test itself where there is no GPU).
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <memory>
@@ -28,6 +31,7 @@
 #include "engine/session.h"
 #include "gtest/gtest.h"
 #include "io/expert_layout.h"
+#include "model/model_config.h"
 #include "tests/test_util.h"
 
 namespace moestream::engine {
@@ -96,7 +100,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadOn(const std::string& path, con
   eo.n_batch = o.n_ctx;
   eo.all_logits = true;
   // Resident runs: a budget well above these models, not the whole device.
-  if (o.backend == "cuda") bo.device_budget_bytes = uint64_t{4} << 30;
+  if (o.backend != "cpu" || o.budget > 0) bo.device_budget_bytes = uint64_t{4} << 30;
   LoadOptions lo;
   if (o.budget > 0) {
     OffloadOptions off;
@@ -137,6 +141,13 @@ Diff Compare(const std::vector<float>& a, const std::vector<float>& b, size_t n_
   return d;
 }
 
+// The backend under test: "cuda", or MOESTREAM_GPU_TEST_BACKEND (e.g. "cpu",
+// to check the test's own logic on a machine without a GPU).
+std::string BackendUnderTest() {
+  const char* b = std::getenv("MOESTREAM_GPU_TEST_BACKEND");
+  return b != nullptr && *b != '\0' ? b : "cuda";
+}
+
 class CudaReferenceTest : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(CudaReferenceTest, MatchesCpuBackendResidentAndOffloaded) {
@@ -148,9 +159,10 @@ TEST_P(CudaReferenceTest, MatchesCpuBackendResidentAndOffloaded) {
   const int64_t n_ctx = std::max<int64_t>(256, int64_t(prompt.size()) + 64);
   const bool quantized = name.find("q4_k_m") != std::string::npos;
 
+  const std::string backend = BackendUnderTest();
   {
     kernels::BackendOptions probe;
-    probe.kind = "cuda";
+    probe.kind = backend;
     probe.device_budget_bytes = 64ull << 20;
     auto be = kernels::CreateBackend(probe);
     if (!be.ok()) GTEST_SKIP() << "no usable GPU: " << be.status().message();
@@ -177,15 +189,15 @@ TEST_P(CudaReferenceTest, MatchesCpuBackendResidentAndOffloaded) {
     }
   };
 
-  auto resident = LoadOn(path, {"cuda", n_ctx});
+  auto resident = LoadOn(path, {backend, n_ctx});
   ASSERT_TRUE(resident.ok()) << resident.status();
   auto res_run = Decode(**resident, prompt, &want->ids);
   ASSERT_TRUE(res_run.ok()) << res_run.status();
   check("resident", *res_run);
   resident->reset();
 
-  // Three budgets: room for half, a quarter and an eighth of the experts
-  // (never fewer slots than two layers' worth of selections).
+  // Three budgets: room for half, a quarter and an eighth of all layers'
+  // experts.
   auto f = io::GgufFile::Open(path);
   ASSERT_TRUE(f.ok()) << f.status();
   auto layout = io::ExpertLayout::FromGguf(*f);
@@ -197,12 +209,15 @@ TEST_P(CudaReferenceTest, MatchesCpuBackendResidentAndOffloaded) {
   po.device_budget_bytes = uint64_t{1} << 40;
   auto plan = PlanOffloadUnchecked(*f, po, n_ctx);
   ASSERT_TRUE(plan.ok()) << plan.status();
+  auto config = model::ReadModelConfig(*f);
+  ASSERT_TRUE(config.ok()) << config.status();
   const int64_t total = int64_t(layout->size());
   for (int div : {2, 4, 8}) {
-    const int64_t slots = std::min<int64_t>(std::max<int64_t>(total / div, 16), total);
+    // Never fewer slots than one token's selection (the cache's minimum).
+    const int64_t slots = std::max<int64_t>(total / div, config->n_expert_used);
     const uint64_t budget = plan->device_fixed_bytes + plan->slot_bytes * uint64_t(slots);
     const std::string what = absl::StrCat("offloaded_1_", div);
-    auto m = LoadOn(path, {"cuda", n_ctx, budget, int(std::min<int64_t>(slots, total))});
+    auto m = LoadOn(path, {backend, n_ctx, budget, int(slots)});
     ASSERT_TRUE(m.ok()) << what << ": " << m.status();
     auto run = Decode(**m, prompt, &want->ids);
     ASSERT_TRUE(run.ok()) << what << ": " << run.status();
