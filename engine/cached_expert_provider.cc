@@ -176,6 +176,7 @@ absl::StatusOr<model::MemoryPlan> PlanOffloadUnchecked(const io::GgufFile& file,
   eo.kv_type = o.kv_type;
   eo.n_batch = n_batch;
   eo.all_logits = o.all_logits;
+  eo.op_scratch = o.backend_kind == "cuda";  // as Engine::Create decides it
   MOESTREAM_RETURN_IF_ERROR(eo.Validate());
   // Policy and predictor specs are checked here, before anything loads:
   // the same registries the run builds them from.
@@ -499,10 +500,7 @@ absl::Status CachedExpertProvider::PredictNext(int next, const float* x, int64_t
   const int k = int(c_.n_expert_used);
   backend_.MatMul(w_.layers[next].router, x, n_tok, pred_scores_);
   backend_.Softmax(pred_scores_, n_tok, n_exp);
-  for (int64_t t = 0; t < n_tok; ++t) {
-    backend_.TopK(pred_scores_ + t * n_exp, n_exp, k, false, pred_ids_dev_ + t * k,
-                  pred_vals_dev_ + t * k);
-  }
+  backend_.TopKRows(pred_scores_, n_tok, n_exp, k, false, pred_ids_dev_, pred_vals_dev_);
   MOESTREAM_RETURN_IF_ERROR(
       backend_.CopyToHost(pred_ids_.data(), pred_ids_dev_, size_t(n_tok * k) * sizeof(int32_t)));
   // Rank by how many tokens picked an expert; ties by first appearance (for

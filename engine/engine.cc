@@ -92,7 +92,9 @@ std::vector<model::PlannedBuffer> Engine::ActivationBuffers(const model::ModelCo
     for (int64_t w : arch->scratch(c)) width = std::max(width, w);
   }
   const uint64_t rows = nb * std::max<uint64_t>(k, 1);
-  add("engine.op_scratch", 2 * rows * uint64_t(width) + 512 * (uint64_t(c.n_expert) + 4));
+  if (o.op_scratch) {
+    add("engine.op_scratch", 2 * rows * uint64_t(width) + 512 * (uint64_t(c.n_expert) + 4));
+  }
   return v;
 }
 
@@ -100,7 +102,9 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
                                                        const model::ModelConfig& c,
                                                        const model::ModelWeights& w,
                                                        ExpertProvider* experts,
-                                                       const EngineOptions& o) {
+                                                       const EngineOptions& options) {
+  EngineOptions o = options;
+  o.op_scratch |= backend.WantsOpScratch();
   MOESTREAM_RETURN_IF_ERROR(o.Validate());
   if (c.is_moe() && experts == nullptr) {
     return absl::InvalidArgumentError("engine: a MoE model needs an expert provider");

@@ -59,6 +59,10 @@ struct EngineOptions {
   // Keep the logits of every token of a chunk (LogitsMode::kAll): the
   // logits buffer then holds n_batch rows instead of one. Default false.
   bool all_logits = false;
+  // Plan "engine.op_scratch" and lend it to the backend. Engine::Create sets
+  // it when the backend wants it (Backend::WantsOpScratch: cuda); the offload
+  // planner from OffloadOptions::backend_kind. Default false.
+  bool op_scratch = false;
   absl::Status Validate() const;
   // The KV positions and batch the engine uses for `c`: n_ctx 0 = the
   // model's context capped at 4096; the batch never exceeds the context.

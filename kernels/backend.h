@@ -205,10 +205,11 @@ class Backend {
   // (kernels::CanCompute).
   virtual bool CanCompute(GgmlType t) const;
 
-  // Device memory the caller planned for the ops' scratch (the engine plans
-  // "engine.op_scratch", so the budget counts it): the backend may use
-  // [p, p + bytes) until ReleaseOpScratch(p). Backends without scratch needs
-  // (cpu) ignore it. Default: ignored.
+  // Whether the ops need device scratch (cuda: activations rounded to int8);
+  // the engine then plans "engine.op_scratch", so the budget counts it, and
+  // lends it with AdoptOpScratch: the backend may use [p, p + bytes) until
+  // ReleaseOpScratch(p). Default: no scratch, and both calls are ignored.
+  virtual bool WantsOpScratch() const { return false; }
   virtual void AdoptOpScratch(void* p, size_t bytes) {
     (void)p;
     (void)bytes;

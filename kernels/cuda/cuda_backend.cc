@@ -306,6 +306,7 @@ class CudaBackend : public Backend {
   bool CanCompute(GgmlType t) const override { return cuda::CudaCanCompute(t); }
 
   // The engine's planned scratch: used before growing our own from the arena.
+  bool WantsOpScratch() const override { return true; }
   void AdoptOpScratch(void* p, size_t bytes) override {
     if (p == nullptr || bytes <= adopted_bytes_) return;
     cudaStreamSynchronize(cs());

@@ -207,6 +207,7 @@ TEST_P(CudaReferenceTest, MatchesCpuBackendResidentAndOffloaded) {
   po.n_ctx = n_ctx;
   po.all_logits = true;
   po.device_budget_bytes = uint64_t{1} << 40;
+  po.backend_kind = backend;  // the plan then counts the CUDA ops' scratch
   auto plan = PlanOffloadUnchecked(*f, po, n_ctx);
   ASSERT_TRUE(plan.ok()) << plan.status();
   auto config = model::ReadModelConfig(*f);
