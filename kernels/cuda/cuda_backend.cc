@@ -175,9 +175,11 @@ class CudaBackend : public Backend {
     if (compute_) compute_->Synchronize().IgnoreError();
     if (cublas_) cublasDestroy(cublas_);
     if (base_) cudaFree(base_);  // the scratch lives inside it
-    for (auto& t : copy_timings_) {
-      cudaEventDestroy(t.start);
-      cudaEventDestroy(t.stop);
+    for (const std::deque<CopyTiming>* q : {&copy_timings_, &free_timings_}) {
+      for (const CopyTiming& t : *q) {
+        cudaEventDestroy(t.start);
+        cudaEventDestroy(t.stop);
+      }
     }
   }
 
@@ -283,8 +285,23 @@ class CudaBackend : public Backend {
                                  Stream& stream) override {
     cudaStream_t s = static_cast<CudaStream&>(stream).get();
     CopyTiming t{};
-    cudaEventCreate(&t.start);
-    cudaEventCreate(&t.stop);
+    {
+      // Timing events are reused once their copy was counted (no event
+      // creation per copy on the loader's path after the first few).
+      std::lock_guard<std::mutex> l(mu_);
+      if (!free_timings_.empty()) {
+        t = free_timings_.back();
+        free_timings_.pop_back();
+      }
+    }
+    if (t.start == nullptr) {
+      MOESTREAM_RETURN_IF_ERROR(CudaError(cudaEventCreate(&t.start), "timing event"));
+      absl::Status e = CudaError(cudaEventCreate(&t.stop), "timing event");
+      if (!e.ok()) {
+        cudaEventDestroy(t.start);
+        return e;
+      }
+    }
     cudaEventRecord(t.start, s);
     absl::Status st =
         CudaError(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, s), "link copy");
@@ -468,7 +485,7 @@ class CudaBackend : public Backend {
 
  private:
   struct CopyTiming {
-    cudaEvent_t start, stop;
+    cudaEvent_t start = nullptr, stop = nullptr;
   };
 
   CudaBackend(const BackendOptions& o, uint64_t budget) : opts_(o), budget_(budget), arena_(budget) {}
@@ -603,8 +620,7 @@ class CudaBackend : public Backend {
       if (cudaEventElapsedTime(&ms, t.start, t.stop) == cudaSuccess) {
         link_.busy_ns += static_cast<uint64_t>(ms * 1e6);
       }
-      cudaEventDestroy(t.start);
-      cudaEventDestroy(t.stop);
+      free_timings_.push_back(t);
       copy_timings_.pop_front();
     }
   }
@@ -639,7 +655,8 @@ class CudaBackend : public Backend {
   std::vector<BatchJob> batch_jobs_;
   std::vector<cuda::QuantJob> fused_;
   LinkStats link_;
-  std::deque<CopyTiming> copy_timings_;
+  std::deque<CopyTiming> copy_timings_;  // recorded, not yet counted
+  std::deque<CopyTiming> free_timings_;  // counted, ready for reuse
   absl::Status sticky_;
 };
 
