@@ -7,15 +7,19 @@
 #include <algorithm>
 #include <array>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <limits>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "base/bytes.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "io/host_tier.h"
+#include "kernels/cpu/memcpy_probe.h"
 
 namespace moestream::engine {
 
@@ -325,10 +329,14 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
     return absl::OkStatus();
   }
   host_compute_ok_ = tier_ == "host" && backend_.name() == "cpu";
+  if (tier_ == "host" && backend_.name() != "cpu" && opt_.miss_policy != MissPolicy::kCopy) {
+    MOESTREAM_RETURN_IF_ERROR(InitHybrid(n_batch));
+    host_compute_ok_ = true;
+  }
   if (opt_.miss_policy == MissPolicy::kHost && !host_compute_ok_) {
     return absl::FailedPreconditionError(
-        "--miss-policy host computes missing experts from the host tier on the cpu backend: "
-        "it needs --experts-on host and --backend cpu");
+        "--miss-policy host computes missing experts from the host tier: it needs --experts-on "
+        "host");
   }
   MOESTREAM_RETURN_IF_ERROR(OpenTier(file));
 
@@ -408,9 +416,13 @@ std::string CachedExpertProvider::Describe() const {
                       " on the device, policy ", policy_->name(), host_cache, ", prefetch ",
                       opt_.prefetch, ", miss policy ", Av(MissPolicyName(opt_.miss_policy)),
                       opt_.miss_policy == MissPolicy::kAuto && !host_compute_ok_
-                          ? " (copies every miss: host compute needs --experts-on host and "
-                            "--backend cpu)"
-                          : "");
+                          ? " (copies every miss: host compute needs --experts-on host)"
+                          : "",
+                      host_be_ != nullptr
+                          ? absl::StrFormat(" (hybrid: host %.1f GB/s, link %.1f GB/s, device "
+                                            "%.1f GB/s, measured)",
+                                            host_gbps_, link_gbps_, device_gbps_)
+                          : std::string());
 }
 
 OffloadStats CachedExpertProvider::stats() const {
@@ -440,12 +452,21 @@ model::ExpertWeights CachedExpertProvider::View(int layer, int expert, const uin
 //   host = B / host GB/s                  (a few tokens' matmul reads each weight once)
 // Host compute when strictly cheaper. An unthrottled link ("none") copies:
 // the copy is a memcpy, and the copied expert stays cached for later tokens.
+//
+// Hybrid mode (a device backend) measures its inputs at start-up instead:
+//   copy = B / link GB/s + B / device GB/s   (the copy, then the device's read)
+//   host = B / host GB/s
 bool CachedExpertProvider::ChooseHostCompute(ExpertKey k) const {
   if (opt_.miss_policy == MissPolicy::kHost) return true;
-  if (opt_.miss_policy == MissPolicy::kCopy || link_.gbps <= 0) return false;
+  if (opt_.miss_policy == MissPolicy::kCopy) return false;
   const io::ExpertInfo* info = layout_->Find(k.layer, k.expert);
   if (info == nullptr) return false;
   const double bytes = double(info->blob_bytes);
+  if (host_be_ != nullptr) {
+    if (host_gbps_ <= 0 || link_gbps_ <= 0 || device_gbps_ <= 0) return false;
+    return bytes / host_gbps_ < bytes / link_gbps_ + bytes / device_gbps_;
+  }
+  if (link_.gbps <= 0) return false;
   const double copy_ns = bytes / link_.gbps + link_.latency_us * 1e3;  // 1 GB/s = 1 B/ns
   const double host_ns = bytes / opt_.host_gbps;
   return host_ns < copy_ns;
@@ -466,6 +487,82 @@ model::ExpertWeights CachedExpertProvider::MappedView(int layer, int expert) con
   };
   return {view(io::ExpertMatrix::kGate), view(io::ExpertMatrix::kUp),
           view(io::ExpertMatrix::kDown)};
+}
+
+absl::Status CachedExpertProvider::InitHybrid(int64_t n_batch) {
+  kernels::BackendOptions bo;
+  bo.kind = "cpu";  // one thread per core; its memory is plain host RAM
+  MOESTREAM_ASSIGN_OR_RETURN(host_be_, kernels::CreateBackend(bo));
+  MOESTREAM_ASSIGN_OR_RETURN(host_runner_, ExpertFfnRunner::Create(*host_be_, c_, n_batch));
+  host_x_.resize(size_t(n_batch * c_.n_embd));
+  // The cost model's inputs. Host: memcpy's rate with the compute threads (a
+  // decode step's host matmul reads each weight once, no faster). Link: a
+  // pinned 16 MiB copy to the device. Device: a device-to-device copy of 8 MiB
+  // (a read and a write per byte, counted as 2 bytes read).
+  host_gbps_ = kernels::cpu::MeasureMemcpyGbps(0, 2);
+  constexpr size_t kProbe = 16u << 20;
+  absl::StatusOr<void*> pinned = backend_.HostPinnedAlloc(kProbe, "hybrid.link_probe");
+  absl::StatusOr<void*> dev = backend_.DeviceAlloc(kProbe, "hybrid.link_probe");
+  if (pinned.ok() && dev.ok()) {
+    std::memset(*pinned, 1, kProbe);
+    absl::StatusOr<std::unique_ptr<kernels::Stream>> s = backend_.CreateStream(kernels::StreamKind::kCopy);
+    absl::StatusOr<std::unique_ptr<kernels::Event>> e = backend_.CreateEvent();
+    if (s.ok() && e.ok()) {
+      auto time_ns = [](auto&& fn) {
+        const auto t0 = std::chrono::steady_clock::now();
+        fn();
+        return double(std::chrono::duration_cast<std::chrono::nanoseconds>(
+                          std::chrono::steady_clock::now() - t0)
+                          .count());
+      };
+      for (int rep = 0; rep < 2; ++rep) {  // the first warms up
+        const double ns = time_ns([&] {
+          if (backend_.CopyToDeviceAsync(*dev, *pinned, kProbe, **s).ok() && (*s)->Record(**e).ok()) {
+            (*e)->Synchronize().IgnoreError();
+          }
+        });
+        link_gbps_ = ns > 0 ? double(kProbe) / ns : 0;
+      }
+      const int64_t half = int64_t(kProbe / 2 / sizeof(float));
+      for (int rep = 0; rep < 2; ++rep) {
+        const double ns = time_ns([&] {
+          float* f = static_cast<float*>(*dev);
+          backend_.Copy2D(f + half, half, f, half, 1, half);
+          backend_.compute_stream().Synchronize().IgnoreError();
+        });
+        device_gbps_ = ns > 0 ? 2.0 * double(kProbe / 2) / ns : 0;
+      }
+    }
+  }
+  if (pinned.ok()) backend_.HostPinnedFree(*pinned);
+  if (dev.ok()) backend_.DeviceFree(*dev);
+  std::fprintf(stderr,
+               "moestream: hybrid experts: host %.1f GB/s, link %.1f GB/s, device %.1f GB/s "
+               "(measured); a miss is computed on the host when bytes/host < bytes/link + "
+               "bytes/device%s\n",
+               host_gbps_, link_gbps_, device_gbps_,
+               opt_.miss_policy == MissPolicy::kHost ? " (--miss-policy host: always)" : "");
+  return absl::OkStatus();
+}
+
+absl::Status CachedExpertProvider::RunHostGroups(const int32_t* ids, const float* weights,
+                                                 int64_t n_tok, int k) {
+  MOESTREAM_RETURN_IF_ERROR(host_runner_->Group(ids, weights, n_tok, k));
+  host_view_ptrs_.clear();
+  for (const model::ExpertWeights& v : host_views_) host_view_ptrs_.push_back(&v);
+  host_runner_->Run(host_x_.data(), n_tok, host_groups_, host_view_ptrs_);
+  MOESTREAM_RETURN_IF_ERROR(host_be_->compute_stream().Synchronize());
+  // Same grouping on both runners: a group's rows have the same numbers.
+  const size_t width = size_t(c_.n_embd);
+  for (const ExpertGroup& g : host_groups_) {
+    MOESTREAM_RETURN_IF_ERROR(backend_.CopyToDevice(
+        runner_->output_rows() + size_t(g.first_row) * width,
+        host_runner_->output_rows() + size_t(g.first_row) * width,
+        size_t(g.rows) * width * sizeof(float)));
+  }
+  host_groups_.clear();
+  host_views_.clear();
+  return absl::OkStatus();
 }
 
 absl::Status CachedExpertProvider::ComputeMapped(int layer, const float* x, int64_t n_tok,
@@ -606,8 +703,13 @@ absl::Status CachedExpertProvider::Compute(int layer, const float* x, int64_t n_
         return absl::InternalError(absl::StrCat("expert ", layer, "/", groups[i].expert,
                                                 " is neither loaded nor in the host tier"));
       }
-      groups_run_.push_back(groups[i]);
-      views_.push_back(View(layer, groups[i].expert, blob));
+      if (host_be_ != nullptr) {  // hybrid: on the host CPU, below
+        host_groups_.push_back(groups[i]);
+        host_views_.push_back(View(layer, groups[i].expert, blob));
+      } else {
+        groups_run_.push_back(groups[i]);
+        views_.push_back(View(layer, groups[i].expert, blob));
+      }
       ++host_computed_;
     } else if (h.ready()) {
       groups_run_.push_back(groups[i]);
@@ -617,7 +719,16 @@ absl::Status CachedExpertProvider::Compute(int layer, const float* x, int64_t n_
       pending_.push_back(int(i));
     }
   }
+  // Hybrid: the input to the host (waits for the device's work so far), the
+  // resident experts queued on the device, the missed ones computed on the
+  // host CPU meanwhile, their rows copied back for Scatter.
+  const bool hybrid = !host_groups_.empty();
+  if (hybrid) {
+    MOESTREAM_RETURN_IF_ERROR(
+        backend_.CopyToHost(host_x_.data(), x, size_t(n_tok * c_.n_embd) * sizeof(float)));
+  }
   RunBatch(x, n_tok);
+  if (hybrid) MOESTREAM_RETURN_IF_ERROR(RunHostGroups(ids, weights, n_tok, k));
 
   // The rest as they land: loads with a slot first, deferred ones (no slot
   // until this layer's earlier pins are released) last.

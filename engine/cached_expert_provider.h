@@ -231,6 +231,10 @@ class CachedExpertProvider final : public ExpertProvider {
   absl::Status ComputeMapped(int layer, const float* x, int64_t n_tok, float* out);
   // Computes groups_run_ with views_ and releases handles_run_ after it.
   void RunBatch(const float* x, int64_t n_tok);
+  // Hybrid: the CPU backend, its runner and the cost model's bandwidths.
+  absl::Status InitHybrid(int64_t n_batch);
+  // Hybrid: host_groups_ on the CPU from host_x_, rows copied into runner_'s.
+  absl::Status RunHostGroups(const int32_t* ids, const float* weights, int64_t n_tok, int k);
 
   kernels::Backend& backend_;
   const model::ModelConfig& c_;
@@ -240,6 +244,13 @@ class CachedExpertProvider final : public ExpertProvider {
   std::string tier_;
   bool host_compute_ok_ = false;
   kernels::LinkProfile link_;
+  // Hybrid mode on a device backend (experts on host, miss policy host or
+  // auto): a CPU backend computes missed experts from the host tier while the
+  // device computes the resident ones. Bandwidths measured at Init, GB/s.
+  std::unique_ptr<kernels::Backend> host_be_;
+  std::unique_ptr<ExpertFfnRunner> host_runner_;
+  std::vector<float> host_x_;
+  double host_gbps_ = 0, link_gbps_ = 0, device_gbps_ = 0;
 
   // Destroyed in reverse: cache before loader before tiers before memory.
   cache::BackendHostAllocator host_alloc_;
@@ -276,6 +287,9 @@ class CachedExpertProvider final : public ExpertProvider {
   std::vector<model::ExpertWeights> views_;
   std::vector<const model::ExpertWeights*> view_ptrs_;
   std::vector<cache::ExpertHandle*> handles_run_;
+  std::vector<ExpertGroup> host_groups_;  // hybrid: this layer's groups for host_runner_
+  std::vector<model::ExpertWeights> host_views_;
+  std::vector<const model::ExpertWeights*> host_view_ptrs_;
   uint64_t host_computed_ = 0;
 };
 

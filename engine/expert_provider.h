@@ -87,6 +87,10 @@ class ExpertFfnRunner {
   // out[t] += weight * y for every choice, t-major then j: call once every
   // group has been Run.
   void Scatter(float* out);
+  // The output rows [rows, n_embd] (row = ExpertGroup::first_row + i), in
+  // this runner's backend memory: hybrid mode copies rows computed by a host
+  // runner into a device runner's before Scatter.
+  float* output_rows() const { return ys_; }
 
  private:
   ExpertFfnRunner(kernels::Backend& b) : backend_(b) {}

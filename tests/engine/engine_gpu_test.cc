@@ -13,7 +13,9 @@
 // at most 0.03, max |diff| at most 0.1 at 90% of the positions. Measured
 // differences are recorded as test properties (tests/gpu/run.sh puts them
 // in its report). The offloaded runs must also be bit-identical to the
-// resident CUDA run. Skips, saying why, without a usable GPU.
+// resident CUDA run. A hybrid run (misses computed on the host CPU while the
+// GPU computes the resident experts) meets the same criteria. Skips, saying
+// why, without a usable GPU.
 // MOESTREAM_GPU_TEST_BACKEND=cpu runs the same comparisons with the CPU
 // backend under test (a check of the test itself where there is no GPU).
 #include <algorithm>
@@ -89,6 +91,7 @@ struct Options {
   // slots (the planner's op scratch, engine.op_scratch, is in the budget).
   uint64_t budget = 0;
   int slots = 0;
+  MissPolicy miss_policy = MissPolicy::kCopy;  // kHost: hybrid mode
 };
 
 absl::StatusOr<std::unique_ptr<LoadedModel>> LoadOn(const std::string& path, const Options& o) {
@@ -109,6 +112,7 @@ absl::StatusOr<std::unique_ptr<LoadedModel>> LoadOn(const std::string& path, con
     off.all_logits = true;
     off.device_budget_bytes = o.budget;
     off.slots = o.slots;
+    off.miss_policy = o.miss_policy;
     bo.device_budget_bytes = o.budget;
     lo.upload_routed_experts = false;
     lo.provider_factory = CachedExpertProvider::Factory(off, nullptr);
@@ -227,6 +231,18 @@ TEST_P(CudaReferenceTest, MatchesCpuBackendResidentAndOffloaded) {
                           run->logits.size() * sizeof(float)),
               0)
         << what << ": not bit-identical to the resident CUDA run";
+  }
+  // Hybrid: every miss computed on the host CPU (CPU kernels) while the
+  // device computes the resident experts; the same criteria against the CPU
+  // backend (not bit-identical to the resident CUDA run: other kernels).
+  {
+    const int64_t slots = std::max<int64_t>(total / 4, config->n_expert_used);
+    const uint64_t budget = plan->device_fixed_bytes + plan->slot_bytes * uint64_t(slots);
+    auto m = LoadOn(path, {backend, n_ctx, budget, int(slots), MissPolicy::kHost});
+    ASSERT_TRUE(m.ok()) << "hybrid: " << m.status();
+    auto run = Decode(**m, prompt, &want->ids);
+    ASSERT_TRUE(run.ok()) << "hybrid: " << run.status();
+    check("hybrid_1_4", *run);
   }
 }
 
