@@ -7,7 +7,8 @@
 #   2. every shared reference model end to end on CUDA, experts resident and offloaded
 #      at three budgets, against the CPU backend: tests/engine/engine_gpu_test.cc;
 #   3. overlap efficiency and throughput of an offloaded decode: `moestream bench`
-#      on a generated Mixtral-shaped Q4_K model with half its experts in the budget.
+#      on a generated Mixtral-shaped Q4_K model with half its experts in the budget,
+#      copying every miss and in hybrid mode (--miss-policy auto, its measured GB/s).
 #
 #   tests/gpu/run.sh                    build (build-gpu/), run, write build-gpu/gpu_report.json
 #   tests/gpu/run.sh --report FILE      write the report elsewhere
@@ -124,6 +125,11 @@ if [[ $build_ok == true ]]; then
       --reps 2 --json
     step bench_offloaded 90 "$moestream" bench -m "$bench_model" --backend cuda \
       --device-budget "$(( size / 2 + (4 << 20) ))" --experts-on host --prompt 64 --gen 64 --reps 2 --json
+    # Hybrid: the same budget, misses computed on the host when the measured
+    # bandwidths say so (the measured GB/s line goes to stderr, kept in the report).
+    step bench_hybrid 60 "$moestream" bench -m "$bench_model" --backend cuda \
+      --device-budget "$(( size / 2 + (4 << 20) ))" --experts-on host --miss-policy auto \
+      --prompt 64 --gen 64 --reps 2 --json
   fi
 fi
 t2=$(now)
@@ -175,7 +181,13 @@ link = {}
 for t in kernels["tests"]:
     if t["name"].endswith("LinkBandwidthPinnedVersusMemcpyPeak"):
         link = t.get("properties", {})
-bench = {k: last_json_line(k + ".out") for k in ("bench_resident", "bench_offloaded")}
+bench = {k: last_json_line(k + ".out") for k in ("bench_resident", "bench_offloaded", "bench_hybrid")}
+hybrid_line = None
+try:
+    with open(os.path.join(work, "bench_hybrid.out")) as f:
+        hybrid_line = next((l.strip() for l in f if "hybrid experts:" in l), None)
+except Exception:
+    pass
 overlap = None
 if bench["bench_offloaded"]:
     b = bench["bench_offloaded"]
@@ -183,14 +195,15 @@ if bench["bench_offloaded"]:
                "stall_ms", "transfer_ms", "compute_ms", "link_busy_ms", "decode_tok_s",
                "prefill_tok_s", "device_budget_bytes")}
 steps = {k: load(k + ".status.json") for k in ("kernels", "engine", "bench_gen",
-                                                "bench_resident", "bench_offloaded")}
+                                                "bench_resident", "bench_offloaded", "bench_hybrid")}
 ok = (build_ok == "true"
       and all(s is not None and s["rc"] == 0 for s in steps.values())
       and kernels["failed"] == 0 and engine["failed"] == 0
       and kernels["passed"] > 0 and engine["passed"] > 0)
 doc = {"ok": ok, "gpu": gpu.strip(), "build_ok": build_ok == "true",
        "build_seconds": float(build_s), "run_seconds": float(run_s), "shared_dir": shared,
-       "steps": steps, "link": link, "overlap": overlap, "bench": bench,
+       "steps": steps, "link": link, "overlap": overlap, "hybrid_bandwidths": hybrid_line,
+       "bench": bench,
        "kernels": kernels, "engine": engine}
 os.makedirs(os.path.dirname(os.path.abspath(report)), exist_ok=True)
 tmp = report + ".tmp"
