@@ -1,4 +1,5 @@
-// `moestream gen`: writes a synthetic qwen3moe / mixtral / llama GGUF with
+// `moestream gen`: writes a synthetic qwen3moe / mixtral / llama / llama4 /
+// deepseek2 / gpt-oss GGUF with
 // seeded random weights (see gen/model_gen.h for the weight recipe).
 //
 //   moestream gen --arch qwen3moe --preset tiny -o m.gguf
@@ -100,6 +101,9 @@ absl::StatusOr<GenOptions> ShapeFromFlags(const CLI::App& p, const std::string& 
       MOESTREAM_RETURN_IF_ERROR(reject(f, "only llama4 and deepseek2 have it"));
     }
   }
+  if (a != gen::GenArch::kGptOss) {
+    MOESTREAM_RETURN_IF_ERROR(reject("sliding-window", "only gpt-oss has it"));
+  }
   if (a != gen::GenArch::kDeepseek2) {
     for (const char* f : {"q-lora-rank", "kv-lora-rank"}) {
       MOESTREAM_RETURN_IF_ERROR(reject(f, "only deepseek2 has latent attention"));
@@ -114,7 +118,7 @@ class GenCommand : public Command {
     app_ = &app;
     app.add_option("-o,--output", out_, "output GGUF path (written via a temporary + rename)");
     app.add_option("--arch", arch_,
-                   "qwen3moe | mixtral (arch 'llama' with experts) | llama (dense) | llama4 | deepseek2; empty = the "
+                   "qwen3moe | mixtral (arch 'llama' with experts) | llama (dense) | llama4 | deepseek2 | gpt-oss; empty = the "
                    "preset's (qwen3moe for tiny/small)");
     app.add_option("--preset", preset_,
                    "shape preset: " + absl::StrJoin(gen::PresetNames(), ", "));
@@ -139,6 +143,9 @@ class GenCommand : public Command {
                    "llama4/deepseek2: shared experts per MoE layer (each --expert-ffn wide)");
     app.add_option("--q-lora-rank", q_lora_rank_, "deepseek2: q LoRA rank (0 = a plain q)");
     app.add_option("--kv-lora-rank", kv_lora_rank_, "deepseek2: the cached latent's width");
+    app.add_option("--sliding-window", sliding_window_,
+                   "gpt-oss: the window of its sliding-window layers (its experts are always "
+                   "mxfp4)");
     app.add_option("--ffn", ffn_, "dense FFN width (llama; qwen3moe's feed_forward_length)");
     app.add_option("--vocab", vocab_, "vocabulary size (rows of token_embd and output)");
     app.add_option("--context", context_, "context_length in tokens");
@@ -205,6 +212,7 @@ class GenCommand : public Command {
     over("shared-experts", shared_experts_, &o.shared_experts);
     over("q-lora-rank", q_lora_rank_, &o.q_lora_rank);
     over("kv-lora-rank", kv_lora_rank_, &o.kv_lora_rank);
+    over("sliding-window", sliding_window_, &o.sliding_window);
     if (given("rope-theta")) {
       if (!(rope_theta_ > 0)) {
         return absl::InvalidArgumentError(
@@ -240,7 +248,7 @@ class GenCommand : public Command {
   double scale_ = 1.0, rope_theta_ = 0, router_skew_ = 1.0;
   bool scale_layers_ = false, quiet_ = false, header_only_ = false;
   int64_t moe_every_ = 0, dense_lead_ = 0, shared_experts_ = 0, q_lora_rank_ = 0,
-          kv_lora_rank_ = 0;
+          kv_lora_rank_ = 0, sliding_window_ = 0;
   int64_t layers_ = 0, hidden_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0, experts_ = 0,
           top_k_ = 0, expert_ffn_ = 0, ffn_ = 0, vocab_ = 0, context_ = 0, seed_ = 1,
           threads_ = 0;

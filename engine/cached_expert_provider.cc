@@ -570,7 +570,7 @@ absl::Status CachedExpertProvider::Compute(int layer, const float* x, int64_t n_
                                            const int32_t* ids, const float* weights, int k,
                                            float* out) {
   MOESTREAM_RETURN_IF_ERROR(sticky_);
-  MOESTREAM_RETURN_IF_ERROR(runner_->Group(ids, weights, n_tok, k));
+  MOESTREAM_RETURN_IF_ERROR(runner_->Group(ids, weights, n_tok, k, w_.layers[layer].expert_bias));
   if (map_ != nullptr) return ComputeMapped(layer, x, n_tok, out);
   const std::span<const ExpertGroup> groups = runner_->groups();
   experts_.clear();

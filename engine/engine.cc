@@ -288,6 +288,9 @@ absl::Status Engine::Attention(int il, const model::LayerWeights& l,
   // One dispatch for the three projections of the same input.
   const kernels::MatMulJob qkv[3] = {{l.wq, h_, n, q_}, {l.wk, h_, n, k_}, {l.wv, h_, n, v_}};
   be_.MatMulBatch(qkv);
+  if (l.bq != nullptr) be_.AddBias(q_, l.bq, n, c.q_dim());
+  if (l.bk != nullptr) be_.AddBias(k_, l.bk, n, c.kv_dim());
+  if (l.bv != nullptr) be_.AddBias(v_, l.bv, n, c.kv_dim_v());
   if (o.qk_norm) {
     be_.RmsNorm(q_, l.q_norm, q_, n * c.n_head, c.head_dim_k, c.rms_eps);
     be_.RmsNorm(k_, l.k_norm, k_, n * c.n_head_kv, c.head_dim_k, c.rms_eps);
@@ -322,8 +325,11 @@ absl::Status Engine::Attention(int il, const model::LayerWeights& l,
   a.scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim_k));
   a.out = attn_;
   a.chunk = o.chunk;
+  a.window = o.window;
+  a.sinks = l.attn_sinks;
   be_.Attention(a);
   be_.MatMul(l.wo, attn_, n, h_);
+  if (l.bo != nullptr) be_.AddBias(h_, l.bo, n, D);
   be_.Add(x_, h_, x_, n * D);
   return absl::OkStatus();
 }
@@ -360,18 +366,21 @@ absl::Status Engine::RoutedExperts(int il, const model::LayerWeights& l,
   const int k = static_cast<int>(c.n_expert_used);
   experts_->OnFfnInput(il, h_, n);
   be_.MatMul(l.router, h_, n, router_);
+  if (l.router_b != nullptr) be_.AddBias(router_, l.router_b, n, c.n_expert);
   if (c.gating == model::ExpertGating::kSoftmax) {
     be_.Softmax(router_, n, c.n_expert);
-  } else {
+  } else if (c.gating == model::ExpertGating::kSigmoid) {
     be_.Sigmoid(router_, n * c.n_expert);
-  }
+  }  // kSoftmaxSelected: the softmax runs over the k selected logits below
   if (c.n_expert_groups > 1 || l.exp_probs_b != nullptr) {
     MOESTREAM_RETURN_IF_ERROR(SelectOnHost(il, n, k));
   } else {
+    const bool selected = c.gating == model::ExpertGating::kSoftmaxSelected;
     for (int64_t t = 0; t < n; ++t) {
-      be_.TopK(router_ + t * c.n_expert, c.n_expert, k, c.norm_topk, topk_ids_dev_ + t * k,
-               topk_w_dev_ + t * k);
+      be_.TopK(router_ + t * c.n_expert, c.n_expert, k, c.norm_topk && !selected,
+               topk_ids_dev_ + t * k, topk_w_dev_ + t * k);
     }
+    if (selected) be_.Softmax(topk_w_dev_, n, k);
     MOESTREAM_RETURN_IF_ERROR(
         be_.CopyToHost(topk_ids_.data(), topk_ids_dev_, n * k * sizeof(int32_t)));
     MOESTREAM_RETURN_IF_ERROR(

@@ -47,8 +47,10 @@ enum class GenArch {
   kLlama,      // general.architecture "llama", dense SwiGLU FFN
   kLlama4,     // general.architecture "llama4"
   kDeepseek2,  // general.architecture "deepseek2" (multi-head latent attention)
+  kGptOss,     // general.architecture "gpt-oss" (MXFP4 experts, biases, sinks, sliding window)
 };
-std::string_view GenArchName(GenArch a);  // "qwen3moe", "mixtral", "llama", "llama4", "deepseek2"
+// "qwen3moe", "mixtral", "llama", "llama4", "deepseek2", "gpt-oss"
+std::string_view GenArchName(GenArch a);
 absl::StatusOr<GenArch> ParseGenArch(std::string_view name);
 
 enum class ExpertLayout {
@@ -130,6 +132,10 @@ struct GenOptions {
   bool sigmoid_gating = false;
   int64_t expert_groups = 1, group_used = 1;
   double weights_scale = 1.0;
+  // gpt-oss: the sliding window of its even layers (--sliding-window). Its
+  // routed experts are always MXFP4, as in every released gpt-oss file (the
+  // other matrices take --type); YaRN factor 32 over 4096 positions.
+  int64_t sliding_window = 128;
 
   // kInvalidArgument naming the flag: non-positive dims, heads not a
   // multiple of kv_heads, odd head_dim, top_k > experts, a matrix row

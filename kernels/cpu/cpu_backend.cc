@@ -234,6 +234,16 @@ class CpuBackend : public Backend {
     ParallelRange(pool_, n, kElementwiseGrain,
                   [&](int64_t b, int64_t e) { cpu::SiluMulRange(gate, up, out, b, e); });
   }
+  void SwigluClamped(const float* gate, const float* up, float* out, int64_t n, float alpha,
+                     float limit) override {
+    ParallelRange(pool_, n, kElementwiseGrain, [&](int64_t b, int64_t e) {
+      cpu::SwigluClampedRange(gate, up, out, alpha, limit, b, e);
+    });
+  }
+  void AddBias(float* x, const float* bias, int64_t rows, int64_t n) override {
+    ParallelRange(pool_, rows, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(n, 1)),
+                  [&](int64_t b, int64_t e) { cpu::AddBiasRows(x, bias, n, b, e); });
+  }
   void Add(const float* a, const float* b, float* out, int64_t n) override {
     ParallelRange(pool_, n, kElementwiseGrain,
                   [&](int64_t s, int64_t e) { cpu::AddRange(a, b, out, s, e); });

@@ -136,6 +136,22 @@ void SiluMulRange(const float* gate, const float* up, float* out, int64_t begin,
   for (int64_t i = begin; i < end; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void SwigluClampedRange(const float* gate, const float* up, float* out, float alpha, float limit,
+                        int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float g = std::min(gate[i], limit);
+    const float u = std::clamp(up[i], -limit, limit);
+    out[i] = g / (1.0f + std::exp(-alpha * g)) * (u + 1.0f);
+  }
+}
+
+void AddBiasRows(float* x, const float* bias, int64_t n, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    float* row = x + r * n;
+    for (int64_t i = 0; i < n; ++i) row[i] += bias[i];
+  }
+}
+
 void AddRange(const float* a, const float* b, float* out, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];
 }
@@ -196,7 +212,9 @@ void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
   const int64_t kh = h / group;
   const int64_t n_kv = a.pos0 + t + 1;  // causal: positions 0..pos0+t
   // Chunked: only keys of the query's own chunk.
-  const int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
+  int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
+  // Sliding window: only the last `window` positions.
+  if (a.window > 0) j0 = std::max(j0, a.pos0 + t - a.window + 1);
   const int64_t d = a.head_dim;
   const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : d;
   const size_t elem = a.kv_type == GgmlType::kF16 ? 2 : 4;
@@ -211,7 +229,10 @@ void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
     scratch[j] = kv.dot(q, kbase + j * k_stride, d) * a.scale;
     mx = std::max(mx, scratch[j]);
   }
-  float sum = 0;
+  // A sink is one more logit in the softmax, with no value row.
+  const float sink = a.sinks != nullptr ? a.sinks[h] : -INFINITY;
+  mx = std::max(mx, sink);
+  float sum = a.sinks != nullptr ? std::exp(sink - mx) : 0.0f;
   for (int64_t j = j0; j < n_kv; ++j) {
     scratch[j] = std::exp(scratch[j] - mx);
     sum += scratch[j];

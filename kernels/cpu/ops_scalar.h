@@ -30,6 +30,10 @@ void RopeTokens(float* x, int64_t tok_begin, int64_t tok_end, int64_t n_head, in
 void TopK(const float* x, int64_t n, int k, bool renormalize, int32_t* ids, float* values);
 void SigmoidRange(float* x, int64_t begin, int64_t end);
 void SiluMulRange(const float* gate, const float* up, float* out, int64_t begin, int64_t end);
+void SwigluClampedRange(const float* gate, const float* up, float* out, float alpha, float limit,
+                        int64_t begin, int64_t end);
+// Rows [begin, end) of x (rows of n) += bias.
+void AddBiasRows(float* x, const float* bias, int64_t n, int64_t begin, int64_t end);
 void AddRange(const float* a, const float* b, float* out, int64_t begin, int64_t end);
 void ScaleRange(float* x, float s, int64_t begin, int64_t end);
 void AddScaledRange(float* y, const float* x, float s, int64_t begin, int64_t end);
