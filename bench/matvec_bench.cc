@@ -166,7 +166,8 @@ void Register() {
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);
   const GgmlType types[] = {GgmlType::kQ4_K, GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ5_K,
-                            GgmlType::kQ6_K, GgmlType::kF16,  GgmlType::kBF16, GgmlType::kF32};
+                            GgmlType::kQ6_K, GgmlType::kMXFP4, GgmlType::kF16, GgmlType::kBF16,
+                            GgmlType::kF32};
   for (GgmlType t : types) {
     benchmark::RegisterBenchmark(("BM_Matvec/" + std::string(GgmlTypeName(t))).c_str(), BM_Matvec, t)
         ->Apply(Shapes);
