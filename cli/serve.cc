@@ -84,8 +84,13 @@ absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadForServing(
     return LoadModel(f, lo, offload);
   }
   MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, f.EngineOptions());
-  const uint64_t extra =
-      uint64_t(parallel - 1) * model::TotalBytes(engine::Engine::PlanBuffers(config, eo));
+  // The first slot's engine also holds a logits row per slot for the
+  // batched decode steps.
+  engine::EngineOptions first = eo;
+  first.batch_sequences = parallel;
+  const uint64_t one = model::TotalBytes(engine::Engine::PlanBuffers(config, eo));
+  const uint64_t extra = uint64_t(parallel - 1) * one +
+                         (model::TotalBytes(engine::Engine::PlanBuffers(config, first)) - one);
   MOESTREAM_ASSIGN_OR_RETURN(engine::OffloadOptions oo, f.OffloadOptions());
   if (extra >= oo.device_budget_bytes) {
     return absl::ResourceExhaustedError(absl::StrCat(
