@@ -514,6 +514,10 @@ absl::Status CachedExpertProvider::PredictNext(int next, const float* x, int64_t
                    [&](ExpertKey a, ExpertKey b) {
                      return pred_count_[a.expert] > pred_count_[b.expert];
                    });
+  // Several tokens (a prefill, or sequences decoding together): only the k
+  // guesses most of them share. The whole union would flood a small cache
+  // with loads that evict each other before the layer runs.
+  if (n_tok > 1 && pending_prefetch_.size() > size_t(k)) pending_prefetch_.resize(size_t(k));
   return absl::OkStatus();
 }
 
