@@ -1,0 +1,130 @@
+// `moestream plan`'s decode prediction through the command line: the JSON
+// fields, which hit-rate source it says it used (a shared trace that matches
+// the model's expert count, a given trace, or Zipf), the assumptions in the
+// text, and bad prediction flags as one-line errors. Also the Zipf/Che hit
+// rates of engine/hit_rate_model.h on cases with known answers.
+#include <algorithm>
+#include <string>
+#include <utility>
+
+#include "engine/hit_rate_model.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "nlohmann/json.hpp"
+#include "tests/test_util.h"
+
+namespace moestream::cli {
+namespace {
+
+using ::moestream::testing::CommandResult;
+using ::moestream::testing::MoestreamBin;
+using ::moestream::testing::RunCommand;
+using ::moestream::testing::ScratchDir;
+using ::moestream::testing::SharedPath;
+using ::testing::HasSubstr;
+
+class PlanPredictTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = new ScratchDir();
+    // A Mixtral-shaped header (8 experts, top-2: the shared Mixtral trace
+    // matches) and a 16-expert one (no shared trace of 16 experts).
+    for (const auto& [name, args] :
+         {std::pair<std::string, std::string>{"mixtral", "--preset mixtral-8x7b --scale 16"},
+          {"small", "--preset small"}}) {
+      CommandResult g = RunCommand(MoestreamBin() + " gen " + args +
+                                   " --type q4_k_m --header-only --quiet -o " +
+                                   dir_->Path(name + ".gguf"));
+      ASSERT_EQ(g.exit_code, 0) << g.err;
+    }
+  }
+  static void TearDownTestSuite() { delete dir_; }
+
+  static nlohmann::json PlanJson(const std::string& args) {
+    CommandResult r = RunCommand(MoestreamBin() + " plan --json " + args);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    return nlohmann::json::parse(r.out, nullptr, /*allow_exceptions=*/false);
+  }
+
+  static ScratchDir* dir_;
+};
+ScratchDir* PlanPredictTest::dir_ = nullptr;
+
+TEST_F(PlanPredictTest, SharedTraceOfTheSameExpertCountIsReplayed) {
+  const std::string m = dir_->Path("mixtral.gguf");
+  // A budget that holds part of the experts.
+  nlohmann::json j = PlanJson("-m " + m + " --backend cuda --device-budget 250M --experts-on host " +
+                              "--trace-dir " + SharedPath("data"));
+  ASSERT_TRUE(j.contains("decode")) << j.dump();
+  const nlohmann::json& d = j["decode"];
+  EXPECT_EQ(d["hit_rate_source"], "trace");
+  EXPECT_THAT(d["hit_rate_detail"].get<std::string>(), HasSubstr("mixtral-8x7b-routing"));
+  EXPECT_GT(d["hit_rate_device"].get<double>(), 0.0);
+  EXPECT_LT(d["hit_rate_device"].get<double>(), 1.0);
+  EXPECT_GE(d["hit_rate_device_high"].get<double>(), d["hit_rate_device"].get<double>());
+  EXPECT_LT(d["tok_s_low"].get<double>(), d["tok_s"].get<double>());
+  EXPECT_LT(d["tok_s"].get<double>(), d["tok_s_high"].get<double>());
+  EXPECT_EQ(d["backend"], "cuda");
+  EXPECT_EQ(d["link_gbps"], 25.0);  // pcie4x16 assumed
+  EXPECT_GT(d["link_bytes"].get<double>(), 0.0);
+
+  // Forcing Zipf says so, and a faster link predicts more tokens.
+  nlohmann::json z = PlanJson("-m " + m + " --backend cuda --device-budget 250M --experts-on host " +
+                              "--trace zipf --link 50");
+  EXPECT_EQ(z["decode"]["hit_rate_source"], "zipf");
+  EXPECT_EQ(z["decode"]["link_gbps"], 50.0);
+  nlohmann::json z2 = PlanJson("-m " + m + " --backend cuda --device-budget 250M --experts-on host " +
+                               "--trace zipf --link 25");
+  EXPECT_GT(z["decode"]["tok_s"].get<double>(), z2["decode"]["tok_s"].get<double>());
+}
+
+TEST_F(PlanPredictTest, NoMatchingTraceFallsBackToZipfAndTheTextSaysSo) {
+  const std::string m = dir_->Path("small.gguf");
+  CommandResult r = RunCommand(MoestreamBin() + " plan -m " + m +
+                               " --device-budget 40M --experts-on host --host-gbps 20 " +
+                               "--trace-dir " + SharedPath("data"));
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_THAT(r.out, HasSubstr("decode          predicted"));
+  EXPECT_THAT(r.out, HasSubstr("source: zipf s=1.00"));
+  EXPECT_THAT(r.out, HasSubstr("no routing trace of a 16-expert model found"));
+  EXPECT_THAT(r.out, HasSubstr("host 20 GB/s"));
+  EXPECT_THAT(r.out, HasSubstr("link none"));
+  // Everything resident: no misses, no trace needed.
+  nlohmann::json j = PlanJson("-m " + m + " --device-budget 2G --host-gbps 20");
+  EXPECT_EQ(j["decode"]["hit_rate_source"], "resident");
+  EXPECT_EQ(j["decode"]["link_bytes"], 0.0);
+}
+
+TEST_F(PlanPredictTest, BadPredictionFlagsAreOneLineErrors) {
+  const std::string m = dir_->Path("small.gguf");
+  for (const std::string& bad :
+       {std::string("--efficiency 0.9"), std::string("--efficiency 0.9:0.5"),
+        std::string("--host-gbps 0"), std::string("--link 0"), std::string("--nvme-gbps -1"),
+        std::string("--zipf -2"), std::string("--trace /nonexistent.mstrace --experts-on host")}) {
+    CommandResult r =
+        RunCommand(MoestreamBin() + " plan -m " + m + " --device-budget 40M " + bad);
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << bad << ": " << r.err;
+  }
+}
+
+TEST(ZipfHitRatesTest, KnownCases) {
+  // Uniform popularity: an LRU of C of n experts hits C/n under Che.
+  engine::ZipfHitRates u = engine::ZipfLayerHitRates(64, 8, 16, 0.0);
+  EXPECT_NEAR(u.lru, 16.0 / 64, 1e-6);
+  EXPECT_NEAR(u.top_c, 16.0 / 64, 1e-12);
+  // Every expert cached: all hits.
+  EXPECT_EQ(engine::ZipfLayerHitRates(64, 8, 64, 1.0).lru, 1.0);
+  // Skew helps, capacity helps, and the static top-C bound is above LRU.
+  double last = 0;
+  for (double c : {8.0, 16.0, 32.0, 48.0}) {
+    engine::ZipfHitRates z = engine::ZipfLayerHitRates(64, 8, c, 1.0);
+    EXPECT_GT(z.lru, c / 64);
+    EXPECT_GE(z.top_c, z.lru);
+    EXPECT_GT(z.lru, last);
+    last = z.lru;
+  }
+}
+
+}  // namespace
+}  // namespace moestream::cli
