@@ -186,6 +186,7 @@ class PlanCommand : public Command {
       d["hit_rate_detail"] = hits.source;
       d["hit_rate_device"] = hits.device;
       d["hit_rate_device_high"] = hits.device_high;
+      d["hit_rate_device_cold"] = hits.device_cold;
       d["hit_rate_device_and_host"] = hits.device_and_host;
       d["backend"] = hw.backend;
       d["device_gbps"] = hw.backend == "cuda" ? hw.device_gbps : 0.0;
@@ -218,9 +219,10 @@ class PlanCommand : public Command {
       absl::StrAppend(&s, "  hit rate      1 (", hits.source, ")\n");
     } else {
       absl::StrAppendFormat(&s,
-                            "  hit rate      device %.3f (at most %.3f), device + host RAM %.3f; "
-                            "source: %s\n",
-                            hits.device, hits.device_high, hits.device_and_host, hits.source);
+                            "  hit rate      device %.3f warm (%.3f from empty, at most %.3f), device + "
+                            "host RAM %.3f; source: %s\n",
+                            hits.device, hits.device_cold, hits.device_high,
+                            hits.device_and_host, hits.source);
     }
     absl::StrAppendFormat(
         &s,

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <span>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -39,17 +40,91 @@ struct Candidate {
   trace::Trace trace;
 };
 
-// Replayed hit rate at `capacity` experts per layer (one global pool).
-absl::StatusOr<trace::ReplayResult> ReplayAt(const trace::Trace& t, double capacity,
+// The trace with each sequence's decode cells played twice in a row (the
+// second time as later steps of the same sequence), so that the second
+// pass meets a warm cache.
+trace::Trace Doubled(const trace::Trace& t) {
+  trace::Trace d;
+  d.shape = t.shape;
+  uint32_t last_seq = 0;
+  std::vector<size_t> seq_cells;
+  auto flush = [&]() {
+    uint32_t steps = 0;
+    for (size_t i : seq_cells) steps = std::max(steps, t.cells[i].step + 1);
+    for (uint32_t pass = 0; pass < 2; ++pass) {
+      for (size_t i : seq_cells) {
+        trace::TraceCell c = t.cells[i];
+        c.step += pass * steps;
+        const std::span<const uint16_t> ex = t.Experts(c);
+        std::vector<int32_t> ids(ex.begin(), ex.end());
+        const std::span<const float> w = t.weights.empty() ? std::span<const float>() : t.Weights(c);
+        d.AddCell(c, ids, w);
+      }
+    }
+    seq_cells.clear();
+  };
+  for (size_t i = 0; i < t.cells.size(); ++i) {
+    const trace::TraceCell& c = t.cells[i];
+    if (c.phase != trace::Phase::kDecode) continue;
+    if (!seq_cells.empty() && c.seq != last_seq) flush();
+    last_seq = c.seq;
+    seq_cells.push_back(i);
+  }
+  flush();
+  return d;
+}
+
+// Replayed at `capacity` experts per layer (an integer, at least 1; one
+// global pool of capacity x the trace's layers).
+absl::StatusOr<trace::ReplayResult> ReplayAt(const trace::Trace& t, int capacity,
                                              const std::string& policy) {
   trace::ReplayOptions ro;
   ro.policy = policy;
-  ro.capacity = std::max(1, static_cast<int>(std::floor(capacity)));
+  ro.capacity = std::max(1, capacity);
   ro.per_layer = false;
   ro.phase = "decode";
   ro.link = "none";
   ro.run_min = true;
   return trace::Replay(t, ro);
+}
+
+// Hit rates at one integer capacity: from an empty cache, once warm (the
+// second pass of Doubled), and MIN's.
+struct Rates {
+  double cold = 0, warm = 0, min = 0;
+  std::string policy;
+  uint64_t accesses = 0;
+};
+
+absl::StatusOr<Rates> RatesAt(const trace::Trace& t, const trace::Trace& doubled, int capacity,
+                              const std::string& policy) {
+  MOESTREAM_ASSIGN_OR_RETURN(trace::ReplayResult once, ReplayAt(t, capacity, policy));
+  MOESTREAM_ASSIGN_OR_RETURN(trace::ReplayResult twice, ReplayAt(doubled, capacity, policy));
+  Rates r;
+  r.cold = once.hit_rate;
+  r.min = std::max(once.min_hit_rate, once.hit_rate);
+  const uint64_t second = twice.accesses - once.accesses;
+  r.warm = second > 0 ? double(twice.hits - once.hits) / double(second) : once.hit_rate;
+  r.policy = once.policy;
+  r.accesses = once.accesses;
+  return r;
+}
+
+// At a fractional capacity (the plan's slots per layer): linear between
+// the integer capacities around it (hit rate climbs steeply where the
+// working set meets the capacity, so rounding down would misstate it).
+absl::StatusOr<Rates> RatesAtFraction(const trace::Trace& t, const trace::Trace& doubled,
+                                      double capacity, const std::string& policy) {
+  const double c = std::max(1.0, capacity);
+  const int lo = static_cast<int>(std::floor(c));
+  MOESTREAM_ASSIGN_OR_RETURN(Rates a, RatesAt(t, doubled, lo, policy));
+  const double f = c - lo;
+  if (f <= 0) return a;
+  MOESTREAM_ASSIGN_OR_RETURN(Rates b, RatesAt(t, doubled, lo + 1, policy));
+  a.cold += f * (b.cold - a.cold);
+  a.warm += f * (b.warm - a.warm);
+  a.min += f * (b.min - a.min);
+  return a;
 }
 
 std::string Describe(const std::string& path, const trace::TraceShape& s, int model_k) {
@@ -146,20 +221,21 @@ absl::StatusOr<HitRateEstimate> EstimateHitRates(const HitRateModelShape& shape,
     const Candidate& c =
         *std::min_element(found.begin(), found.end(),
                           [&](const Candidate& a, const Candidate& b) { return rank(a) < rank(b); });
-    MOESTREAM_ASSIGN_OR_RETURN(trace::ReplayResult dev,
-                               ReplayAt(c.trace, device_slots_per_layer, o.policy));
+    const trace::Trace doubled = Doubled(c.trace);
+    MOESTREAM_ASSIGN_OR_RETURN(Rates dev,
+                               RatesAtFraction(c.trace, doubled, device_slots_per_layer, o.policy));
     e.kind = "trace";
-    e.source = absl::StrCat(Describe(c.path, c.trace.shape, shape.top_k), ", ", dev.policy,
-                            " replay of ", dev.accesses, " decode requests at ",
-                            std::max(1, static_cast<int>(std::floor(device_slots_per_layer))),
-                            " slots per layer");
-    e.device = dev.hit_rate;
-    e.device_high = std::max(dev.min_hit_rate, dev.hit_rate);
+    e.source = absl::StrFormat("%s, %s replay of %d decode requests at %.3g slots per layer",
+                               Describe(c.path, c.trace.shape, shape.top_k), dev.policy,
+                               dev.accesses, device_slots_per_layer);
+    e.device = dev.warm;
+    e.device_cold = dev.cold;
+    e.device_high = std::max(dev.min, dev.warm);
     if (ram >= shape.n_expert) {
       e.device_and_host = 1;
     } else {
-      MOESTREAM_ASSIGN_OR_RETURN(trace::ReplayResult both, ReplayAt(c.trace, ram, o.policy));
-      e.device_and_host = std::max(both.hit_rate, e.device);
+      MOESTREAM_ASSIGN_OR_RETURN(Rates both, RatesAtFraction(c.trace, doubled, ram, o.policy));
+      e.device_and_host = std::max(both.warm, e.device);
     }
     return e;
   }
@@ -172,6 +248,7 @@ absl::StatusOr<HitRateEstimate> EstimateHitRates(const HitRateModelShape& shape,
                         : absl::StrCat("no routing trace of a ", shape.n_expert,
                                        "-expert model", o.trace_dir.empty() ? " given" : " found"));
   e.device = dev.lru;
+  e.device_cold = dev.lru;
   e.device_high = std::max(dev.top_c, dev.lru);
   e.device_and_host =
       ram >= shape.n_expert

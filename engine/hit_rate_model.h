@@ -17,7 +17,7 @@
 // the nearest top-k. None: Zipf. `trace` = "zipf" forces the Zipf model.
 //
 // Replay conventions are replay.h's: decode cells only, each sequence from a
-// cold cache, one global pool of capacity x the trace's layers (the engine's
+// cold cache (and, for the warm figure, each sequence's decode played twice), one global pool of capacity x the trace's layers (the engine's
 // slots are one pool too), LRU unless `policy` says otherwise; a token's
 // top-k requested together. The capacity is the plan's slots per MoE layer,
 // rounded down (at least 1).
@@ -63,7 +63,10 @@ struct HitRateEstimate {
   std::string source;  // one line: file and shape of the trace, or the Zipf parameters
   // Device slots: the estimate, and the upper bound (MIN on the trace; a
   // static cache of the most popular experts under Zipf).
-  double device = 1, device_high = 1;
+  // `device` is the warm cache's: the trace's decode replayed twice in a
+  // row, the hit rate of the second pass (a long generation's steady
+  // state); `device_cold` the first pass's, from an empty cache.
+  double device = 1, device_high = 1, device_cold = 1;
   // Device slots plus the host RAM tier (host cache of the NVMe tier), as
   // one cache of both capacities; 1 when every expert is in RAM.
   double device_and_host = 1;
