@@ -8,12 +8,17 @@
 // --host-gbps, --link and --nvme-gbps (model/decode_predictor.h), from the
 // expert cache's hit rate at the plan's capacity (engine/hit_rate_model.h:
 // a routing trace replayed, or a Zipf model), with the assumptions printed.
-// Exit 0 when it fits; when it does not, one line on stderr says what is
+// With `--preset NAME [--type q4_k_m] [--scale F]` instead of -m, the model
+// is `moestream gen`'s preset, its header made on the spot (nothing to
+// download or keep). Exit 0 when it fits; when it does not, one line on stderr says what is
 // short and by how much, exit 1 (the plan is still printed on stdout, with
 // "fits": false in --json, and no prediction).
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,6 +32,7 @@
 #include "cli/engine_flags.h"
 #include "engine/cached_expert_provider.h"
 #include "engine/hit_rate_model.h"
+#include "gen/model_gen.h"
 #include "io/gguf.h"
 #include "kernels/backend.h"
 #include "model/decode_predictor.h"
@@ -50,12 +56,55 @@ std::string Rate(double x) {
   return absl::StrFormat("%.2f", x);
 }
 
+// A header-only GGUF of a gen preset in a temporary file, removed with this.
+class PresetHeader {
+ public:
+  ~PresetHeader() {
+    if (!path_.empty()) std::filesystem::remove(path_, ec_);
+  }
+  absl::Status Make(const std::string& preset, const std::string& type, double scale,
+                    bool scale_given) {
+    MOESTREAM_ASSIGN_OR_RETURN(gen::GenOptions o,
+                               gen::PresetOptions(preset, gen::PresetDefaultArch(preset)));
+    if (scale_given) MOESTREAM_RETURN_IF_ERROR(gen::ScaleOptions(scale, false, &o));
+    std::optional<GgmlType> t = ParseGgmlType(type);
+    if (std::optional<gen::QuantMix> mix = gen::ParseQuantMix(type)) {
+      o.mix = *mix;
+      t = gen::QuantMixBaseType(*mix);
+    }
+    if (!t.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat("--type: unknown type '", type, "' (expected ",
+                                                     GgmlTypeNames(gen::GenTypes()), " or q4_k_m)"));
+    }
+    o.type = *t;
+    o.header_only = true;
+    o.threads = 1;
+    MOESTREAM_RETURN_IF_ERROR(o.Validate());
+    std::string tmpl =
+        (std::filesystem::temp_directory_path(ec_) / "moestream-plan-XXXXXX").string();
+    const int fd = mkstemp(tmpl.data());
+    if (fd < 0) return absl::InternalError("plan --preset: cannot create a temporary file");
+    close(fd);
+    path_ = tmpl;
+    return gen::GenerateModel(o, path_);
+  }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+  std::error_code ec_;
+};
+
 class PlanCommand : public Command {
  public:
   void Register(CLI::App& app) override {
     app_ = &app;
     flags_.Register(app);
     app.add_flag("--json", json_, "print the plan as one JSON object");
+    app.add_option("--preset", preset_,
+                   "plan a `gen` preset instead of -m (its header, made on the spot)");
+    app.add_option("--type", type_, "with --preset: tensor types as gen --type (default q4_k_m)");
+    app.add_option("--scale", scale_, "with --preset: shrink it as gen --scale");
     app.add_option("--device-gbps", hw_.device_gbps,
                    "prediction: device memory bandwidth, GB/s (cuda backend)");
     app.add_option("--host-gbps", hw_.host_gbps,
@@ -77,7 +126,22 @@ class PlanCommand : public Command {
   }
 
   absl::Status Run() override {
-    if (flags_.model.empty()) return absl::InvalidArgumentError("--model (-m) is required");
+    PresetHeader header;
+    std::string name = flags_.model;
+    if (!preset_.empty()) {
+      if (!flags_.model.empty()) {
+        return absl::InvalidArgumentError("give -m MODEL or --preset NAME, not both");
+      }
+      MOESTREAM_RETURN_IF_ERROR(
+          header.Make(preset_, type_, scale_, app_->count("--scale") > 0));
+      flags_.model = header.path();
+      name = absl::StrCat("preset ", preset_, " (", type_, ")");
+    } else if (app_->count("--type") > 0 || app_->count("--scale") > 0) {
+      return absl::InvalidArgumentError("--type and --scale go with --preset");
+    }
+    if (flags_.model.empty()) {
+      return absl::InvalidArgumentError("--model (-m) or --preset is required");
+    }
     if (flags_.device_budget == 0) {
       return absl::InvalidArgumentError("--device-budget is required: the plan is for a budget");
     }
@@ -109,7 +173,7 @@ class PlanCommand : public Command {
                                engine::PlanOffloadUnchecked(f, oo, eo.n_batch));
     if (!plan.fits) {
       std::fputs((json_ ? plan.Json() + "\n" : plan.Text()).c_str(), stdout);
-      return absl::ResourceExhaustedError(flags_.model + ": " + plan.message);
+      return absl::ResourceExhaustedError(name + ": " + plan.message);
     }
 
     // The hardware.
@@ -161,7 +225,8 @@ class PlanCommand : public Command {
       hits.source = w.experts_tier == "mmap" ? "experts computed in place from the mapped file"
                                              : "every expert has a device slot: no misses";
     }
-    model::DecodeHitRates h{hits.device, hits.device_and_host};
+    model::DecodeHitRates h{hits.device, hits.device_and_host, hits.device_cold,
+                            hits.device_and_host_cold};
     MOESTREAM_ASSIGN_OR_RETURN(model::DecodePrediction p, model::PredictDecode(w, hw, h));
 
     if (json_) {
@@ -188,6 +253,7 @@ class PlanCommand : public Command {
       d["hit_rate_device_high"] = hits.device_high;
       d["hit_rate_device_cold"] = hits.device_cold;
       d["hit_rate_device_and_host"] = hits.device_and_host;
+      d["hit_rate_device_and_host_cold"] = hits.device_and_host_cold;
       d["backend"] = hw.backend;
       d["device_gbps"] = hw.backend == "cuda" ? hw.device_gbps : 0.0;
       d["host_gbps"] = hw.host_gbps;
@@ -220,9 +286,9 @@ class PlanCommand : public Command {
     } else {
       absl::StrAppendFormat(&s,
                             "  hit rate      device %.3f warm (%.3f from empty, at most %.3f), device + "
-                            "host RAM %.3f; source: %s\n",
+                            "host RAM %.3f warm (%.3f from empty); source: %s\n",
                             hits.device, hits.device_cold, hits.device_high,
-                            hits.device_and_host, hits.source);
+                            hits.device_and_host, hits.device_and_host_cold, hits.source);
     }
     absl::StrAppendFormat(
         &s,
@@ -253,6 +319,9 @@ class PlanCommand : public Command {
   EngineFlags flags_;
   bool json_ = false;
   model::DecodeHardware hw_;
+  std::string preset_;
+  std::string type_ = "q4_k_m";
+  double scale_ = 1;
   std::string efficiency_ = "0.55:0.85";
   double overhead_us_ = -1;
   std::string trace_;

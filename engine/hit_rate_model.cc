@@ -232,10 +232,11 @@ absl::StatusOr<HitRateEstimate> EstimateHitRates(const HitRateModelShape& shape,
     e.device_cold = dev.cold;
     e.device_high = std::max(dev.min, dev.warm);
     if (ram >= shape.n_expert) {
-      e.device_and_host = 1;
+      e.device_and_host = e.device_and_host_cold = 1;
     } else {
       MOESTREAM_ASSIGN_OR_RETURN(Rates both, RatesAtFraction(c.trace, doubled, ram, o.policy));
       e.device_and_host = std::max(both.warm, e.device);
+      e.device_and_host_cold = std::max(both.cold, e.device_cold);
     }
     return e;
   }
@@ -250,7 +251,7 @@ absl::StatusOr<HitRateEstimate> EstimateHitRates(const HitRateModelShape& shape,
   e.device = dev.lru;
   e.device_cold = dev.lru;
   e.device_high = std::max(dev.top_c, dev.lru);
-  e.device_and_host =
+  e.device_and_host = e.device_and_host_cold =
       ram >= shape.n_expert
           ? 1.0
           : std::max(e.device, ZipfLayerHitRates(shape.n_expert, shape.top_k, ram, o.zipf_s).lru);

@@ -70,6 +70,7 @@ struct HitRateEstimate {
   // Device slots plus the host RAM tier (host cache of the NVMe tier), as
   // one cache of both capacities; 1 when every expert is in RAM.
   double device_and_host = 1;
+  double device_and_host_cold = 1;  // from an empty cache
 };
 
 // `device_slots_per_layer` and `ram_slots_per_layer` count experts per MoE

@@ -149,7 +149,12 @@ absl::StatusOr<DecodePrediction> PredictDecode(const DecodeWorkload& w, const De
     return absl::InvalidArgumentError("decode prediction: a token reads no bytes");
   }
   p.tok_s = 1e3 / p.token_ms;
-  p.tok_s_low = 1e3 / Compute(w, hw, h, hw.efficiency_low).Serial();
+  DecodeHitRates cold = h;
+  if (h.device_cold >= 0) cold.device = std::min(h.device, h.device_cold);
+  if (h.device_and_host_cold >= 0) {
+    cold.device_and_host = std::min(h.device_and_host, h.device_and_host_cold);
+  }
+  p.tok_s_low = 1e3 / Compute(w, hw, cold, hw.efficiency_low).Serial();
   const Terms fast = Compute(w, hw, h, hw.efficiency_high);
   p.tok_s_high = 1e3 / (hw.backend == "cuda" ? fast.Overlapped() : fast.Serial());
   return p;

@@ -41,7 +41,8 @@
 //
 // Bandwidth is never fully used: the bounds `efficiency_low` and
 // `efficiency_high` (fractions of each nominal bandwidth) give the range;
-// the point estimate uses their mean.
+// the point estimate uses their mean. The slow end also takes the cold
+// cache's hit rates when they are given.
 #ifndef MOESTREAM_MODEL_DECODE_PREDICTOR_H_
 #define MOESTREAM_MODEL_DECODE_PREDICTOR_H_
 
@@ -106,6 +107,10 @@ absl::StatusOr<DecodeWorkload> DecodeWorkloadOf(const io::GgufFile& f, const Mem
 struct DecodeHitRates {
   double device = 1;           // found in a device slot
   double device_and_host = 1;  // in a device slot or in host RAM (host tier: 1)
+  // The same from an empty cache (a short generation, or a trace too short
+  // to show the steady state), for the slow end of the range; < 0 = as above.
+  double device_cold = -1;
+  double device_and_host_cold = -1;
 };
 
 struct DecodePrediction {
@@ -117,7 +122,7 @@ struct DecodePrediction {
   double overhead_ms = 0;  // per-layer fixed costs
   double token_ms = 0;     // their sum (the engine waits for each miss)
   double tok_s = 0;        // 1000 / token_ms
-  double tok_s_low = 0;    // at efficiency_low, serial
+  double tok_s_low = 0;    // at efficiency_low, serial, with the cold hit rates
   double tok_s_high = 0;   // at efficiency_high (GPU: transfers overlapped)
   // Bytes per token from each place (for the report).
   double link_bytes = 0;

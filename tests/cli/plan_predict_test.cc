@@ -108,6 +108,32 @@ TEST_F(PlanPredictTest, BadPredictionFlagsAreOneLineErrors) {
   }
 }
 
+TEST_F(PlanPredictTest, PresetPlansLikeItsHeader) {
+  const std::string flags = " --backend cuda --device-budget 24G --host-budget 64G --experts-on nvme "
+                            "--trace-dir " + SharedPath("data");
+  CommandResult g = RunCommand(MoestreamBin() + " gen --preset mixtral-8x7b --type q4_k_m " +
+                               "--header-only --quiet -o " + dir_->Path("m8x7b.gguf"));
+  ASSERT_EQ(g.exit_code, 0) << g.err;
+  nlohmann::json from_file = PlanJson("-m " + dir_->Path("m8x7b.gguf") + flags);
+  nlohmann::json from_preset = PlanJson("--preset mixtral-8x7b --type q4_k_m" + flags);
+  EXPECT_EQ(from_file["device_total_bytes"], from_preset["device_total_bytes"]);
+  EXPECT_EQ(from_file["expert_bytes"], from_preset["expert_bytes"]);
+  EXPECT_EQ(from_file["decode"]["tok_s"], from_preset["decode"]["tok_s"]);
+  EXPECT_EQ(from_preset["decode"]["hit_rate_source"], "trace");
+  // Q4_K_M is smaller than Q8_0 and larger than Q4_K.
+  nlohmann::json q8 = PlanJson("--preset mixtral-8x7b --type q8_0" + flags);
+  nlohmann::json q4 = PlanJson("--preset mixtral-8x7b --type q4_k" + flags);
+  EXPECT_LT(from_preset["expert_bytes"].get<double>(), q8["expert_bytes"].get<double>());
+  EXPECT_GT(from_preset["expert_bytes"].get<double>(), q4["expert_bytes"].get<double>());
+  for (const std::string& bad : {std::string("--preset mixtral-8x7b -m x.gguf"),
+                                 std::string("--preset nosuch"), std::string("--type q4_k_m"),
+                                 std::string("--preset tiny --type q3")}) {
+    CommandResult r = RunCommand(MoestreamBin() + " plan --device-budget 1G " + bad);
+    EXPECT_NE(r.exit_code, 0) << bad;
+    EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << bad << ": " << r.err;
+  }
+}
+
 TEST(ZipfHitRatesTest, KnownCases) {
   // Uniform popularity: an LRU of C of n experts hits C/n under Che.
   engine::ZipfHitRates u = engine::ZipfLayerHitRates(64, 8, 16, 0.0);

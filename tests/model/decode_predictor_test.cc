@@ -48,6 +48,14 @@ TEST(DecodePredictorTest, CpuHostTierMissesAreMemcpysAtHostBandwidth) {
   EXPECT_LT(p->tok_s, p->tok_s_high);
   const double copying_tok_s = p->tok_s;
 
+  // A cold cache's lower hit rate moves only the slow end: half the experts
+  // copied at 0.5 of 10 GB/s.
+  absl::StatusOr<DecodePrediction> with_cold = PredictDecode(w, hw, {0.75, 1.0, 0.5, 1.0});
+  ASSERT_TRUE(with_cold.ok());
+  EXPECT_DOUBLE_EQ(with_cold->tok_s, p->tok_s);
+  EXPECT_DOUBLE_EQ(with_cold->tok_s_high, p->tok_s_high);
+  EXPECT_NEAR(with_cold->tok_s_low, 1e3 / ((1e9 + 2e9 + 2 * 0.5 * 2e9) / 5e9 * 1e3 + 1.0), 1e-12);
+
   // Host compute of the misses: no copy, the missed quarter read at host speed.
   hw.host_compute_misses = true;
   p = PredictDecode(w, hw, {0.75, 1.0});
