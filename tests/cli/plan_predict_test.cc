@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
+#include "trace/trace.h"
 
 namespace moestream::cli {
 namespace {
@@ -132,6 +133,51 @@ TEST_F(PlanPredictTest, PresetPlansLikeItsHeader) {
     EXPECT_NE(r.exit_code, 0) << bad;
     EXPECT_EQ(std::count(r.err.begin(), r.err.end(), '\n'), 1) << bad << ": " << r.err;
   }
+}
+
+// A trace whose decode cycles through 4 of 8 experts, one per token: LRU
+// with 4 slots misses only the first 4 (warm: none), with 3 slots misses
+// every time; 3.5 slots lies halfway.
+TEST(TraceHitRatesTest, ColdWarmAndBetweenWholeSlotCounts) {
+  ScratchDir dir;
+  trace::Trace t;
+  t.shape.model = "cycle";
+  t.shape.n_layers = 1;
+  t.shape.n_experts = 8;
+  t.shape.top_k = 1;
+  t.shape.layer_ids = {0};
+  for (uint32_t step = 0; step < 40; ++step) {
+    trace::TraceCell c;
+    c.step = step;
+    c.pos = step;
+    c.phase = trace::Phase::kDecode;
+    const int32_t id = int32_t(step % 4);
+    t.AddCell(c, {&id, 1}, {});
+  }
+  const std::string path = dir.Path("cycle.mstrace");
+  ASSERT_TRUE(trace::WriteTrace(t, path).ok());
+  engine::HitRateOptions o;
+  o.trace = path;
+  auto at = [&](double slots) {
+    absl::StatusOr<engine::HitRateEstimate> e =
+        engine::EstimateHitRates({8, 1, "cycle"}, slots, slots, o);
+    EXPECT_TRUE(e.ok()) << e.status();
+    return e.value_or(engine::HitRateEstimate());
+  };
+  engine::HitRateEstimate four = at(4);
+  EXPECT_EQ(four.kind, "trace");
+  EXPECT_NEAR(four.device_cold, 36.0 / 40, 1e-12);
+  EXPECT_NEAR(four.device, 1.0, 1e-12);
+  engine::HitRateEstimate three = at(3);
+  EXPECT_NEAR(three.device_cold, 0.0, 1e-12);
+  EXPECT_NEAR(three.device, 0.0, 1e-12);
+  EXPECT_GT(three.device_high, 0.0);  // MIN does better than LRU on a cycle
+  engine::HitRateEstimate half = at(3.5);
+  EXPECT_NEAR(half.device, 0.5, 1e-12);
+  EXPECT_NEAR(half.device_cold, 0.45, 1e-12);
+  EXPECT_THAT(half.source, HasSubstr("3.5 slots per layer"));
+  // Every expert has a slot: no replay needed.
+  EXPECT_EQ(at(8).kind, "resident");
 }
 
 TEST(ZipfHitRatesTest, KnownCases) {
