@@ -222,8 +222,9 @@ class PlanCommand : public Command {
                                          dev, ram, ho));
     } else {
       hits.kind = "resident";
-      hits.source = w.experts_tier == "mmap" ? "experts computed in place from the mapped file"
-                                             : "every expert has a device slot: no misses";
+      hits.source = plan.experts_total == 0    ? "a dense model: no routed experts"
+                    : w.experts_tier == "mmap" ? "experts computed in place from the mapped file"
+                                               : "every expert has a device slot: no misses";
     }
     model::DecodeHitRates h{hits.device, hits.device_and_host, hits.device_cold,
                             hits.device_and_host_cold};
