@@ -166,17 +166,9 @@ class GenCommand : public Command {
     if (out_.empty()) return absl::InvalidArgumentError("-o/--output OUT is required");
     MOESTREAM_ASSIGN_OR_RETURN(GenOptions o,
                                ShapeFromFlags(p, preset_, arch_, scale_, scale_layers_));
-    std::optional<GgmlType> t = ParseGgmlType(type_);
-    if (std::optional<gen::QuantMix> mix = gen::ParseQuantMix(type_)) {
-      o.mix = *mix;
-      t = gen::QuantMixBaseType(*mix);
-    }
-    if (!t.has_value()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("--type: unknown type '", type_,
-                       "' (expected f32, f16, bf16, q8_0, q4_0, q4_k, q6_k or q4_k_m)"));
-    }
-    o.type = *t;
+    MOESTREAM_ASSIGN_OR_RETURN(gen::GenType t, gen::ParseGenType(type_));
+    o.type = t.type;
+    o.mix = t.mix;
     if (seed_ < 0) {
       return absl::InvalidArgumentError(absl::StrCat("--seed must be >= 0 (got ", seed_, ")"));
     }

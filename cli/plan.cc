@@ -18,7 +18,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
-#include <optional>
 #include <string>
 #include <vector>
 
@@ -67,16 +66,9 @@ class PresetHeader {
     MOESTREAM_ASSIGN_OR_RETURN(gen::GenOptions o,
                                gen::PresetOptions(preset, gen::PresetDefaultArch(preset)));
     if (scale_given) MOESTREAM_RETURN_IF_ERROR(gen::ScaleOptions(scale, false, &o));
-    std::optional<GgmlType> t = ParseGgmlType(type);
-    if (std::optional<gen::QuantMix> mix = gen::ParseQuantMix(type)) {
-      o.mix = *mix;
-      t = gen::QuantMixBaseType(*mix);
-    }
-    if (!t.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat("--type: unknown type '", type, "' (expected ",
-                                                     GgmlTypeNames(gen::GenTypes()), " or q4_k_m)"));
-    }
-    o.type = *t;
+    MOESTREAM_ASSIGN_OR_RETURN(gen::GenType t, gen::ParseGenType(type));
+    o.type = t.type;
+    o.mix = t.mix;
     o.header_only = true;
     o.threads = 1;
     MOESTREAM_RETURN_IF_ERROR(o.Validate());

@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "base/strings.h"
+#include "gen/model_gen.h"
 
 namespace moestream::gen {
 namespace {
@@ -51,6 +52,13 @@ uint32_t QuantMixFileType(QuantMix m) { return m == QuantMix::kQ4_K_M ? 15 : 0; 
 
 GgmlType QuantMixBaseType(QuantMix m) {
   return m == QuantMix::kQ4_K_M ? GgmlType::kQ4_K : GgmlType::kF32;
+}
+
+absl::StatusOr<GenType> ParseGenType(std::string_view name) {
+  if (std::optional<QuantMix> mix = ParseQuantMix(name)) return GenType{QuantMixBaseType(*mix), *mix};
+  if (std::optional<GgmlType> t = ParseGgmlType(name)) return GenType{*t, QuantMix::kNone};
+  return absl::InvalidArgumentError(absl::StrCat("--type: unknown type '", Av(name), "' (expected ",
+                                                 GgmlTypeNames(GenTypes()), ", or the mix q4_k_m)"));
 }
 
 bool MoreBits(int64_t i, int64_t n) {

@@ -59,6 +59,14 @@ uint32_t QuantMixFileType(QuantMix m);
 // The type a mix starts from (Q4_K for Q4_K_M).
 GgmlType QuantMixBaseType(QuantMix m);
 
+// A `gen --type` value: one type for every matrix, or a mix with its base
+// type. kInvalidArgument naming the value and listing the accepted ones.
+struct GenType {
+  GgmlType type = GgmlType::kF32;
+  QuantMix mix = QuantMix::kNone;
+};
+absl::StatusOr<GenType> ParseGenType(std::string_view name);
+
 // The model facts the rules depend on.
 struct MixModel {
   int64_t n_layer = 0;   // block_count
