@@ -152,7 +152,8 @@ class GenCommand : public Command {
     app.add_option("--rope-theta", rope_theta_,
                    "rope.freq_base; 0 = the architecture's (1e6 qwen3moe/mixtral, 1e4 llama)");
     app.add_option("--type", type_,
-                   "matrix type: f32 f16 bf16 q8_0 q4_0 q4_k q6_k (norms and routers stay f32)");
+                   "matrix type: f32 f16 bf16 q8_0 q4_0 q4_k q6_k, or q4_k_m (llama.cpp's per-tensor "
+                   "mix); norms and routers stay f32");
     app.add_option("--seed", seed_, "PRNG seed");
     app.add_option("--expert-layout", layout_,
                    "stacked (ffn_*_exps) | split (per-expert ffn_*.E, mixtral only)");
@@ -172,12 +173,9 @@ class GenCommand : public Command {
     if (out_.empty()) return absl::InvalidArgumentError("-o/--output OUT is required");
     MOESTREAM_ASSIGN_OR_RETURN(GenOptions o,
                                ShapeFromFlags(p, preset_, arch_, scale_, scale_layers_));
-    std::optional<GgmlType> t = ParseGgmlType(type_);
-    if (!t.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--type: unknown type '", type_, "' (expected f32, f16, bf16, q8_0, q4_0, q4_k or q6_k)"));
-    }
-    o.type = *t;
+    MOESTREAM_ASSIGN_OR_RETURN(gen::GenType t, gen::ParseGenType(type_));
+    o.type = t.type;
+    o.mix = t.mix;
     if (seed_ < 0) {
       return absl::InvalidArgumentError(absl::StrCat("--seed must be >= 0 (got ", seed_, ")"));
     }
@@ -233,7 +231,10 @@ class GenCommand : public Command {
         "wrote %s: %s %s, %lld layers, hidden %lld, %lld experts top-%lld, %.1f M params, %.1f "
         "MB in %.2f s (%.0f MB/s)\n",
         out_.c_str(), std::string(gen::GenArchName(o.arch)).c_str(),
-        std::string(GgmlTypeName(o.type)).c_str(), static_cast<long long>(o.layers),
+        std::string(o.mix != gen::QuantMix::kNone ? gen::QuantMixName(o.mix)
+                                                  : GgmlTypeName(o.type))
+            .c_str(),
+        static_cast<long long>(o.layers),
         static_cast<long long>(o.hidden),
         static_cast<long long>(o.arch == gen::GenArch::kLlama ? 0 : o.experts),
         static_cast<long long>(o.arch == gen::GenArch::kLlama ? 0 : o.top_k),

@@ -306,7 +306,8 @@ double GenOptions::RmsEps() const {
 
 std::string GenOptions::Name() const {
   if (!name.empty()) return name;
-  return absl::StrCat("synthetic-", Av(GenArchName(arch)), "-", Av(GgmlTypeName(type)));
+  return absl::StrCat("synthetic-", Av(GenArchName(arch)), "-",
+                      Av(mix != QuantMix::kNone ? QuantMixName(mix) : GgmlTypeName(type)));
 }
 
 absl::Status GenOptions::Validate() const {
@@ -547,7 +548,9 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   w->SetString("general.architecture", a);
   w->SetString("general.name", o.Name());
   // gpt-oss: 38 = MOSTLY_MXFP4_MOE (its experts are MXFP4 whatever --type).
-  w->SetUint32("general.file_type", oss ? 38 : FileTypeOf(o.type));
+  w->SetUint32("general.file_type", oss                      ? 38
+                                    : o.mix != QuantMix::kNone ? QuantMixFileType(o.mix)
+                                                               : FileTypeOf(o.type));
   if (IsQuantized(o.type) || oss) w->SetUint32("general.quantization_version", 2);
   w->SetUint32(a + ".context_length", u32(o.context));
   w->SetUint32(a + ".embedding_length", u32(h));
@@ -804,6 +807,17 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   add("output_norm.weight", f32, {h}, norm_gen("output_norm", h));
   add("output.weight", wt, {h, o.vocab}, matrix_gen("output", h));
 
+  if (o.mix != QuantMix::kNone) {  // the per-tensor types of the mix (quant_mix.h)
+    std::vector<MixTensor> table;
+    for (const TensorPlan& t : plans) table.push_back({t.name, t.ne, t.type});
+    MOESTREAM_ASSIGN_OR_RETURN(
+        std::vector<GgmlType> types,
+        MixTypes(o.mix, {o.layers, o.arch == GenArch::kLlama ? 0 : o.experts,
+                         o.arch == GenArch::kMixtral ? "llama" : std::string(GenArchName(o.arch)),
+                         o.heads, o.kv_heads},
+                 table));
+    for (size_t i = 0; i < plans.size(); ++i) plans[i].type = types[i];
+  }
   for (TensorPlan& t : plans) {
     uint64_t n = 1;
     for (int64_t d : t.ne) n *= uint64_t(d);

@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/ggml_type.h"
+#include "gen/quant_mix.h"
 #include "io/gguf.h"
 
 namespace moestream::gen {
@@ -98,6 +99,9 @@ struct GenOptions {
   // Storage type of the matrices (--type): one of GenTypes(). Norms and
   // routers stay F32. Default F32.
   GgmlType type = GgmlType::kF32;
+  // A per-tensor mix instead of one type (--type q4_k_m): `type` must then
+  // be QuantMixBaseType(mix); each matrix gets the mix's type (quant_mix.h).
+  QuantMix mix = QuantMix::kNone;
   // PRNG seed (--seed). Same seed and shapes -> same weights. Default 1.
   uint64_t seed = 1;
   // Expert tensor layout (--expert-layout); kSplit only for mixtral.
