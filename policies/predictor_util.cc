@@ -4,7 +4,8 @@
 
 namespace moestream::policies {
 
-void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out) {
+void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                bool absolute) {
   if (k <= 0) return;
   // Best first: higher score, then lower id (a strict total order, so the
   // answer does not depend on the selection method).
@@ -31,10 +32,10 @@ void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<Ex
       if (n == k) floor = scores[best[k - 1]];
     }
     if (n == 0) return;
-    const double top = scores[best[0]];
+    const double top = absolute ? 1.0 : scores[best[0]];
     for (int i = 0; i < n; ++i) {
       out->push_back(ExpertGuess{ExpertKey{uint16_t(layer), uint16_t(best[i])},
-                                 float(scores[best[i]] / top)});
+                                 float(std::min(1.0, scores[best[i]] / top))});
     }
     return;
   }
@@ -46,10 +47,10 @@ void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<Ex
   size_t n = std::min(ids.size(), size_t(k));
   std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), better);
   if (n == 0) return;
-  double top = scores[ids[0]];
+  double top = absolute ? 1.0 : scores[ids[0]];
   for (size_t i = 0; i < n; ++i) {
     out->push_back(ExpertGuess{ExpertKey{uint16_t(layer), uint16_t(ids[i])},
-                               float(scores[ids[i]] / top)});
+                               float(std::min(1.0, scores[ids[i]] / top))});
   }
 }
 

@@ -18,8 +18,10 @@ inline int TargetLayer(int layer, int ahead, int n_layers) {
 }
 
 // Appends the k experts of `layer` with the highest positive scores (ties by
-// lower expert id) to `out`, confidence = score / max score.
-void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out);
+// lower expert id) to `out`, confidence = score / max score, or the score
+// itself (clamped to [0, 1]) when `absolute` (scores that are probabilities).
+void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                bool absolute = false);
 
 // Number of guesses per layer: the `k` option if set (> 0), else top_k.
 inline int GuessCount(int k_option, int top_k) { return k_option > 0 ? k_option : top_k; }
