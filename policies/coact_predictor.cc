@@ -18,6 +18,7 @@
 // for every layer). With no history, the guess is p0's top k.
 //
 // Memory: 2 * n_layers * n_experts^2 floats (48 * 128 * 128 * 8 B = 6 MiB).
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -76,27 +77,20 @@ class CoactPredictor final : public PrefetchPredictor {
     for (int d = 1; d <= ctx.lookahead; ++d) {
       int to = TargetLayer(from, 1, n_layers_);
       const uint64_t token = ctx.token + uint64_t(ctx.layer + d >= n_layers_ ? 1 : 0);
-      scores_.assign(n_experts_, 0.0);
-      double* __restrict sc = scores_.data();
-      double weight = 0;  // sum of the conditioning weights
-      double prior = 0;   // coefficient of p0 in the sum
-      for (const Input& in : input_) {
-        Accumulate(from, in.expert, in.weight, across_, across_rows_, sc, &weight, &prior);
-      }
+      // Each source's estimate: the average of its rows' P(b | x).
+      const bool across = Estimate(from, to, input_, across_, across_rows_, &scores_);
+      bool along = false;
       if (temporal_ && last_token_[to] + 1 == token) {
-        for (int32_t c : last_[to]) Accumulate(to, c, 1.0f, along_, along_rows_, sc, &weight, &prior);
+        along_input_.clear();
+        for (int32_t c : last_[to]) along_input_.push_back({c, 1.0f});
+        along = Estimate(to, to, along_input_, along_, along_rows_, &along_scores_);
       }
-      // p0 of the target layer: the prior of every row, and the whole guess
-      // when no conditioning expert has a row yet.
-      const double n = tokens_[to];
-      if (n > 0) {
-        const float* __restrict f = &freq_[size_t(to) * n_experts_];
-        const double c = (weight > 0 ? prior : 1.0) / n;
-        for (int b = 0; b < n_experts_; ++b) sc[b] += c * f[b];
-      }
-      if (weight > 0) {
-        const double inv = 1.0 / weight;
-        for (int b = 0; b < n_experts_; ++b) sc[b] *= inv;
+      if (!across && !along) {
+        Marginal(to, &scores_);
+      } else if (!across) {
+        scores_.swap(along_scores_);
+      } else if (along) {
+        Combine(to, ctx.top_k);
       }
       size_t before = out->size();
       AppendTopK(scores_, to, k, out, /*absolute=*/true);
@@ -127,19 +121,71 @@ class CoactPredictor final : public PrefetchPredictor {
     }
   }
 
-  // Adds weight * P(. | x) of one row, without its prior share (collected in
-  // *prior, added once with p0).
-  void Accumulate(int layer, int32_t x, float w, const std::vector<float>& matrix,
-                  const std::vector<float>& rows, double* __restrict sc, double* weight,
-                  double* prior) const {
-    if (!Valid(x) || !(w > 0)) return;
-    const float n = rows[size_t(layer) * n_experts_ + x];
+  // p0 of `layer`: the share of its observed tokens that routed each expert.
+  void Marginal(int layer, std::vector<float>* out) const {
+    out->assign(n_experts_, 0.0f);
+    const double n = tokens_[layer];
     if (n <= 0) return;
-    const float* __restrict row = &matrix[(size_t(layer) * n_experts_ + x) * n_experts_];
-    const double s = double(w) / (double(n) + 1.0);
-    for (int b = 0; b < n_experts_; ++b) sc[b] += s * row[b];
-    *prior += s;
-    *weight += w;
+    AddScaledRow(out->data(), &freq_[size_t(layer) * n_experts_], float(1.0 / n), n_experts_);
+  }
+
+  // The weighted average over the inputs x (experts of `layer`, rows of
+  // `matrix`) of P(b | x) for the experts b of `target`; false when no input
+  // has a row yet.
+  bool Estimate(int layer, int target, const std::vector<Input>& inputs,
+                const std::vector<float>& matrix, const std::vector<float>& rows,
+                std::vector<float>* out) const {
+    out->assign(n_experts_, 0.0f);
+    float* sc = out->data();
+    double weight = 0;  // sum of the input weights
+    double prior = 0;   // coefficient of p0 in the sum
+    for (const Input& in : inputs) {
+      if (!Valid(in.expert) || !(in.weight > 0)) continue;
+      const float n = rows[size_t(layer) * n_experts_ + in.expert];
+      if (n <= 0) continue;
+      weight += in.weight;
+    }
+    if (weight <= 0) return false;
+    // Scaled by 1 / weight as the rows are added.
+    for (const Input& in : inputs) {
+      if (!Valid(in.expert) || !(in.weight > 0)) continue;
+      const float n = rows[size_t(layer) * n_experts_ + in.expert];
+      if (n <= 0) continue;
+      const double s = double(in.weight) / (double(n) + 1.0) / weight;
+      AddScaledRow(sc, &matrix[(size_t(layer) * n_experts_ + in.expert) * n_experts_], float(s),
+                   n_experts_);
+      prior += s;
+    }
+    const double tokens = tokens_[target];
+    if (tokens > 0) {
+      AddScaledRow(sc, &freq_[size_t(target) * n_experts_], float(prior / tokens), n_experts_);
+    }
+    return true;
+  }
+
+  // The two sources together as independent evidence (naive Bayes):
+  // P(b | A, C) ~ P(b | A) P(b | C) / p0(b), scaled so that the estimates
+  // sum to the experts routed per token (top_k), each at most 1.
+  void Combine(int layer, int top_k) {
+    const float sum = CombineRows(scores_.data(), along_scores_.data(),
+                                  &freq_[size_t(layer) * n_experts_], 1.0f / float(n_experts_),
+                                  n_experts_);
+    if (!(sum > 0)) return;
+    const float scale = float(std::max(1, top_k)) / sum;
+    for (float& v : scores_) v = std::min(1.0f, v * scale);
+  }
+  // a[b] = a[b] * c[b] / p0(b), p0 = freq with 1/n_experts added (so an
+  // unseen expert is not 0; the common denominator drops out in the scaling);
+  // returns the sum.
+  MOESTREAM_VECTOR_CLONES
+  static float CombineRows(float* __restrict a, const float* __restrict c,
+                           const float* __restrict freq, float floor, int n) {
+    float sum = 0;
+    for (int b = 0; b < n; ++b) {
+      a[b] = a[b] * c[b] / (freq[b] + floor);
+      sum += a[b];
+    }
+    return sum;
   }
 
   int n_layers_;
@@ -154,8 +200,8 @@ class CoactPredictor final : public PrefetchPredictor {
   std::vector<double> tokens_;      // [layer]: tokens observed
   std::vector<std::vector<int32_t>> last_;  // last set seen per layer
   std::vector<uint64_t> last_token_;        // its token
-  std::vector<double> scores_;
-  std::vector<Input> input_;
+  std::vector<float> scores_, along_scores_;
+  std::vector<Input> input_, along_input_;
 };
 
 }  // namespace

@@ -4,8 +4,11 @@
 
 namespace moestream::policies {
 
-void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out,
-                bool absolute) {
+namespace {
+
+template <typename T>
+void AppendTopKOf(std::span<const T> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                  bool absolute) {
   if (k <= 0) return;
   // Best first: higher score, then lower id (a strict total order, so the
   // answer does not depend on the selection method).
@@ -20,7 +23,7 @@ void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<Ex
     // best only by a strictly higher score.
     int best[kSmall];
     int n = 0;
-    double floor = 0;  // score to beat: 0 until k are held, then the k-th best
+    T floor = 0;  // score to beat: 0 until k are held, then the k-th best
     for (int e = 0; e < int(scores.size()); ++e) {
       if (!(scores[e] > floor)) continue;
       int i = n < k ? n++ : n - 1;
@@ -52,6 +55,23 @@ void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<Ex
     out->push_back(ExpertGuess{ExpertKey{uint16_t(layer), uint16_t(ids[i])},
                                float(std::min(1.0, scores[ids[i]] / top))});
   }
+}
+
+}  // namespace
+
+void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                bool absolute) {
+  AppendTopKOf(scores, layer, k, out, absolute);
+}
+
+void AppendTopK(std::span<const float> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                bool absolute) {
+  AppendTopKOf(scores, layer, k, out, absolute);
+}
+
+MOESTREAM_VECTOR_CLONES
+void AddScaledRow(float* __restrict acc, const float* __restrict row, float s, int n) {
+  for (int i = 0; i < n; ++i) acc[i] += s * row[i];
 }
 
 }  // namespace moestream::policies
