@@ -5,14 +5,17 @@
 // the missed key is among the layer's last G victims (its ghost list) —
 // takes one slot of quota from the layer whose slots have done least lately
 // (the fewest ghost hits, then the largest quota, then the lowest layer) if
-// that layer has fewer ghost hits, never below one routed step (env.top_k). Victims: while the
-// inserting layer holds fewer keys than its quota, the least recently used
-// evictable key of a layer over its quota (the most over first); otherwise
-// the inserting layer's own least recently used key; when none of those is
-// evictable, the least recently used evictable key anywhere.
+// that layer has fewer ghost hits, never below one routed step (env.top_k).
+// Victims: while the inserting layer holds fewer keys than its quota, the
+// first evictable key of a layer over its quota (the most over first);
+// otherwise the inserting layer's own first key; when none of those is
+// evictable, the first evictable key anywhere. "First" within a layer is
+// the least frequently used (demand uses since the run began, kept after
+// eviction: the signal that serves the shared traces best), ties by least
+// recently used.
 //
 // Only a global pool (VictimQuery::layer < 0) lets the policy move slots;
-// with per-layer pools the cache fixes each layer's size and this is LRU.
+// with per-layer pools the cache fixes each layer's size and this is LFU.
 //
 // Options:
 //   ghost  [1, 4096], default 0 = env.top_k (or 1): ghost-list length per layer.
@@ -71,7 +74,10 @@ class ShiftPolicy final : public ScoredPolicy {
  protected:
   Score Rescore(ExpertKey k, const AccessContext& ctx, bool insert) override {
     if (insert && !ctx.prefetch) Miss(k);
-    return {0, ctx.tick};
+    const uint32_t i = index_.Of(k);
+    if (i >= uses_.size()) uses_.resize(index_.SizeFor(k), 0);
+    if (!ctx.prefetch) ++uses_[i];
+    return {double(uses_[i]), ctx.tick};
   }
   void Erased(ExpertKey k) override {
     Layers(k.layer + 1);
@@ -130,6 +136,7 @@ class ShiftPolicy final : public ScoredPolicy {
   std::vector<double> quota_;                 // per layer, sums to capacity_
   std::vector<std::deque<uint16_t>> ghosts_;  // per layer: last victims
   std::vector<double> ghost_hits_;            // per layer, decayed
+  std::vector<uint32_t> uses_;                // by key index: demand uses, kept after eviction
 };
 
 }  // namespace
