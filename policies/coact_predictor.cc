@@ -17,7 +17,7 @@
 // the probability that b is routed (so a threshold `conf=` means the same
 // for every layer). With no history, the guess is p0's top k.
 //
-// Memory: 2 * n_layers * n_experts^2 floats (48 * 128 * 128 * 8 B = 6 MiB).
+// Memory: 2 * n_layers * n_experts^2 16-bit counts (48 * 128 * 128 * 4 B = 3 MiB).
 #include <algorithm>
 #include <memory>
 #include <vector>
@@ -36,9 +36,9 @@ class CoactPredictor final : public PrefetchPredictor {
         n_experts_(env.n_experts),
         k_(k),
         temporal_(temporal),
-        across_(size_t(env.n_layers) * env.n_experts * env.n_experts, 0.0f),
+        across_(size_t(env.n_layers) * env.n_experts * env.n_experts, 0),
         across_rows_(size_t(env.n_layers) * env.n_experts, 0.0f),
-        along_(temporal ? size_t(env.n_layers) * env.n_experts * env.n_experts : 0, 0.0f),
+        along_(temporal ? size_t(env.n_layers) * env.n_experts * env.n_experts : 0, 0),
         along_rows_(temporal ? size_t(env.n_layers) * env.n_experts : 0, 0.0f),
         freq_(size_t(env.n_layers) * env.n_experts, 0.0f),
         tokens_(size_t(env.n_layers), 0.0),
@@ -109,14 +109,25 @@ class CoactPredictor final : public PrefetchPredictor {
   };
   bool Valid(int32_t e) const { return e >= 0 && e < n_experts_; }
 
+  // Counts are 16-bit (half the memory a predictor streams per guess); a
+  // row about to overflow is halved with its row count, which keeps its
+  // conditional probabilities.
   void Count(int layer, const std::vector<int32_t>& from, std::span<const int32_t> to,
-             std::vector<float>* matrix, std::vector<float>* rows) {
-    float* m = &(*matrix)[size_t(layer) * n_experts_ * n_experts_];
+             std::vector<uint16_t>* matrix, std::vector<float>* rows) {
+    uint16_t* m = &(*matrix)[size_t(layer) * n_experts_ * n_experts_];
     for (int32_t a : from) {
       if (!Valid(a)) continue;
-      (*rows)[size_t(layer) * n_experts_ + a] += 1.0f;
+      float& n = (*rows)[size_t(layer) * n_experts_ + a];
+      uint16_t* row = m + size_t(a) * n_experts_;
       for (int32_t b : to) {
-        if (Valid(b)) m[size_t(a) * n_experts_ + b] += 1.0f;
+        if (Valid(b) && row[b] == 0xffff) {
+          for (int i = 0; i < n_experts_; ++i) row[i] >>= 1;
+          n *= 0.5f;
+        }
+      }
+      n += 1.0f;
+      for (int32_t b : to) {
+        if (Valid(b)) ++row[b];
       }
     }
   }
@@ -133,7 +144,7 @@ class CoactPredictor final : public PrefetchPredictor {
   // `matrix`) of P(b | x) for the experts b of `target`; false when no input
   // has a row yet.
   bool Estimate(int layer, int target, const std::vector<Input>& inputs,
-                const std::vector<float>& matrix, const std::vector<float>& rows,
+                const std::vector<uint16_t>& matrix, const std::vector<float>& rows,
                 std::vector<float>* out) const {
     out->assign(n_experts_, 0.0f);
     float* sc = out->data();
@@ -152,8 +163,8 @@ class CoactPredictor final : public PrefetchPredictor {
       const float n = rows[size_t(layer) * n_experts_ + in.expert];
       if (n <= 0) continue;
       const double s = double(in.weight) / (double(n) + 1.0) / weight;
-      AddScaledRow(sc, &matrix[(size_t(layer) * n_experts_ + in.expert) * n_experts_], float(s),
-                   n_experts_);
+      AddScaledCounts(sc, &matrix[(size_t(layer) * n_experts_ + in.expert) * n_experts_],
+                      float(s), n_experts_);
       prior += s;
     }
     const double tokens = tokens_[target];
@@ -192,9 +203,9 @@ class CoactPredictor final : public PrefetchPredictor {
   int n_experts_;
   int k_;
   bool temporal_;
-  std::vector<float> across_;       // [layer][a][b]: a in layer, b in the next layer
+  std::vector<uint16_t> across_;    // [layer][a][b]: a in layer, b in the next layer
   std::vector<float> across_rows_;  // [layer][a]: rows counted
-  std::vector<float> along_;        // [layer][c][b]: c at the previous token, b now
+  std::vector<uint16_t> along_;     // [layer][c][b]: c at the previous token, b now
   std::vector<float> along_rows_;   // [layer][c]
   std::vector<float> freq_;         // [layer][expert]: tokens that routed it
   std::vector<double> tokens_;      // [layer]: tokens observed

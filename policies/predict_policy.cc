@@ -1,27 +1,34 @@
 // predict[:horizon=H]: evict the resident expert least likely to be routed
-// again before it would leave the cache anyway — MIN's question (whose next
-// use is farthest?) answered with a prediction instead of the trace.
+// again soon — MIN's question (whose next use is farthest?) answered with a
+// prediction instead of the trace.
 //
 // The prediction is a reuse model learned online from the access stream.
-// Time is counted per layer in visits (steps of that layer: one per decoded
-// token). Each time an expert is routed again we record the event (f, g):
-// its earlier use count, bucketed f = floor(log2(uses)), and the gap g in
-// visits since its last use. From these events, for an expert idle for g
-// visits with bucket f,
+// Time is counted per layer in visits (the layer's demand accesses over
+// top_k: one visit per decoded token). Each time an expert is routed again
+// we record the event (f, g): its use rate so far (uses per visit of its
+// layer, in half-octave buckets f) and the gap g in visits since its last
+// use. From these events, for an expert idle for g visits in bucket f,
 //   P(reuse within H more visits) = events(f, g < g' <= g + H) / events(f, g' > g),
 // shrunk towards the same ratio over all buckets where bucket f has few
-// events. H is how long an expert typically stays resident, the layer's
-// slots divided by the experts routed per visit (env.capacity / n_layers /
-// top_k), unless given. Candidates are ranked by that probability; ties (and
-// the cold start, before any reuse has been seen) by recency, then by use
-// count, then by key. Prefetched experts not yet routed count as uses = 0.
+// events (the weight of 4 events). H is how long an expert typically stays
+// resident, the layer's slots over the experts routed per visit
+// (env.capacity / n_layers / top_k, at least 1), unless given: a reuse
+// later than that is one the cache would likely have lost anyway. (A
+// horizon of 1 does better on some traces, but cannot see a loop longer
+// than the cache, which MIN and this model with its residency horizon
+// serve.) Candidates are ranked by that
+// probability; ties (and the cold start, before any reuse has been seen)
+// by use count, then recency, then key — so with no reuse learned yet it is
+// LFU. Prefetched experts not yet routed rank first to stay (p = 1 until
+// used: a prefetch is a guess that they are about to be).
 //
-// It is the next-visits predictor of the layer's own experts; what the
-// prefetch predictors guess for the next layers reaches the cache as
-// prefetches, which never evict what the next layer is predicted to use.
+// The learned model stands in for the future MIN reads: a policy sees only
+// its access stream (PolicyEnv carries no predictor), so the reuse
+// predictor is built from that stream; what the prefetch predictors guess
+// for the next layers reaches the cache as prefetches.
 //
 // Options:
-//   horizon  visits, 0 (default) = env.capacity / n_layers / top_k, at least 1.
+//   horizon  visits, 0 (default) = env.capacity / n_layers / top_k.
 // Cost: O(1) per access (amortised table rebuilds, O(buckets) each when the
 // event count has grown by an eighth); PickVictim scans the scope's resident
 // keys (a layer's pool, or every layer for a global pool).
@@ -46,9 +53,8 @@ class PredictPolicy final : public EvictionPolicy {
   PredictPolicy(const PolicyEnv& env, int horizon_option)
       : index_(env), horizon_option_(horizon_option) {
     top_k_ = uint64_t(std::max(1, env.top_k));
-    int per_layer = env.n_layers > 0 && env.capacity > 0 ? env.capacity / env.n_layers : 0;
-    horizon_ = horizon_option > 0 ? horizon_option
-                                  : std::max(1, env.top_k > 0 ? per_layer / env.top_k : 1);
+    const int per_layer = env.n_layers > 0 && env.capacity > 0 ? env.capacity / env.n_layers : 0;
+    horizon_ = horizon_option > 0 ? horizon_option : std::max(1, per_layer / int(top_k_));
     events_.assign(size_t(kFreqs + 1) * kGaps, 0.0);
     prob_.assign(size_t(kFreqs + 1) * kGaps, 0.0);
   }

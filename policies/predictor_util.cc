@@ -74,4 +74,9 @@ void AddScaledRow(float* __restrict acc, const float* __restrict row, float s, i
   for (int i = 0; i < n; ++i) acc[i] += s * row[i];
 }
 
+MOESTREAM_VECTOR_CLONES
+void AddScaledCounts(float* __restrict acc, const uint16_t* __restrict row, float s, int n) {
+  for (int i = 0; i < n; ++i) acc[i] += s * float(row[i]);
+}
+
 }  // namespace moestream::policies

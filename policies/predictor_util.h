@@ -35,6 +35,7 @@ void AppendTopK(std::span<const float> scores, int layer, int k, std::vector<Exp
 
 // acc[i] += s * row[i] for i < n.
 void AddScaledRow(float* __restrict acc, const float* __restrict row, float s, int n);
+void AddScaledCounts(float* __restrict acc, const uint16_t* __restrict row, float s, int n);
 
 
 // Number of guesses per layer: the `k` option if set (> 0), else top_k.
