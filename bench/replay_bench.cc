@@ -155,6 +155,8 @@ BENCHMARK_CAPTURE(BM_Replay, min_per_layer, "min", "none", true)->Unit(benchmark
 BENCHMARK_CAPTURE(BM_Replay, lru_coact, "lru", "coact", true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Replay, lru_coact_conf, "lru", "coact:conf=0.5", true)
     ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Replay, lru_coact_across, "lru", "coact:temporal=0", true)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Replay, lru_prev, "lru", "prev", true)->Unit(benchmark::kMillisecond);
 
 }  // namespace
