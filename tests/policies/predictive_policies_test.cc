@@ -5,6 +5,7 @@
 // suite's.
 #include <algorithm>
 #include <memory>
+#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -26,6 +27,7 @@ struct Outcome {
   uint64_t hits = 0;
   uint64_t accesses = 0;
   std::vector<size_t> resident_per_layer;
+  std::vector<uint32_t> victims;  // packed keys, in order
 };
 
 // Requests each step's experts together (they are protected from each
@@ -69,6 +71,7 @@ Outcome Simulate(const std::string& spec, const std::vector<Step>& steps, int n_
                           .current_layer = int(k.layer)});
         EXPECT_TRUE(v.has_value());
         if (!v) continue;
+        out.victims.push_back(v->packed());
         resident.erase(v->packed());
         p.OnErase(*v);
       }
@@ -115,6 +118,36 @@ TEST(PredictPolicy, KeepsFrequentExpertsThroughAScan) {
   // must not do worse than recency where recency is right.
   EXPECT_GE(predict.hits, lru.hits);
   EXPECT_GE(predict.hits, 190u);
+}
+
+TEST(PredictPolicy, AsksAPredictorAboutTheNextLayers) {
+  // Four layers, skewed experts, layer l+1's expert tied to layer l's; one
+  // global pool, so victims come from the layers about to run, which the
+  // predictor guesses. Its guesses must change decisions (else it is not
+  // asked) without costing hits.
+  std::mt19937 rng(5);
+  std::geometric_distribution<int> skew(0.3);
+  std::vector<Step> steps;
+  for (int t = 0; t < 400; ++t) {
+    int e = skew(rng) % 8;
+    for (uint16_t l = 0; l < 4; ++l) {
+      steps.push_back({l, {uint16_t(e)}});
+      e = (e * 3 + (rng() % 4 == 0 ? 1 : 0)) % 8;
+    }
+  }
+  Outcome alone = Simulate("predict", steps, 4, 8, 1, 2, /*per_layer=*/false);
+  Outcome asked = Simulate("predict:predictor=coact", steps, 4, 8, 1, 2, /*per_layer=*/false);
+  EXPECT_NE(asked.victims, alone.victims);
+  EXPECT_GE(double(asked.hits), 0.98 * double(alone.hits));
+  PolicyEnv env;
+  env.n_layers = 2;
+  env.n_experts = 8;
+  env.top_k = 1;
+  EXPECT_EQ(CreateEvictionPolicy("predict:predictor=coact,d=4", env).value()->name(),
+            "predict:predictor=coact,d=1");  // at most n_layers - 1 ahead
+  EXPECT_FALSE(CreateEvictionPolicy("predict:predictor=oracle", env).ok());
+  EXPECT_FALSE(CreateEvictionPolicy("predict:predictor=gate", env).ok());
+  EXPECT_FALSE(CreateEvictionPolicy("predict:predictor=psychic", env).ok());
 }
 
 TEST(TinyLfuPolicy, AdmissionKeepsFrequentExpertsThroughAScan) {
