@@ -5,6 +5,7 @@
 // values (README, "Policies on the shared traces") less 0.001; replay is
 // deterministic, so any drop past that is a real regression. MIN stays the
 // ceiling of each.
+#include <ostream>
 #include <string>
 
 #include "gtest/gtest.h"
@@ -24,6 +25,9 @@ struct Floors {
   // the capacity): precision, recall.
   double coact[2];
 };
+
+// Named by its trace in test listings.
+void PrintTo(const Floors& f, std::ostream* os) { *os << f.dir; }
 
 constexpr Floors kFloors[] = {
     {"data/qwen3-30b-a3b-route-trace",
