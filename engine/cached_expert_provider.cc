@@ -514,10 +514,15 @@ absl::Status CachedExpertProvider::PredictNext(int next, const float* x, int64_t
                    [&](ExpertKey a, ExpertKey b) {
                      return pred_count_[a.expert] > pred_count_[b.expert];
                    });
-  // Several tokens (a prefill, or sequences decoding together): only the k
-  // guesses most of them share. The whole union would flood a small cache
+  // Several tokens (a prefill, or sequences decoding together): the
+  // guesses most of them share, at most half a layer's share of the slots
+  // (and never fewer than k). The whole union would flood a small cache
   // with loads that evict each other before the layer runs.
-  if (n_tok > 1 && pending_prefetch_.size() > size_t(k)) pending_prefetch_.resize(size_t(k));
+  int64_t moe_layers = 0;
+  for (int64_t il = 0; il < c_.n_layer; ++il) moe_layers += c_.IsMoeLayer(il);
+  const size_t cap = size_t(std::max<int64_t>(
+      k, cache_ != nullptr ? cache_->total_slots() / std::max<int64_t>(1, 2 * moe_layers) : k));
+  if (n_tok > 1 && pending_prefetch_.size() > cap) pending_prefetch_.resize(cap);
   return absl::OkStatus();
 }
 
