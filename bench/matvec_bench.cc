@@ -183,6 +183,7 @@ void Register() {
   benchmark::RegisterBenchmark("BM_Attention", BM_Attention)
       ->Args({512, 1})
       ->Args({4096, 1})
+      ->Args({32768, 1})  // 128 MiB of F16 keys and values: past the caches
       ->Args({512, 64})
       ->ArgNames({"n_ctx", "n_tok"})
       ->UseRealTime()

@@ -5,7 +5,9 @@
 // sizes, on every ISA the CPU runs.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -320,6 +322,41 @@ TEST_P(OpsTest, AttentionMatchesReference) {
         }
       }
     }
+  }
+}
+
+// Query heads of one KV head are computed together (each key and value row
+// read once for the group); how many go together depends on the thread
+// count. Each head's arithmetic is its own, so every grouping gives the
+// same bits: 1 thread (whole groups) against 16 (one head per task).
+TEST_P(OpsTest, AttentionDoesNotDependOnHowHeadsAreGrouped) {
+  std::string skip;
+  auto one = testing::MakeIsaBackend(GetParam(), &skip, 1);
+  auto many = testing::MakeIsaBackend(GetParam(), &skip, 16);
+  if (!one || !many) GTEST_SKIP() << skip;
+  for (auto [n_tok, n_head, n_kv_head, pos0] :
+       {std::tuple<int64_t, int64_t, int64_t, int64_t>{1, 16, 4, 300}, {3, 8, 1, 40}, {2, 12, 3, 7}}) {
+    const int64_t d = 64, n_ctx = pos0 + n_tok, kv_n = n_ctx * n_kv_head * d;
+    const auto q = RandomVec(n_tok * n_head * d, 1), k = RandomVec(kv_n, 2), v = RandomVec(kv_n, 3);
+    const auto sinks = RandomVec(n_head, 4);
+    std::vector<float> out1(q.size()), out2(q.size());
+    AttentionArgs a;
+    a.q = q.data();
+    a.k_cache = k.data();
+    a.v_cache = v.data();
+    a.n_tok = n_tok;
+    a.n_head = n_head;
+    a.n_kv_head = n_kv_head;
+    a.head_dim = d;
+    a.pos0 = pos0;
+    a.scale = 0.125f;
+    a.sinks = sinks.data();
+    a.out = out1.data();
+    one->Attention(a);
+    a.out = out2.data();
+    many->Attention(a);
+    ASSERT_EQ(std::memcmp(out1.data(), out2.data(), out1.size() * sizeof(float)), 0)
+        << n_head << "/" << n_kv_head << " heads, " << n_tok << " tokens";
   }
 }
 
