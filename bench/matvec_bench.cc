@@ -166,7 +166,8 @@ void Register() {
       ->UseRealTime()
       ->Unit(benchmark::kMillisecond);
   const GgmlType types[] = {GgmlType::kQ4_K, GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ5_K,
-                            GgmlType::kQ6_K, GgmlType::kF16,  GgmlType::kBF16, GgmlType::kF32};
+                            GgmlType::kQ6_K, GgmlType::kMXFP4, GgmlType::kF16, GgmlType::kBF16,
+                            GgmlType::kF32};
   for (GgmlType t : types) {
     benchmark::RegisterBenchmark(("BM_Matvec/" + std::string(GgmlTypeName(t))).c_str(), BM_Matvec, t)
         ->Apply(Shapes);
@@ -182,6 +183,7 @@ void Register() {
   benchmark::RegisterBenchmark("BM_Attention", BM_Attention)
       ->Args({512, 1})
       ->Args({4096, 1})
+      ->Args({32768, 1})  // 128 MiB of F16 keys and values: past the caches
       ->Args({512, 64})
       ->ArgNames({"n_ctx", "n_tok"})
       ->UseRealTime()

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "policies/eviction_policy.h"
+#include "policies/prefetch_predictor.h"
 #include "trace/replay.h"
 #include "trace/trace.h"
 
@@ -115,12 +116,48 @@ void BM_PolicyOnly(benchmark::State& state, const char* policy) {
   state.SetItemsProcessed(int64_t(accesses));
 }
 
+// The predictor alone over the same stream: Observe and Predict per layer
+// step, no cache (its share of a replay with that predictor).
+void BM_PredictorOnly(benchmark::State& state, const char* predictor) {
+  const trace::Trace& t = SyntheticTrace();
+  uint64_t accesses = 0;
+  std::vector<policies::ExpertGuess> guesses;
+  std::vector<int32_t> ids;
+  for (auto _ : state) {
+    policies::PolicyEnv env;
+    env.n_layers = kLayers;
+    env.n_experts = kExperts;
+    env.top_k = kTopK;
+    auto p = policies::CreatePrefetchPredictor(predictor, env).value();
+    for (const auto& c : t.cells) {
+      ids.assign(t.Experts(c).begin(), t.Experts(c).end());
+      p->Observe({c.pos, c.layer, ids, {}});
+      policies::PredictContext ctx;
+      ctx.token = c.pos;
+      ctx.layer = c.layer;
+      ctx.top_k = kTopK;
+      ctx.experts = ids;
+      guesses.clear();
+      p->Predict(ctx, &guesses);
+      accesses += ids.size();
+    }
+    benchmark::DoNotOptimize(guesses.data());
+  }
+  state.SetItemsProcessed(int64_t(accesses));
+}
+
+BENCHMARK_CAPTURE(BM_PredictorOnly, coact, "coact")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_PolicyOnly, lru, "lru")->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Replay, lru_per_layer, "lru", "none", true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Replay, lru_global, "lru", "none", false)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Replay, lfu_per_layer, "lfu", "none", true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Replay, min_per_layer, "min", "none", true)->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Replay, lru_coact, "lru", "coact", true)->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Replay, lru_coact_conf, "lru", "coact:conf=0.5", true)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Replay, lru_coact_across, "lru", "coact:temporal=0", true)
+    ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Replay, lru_prev, "lru", "prev", true)->Unit(benchmark::kMillisecond);
 
 }  // namespace
 }  // namespace moestream

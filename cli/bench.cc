@@ -22,10 +22,12 @@
 // decode time per token outside the matrix products (attention, norms,
 // router, top-k, sampling, hand-offs).
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -36,6 +38,7 @@
 #include "engine/session.h"
 #include "kernels/cpu/memcpy_probe.h"
 #include "kernels/quant.h"
+#include "model/model_config.h"
 #include "nlohmann/json.hpp"
 
 namespace moestream::cli {
@@ -85,12 +88,107 @@ double Median(std::vector<double> v) {
   return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
 }
 
+// --sequences N: decode tok/s of N sequences stepped one after another
+// and together (Engine::StepSequences), medians over the repetitions; with
+// offloading, the expert loads and bytes moved per generated token of each.
+struct SequencesResult {
+  int64_t sequences = 0;
+  double alone_tok_s = 0, together_tok_s = 0;
+  double alone_loads_per_token = 0, together_loads_per_token = 0;
+  double alone_bytes_per_token = 0, together_bytes_per_token = 0;
+};
+
+int32_t Argmax(std::span<const float> v) {
+  return int32_t(std::max_element(v.begin(), v.end()) - v.begin());
+}
+
+absl::StatusOr<SequencesResult> BenchSequences(engine::LoadedModel& m,
+                                               engine::CachedExpertProvider* offload,
+                                               const EngineFlags& ef, int64_t n, int64_t n_prompt,
+                                               int64_t n_gen, int64_t reps) {
+  // The model's engine's memory goes to the first sequence's, which carries
+  // the batched steps (as the server's first slot).
+  m.engine.reset();
+  MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, ef.EngineOptions());
+  std::vector<std::unique_ptr<engine::Engine>> owned;
+  std::vector<engine::Engine*> seqs;
+  std::vector<std::vector<int32_t>> prompts;
+  for (int64_t i = 0; i < n; ++i) {
+    engine::EngineOptions o = eo;
+    if (i == 0) o.batch_sequences = n;
+    MOESTREAM_ASSIGN_OR_RETURN(
+        std::unique_ptr<engine::Engine> e,
+        engine::Engine::Create(*m.backend, m.config, *m.weights, m.provider.get(), o));
+    seqs.push_back(e.get());
+    owned.push_back(std::move(e));
+    std::mt19937 rng(uint32_t(4321 + i));
+    std::uniform_int_distribution<int32_t> pick(0, int32_t(m.config.n_vocab - 1));
+    std::vector<int32_t> p;
+    while (int64_t(p.size()) < n_prompt) {
+      const int32_t id = pick(rng);
+      if (!m.config.IsEog(id)) p.push_back(id);
+    }
+    prompts.push_back(std::move(p));
+  }
+  std::vector<int32_t> tokens(size_t(n), 0);
+  // One decode phase of n_gen steps; returns seconds, adds the offload window.
+  auto phase = [&](bool together, engine::OffloadStats* window) -> absl::StatusOr<double> {
+    for (int64_t i = 0; i < n; ++i) {
+      seqs[size_t(i)]->Reset();
+      MOESTREAM_RETURN_IF_ERROR(seqs[size_t(i)]->Process(prompts[size_t(i)], engine::LogitsMode::kLast));
+    }
+    const engine::OffloadStats before = offload ? offload->stats() : engine::OffloadStats{};
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int64_t step = 0; step < n_gen; ++step) {
+      for (int64_t i = 0; i < n; ++i) tokens[size_t(i)] = Argmax(seqs[size_t(i)]->last_logits());
+      if (together) {
+        MOESTREAM_RETURN_IF_ERROR(seqs.front()->StepSequences(seqs, tokens));
+      } else {
+        for (int64_t i = 0; i < n; ++i) {
+          MOESTREAM_RETURN_IF_ERROR(
+              seqs[size_t(i)]->Process({&tokens[size_t(i)], 1}, engine::LogitsMode::kLast));
+        }
+      }
+    }
+    const double secs =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    if (offload != nullptr) window->Add(offload->stats().Minus(before));
+    return secs;
+  };
+  std::vector<double> alone, together;
+  engine::OffloadStats w_alone, w_together;
+  for (int64_t r = 0; r < reps; ++r) {
+    MOESTREAM_ASSIGN_OR_RETURN(double a, phase(false, &w_alone));
+    MOESTREAM_ASSIGN_OR_RETURN(double t, phase(true, &w_together));
+    alone.push_back(a > 0 ? double(n * n_gen) / a : 0);
+    together.push_back(t > 0 ? double(n * n_gen) / t : 0);
+  }
+  SequencesResult out;
+  out.sequences = n;
+  out.alone_tok_s = Median(alone);
+  out.together_tok_s = Median(together);
+  const double tokens_total = double(n * n_gen * reps);
+  if (offload != nullptr && tokens_total > 0) {
+    auto moved = [](const engine::OffloadStats& w) {
+      uint64_t b = w.cache.link_bytes;
+      for (uint64_t t : w.cache.tier_bytes) b += t;
+      return double(b);
+    };
+    out.alone_loads_per_token = double(w_alone.cache.loads) / tokens_total;
+    out.together_loads_per_token = double(w_together.cache.loads) / tokens_total;
+    out.alone_bytes_per_token = moved(w_alone) / tokens_total;
+    out.together_bytes_per_token = moved(w_together) / tokens_total;
+  }
+  return out;
+}
+
 // The flags of `bench`, besides the engine's.
 struct BenchFlags {
   EngineFlags engine;
   int64_t n_prompt = 128;
   int64_t n_gen = 64;
   int64_t reps = 3;
+  int64_t sequences = 1;
   bool json = false;
 
   void Register(CLI::App& app) {
@@ -98,6 +196,9 @@ struct BenchFlags {
     app.add_option("--prompt", n_prompt, "prompt tokens prefilled as one batch");
     app.add_option("--gen", n_gen, "tokens decoded one at a time");
     app.add_option("--reps", reps, "repetitions; medians are reported");
+    app.add_option("--sequences", sequences,
+                   "then decode N sequences one after another and together (as the server's "
+                   "slots), and report both");
     app.add_flag("--json", json, "print the results as one JSON object on stdout");
   }
 };
@@ -111,12 +212,24 @@ absl::Status Bench(const BenchFlags& flags) {
   if (reps < 1 || reps > 1000) {
     return absl::InvalidArgumentError(absl::StrCat("--reps ", reps, " is out of range 1..1000"));
   }
+  if (flags.sequences < 1 || flags.sequences > 256) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--sequences ", flags.sequences, " is out of range 1..256"));
+  }
   if (ef.ctx == 0) ef.ctx = n_prompt + n_gen + 1;
+  if (flags.sequences > ef.batch) {
+    return absl::InvalidArgumentError(absl::StrCat("--sequences ", flags.sequences,
+                                                   " exceeds --batch ", ef.batch));
+  }
 
-  engine::LoadOptions lo;
-  lo.verbose = !json;
   engine::CachedExpertProvider* offload = nullptr;
-  MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m, LoadModel(ef, lo, &offload));
+  std::unique_ptr<engine::LoadedModel> m;
+  {
+    MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile header, io::GgufFile::Open(ef.model));
+    MOESTREAM_ASSIGN_OR_RETURN(model::ModelConfig config, model::ReadModelConfig(header));
+    MOESTREAM_ASSIGN_OR_RETURN(m, LoadModelForSequences(ef, config, int(flags.sequences),
+                                                        "--sequences", !json, &offload));
+  }
   engine::Engine& engine = *m->engine;
 
   // A fixed prompt of ids that are not end-of-generation tokens.
@@ -218,6 +331,11 @@ absl::Status Bench(const BenchFlags& flags) {
   const double memcpy_gbps = cpu && step_bytes > 0 ? kernels::cpu::MeasureMemcpyGbps(ef.threads, 4) : 0;
   const double overhead_ms =
       cpu && decode_tokens > 0 ? (decode_ms_total - decode_matmul_ns / 1e6) / double(decode_tokens) : 0;
+  std::optional<SequencesResult> seq;
+  if (flags.sequences > 1) {
+    MOESTREAM_ASSIGN_OR_RETURN(seq, BenchSequences(*m, offload, ef, flags.sequences, n_prompt,
+                                                   n_gen, reps));
+  }
   if (json) {
     nlohmann::ordered_json out;
     out["model"] = ef.model;
@@ -253,6 +371,21 @@ absl::Status Bench(const BenchFlags& flags) {
       report->AddJsonFields(out);
       out["overlap_efficiency_reps"] = overlap;
     }
+    if (seq) {
+      nlohmann::ordered_json j;
+      j["sequences"] = seq->sequences;
+      j["alone_decode_tok_s"] = seq->alone_tok_s;
+      j["together_decode_tok_s"] = seq->together_tok_s;
+      j["together_to_alone_ratio"] =
+          seq->alone_tok_s > 0 ? seq->together_tok_s / seq->alone_tok_s : 0.0;
+      if (report) {
+        j["alone_loads_per_token"] = seq->alone_loads_per_token;
+        j["together_loads_per_token"] = seq->together_loads_per_token;
+        j["alone_bytes_moved_per_token"] = seq->alone_bytes_per_token;
+        j["together_bytes_moved_per_token"] = seq->together_bytes_per_token;
+      }
+      out["sequences"] = j;
+    }
     std::puts(out.dump().c_str());
   } else {
     std::printf("%s\nprefill %lld tokens: %.1f tok/s (%.1f tok/cpu-s)   decode %lld tokens: "
@@ -269,6 +402,18 @@ absl::Status Bench(const BenchFlags& flags) {
                   overhead_ms);
     }
     if (report) std::printf("decode phases:\n%s", report->Text().c_str());
+    if (seq) {
+      std::printf("%lld sequences, decode tok/s of all together: %.1f one after another, %.1f "
+                  "stepped together (%.2fx)\n",
+                  static_cast<long long>(seq->sequences), seq->alone_tok_s, seq->together_tok_s,
+                  seq->alone_tok_s > 0 ? seq->together_tok_s / seq->alone_tok_s : 0.0);
+      if (report) {
+        std::printf("  per generated token: %.2f expert loads and %.1f MB moved one after another, "
+                    "%.2f and %.1f MB together\n",
+                    seq->alone_loads_per_token, seq->alone_bytes_per_token / 1e6,
+                    seq->together_loads_per_token, seq->together_bytes_per_token / 1e6);
+      }
+    }
   }
   return absl::OkStatus();
 }

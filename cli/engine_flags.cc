@@ -9,6 +9,7 @@
 #include "base/status_macros.h"
 #include "base/strings.h"
 #include "cli/command.h"
+#include "model/memory_planner.h"
 
 namespace moestream::cli {
 
@@ -177,6 +178,38 @@ absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadModel(
   }
   if (offload != nullptr) *offload = created;
   return m;
+}
+
+absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadModelForSequences(
+    const EngineFlags& f, const model::ModelConfig& config, int sequences, std::string_view flag,
+    bool verbose, engine::CachedExpertProvider** offload) {
+  engine::LoadOptions lo;
+  lo.verbose = verbose;
+  if (!f.offload() || sequences == 1 || f.device_budget == 0 || !config.is_moe()) {
+    return LoadModel(f, lo, offload);
+  }
+  MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, f.EngineOptions());
+  engine::EngineOptions first = eo;
+  first.batch_sequences = sequences;
+  const uint64_t one = model::TotalBytes(engine::Engine::PlanBuffers(config, eo));
+  const uint64_t extra = uint64_t(sequences - 1) * one +
+                         (model::TotalBytes(engine::Engine::PlanBuffers(config, first)) - one);
+  MOESTREAM_ASSIGN_OR_RETURN(engine::OffloadOptions oo, f.OffloadOptions());
+  if (extra >= oo.device_budget_bytes) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        Av(flag), " ", sequences, ": the other ", sequences - 1,
+        " sequences' KV caches and activations (", FormatBytes(extra),
+        ") leave nothing of --device-budget ", FormatBytes(oo.device_budget_bytes),
+        " for the model (lower ", Av(flag), " or --ctx)"));
+  }
+  oo.device_budget_bytes -= extra;
+  oo.verbose = verbose;
+  MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile gf, io::GgufFile::Open(f.model));
+  MOESTREAM_RETURN_IF_ERROR(engine::PlanOffload(gf, oo, eo.n_batch).status());
+  MOESTREAM_ASSIGN_OR_RETURN(kernels::BackendOptions bo, f.BackendOptions());
+  lo.upload_routed_experts = false;
+  lo.provider_factory = engine::CachedExpertProvider::Factory(std::move(oo), offload);
+  return engine::LoadModel(f.model, bo, eo, lo);
 }
 
 double OffloadReport::overlap_efficiency() const {

@@ -79,6 +79,16 @@ absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadModel(
     const EngineFlags& f, const engine::LoadOptions& o,
     engine::CachedExpertProvider** offload = nullptr);
 
+// LoadModel for `sequences` engines decoding together (the server's slots,
+// bench --sequences): with offloading and a device budget, the expert cache
+// is planned for what the budget keeps after the other engines' KV caches
+// and activations and the first engine's logits row per sequence (the
+// model's own engine is in the plan already). kResourceExhausted naming
+// `flag` when those leave nothing.
+absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadModelForSequences(
+    const EngineFlags& f, const model::ModelConfig& config, int sequences, std::string_view flag,
+    bool verbose, engine::CachedExpertProvider** offload);
+
 // What offloading did over a measured window (a run, or bench's decode
 // phase), as the run summary and the JSON of `run` and `bench` report it.
 //

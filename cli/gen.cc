@@ -1,4 +1,5 @@
-// `moestream gen`: writes a synthetic qwen3moe / mixtral / llama GGUF with
+// `moestream gen`: writes a synthetic qwen3moe / mixtral / llama / llama4 /
+// deepseek2 / gpt-oss GGUF with
 // seeded random weights (see gen/model_gen.h for the weight recipe).
 //
 //   moestream gen --arch qwen3moe --preset tiny -o m.gguf
@@ -100,6 +101,9 @@ absl::StatusOr<GenOptions> ShapeFromFlags(const CLI::App& p, const std::string& 
       MOESTREAM_RETURN_IF_ERROR(reject(f, "only llama4 and deepseek2 have it"));
     }
   }
+  if (a != gen::GenArch::kGptOss) {
+    MOESTREAM_RETURN_IF_ERROR(reject("sliding-window", "only gpt-oss has it"));
+  }
   if (a != gen::GenArch::kDeepseek2) {
     for (const char* f : {"q-lora-rank", "kv-lora-rank"}) {
       MOESTREAM_RETURN_IF_ERROR(reject(f, "only deepseek2 has latent attention"));
@@ -114,7 +118,7 @@ class GenCommand : public Command {
     app_ = &app;
     app.add_option("-o,--output", out_, "output GGUF path (written via a temporary + rename)");
     app.add_option("--arch", arch_,
-                   "qwen3moe | mixtral (arch 'llama' with experts) | llama (dense) | llama4 | deepseek2; empty = the "
+                   "qwen3moe | mixtral (arch 'llama' with experts) | llama (dense) | llama4 | deepseek2 | gpt-oss; empty = the "
                    "preset's (qwen3moe for tiny/small)");
     app.add_option("--preset", preset_,
                    "shape preset: " + absl::StrJoin(gen::PresetNames(), ", "));
@@ -139,13 +143,17 @@ class GenCommand : public Command {
                    "llama4/deepseek2: shared experts per MoE layer (each --expert-ffn wide)");
     app.add_option("--q-lora-rank", q_lora_rank_, "deepseek2: q LoRA rank (0 = a plain q)");
     app.add_option("--kv-lora-rank", kv_lora_rank_, "deepseek2: the cached latent's width");
+    app.add_option("--sliding-window", sliding_window_,
+                   "gpt-oss: the window of its sliding-window layers (its experts are always "
+                   "mxfp4)");
     app.add_option("--ffn", ffn_, "dense FFN width (llama; qwen3moe's feed_forward_length)");
     app.add_option("--vocab", vocab_, "vocabulary size (rows of token_embd and output)");
     app.add_option("--context", context_, "context_length in tokens");
     app.add_option("--rope-theta", rope_theta_,
                    "rope.freq_base; 0 = the architecture's (1e6 qwen3moe/mixtral, 1e4 llama)");
     app.add_option("--type", type_,
-                   "matrix type: f32 f16 bf16 q8_0 q4_0 q4_k q6_k (norms and routers stay f32)");
+                   "matrix type: f32 f16 bf16 q8_0 q4_0 q4_k q6_k, or q4_k_m (llama.cpp's per-tensor "
+                   "mix); norms and routers stay f32");
     app.add_option("--seed", seed_, "PRNG seed");
     app.add_option("--expert-layout", layout_,
                    "stacked (ffn_*_exps) | split (per-expert ffn_*.E, mixtral only)");
@@ -165,12 +173,9 @@ class GenCommand : public Command {
     if (out_.empty()) return absl::InvalidArgumentError("-o/--output OUT is required");
     MOESTREAM_ASSIGN_OR_RETURN(GenOptions o,
                                ShapeFromFlags(p, preset_, arch_, scale_, scale_layers_));
-    std::optional<GgmlType> t = ParseGgmlType(type_);
-    if (!t.has_value()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--type: unknown type '", type_, "' (expected f32, f16, bf16, q8_0, q4_0, q4_k or q6_k)"));
-    }
-    o.type = *t;
+    MOESTREAM_ASSIGN_OR_RETURN(gen::GenType t, gen::ParseGenType(type_));
+    o.type = t.type;
+    o.mix = t.mix;
     if (seed_ < 0) {
       return absl::InvalidArgumentError(absl::StrCat("--seed must be >= 0 (got ", seed_, ")"));
     }
@@ -205,6 +210,7 @@ class GenCommand : public Command {
     over("shared-experts", shared_experts_, &o.shared_experts);
     over("q-lora-rank", q_lora_rank_, &o.q_lora_rank);
     over("kv-lora-rank", kv_lora_rank_, &o.kv_lora_rank);
+    over("sliding-window", sliding_window_, &o.sliding_window);
     if (given("rope-theta")) {
       if (!(rope_theta_ > 0)) {
         return absl::InvalidArgumentError(
@@ -225,7 +231,10 @@ class GenCommand : public Command {
         "wrote %s: %s %s, %lld layers, hidden %lld, %lld experts top-%lld, %.1f M params, %.1f "
         "MB in %.2f s (%.0f MB/s)\n",
         out_.c_str(), std::string(gen::GenArchName(o.arch)).c_str(),
-        std::string(GgmlTypeName(o.type)).c_str(), static_cast<long long>(o.layers),
+        std::string(o.mix != gen::QuantMix::kNone ? gen::QuantMixName(o.mix)
+                                                  : GgmlTypeName(o.type))
+            .c_str(),
+        static_cast<long long>(o.layers),
         static_cast<long long>(o.hidden),
         static_cast<long long>(o.arch == gen::GenArch::kLlama ? 0 : o.experts),
         static_cast<long long>(o.arch == gen::GenArch::kLlama ? 0 : o.top_k),
@@ -240,7 +249,7 @@ class GenCommand : public Command {
   double scale_ = 1.0, rope_theta_ = 0, router_skew_ = 1.0;
   bool scale_layers_ = false, quiet_ = false, header_only_ = false;
   int64_t moe_every_ = 0, dense_lead_ = 0, shared_experts_ = 0, q_lora_rank_ = 0,
-          kv_lora_rank_ = 0;
+          kv_lora_rank_ = 0, sliding_window_ = 0;
   int64_t layers_ = 0, hidden_ = 0, heads_ = 0, kv_heads_ = 0, head_dim_ = 0, experts_ = 0,
           top_k_ = 0, expert_ffn_ = 0, ffn_ = 0, vocab_ = 0, context_ = 0, seed_ = 1,
           threads_ = 0;

@@ -33,6 +33,8 @@ class ReplayCommand : public Command {
     app.add_option("--predictor", o.predictor,
                    "prefetch predictor: none, coact, prev, popularity, oracle (not gate: a "
                    "trace has no router scores)");
+    app.add_option("--lookahead", o.lookahead,
+                   "predict layers L+1..L+D and score each distance (default 1)");
     app.add_option("--profile", o.link, "link profile: pcie3x16, pcie4x16, pcie5x16, none");
     AddByteSizeOption(app, "--expert-bytes", &expert_bytes_,
                       "bytes per expert; 0 = from the trace, else 8M");
@@ -98,6 +100,10 @@ absl::Status ReplayCommand::Run() {
   std::printf("prefetch   precision %.4f  recall %.4f  (%llu issued, %llu used)\n",
               r.prefetch_precision, r.prefetch_recall, (unsigned long long)r.prefetch_issued,
               (unsigned long long)r.prefetch_hits);
+  for (size_t d = 1; d < r.precision_by_distance.size(); ++d) {
+    std::printf("  +%zu layers precision %.4f  recall %.4f\n", d + 1, r.precision_by_distance[d],
+                r.recall_by_distance[d]);
+  }
   std::printf("link       %.1f MiB\n", r.link_bytes / 1048576.0);
   std::printf("modelled   stall %.3f ms of %.3f ms, %.1f tokens/s (%llu tokens)\n",
               r.stall_ns / 1e6, r.modelled_ns / 1e6, r.modelled_tok_s,

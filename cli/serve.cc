@@ -72,37 +72,6 @@ std::string ModelId(const std::string& path) {
   return id;
 }
 
-// engine::LoadModel as cli::LoadModel does it, except that with offloading
-// the expert cache is planned for what the device budget keeps after the
-// extra slots' KV caches and activations (one engine is in the plan already).
-absl::StatusOr<std::unique_ptr<engine::LoadedModel>> LoadForServing(
-    const EngineFlags& f, const model::ModelConfig& config, int parallel,
-    engine::CachedExpertProvider** offload) {
-  engine::LoadOptions lo;
-  lo.verbose = true;
-  if (!f.offload() || parallel == 1 || f.device_budget == 0 || !config.is_moe()) {
-    return LoadModel(f, lo, offload);
-  }
-  MOESTREAM_ASSIGN_OR_RETURN(engine::EngineOptions eo, f.EngineOptions());
-  const uint64_t extra =
-      uint64_t(parallel - 1) * model::TotalBytes(engine::Engine::PlanBuffers(config, eo));
-  MOESTREAM_ASSIGN_OR_RETURN(engine::OffloadOptions oo, f.OffloadOptions());
-  if (extra >= oo.device_budget_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "--parallel ", parallel, ": the other ", parallel - 1, " slots' KV caches and activations (",
-        FormatBytes(extra), ") leave nothing of --device-budget ",
-        FormatBytes(oo.device_budget_bytes), " for the model (lower --parallel or --ctx)"));
-  }
-  oo.device_budget_bytes -= extra;
-  oo.verbose = true;
-  MOESTREAM_ASSIGN_OR_RETURN(io::GgufFile gf, io::GgufFile::Open(f.model));
-  MOESTREAM_RETURN_IF_ERROR(engine::PlanOffload(gf, oo, eo.n_batch).status());
-  MOESTREAM_ASSIGN_OR_RETURN(kernels::BackendOptions bo, f.BackendOptions());
-  lo.upload_routed_experts = false;
-  lo.provider_factory = engine::CachedExpertProvider::Factory(std::move(oo), offload);
-  return engine::LoadModel(f.model, bo, eo, lo);
-}
-
 // SIGINT and SIGTERM, taken by one thread from before the model loads (so
 // no thread the backend starts inherits the default action): during loading
 // they end the process; once serving they run `stop` (the scheduler, then
@@ -203,7 +172,7 @@ absl::Status Serve(const ServeFlags& flags) {
   StopSignals signals;
   engine::CachedExpertProvider* offload = nullptr;
   MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<engine::LoadedModel> m,
-                             LoadForServing(ef, config, flags.parallel, &offload));
+                             LoadModelForSequences(ef, config, flags.parallel, "--parallel", true, &offload));
   if (tokenizer.has_value()) {
     // The vocabulary knows end-of-generation tokens the metadata may not name.
     for (int32_t id : tokenizer->eog_ids()) {

@@ -4,6 +4,7 @@
 //
 //   moestream sweep --trace A --trace B --policy lru --policy lfu:decay=0.9,period=10
 //       --capacities 12.5%,25%,50% --predictor none --predictor coact -o sweep.csv --plot plots -j 2
+//   moestream sweep ... --shard 3/8 -o part3.csv     (one of 8 disjoint parts; see sweep-merge)
 //
 // --policy, --predictor and --trace repeat, one whole spec each; the list
 // flags --policies and --predictors split with trace::SplitSpecList, so a
@@ -21,72 +22,12 @@
 #include "base/atomic_file.h"
 #include "base/status_macros.h"
 #include "cli/command.h"
+#include "cli/sweep_plot.h"
 #include "trace/sweep.h"
 #include "trace/trace_import.h"
 
 namespace moestream::cli {
 namespace {
-
-// Makes the plot directory and finds the gnuplot script, before any replay
-// runs: the script's path, or an error naming what is missing.
-absl::StatusOr<std::string> PreparePlot(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec || !std::filesystem::is_directory(dir)) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "--plot ", dir, ": cannot make a directory there: ",
-        ec ? ec.message() : std::string("a file of that name exists")));
-  }
-  // The script ships in the source tree: look in the working directory, then
-  // up from the executable (build trees live inside the source tree).
-  std::string script;
-  std::filesystem::path at = std::filesystem::current_path(ec);
-  std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", ec);
-  for (std::filesystem::path d : {at, exe.parent_path()}) {
-    for (; !d.empty() && script.empty(); d = d.parent_path()) {
-      if (std::filesystem::exists(d / "tools/plot_sweep.gp", ec)) script = d / "tools/plot_sweep.gp";
-      if (d == d.parent_path()) break;
-    }
-  }
-  if (script.empty()) return absl::NotFoundError("tools/plot_sweep.gp not found for --plot");
-  MOESTREAM_RETURN_IF_ERROR(CheckOutputPath(absl::StrCat(dir, "/plot.dat")));
-  return script;
-}
-
-absl::Status Plot(const std::string& dir, const std::vector<std::string>& labels,
-                  const std::vector<trace::SweepRun>& runs, size_t n_traces,
-                  const std::vector<std::string>& policies, const std::string& predictor) {
-  MOESTREAM_ASSIGN_OR_RETURN(std::string script, PreparePlot(dir));
-  for (size_t t = 0; t < n_traces; ++t) {
-    std::string data;
-    int blocks = 0;
-    for (const std::string& pol : policies) {
-      std::string block = absl::StrCat("\"", pol, "\"\n");
-      bool any = false;
-      for (const trace::SweepRun& run : runs) {
-        if (run.trace != t || run.policy != pol || run.predictor != predictor) continue;
-        absl::StrAppendFormat(&block, "x %.4f %.6f %.6f %.3f\n", run.capacity_pct,
-                              run.result.hit_rate, run.result.min_hit_rate,
-                              run.result.stall_ns / 1e6);
-        any = true;
-      }
-      if (any) {
-        data += block + "\n\n";
-        ++blocks;
-      }
-    }
-    const std::string base = absl::StrCat(dir, "/", labels[t]);
-    MOESTREAM_RETURN_IF_ERROR(WriteFileAtomically(base + ".dat", data));
-    const std::string cmd = absl::StrCat(
-        "gnuplot -e \"n=", blocks, "; datafile='", base, ".dat'; title='", labels[t], " (",
-        predictor, ")'; out_hit='", base, "_hit_rate.png'; out_stall='", base, "_stall.png'\" ",
-        script);
-    if (std::system(cmd.c_str()) != 0) {
-      return absl::UnavailableError(absl::StrCat("gnuplot failed: ", cmd));
-    }
-  }
-  return absl::OkStatus();
-}
 
 class SweepCommand : public Command {
  public:
@@ -115,6 +56,11 @@ class SweepCommand : public Command {
     app.add_flag("--sequential", options_.base.sequential, "request a step's experts one at a time");
     app.add_option("--profile", options_.base.link, "link profile");
     app.add_option("--phase", options_.base.phase, "decode, prefill or all");
+    app.add_option("--lookahead", options_.base.lookahead,
+                   "layers each predictor guesses ahead (default 1)");
+    app.add_option("--shard", shard_,
+                   "run only part I of N disjoint parts of the grid (I/N, 0 <= I < N); "
+                   "join the parts' CSVs with sweep-merge");
   }
 
   absl::Status Run() override {
@@ -137,6 +83,9 @@ class SweepCommand : public Command {
     options_.capacities = absl::StrSplit(capacities_list_, ',', absl::SkipEmpty());
     options_.base.per_layer = !global_;
     options_.threads = static_cast<int>(jobs_);
+    if (!shard_.empty()) {
+      MOESTREAM_RETURN_IF_ERROR(trace::ParseShard(shard_, &options_.shard, &options_.shards));
+    }
     MOESTREAM_RETURN_IF_ERROR(options_.Validate());
     // Where the results go is checked before the grid runs.
     if (absl::Status s = CheckOutputPath(out_, /*stdout_ok=*/true); !s.ok()) {
@@ -156,12 +105,12 @@ class SweepCommand : public Command {
     MOESTREAM_RETURN_IF_ERROR(
         WriteOutput(out_, trace::SweepCsv(labels, runs, options_.base.per_layer)));
     std::fprintf(out_ == kStdoutPath ? stderr : stdout,
-                 "sweep: %zu replays over %zu traces on %d threads -> %s\n", runs.size(),
+                 "sweep: %zu replays over %zu traces on %d threads%s -> %s\n", runs.size(),
                  traces.size(), std::min<int>(trace::SweepThreads(options_), int(runs.size())),
+                 shard_.empty() ? "" : absl::StrCat(" (shard ", shard_, ")").c_str(),
                  out_.c_str());
     if (!plot_dir_.empty()) {
-      MOESTREAM_RETURN_IF_ERROR(Plot(plot_dir_, labels, runs, traces.size(), options_.policies,
-                                     options_.predictors[0]));
+      MOESTREAM_RETURN_IF_ERROR(PlotSweep(plot_dir_, trace::SweepPoints(labels, runs)));
       std::printf("sweep: plots in %s\n", plot_dir_.c_str());
     }
     return absl::OkStatus();
@@ -171,10 +120,10 @@ class SweepCommand : public Command {
   const CLI::App* app_ = nullptr;  // to tell which of the list flags were given
   std::vector<std::string> trace_paths_;
   std::vector<std::string> policies_, predictors_;
-  std::string policies_list_ = "lru,lfu,lfru,2q,static,layer,min";
+  std::string policies_list_ = "lru,lfu,lfru,2q,static,layer,predict,tinylfu,shift,min";
   std::string capacities_list_ = "12.5%,25%,50%";
   std::string predictors_list_ = "none";
-  std::string out_, plot_dir_;
+  std::string out_, plot_dir_, shard_;
   int64_t jobs_ = 0;
   bool global_ = false;
   trace::SweepOptions options_;

@@ -495,6 +495,20 @@ absl::Status CachedExpertProvider::InitHybrid(int64_t n_batch) {
   MOESTREAM_ASSIGN_OR_RETURN(host_be_, kernels::CreateBackend(bo));
   MOESTREAM_ASSIGN_OR_RETURN(host_runner_, ExpertFfnRunner::Create(*host_be_, c_, n_batch));
   host_x_.resize(size_t(n_batch * c_.n_embd));
+  // The routed experts' biases live on the device with the dense weights; the
+  // host runner needs its own copy.
+  host_bias_.resize(size_t(c_.n_layer));
+  for (int64_t il = 0; il < c_.n_layer; ++il) {
+    const model::ExpertBiases& b = w_.layers[size_t(il)].expert_bias;
+    const float* src[3] = {b.gate, b.up, b.down};
+    const int64_t width[3] = {c_.n_ff_exp, c_.n_ff_exp, c_.n_embd};
+    for (int m = 0; m < 3; ++m) {
+      if (src[m] == nullptr) continue;
+      std::vector<float>& dst = host_bias_[size_t(il)][size_t(m)];
+      dst.resize(size_t(c_.n_expert * width[m]));
+      MOESTREAM_RETURN_IF_ERROR(backend_.CopyToHost(dst.data(), src[m], dst.size() * sizeof(float)));
+    }
+  }
   // The cost model's inputs. Host: memcpy's rate with the compute threads (a
   // decode step's host matmul reads each weight once, no faster). Link: a
   // pinned 16 MiB copy to the device. Device: a device-to-device copy of 8 MiB
@@ -545,9 +559,12 @@ absl::Status CachedExpertProvider::InitHybrid(int64_t n_batch) {
   return absl::OkStatus();
 }
 
-absl::Status CachedExpertProvider::RunHostGroups(const int32_t* ids, const float* weights,
-                                                 int64_t n_tok, int k) {
-  MOESTREAM_RETURN_IF_ERROR(host_runner_->Group(ids, weights, n_tok, k));
+absl::Status CachedExpertProvider::RunHostGroups(int layer, const int32_t* ids,
+                                                 const float* weights, int64_t n_tok, int k) {
+  const std::array<std::vector<float>, 3>& hb = host_bias_[size_t(layer)];
+  auto ptr = [](const std::vector<float>& v) { return v.empty() ? nullptr : v.data(); };
+  const model::ExpertBiases biases{ptr(hb[0]), ptr(hb[1]), ptr(hb[2])};
+  MOESTREAM_RETURN_IF_ERROR(host_runner_->Group(ids, weights, n_tok, k, biases));
   host_view_ptrs_.clear();
   for (const model::ExpertWeights& v : host_views_) host_view_ptrs_.push_back(&v);
   host_runner_->Run(host_x_.data(), n_tok, host_groups_, host_view_ptrs_);
@@ -613,6 +630,15 @@ absl::Status CachedExpertProvider::PredictNext(int next, const float* x, int64_t
                    [&](ExpertKey a, ExpertKey b) {
                      return pred_count_[a.expert] > pred_count_[b.expert];
                    });
+  // Several tokens (a prefill, or sequences decoding together): the
+  // guesses most of them share, at most half a layer's share of the slots
+  // (and never fewer than k). The whole union would flood a small cache
+  // with loads that evict each other before the layer runs.
+  int64_t moe_layers = 0;
+  for (int64_t il = 0; il < c_.n_layer; ++il) moe_layers += c_.IsMoeLayer(il);
+  const size_t cap = size_t(std::max<int64_t>(
+      k, cache_ != nullptr ? cache_->total_slots() / std::max<int64_t>(1, 2 * moe_layers) : k));
+  if (n_tok > 1 && pending_prefetch_.size() > cap) pending_prefetch_.resize(cap);
   return absl::OkStatus();
 }
 
@@ -669,7 +695,7 @@ absl::Status CachedExpertProvider::Compute(int layer, const float* x, int64_t n_
                                            const int32_t* ids, const float* weights, int k,
                                            float* out) {
   MOESTREAM_RETURN_IF_ERROR(sticky_);
-  MOESTREAM_RETURN_IF_ERROR(runner_->Group(ids, weights, n_tok, k));
+  MOESTREAM_RETURN_IF_ERROR(runner_->Group(ids, weights, n_tok, k, w_.layers[layer].expert_bias));
   if (map_ != nullptr) return ComputeMapped(layer, x, n_tok, out);
   const std::span<const ExpertGroup> groups = runner_->groups();
   experts_.clear();
@@ -728,7 +754,7 @@ absl::Status CachedExpertProvider::Compute(int layer, const float* x, int64_t n_
         backend_.CopyToHost(host_x_.data(), x, size_t(n_tok * c_.n_embd) * sizeof(float)));
   }
   RunBatch(x, n_tok);
-  if (hybrid) MOESTREAM_RETURN_IF_ERROR(RunHostGroups(ids, weights, n_tok, k));
+  if (hybrid) MOESTREAM_RETURN_IF_ERROR(RunHostGroups(layer, ids, weights, n_tok, k));
 
   // The rest as they land: loads with a slot first, deferred ones (no slot
   // until this layer's earlier pins are released) last.

@@ -234,7 +234,8 @@ class CachedExpertProvider final : public ExpertProvider {
   // Hybrid: the CPU backend, its runner and the cost model's bandwidths.
   absl::Status InitHybrid(int64_t n_batch);
   // Hybrid: host_groups_ on the CPU from host_x_, rows copied into runner_'s.
-  absl::Status RunHostGroups(const int32_t* ids, const float* weights, int64_t n_tok, int k);
+  absl::Status RunHostGroups(int layer, const int32_t* ids, const float* weights, int64_t n_tok,
+                             int k);
 
   kernels::Backend& backend_;
   const model::ModelConfig& c_;
@@ -250,6 +251,9 @@ class CachedExpertProvider final : public ExpertProvider {
   std::unique_ptr<kernels::Backend> host_be_;
   std::unique_ptr<ExpertFfnRunner> host_runner_;
   std::vector<float> host_x_;
+  // Per-expert biases (gpt-oss) copied to host memory, per layer: gate, up
+  // ([n_expert, n_ff_exp]) and down ([n_expert, n_embd]); empty: none.
+  std::vector<std::array<std::vector<float>, 3>> host_bias_;
   double host_gbps_ = 0, link_gbps_ = 0, device_gbps_ = 0;
 
   // Destroyed in reverse: cache before loader before tiers before memory.

@@ -23,6 +23,10 @@ absl::Status EngineOptions::Validate() const {
   if (kv_type != GgmlType::kF32 && kv_type != GgmlType::kF16) {
     return absl::InvalidArgumentError("--kv-type must be f32 or f16");
   }
+  if (batch_sequences < 1 || batch_sequences > n_batch) {
+    return absl::InvalidArgumentError(absl::StrCat("sequences decoded together ", batch_sequences,
+                                                   " is out of range 1..", n_batch, " (the batch)"));
+  }
   return absl::OkStatus();
 }
 
@@ -82,7 +86,8 @@ std::vector<model::PlannedBuffer> Engine::ActivationBuffers(const model::ModelCo
     add("engine.ffn_gate", nb * ffn * f);
     add("engine.ffn_up", nb * ffn * f);
   }
-  add("engine.logits", (o.all_logits ? nb : 1) * c.n_vocab * f);
+  add("engine.logits",
+      std::max<uint64_t>(o.all_logits ? nb : 1, uint64_t(o.batch_sequences)) * c.n_vocab * f);
   // The backend's op scratch (Backend::AdoptOpScratch): activations of the
   // widest product batch rounded to int8 (1 + 1/2 bytes an element) or F16
   // (2), plus alignment per distinct input.
@@ -122,6 +127,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(kernels::Backend& backend
   e->n_batch_ = o.ResolvedBatch(c);
   e->n_vocab_ = c.n_vocab;
   e->all_logits_ = o.all_logits;
+  e->batch_sequences_ = o.batch_sequences;
+  if (o.batch_sequences > e->n_batch_) {
+    return absl::InvalidArgumentError(absl::StrCat("engine: ", o.batch_sequences,
+                                                   " sequences decoded together exceed the batch of ",
+                                                   e->n_batch_, " tokens"));
+  }
   // The activations, exactly as planned.
   absl::flat_hash_map<std::string, void*> at;
   for (const model::PlannedBuffer& b : ActivationBuffers(c, o)) {
@@ -190,12 +201,7 @@ absl::Status Engine::Process(std::span<const int32_t> tokens, LogitsMode mode) {
                                               " tokens exceed the context of ", kv_->n_ctx(),
                                               " (raise --ctx)"));
   }
-  for (int32_t t : tokens) {
-    if (t < 0 || t >= n_vocab_) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("token id ", t, " is outside the vocabulary 0..", n_vocab_ - 1));
-    }
-  }
+  MOESTREAM_RETURN_IF_ERROR(CheckTokens(tokens));
   const bool all = mode == LogitsMode::kAll;
   if (all && !all_logits_) {
     return absl::FailedPreconditionError(
@@ -221,18 +227,21 @@ absl::Status Engine::Process(std::span<const int32_t> tokens, LogitsMode mode) {
   return absl::OkStatus();
 }
 
+absl::Status Engine::CheckTokens(std::span<const int32_t> tokens) const {
+  for (int32_t t : tokens) {
+    if (t < 0 || t >= n_vocab_) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("token id ", t, " is outside the vocabulary 0..", n_vocab_ - 1));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Engine::Chunk(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out) {
   const model::ModelConfig& c = c_;
   const int64_t D = c.n_embd;
-  const int64_t pos0 = n_past_;
-  chunk_n_ = n;
-  for (int64_t i = 0; i < n; ++i) pos_host_[i] = static_cast<int32_t>(pos0 + i);
-  MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(tokens_dev_, tokens, n * sizeof(int32_t)));
-  MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(pos_dev_, pos_host_.data(), n * sizeof(int32_t)));
-  be_.GetRows(w_.token_embd, tokens_dev_, n, x_);
-  for (int il = 0; il < c.n_layer; ++il) {
-    MOESTREAM_RETURN_IF_ERROR(arch_->build_layer(*this, c, w_.layers[il], il));
-  }
+  runs_.assign(1, Run{this, 0, n, n_past_});
+  MOESTREAM_RETURN_IF_ERROR(Forward(tokens, n));
   n_past_ += n;
   if (logits_out == nullptr) return absl::OkStatus();
 
@@ -244,9 +253,79 @@ absl::Status Engine::Chunk(const int32_t* tokens, int64_t n, bool all_logits, fl
   return be_.CopyToHost(logits_out, logits_dev_, rows * n_vocab_ * sizeof(float));
 }
 
+absl::Status Engine::Forward(const int32_t* tokens, int64_t n) {
+  const model::ModelConfig& c = c_;
+  chunk_n_ = n;
+  for (const Run& r : runs_) {
+    for (int64_t i = 0; i < r.count; ++i) pos_host_[r.first + i] = static_cast<int32_t>(r.pos0 + i);
+  }
+  MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(tokens_dev_, tokens, n * sizeof(int32_t)));
+  MOESTREAM_RETURN_IF_ERROR(be_.CopyToDevice(pos_dev_, pos_host_.data(), n * sizeof(int32_t)));
+  be_.GetRows(w_.token_embd, tokens_dev_, n, x_);
+  for (int il = 0; il < c.n_layer; ++il) {
+    MOESTREAM_RETURN_IF_ERROR(arch_->build_layer(*this, c, w_.layers[il], il));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Engine::StepSequences(std::span<Engine* const> seqs,
+                                   std::span<const int32_t> tokens) {
+  const int64_t n = static_cast<int64_t>(seqs.size());
+  if (n == 0 || seqs.size() != tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("engine: ", seqs.size(), " sequences and ",
+                                                   tokens.size(), " tokens to step"));
+  }
+  if (n > batch_sequences_) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "engine: ", n, " sequences exceed the ", batch_sequences_, " it decodes together"));
+  }
+  if (n > 1 && !CanStepSequences()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "engine: ", c_.arch, " runs an attention of its own; its sequences step one at a time"));
+  }
+  MOESTREAM_RETURN_IF_ERROR(CheckTokens(tokens));
+  runs_.clear();
+  for (int64_t i = 0; i < n; ++i) {
+    Engine* e = seqs[size_t(i)];
+    if (e == nullptr || &e->be_ != &be_ || &e->c_ != &c_ || &e->w_ != &w_) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "engine: sequence ", i, " belongs to another model or backend"));
+    }
+    for (int64_t j = 0; j < i; ++j) {
+      if (seqs[size_t(j)] == e) {
+        return absl::InvalidArgumentError(absl::StrCat("engine: sequence ", i, " repeats ", j));
+      }
+    }
+    if (e->n_past_ + 1 > e->kv_->n_ctx()) {
+      return absl::OutOfRangeError(absl::StrCat("context full: sequence ", i, " holds ",
+                                                e->n_past_, " of ", e->kv_->n_ctx(), " positions"));
+    }
+    runs_.push_back(Run{e, i, 1, e->n_past_});
+  }
+  MOESTREAM_RETURN_IF_ERROR(Forward(tokens.data(), n));
+  const int64_t D = c_.n_embd;
+  be_.RmsNorm(x_, w_.output_norm, h_, n, D, c_.rms_eps);
+  be_.MatMul(w_.output, h_, n, logits_dev_);
+  step_logits_.resize(size_t(n * n_vocab_));
+  MOESTREAM_RETURN_IF_ERROR(
+      be_.CopyToHost(step_logits_.data(), logits_dev_, n * n_vocab_ * sizeof(float)));
+  for (int64_t i = 0; i < n; ++i) {
+    Engine& e = *seqs[size_t(i)];
+    if (e.logits_.size() < size_t(n_vocab_)) e.logits_.resize(size_t(n_vocab_));
+    std::copy_n(step_logits_.begin() + i * n_vocab_, n_vocab_, e.logits_.begin());
+    e.logits_rows_ = 1;
+    e.n_past_ += 1;
+  }
+  return absl::OkStatus();
+}
+
 model::KvLayer Engine::Kv(int layer) {
-  return {kv_->keys(layer), kv_->values(layer), kv_->KeyAt(layer, n_past_),
-          kv_->ValueAt(layer, n_past_), kv_->type()};
+  // Architectures with an attention of their own run one sequence per
+  // chunk (StepSequences refuses more).
+  const Run& r = runs_.front();
+  KvCache& kv = *r.owner->kv_;
+  return {kv.keys(layer), kv.values(layer), kv.KeyAt(layer, r.pos0), kv.ValueAt(layer, r.pos0),
+          kv.type()};
 }
 
 absl::Status Engine::SelectOnHost(int layer, int64_t n, int k) {
@@ -306,10 +385,13 @@ void Engine::NormInput(const float* w) { be_.RmsNorm(x_, w, h_, chunk_n_, c_.n_e
 absl::Status Engine::Attention(int il, const model::LayerWeights& l,
                                const model::AttentionOptions& o) {
   const model::ModelConfig& c = c_;
-  const int64_t n = chunk_n_, pos0 = n_past_, D = c.n_embd;
+  const int64_t n = chunk_n_, D = c.n_embd;
   // One dispatch for the three projections of the same input.
   const kernels::MatMulJob qkv[3] = {{l.wq, h_, n, q_}, {l.wk, h_, n, k_}, {l.wv, h_, n, v_}};
   be_.MatMulBatch(qkv);
+  if (l.bq != nullptr) be_.AddBias(q_, l.bq, n, c.q_dim());
+  if (l.bk != nullptr) be_.AddBias(k_, l.bk, n, c.kv_dim());
+  if (l.bv != nullptr) be_.AddBias(v_, l.bv, n, c.kv_dim_v());
   if (o.qk_norm) {
     be_.RmsNorm(q_, l.q_norm, q_, n * c.n_head, c.head_dim_k, c.rms_eps);
     be_.RmsNorm(k_, l.k_norm, k_, n * c.n_head_kv, c.head_dim_k, c.rms_eps);
@@ -324,28 +406,39 @@ absl::Status Engine::Attention(int il, const model::LayerWeights& l,
   }
   if (o.temp_scale != 0 && o.temp_floor > 0) {
     for (int64_t t = 0; t < n; ++t) {
-      const double steps = std::floor(double(pos0 + t + 1) / double(o.temp_floor));
+      const double steps = std::floor(double(pos_host_[size_t(t)] + 1) / double(o.temp_floor));
       const float s = 1.0f + o.temp_scale * float(std::log(steps + 1.0));
       if (s != 1.0f) be_.Scale(q_ + t * c.q_dim(), s, c.q_dim());
     }
   }
-  be_.StoreKv(k_, kv_->KeyAt(il, pos0), kv_->type(), n * c.kv_dim());
-  be_.StoreKv(v_, kv_->ValueAt(il, pos0), kv_->type(), n * c.kv_dim());
-  kernels::AttentionArgs a;
-  a.q = q_;
-  a.k_cache = kv_->keys(il);
-  a.v_cache = kv_->values(il);
-  a.kv_type = kv_->type();
-  a.n_tok = n;
-  a.n_head = c.n_head;
-  a.n_kv_head = c.n_head_kv;
-  a.head_dim = c.head_dim_k;
-  a.pos0 = pos0;
-  a.scale = c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim_k));
-  a.out = attn_;
-  a.chunk = o.chunk;
-  be_.Attention(a);
+  // Each run: its sequence's new keys and values into its KV cache, then
+  // its queries against that cache.
+  const float scale =
+      c.attn_scale > 0 ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(c.head_dim_k));
+  for (const Run& r : runs_) {
+    KvCache& kv = *r.owner->kv_;
+    be_.StoreKv(k_ + r.first * c.kv_dim(), kv.KeyAt(il, r.pos0), kv.type(), r.count * c.kv_dim());
+    be_.StoreKv(v_ + r.first * c.kv_dim_v(), kv.ValueAt(il, r.pos0), kv.type(),
+                r.count * c.kv_dim_v());
+    kernels::AttentionArgs a;
+    a.q = q_ + r.first * c.q_dim();
+    a.k_cache = kv.keys(il);
+    a.v_cache = kv.values(il);
+    a.kv_type = kv.type();
+    a.n_tok = r.count;
+    a.n_head = c.n_head;
+    a.n_kv_head = c.n_head_kv;
+    a.head_dim = c.head_dim_k;
+    a.pos0 = r.pos0;
+    a.scale = scale;
+    a.out = attn_ + r.first * c.n_head * c.head_dim_v;
+    a.chunk = o.chunk;
+    a.window = o.window;
+    a.sinks = l.attn_sinks;
+    be_.Attention(a);
+  }
   be_.MatMul(l.wo, attn_, n, h_);
+  if (l.bo != nullptr) be_.AddBias(h_, l.bo, n, D);
   be_.Add(x_, h_, x_, n * D);
   return absl::OkStatus();
 }
@@ -382,18 +475,21 @@ absl::Status Engine::RoutedExperts(int il, const model::LayerWeights& l,
   const int k = static_cast<int>(c.n_expert_used);
   experts_->OnFfnInput(il, h_, n);
   be_.MatMul(l.router, h_, n, router_);
+  if (l.router_b != nullptr) be_.AddBias(router_, l.router_b, n, c.n_expert);
   if (c.gating == model::ExpertGating::kSoftmax) {
     be_.Softmax(router_, n, c.n_expert);
-  } else {
+  } else if (c.gating == model::ExpertGating::kSigmoid) {
     be_.Sigmoid(router_, n * c.n_expert);
-  }
+  }  // kSoftmaxSelected: the softmax runs over the k selected logits below
   if (c.n_expert_groups > 1 || l.exp_probs_b != nullptr) {
     MOESTREAM_RETURN_IF_ERROR(SelectOnHost(il, n, k));
   } else {
     // All tokens in one call, ids then weights adjacent, one read-back.
+    const bool selected = c.gating == model::ExpertGating::kSoftmaxSelected;
     auto* ids_dev = static_cast<int32_t*>(topk_dev_);
     auto* w_dev = reinterpret_cast<float*>(ids_dev + n * k);
-    be_.TopKRows(router_, n, c.n_expert, k, c.norm_topk, ids_dev, w_dev);
+    be_.TopKRows(router_, n, c.n_expert, k, c.norm_topk && !selected, ids_dev, w_dev);
+    if (selected) be_.Softmax(w_dev, n, k);
     MOESTREAM_RETURN_IF_ERROR(
         be_.CopyToHost(topk_host_.data(), topk_dev_, size_t(n * k) * 2 * sizeof(int32_t)));
     std::memcpy(topk_ids_.data(), topk_host_.data(), size_t(n * k) * sizeof(int32_t));

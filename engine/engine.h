@@ -63,6 +63,9 @@ struct EngineOptions {
   // it when the backend wants it (Backend::WantsOpScratch: cuda); the offload
   // planner from OffloadOptions::backend_kind. Default false.
   bool op_scratch = false;
+  // Most sequences one StepSequences() call decodes together (its logits
+  // buffer holds that many rows). Default 1; at most n_batch.
+  int64_t batch_sequences = 1;
   absl::Status Validate() const;
   // The KV positions and batch the engine uses for `c`: n_ctx 0 = the
   // model's context capped at 4096; the batch never exceeds the context.
@@ -91,6 +94,21 @@ class Engine : private model::BlockOps {
   // overflow, kInvalidArgument for a token id outside the vocabulary,
   // kFailedPrecondition for kAll on an engine created without all_logits.
   absl::Status Process(std::span<const int32_t> tokens, LogitsMode mode);
+
+  // One decode step of several sequences at once: tokens[i] at position
+  // seqs[i]->n_past() of seqs[i]'s KV cache. The engines (this one may be
+  // among them) must share this engine's backend, config and weights; this
+  // engine's activations carry the batch, so the dense weights are read
+  // once for all of them and a layer's routed experts are the union over
+  // the sequences, each computed once (one provider call per layer, on
+  // this engine's provider). Afterwards each engine's last_logits() holds
+  // its token's logits and its n_past() has advanced by one.
+  // kInvalidArgument for mismatched or repeated engines, kOutOfRange for a
+  // full context, kFailedPrecondition for more sequences than
+  // batch_sequences or, with two or more, an architecture whose layers run
+  // an attention of their own (CanStepSequences()).
+  absl::Status StepSequences(std::span<Engine* const> seqs, std::span<const int32_t> tokens);
+  bool CanStepSequences() const { return arch_->standard_attention; }
 
   // Logits of the last Process(): logits_rows() rows of n_vocab floats.
   std::span<const float> logits() const { return {logits_.data(), size_t(logits_rows_ * n_vocab_)}; }
@@ -121,6 +139,11 @@ class Engine : private model::BlockOps {
   static std::vector<model::PlannedBuffer> ActivationBuffers(const model::ModelConfig& c,
                                                              const EngineOptions& o);
   absl::Status Chunk(const int32_t* tokens, int64_t n, bool all_logits, float* logits_out);
+  // The layers over n tokens laid out in runs_ (each run: consecutive
+  // positions of one engine's sequence); x_ holds the result.
+  absl::Status Forward(const int32_t* tokens, int64_t n);
+  // Checks `tokens` against the vocabulary.
+  absl::Status CheckTokens(std::span<const int32_t> tokens) const;
 
   // model::BlockOps, over the chunk being processed.
   void NormInput(const float* w) override;
@@ -135,7 +158,7 @@ class Engine : private model::BlockOps {
               const kernels::WeightView& down, int64_t width);
   kernels::Backend& backend() override { return be_; }
   int64_t n_tok() const override { return chunk_n_; }
-  int64_t pos0() const override { return n_past_; }
+  int64_t pos0() const override { return runs_.front().pos0; }
   float* x() override { return x_; }
   float* h() override { return h_; }
   float* out() override { return attn_; }
@@ -153,6 +176,14 @@ class Engine : private model::BlockOps {
   ExpertProvider* experts_;
   const model::ArchSpec* arch_ = nullptr;
   int64_t chunk_n_ = 0;  // tokens of the chunk being processed
+  // The chunk's tokens by sequence: rows [first, first + count) sit at
+  // positions pos0.. of `owner`'s KV cache. One run unless StepSequences.
+  struct Run {
+    Engine* owner = nullptr;
+    int64_t first = 0, count = 0, pos0 = 0;
+  };
+  std::vector<Run> runs_;
+  int64_t batch_sequences_ = 1;
   std::unique_ptr<KvCache> kv_;
   kernels::RopeParams rope_;
   int64_t n_batch_ = 0;
@@ -187,6 +218,7 @@ class Engine : private model::BlockOps {
   std::vector<float> topk_w_;
   std::vector<int32_t> topk_host_;  // the read-back of topk_dev_ (ids, then weight bits)
   std::vector<float> logits_;
+  std::vector<float> step_logits_;  // StepSequences: every sequence's row
   int64_t logits_rows_ = 0;
 };
 

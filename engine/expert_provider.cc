@@ -27,6 +27,9 @@ absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> ExpertFfnRunner::Create(kernels
   r->n_embd_ = c.n_embd;
   r->n_ff_ = c.n_ff_exp;
   r->n_expert_ = c.n_expert;
+  r->act_ = c.expert_act;
+  r->alpha_ = c.swiglu_alpha;
+  r->limit_ = c.swiglu_limit;
   r->max_rows_ = max_tokens * c.n_expert_used;
   const size_t rows = static_cast<size_t>(r->max_rows_);
   void* p[5] = {};
@@ -57,7 +60,8 @@ ExpertFfnRunner::~ExpertFfnRunner() {
 }
 
 absl::Status ExpertFfnRunner::Group(const int32_t* ids, const float* weights, int64_t n_tok,
-                                    int k) {
+                                    int k, const model::ExpertBiases& biases) {
+  biases_ = biases;
   const int64_t n = n_tok * k;
   if (n > max_rows_) {
     return absl::InvalidArgumentError(absl::StrCat("expert batch of ", n_tok, " tokens x ", k,
@@ -108,24 +112,43 @@ void ExpertFfnRunner::Run(const float* x, int64_t n_tok, std::span<const ExpertG
   }
   backend_.MatMulBatch(jobs_);
   jobs_.clear();
+  if (biases_.gate != nullptr) {
+    for (const ExpertGroup& g : groups) {
+      backend_.AddBias(gate_ + g.first_row * n_ff_, biases_.gate + g.expert * n_ff_, g.rows, n_ff_);
+      backend_.AddBias(up_ + g.first_row * n_ff_, biases_.up + g.expert * n_ff_, g.rows, n_ff_);
+    }
+  }
+  auto activate = [&](int64_t r0, int64_t rows) {
+    float* gate = gate_ + r0 * n_ff_;
+    const float* up = up_ + r0 * n_ff_;
+    if (act_ == model::ExpertActivation::kSwigluClamped) {
+      backend_.SwigluClamped(gate, up, gate, rows * n_ff_, alpha_, limit_);
+    } else {
+      backend_.SiluMul(gate, up, gate, rows * n_ff_);
+    }
+  };
   // Groups covering consecutive rows (all of them, unless the caller splits
-  // the groups) share one SiluMul.
+  // the groups) share one activation.
   bool contiguous = true;
   for (size_t i = 1; i < groups.size(); ++i) {
     contiguous &= groups[i].first_row == groups[i - 1].first_row + groups[i - 1].rows;
   }
   if (contiguous && !groups.empty()) {
     const int64_t r0 = groups.front().first_row;
-    const int64_t rows = groups.back().first_row + groups.back().rows - r0;
-    backend_.SiluMul(gate_ + r0 * n_ff_, up_ + r0 * n_ff_, gate_ + r0 * n_ff_, rows * n_ff_);
+    activate(r0, groups.back().first_row + groups.back().rows - r0);
   }
   for (size_t i = 0; i < groups.size(); ++i) {
     const ExpertGroup& g = groups[i];
-    float* gate = gate_ + g.first_row * n_ff_;
-    if (!contiguous) backend_.SiluMul(gate, up_ + g.first_row * n_ff_, gate, g.rows * n_ff_);
-    jobs_.push_back({w[i]->down, gate, g.rows, ys_ + g.first_row * n_embd_});
+    if (!contiguous) activate(g.first_row, g.rows);
+    jobs_.push_back({w[i]->down, gate_ + g.first_row * n_ff_, g.rows, ys_ + g.first_row * n_embd_});
   }
   backend_.MatMulBatch(jobs_);
+  if (biases_.down != nullptr) {
+    for (const ExpertGroup& g : groups) {
+      backend_.AddBias(ys_ + g.first_row * n_embd_, biases_.down + g.expert * n_embd_, g.rows,
+                       n_embd_);
+    }
+  }
 }
 
 void ExpertFfnRunner::Scatter(float* out) {
@@ -153,7 +176,8 @@ absl::StatusOr<std::unique_ptr<ResidentExpertProvider>> ResidentExpertProvider::
 absl::Status ResidentExpertProvider::Compute(int layer, const float* x, int64_t n_tok,
                                              const int32_t* ids, const float* weights, int k,
                                              float* out) {
-  MOESTREAM_RETURN_IF_ERROR(runner_->Group(ids, weights, n_tok, k));
+  MOESTREAM_RETURN_IF_ERROR(
+      runner_->Group(ids, weights, n_tok, k, weights_.layers[layer].expert_bias));
   const std::vector<model::ExpertWeights>& experts = weights_.layers[layer].experts;
   group_weights_.clear();
   for (const ExpertGroup& g : runner_->groups()) group_weights_.push_back(&experts[g.expert]);

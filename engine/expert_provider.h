@@ -44,7 +44,8 @@ class ExpertProvider {
   virtual void OnFfnInput(int layer, const float* x, int64_t n_tok);
 
   // out[t,:] += sum_j weights[t*k+j] * Expert_{ids[t*k+j]}(x[t,:]) for every
-  // token t < n_tok, where Expert_e(h) = down_e(silu(gate_e h) * up_e h).
+  // token t < n_tok, where Expert_e(h) = down_e(silu(gate_e h) * up_e h)
+  // (with the model's expert activation and per-expert biases, if any).
   virtual absl::Status Compute(int layer, const float* x, int64_t n_tok, const int32_t* ids,
                                const float* weights, int k, float* out) = 0;
 };
@@ -77,7 +78,10 @@ class ExpertFfnRunner {
 
   // Sorts the n_tok*k choices by expert (stable: by token within an expert).
   // kInvalidArgument for an id outside 0..n_expert-1 or too many tokens.
-  absl::Status Group(const int32_t* ids, const float* weights, int64_t n_tok, int k);
+  // `biases` (the layer's per-expert biases, if any) apply to the Run calls
+  // that follow.
+  absl::Status Group(const int32_t* ids, const float* weights, int64_t n_tok, int k,
+                     const model::ExpertBiases& biases = {});
   std::span<const ExpertGroup> groups() const { return groups_; }
 
   // Computes the rows of the given groups with the given weights
@@ -98,6 +102,9 @@ class ExpertFfnRunner {
   int64_t n_embd_ = 0, n_ff_ = 0, n_expert_ = 0, max_rows_ = 0;
   int64_t n_tok_ = 0;
   int k_ = 0;
+  model::ExpertActivation act_ = model::ExpertActivation::kSilu;
+  float alpha_ = 0, limit_ = 0;
+  model::ExpertBiases biases_;
   // Device workspaces, max_rows_ rows each.
   float* xs_ = nullptr;   // gathered inputs [rows, n_embd]
   float* gate_ = nullptr; // [rows, n_ff]

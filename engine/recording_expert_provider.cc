@@ -6,11 +6,17 @@
 namespace moestream::engine {
 namespace {
 
+// The trace's layers are the model's MoE layers (a model with dense layers,
+// such as llama4 or deepseek2, routes on some only); layer_ids keeps each
+// one's number in the model.
 trace::TraceShape ShapeOf(const model::ModelConfig& c) {
   trace::TraceShape s;
   s.model = c.name.empty() ? c.arch : c.name;
   s.source = "moestream";
-  s.n_layers = static_cast<int>(c.n_layer);
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    if (c.IsMoeLayer(il)) s.layer_ids.push_back(static_cast<int>(il));
+  }
+  s.n_layers = static_cast<int>(s.layer_ids.size());
   s.n_experts = static_cast<int>(c.n_expert);
   s.top_k = static_cast<int>(c.n_expert_used);
   return s;
@@ -20,7 +26,13 @@ trace::TraceShape ShapeOf(const model::ModelConfig& c) {
 
 RecordingExpertProvider::RecordingExpertProvider(std::unique_ptr<ExpertProvider> inner,
                                                  const model::ModelConfig& config, std::string path)
-    : inner_(std::move(inner)), recorder_(std::move(path), ShapeOf(config)) {}
+    : inner_(std::move(inner)), recorder_(std::move(path), ShapeOf(config)) {
+  trace_layer_.assign(static_cast<size_t>(config.n_layer), -1);
+  int i = 0;
+  for (int64_t il = 0; il < config.n_layer; ++il) {
+    if (config.IsMoeLayer(il)) trace_layer_[static_cast<size_t>(il)] = i++;
+  }
+}
 
 void RecordingExpertProvider::BeginSequence(int64_t prompt_tokens) {
   recorder_.BeginSequence();
@@ -46,7 +58,7 @@ absl::Status RecordingExpertProvider::Compute(int layer, const float* x, int64_t
   last_layer_ = layer;
   for (int64_t t = 0; t < n_tok; ++t) {
     const int64_t pos = base_pos_ + t;
-    recorder_.Record(layer, static_cast<uint32_t>(pos),
+    recorder_.Record(trace_layer_[static_cast<size_t>(layer)], static_cast<uint32_t>(pos),
                      pos < prompt_tokens_ ? trace::Phase::kPrefill : trace::Phase::kDecode,
                      std::span<const int32_t>(ids + t * k, k),
                      std::span<const float>(weights + t * k, k));

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "engine/expert_provider.h"
 #include "model/model_config.h"
@@ -46,6 +47,7 @@ class RecordingExpertProvider : public ExpertProvider {
   int64_t prompt_tokens_ = 0;
   int64_t next_pos_ = 0;   // position of the next forward's first token
   int64_t base_pos_ = 0;   // position of the current forward's first token
+  std::vector<int> trace_layer_;  // model layer -> trace layer (MoE layers only)
   int last_layer_ = -1;    // layer of the previous Compute (a drop starts a forward)
 };
 

@@ -183,6 +183,12 @@ constexpr Preset kPresets[] = {
      163840, 1e4, 1, 1, 2, 0, 512, 64, 128},
     {"deepseek-v3", GenArch::kDeepseek2, 61, 7168, 128, 128, 128, 256, 8, 2048, 18432, 129280,
      163840, 1e4, 1, 3, 1, 1536, 512, 64, 128, true, 8, 4, 2.5},
+    // gpt-oss-20b and gpt-oss-120b: 64 query heads of 64 over a 2880-wide
+    // residual, 8 KV heads, sliding window 128 on every other layer.
+    {"gpt-oss-20b", GenArch::kGptOss, 24, 2880, 64, 8, 64, 32, 4, 2880, 2880, 201088, 131072,
+     150000},
+    {"gpt-oss-120b", GenArch::kGptOss, 36, 2880, 64, 8, 64, 128, 4, 2880, 2880, 201088, 131072,
+     150000},
 };
 
 const Preset* FindPreset(std::string_view name) {
@@ -228,18 +234,20 @@ std::string_view GenArchName(GenArch a) {
       return "llama4";
     case GenArch::kDeepseek2:
       return "deepseek2";
+    case GenArch::kGptOss:
+      return "gpt-oss";
   }
   return "unknown";
 }
 
 absl::StatusOr<GenArch> ParseGenArch(std::string_view name) {
   for (GenArch a : {GenArch::kQwen3Moe, GenArch::kMixtral, GenArch::kLlama, GenArch::kLlama4,
-                    GenArch::kDeepseek2}) {
+                    GenArch::kDeepseek2, GenArch::kGptOss}) {
     if (name == GenArchName(a)) return a;
   }
   return absl::InvalidArgumentError(
       absl::StrCat("--arch: unknown architecture '", Av(name),
-                   "' (expected qwen3moe, mixtral, llama, llama4 or deepseek2)"));
+                   "' (expected qwen3moe, mixtral, llama, llama4, deepseek2 or gpt-oss)"));
 }
 
 std::string_view ExpertLayoutName(ExpertLayout l) {
@@ -284,6 +292,8 @@ double GenOptions::RopeTheta() const {
       return 1e4;
     case GenArch::kLlama4:
       return 5e5;
+    case GenArch::kGptOss:
+      return 150000;
     default:
       return 1e6;
   }
@@ -296,7 +306,8 @@ double GenOptions::RmsEps() const {
 
 std::string GenOptions::Name() const {
   if (!name.empty()) return name;
-  return absl::StrCat("synthetic-", Av(GenArchName(arch)), "-", Av(GgmlTypeName(type)));
+  return absl::StrCat("synthetic-", Av(GenArchName(arch)), "-",
+                      Av(mix != QuantMix::kNone ? QuantMixName(mix) : GgmlTypeName(type)));
 }
 
 absl::Status GenOptions::Validate() const {
@@ -400,6 +411,21 @@ absl::Status GenOptions::Validate() const {
         what, " = ", v, " is not a multiple of ", block, ", the block size of --type ",
         Av(GgmlTypeName(type))));
   };
+  if (arch == GenArch::kGptOss) {
+    // MXFP4 experts need whole 32-element blocks in every row; other
+    // matrices fall back to Q8_0 where a K-quant block does not fit
+    // (gpt-oss's 2880).
+    if (hidden % 32 != 0 || heads * head_dim % 32 != 0 || expert_ffn % 32 != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "gpt-oss: --hidden ", hidden, ", --heads x --head-dim ", heads * head_dim,
+          " and --expert-ffn ", expert_ffn, " must be multiples of 32 (MXFP4 blocks)"));
+    }
+    if (sliding_window < 1 || sliding_window > model::kMaxContext) {
+      return absl::InvalidArgumentError(absl::StrCat("--sliding-window ", sliding_window,
+                                                     " is out of range 1..", model::kMaxContext));
+    }
+    return absl::OkStatus();
+  }
   MOESTREAM_RETURN_IF_ERROR(whole("--hidden", hidden));
   MOESTREAM_RETURN_IF_ERROR(whole("--heads x --head-dim", heads * head_dim));
   // The FFN widths are the rows of ffn_down: where they hold no whole block
@@ -503,6 +529,7 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   MOESTREAM_RETURN_IF_ERROR(o.Validate());
   const bool llama4 = o.arch == GenArch::kLlama4;
   const bool ds = o.arch == GenArch::kDeepseek2;
+  const bool oss = o.arch == GenArch::kGptOss;
   const std::string a(GenArchName(o.arch == GenArch::kMixtral ? GenArch::kLlama : o.arch));
   const bool moe = o.arch != GenArch::kLlama;
   const bool qwen = o.arch == GenArch::kQwen3Moe;
@@ -520,12 +547,16 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   auto u32 = [](int64_t v) { return static_cast<uint32_t>(v); };
   w->SetString("general.architecture", a);
   w->SetString("general.name", o.Name());
-  w->SetUint32("general.file_type", FileTypeOf(o.type));
-  if (IsQuantized(o.type)) w->SetUint32("general.quantization_version", 2);
+  // gpt-oss: 38 = MOSTLY_MXFP4_MOE (its experts are MXFP4 whatever --type).
+  w->SetUint32("general.file_type", oss                      ? 38
+                                    : o.mix != QuantMix::kNone ? QuantMixFileType(o.mix)
+                                                               : FileTypeOf(o.type));
+  if (IsQuantized(o.type) || oss) w->SetUint32("general.quantization_version", 2);
   w->SetUint32(a + ".context_length", u32(o.context));
   w->SetUint32(a + ".embedding_length", u32(h));
   w->SetUint32(a + ".block_count", u32(o.layers));
-  w->SetUint32(a + ".feed_forward_length", u32(o.arch == GenArch::kMixtral ? o.expert_ffn : o.ffn));
+  w->SetUint32(a + ".feed_forward_length",
+               u32(o.arch == GenArch::kMixtral || oss ? o.expert_ffn : o.ffn));
   w->SetUint32(a + ".attention.head_count", u32(o.heads));
   if (ds) {
     // MLA as the converter stores it: MQA over the cached latent row.
@@ -540,11 +571,12 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   } else {
     w->SetUint32(a + ".attention.head_count_kv", u32(o.kv_heads));
     // llama.cpp derives head_dim = hidden / heads for llama unless told.
-    if (qwen || llama4 || q_dim != h) {
+    if (qwen || llama4 || oss || q_dim != h) {
       w->SetUint32(a + ".attention.key_length", u32(o.head_dim));
       w->SetUint32(a + ".attention.value_length", u32(o.head_dim));
     }
-    w->SetUint32(a + ".rope.dimension_count", u32(o.head_dim));
+    // gpt-oss's converter writes no dimension_count (RoPE covers the head).
+    if (!oss) w->SetUint32(a + ".rope.dimension_count", u32(o.head_dim));
   }
   w->SetFloat32(a + ".rope.freq_base", static_cast<float>(o.RopeTheta()));
   w->SetFloat32(a + ".attention.layer_norm_rms_epsilon", static_cast<float>(o.RmsEps()));
@@ -552,7 +584,17 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
     w->SetUint32(a + ".expert_count", u32(o.experts));
     w->SetUint32(a + ".expert_used_count", u32(o.top_k));
   }
-  if (qwen || llama4 || ds) w->SetUint32(a + ".expert_feed_forward_length", u32(o.expert_ffn));
+  if (oss) {
+    w->SetString(a + ".rope.scaling.type", "yarn");
+    w->SetFloat32(a + ".rope.scaling.factor", 32.0f);
+    w->SetUint32(a + ".rope.scaling.original_context_length", 4096);
+    w->SetFloat32(a + ".rope.scaling.yarn_beta_fast", 32.0f);
+    w->SetFloat32(a + ".rope.scaling.yarn_beta_slow", 1.0f);
+    w->SetUint32(a + ".attention.sliding_window", u32(o.sliding_window));
+  }
+  if (qwen || llama4 || ds || oss) {
+    w->SetUint32(a + ".expert_feed_forward_length", u32(o.expert_ffn));
+  }
   if (llama4) w->SetUint32(a + ".interleave_moe_layer_step", u32(o.moe_every));
   if (ds) {
     w->SetUint32(a + ".leading_dense_block_count", u32(o.dense_lead));
@@ -666,11 +708,11 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   const GgmlType wt = o.type;
   const GgmlType f32 = GgmlType::kF32;
   add("token_embd.weight", wt, {h, o.vocab}, embed_gen());
-  auto bias_gen = [&](const std::string& key, int64_t n) -> RowGenFn {
+  auto bias_gen = [&](const std::string& key, int64_t n, float scale = 0.01f) -> RowGenFn {
     const uint64_t k = StreamKey(o.seed, key);
-    return [k, n](uint64_t row, float* out) {
+    return [k, n, scale](uint64_t row, float* out) {
       Xoshiro256Plus rng = RowStream(k, row);
-      for (int64_t i = 0; i < n; ++i) out[i] = 0.01f * rng.Normal();
+      for (int64_t i = 0; i < n; ++i) out[i] = scale * rng.Normal();
     };
   };
   for (int l = 0; l < o.layers; ++l) {
@@ -693,6 +735,16 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
       add(p + "attn_v_b.weight", wt, {L, o.v_head_dim, H}, matrix_gen(p + "attn_v_b", L));
       add(p + "attn_output.weight", wt, {H * o.v_head_dim, h},
           matrix_gen(p + "attn_output", H * o.v_head_dim));
+    } else if (oss) {
+      // Biases after each projection, then the sinks (one logit per head).
+      for (auto [name, rows, fan_in] : {std::tuple{"attn_q", q_dim, h},
+                                        {"attn_k", kv_dim, h},
+                                        {"attn_v", kv_dim, h},
+                                        {"attn_output", h, q_dim}}) {
+        add(p + name + ".weight", wt, {fan_in, rows}, matrix_gen(p + name, fan_in));
+        add(p + name + ".bias", f32, {rows}, bias_gen(p + name + ".bias", rows, 0.1f));
+      }
+      add(p + "attn_sinks.weight", f32, {o.heads}, bias_gen(p + "attn_sinks", o.heads, 1.0f));
     } else {
       add(p + "attn_q.weight", wt, {h, q_dim}, matrix_gen(p + "attn_q", h));
       add(p + "attn_k.weight", wt, {h, kv_dim}, matrix_gen(p + "attn_k", h));
@@ -703,7 +755,9 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
       add(p + "attn_q_norm.weight", f32, {o.head_dim}, norm_gen(p + "attn_q_norm", o.head_dim));
       add(p + "attn_k_norm.weight", f32, {o.head_dim}, norm_gen(p + "attn_k_norm", o.head_dim));
     }
-    add(p + "ffn_norm.weight", f32, {h}, norm_gen(p + "ffn_norm", h));
+    // gpt-oss names the FFN's input norm post_attention_norm.
+    add(p + (oss ? "post_attention_norm.weight" : "ffn_norm.weight"), f32, {h},
+        norm_gen(p + "ffn_norm", h));
     if (!is_moe_layer(l)) {
       add(p + "ffn_gate.weight", wt, {h, o.ffn}, matrix_gen(p + "ffn_gate", h));
       add(p + "ffn_up.weight", wt, {h, o.ffn}, matrix_gen(p + "ffn_up", h));
@@ -712,6 +766,9 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
     }
     const int64_t f = o.expert_ffn;
     add(p + "ffn_gate_inp.weight", f32, {h, o.experts}, router_gen(l));
+    if (oss) {
+      add(p + "ffn_gate_inp.bias", f32, {o.experts}, bias_gen(p + "ffn_gate_inp.bias", o.experts));
+    }
     if (ds && o.sigmoid_gating) {
       add(p + "exp_probs_b.bias", f32, {o.experts}, bias_gen(p + "exp_probs_b", o.experts));
     }
@@ -726,7 +783,16 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
     RowGenFn gate = matrix_gen(p + "ffn_gate_exps", h);
     RowGenFn up = matrix_gen(p + "ffn_up_exps", h);
     RowGenFn down = matrix_gen(p + "ffn_down_exps", f);
-    if (o.expert_layout == ExpertLayout::kStacked) {
+    if (oss) {
+      // MXFP4 experts, each matrix followed by its [experts][rows] biases.
+      const GgmlType mx = GgmlType::kMXFP4;
+      add(p + "ffn_gate_exps.weight", mx, {h, f, o.experts}, gate);
+      add(p + "ffn_gate_exps.bias", f32, {f, o.experts}, bias_gen(p + "ffn_gate_exps.bias", f, 0.1f));
+      add(p + "ffn_up_exps.weight", mx, {h, f, o.experts}, up);
+      add(p + "ffn_up_exps.bias", f32, {f, o.experts}, bias_gen(p + "ffn_up_exps.bias", f, 0.1f));
+      add(p + "ffn_down_exps.weight", mx, {f, h, o.experts}, down);
+      add(p + "ffn_down_exps.bias", f32, {h, o.experts}, bias_gen(p + "ffn_down_exps.bias", h, 0.1f));
+    } else if (o.expert_layout == ExpertLayout::kStacked) {
       add(p + "ffn_gate_exps.weight", wt, {h, f, o.experts}, gate);
       add(p + "ffn_up_exps.weight", wt, {h, f, o.experts}, up);
       add(p + "ffn_down_exps.weight", wt, {f, h, o.experts}, down);
@@ -741,6 +807,17 @@ absl::StatusOr<GenSummary> BuildModel(const GenOptions& o, io::GgufWriter* w) {
   add("output_norm.weight", f32, {h}, norm_gen("output_norm", h));
   add("output.weight", wt, {h, o.vocab}, matrix_gen("output", h));
 
+  if (o.mix != QuantMix::kNone) {  // the per-tensor types of the mix (quant_mix.h)
+    std::vector<MixTensor> table;
+    for (const TensorPlan& t : plans) table.push_back({t.name, t.ne, t.type});
+    MOESTREAM_ASSIGN_OR_RETURN(
+        std::vector<GgmlType> types,
+        MixTypes(o.mix, {o.layers, o.arch == GenArch::kLlama ? 0 : o.experts,
+                         o.arch == GenArch::kMixtral ? "llama" : std::string(GenArchName(o.arch)),
+                         o.heads, o.kv_heads},
+                 table));
+    for (size_t i = 0; i < plans.size(); ++i) plans[i].type = types[i];
+  }
   for (TensorPlan& t : plans) {
     uint64_t n = 1;
     for (int64_t d : t.ne) n *= uint64_t(d);

@@ -37,6 +37,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "base/ggml_type.h"
+#include "gen/quant_mix.h"
 #include "io/gguf.h"
 
 namespace moestream::gen {
@@ -47,8 +48,10 @@ enum class GenArch {
   kLlama,      // general.architecture "llama", dense SwiGLU FFN
   kLlama4,     // general.architecture "llama4"
   kDeepseek2,  // general.architecture "deepseek2" (multi-head latent attention)
+  kGptOss,     // general.architecture "gpt-oss" (MXFP4 experts, biases, sinks, sliding window)
 };
-std::string_view GenArchName(GenArch a);  // "qwen3moe", "mixtral", "llama", "llama4", "deepseek2"
+// "qwen3moe", "mixtral", "llama", "llama4", "deepseek2", "gpt-oss"
+std::string_view GenArchName(GenArch a);
 absl::StatusOr<GenArch> ParseGenArch(std::string_view name);
 
 enum class ExpertLayout {
@@ -96,6 +99,9 @@ struct GenOptions {
   // Storage type of the matrices (--type): one of GenTypes(). Norms and
   // routers stay F32. Default F32.
   GgmlType type = GgmlType::kF32;
+  // A per-tensor mix instead of one type (--type q4_k_m): `type` must then
+  // be QuantMixBaseType(mix); each matrix gets the mix's type (quant_mix.h).
+  QuantMix mix = QuantMix::kNone;
   // PRNG seed (--seed). Same seed and shapes -> same weights. Default 1.
   uint64_t seed = 1;
   // Expert tensor layout (--expert-layout); kSplit only for mixtral.
@@ -130,6 +136,10 @@ struct GenOptions {
   bool sigmoid_gating = false;
   int64_t expert_groups = 1, group_used = 1;
   double weights_scale = 1.0;
+  // gpt-oss: the sliding window of its even layers (--sliding-window). Its
+  // routed experts are always MXFP4, as in every released gpt-oss file (the
+  // other matrices take --type); YaRN factor 32 over 4096 positions.
+  int64_t sliding_window = 128;
 
   // kInvalidArgument naming the flag: non-positive dims, heads not a
   // multiple of kv_heads, odd head_dim, top_k > experts, a matrix row

@@ -142,6 +142,12 @@ struct AttentionArgs {
   // Width of v and out heads when it differs from head_dim (deepseek2's
   // latent values); 0 = head_dim.
   int64_t head_dim_v = 0;
+  // Sliding-window attention: > 0 hides from the query at position i every
+  // key at or before i - window. 0 = no window.
+  int64_t window = 0;
+  // Attention sinks: one extra logit per query head (device, n_head floats)
+  // joining each softmax's denominator, with no value. Null = none.
+  const float* sinks = nullptr;
 };
 
 // Most compute threads a backend accepts (a flag of 99999999 is a typo, not a
@@ -239,6 +245,12 @@ class Backend {
   virtual void Sigmoid(float* x, int64_t n) = 0;
   // out = silu(gate) * up
   virtual void SiluMul(const float* gate, const float* up, float* out, int64_t n) = 0;
+  // gpt-oss's clamped SwiGLU: with g = min(gate, limit) and u = clamp(up,
+  // -limit, limit), out = g * sigmoid(alpha * g) * (u + 1).
+  virtual void SwigluClamped(const float* gate, const float* up, float* out, int64_t n,
+                             float alpha, float limit) = 0;
+  // x[r, :] += bias for each of `rows` rows of n floats.
+  virtual void AddBias(float* x, const float* bias, int64_t rows, int64_t n) = 0;
   virtual void Add(const float* a, const float* b, float* out, int64_t n) = 0;
   virtual void Scale(float* x, float s, int64_t n) = 0;
   // Strided copy of `rows` rows of `cols` floats in device memory:

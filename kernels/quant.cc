@@ -83,6 +83,47 @@ void QuantizeQ4_0(const float* x, int64_t nb, BlockQ4_0* y) {
   }
 }
 
+// gguf's MXFP4 quantizer: the shared exponent puts the block's largest
+// magnitude in [4, 8) times 2^(e-128) (the table's top value is 12), and each
+// value takes the nearest table entry (the lowest code on ties).
+void QuantizeMxfp4(const float* x, int64_t nb, BlockMXFP4* y) {
+  for (int64_t i = 0; i < nb; ++i, x += kQK) {
+    float amax = 0;
+    for (int j = 0; j < kQK; ++j) amax = std::max(amax, std::fabs(x[j]));
+    int e = 0;
+    if (amax > 0) {
+      int ex;
+      std::frexp(amax, &ex);  // amax = m * 2^ex, m in [0.5, 1): floor(log2) = ex - 1
+      e = std::clamp(ex - 1 - 2 + 127, 0, 255);
+    }
+    y[i].e = static_cast<uint8_t>(e);
+    const float d = Mxfp4Scale(y[i].e);
+    uint8_t code[kQK];
+    for (int j = 0; j < kQK; ++j) {
+      int best = 0;
+      float best_err = std::fabs(d * kMxfp4Values[0] - x[j]);
+      for (int c = 1; c < 16; ++c) {
+        const float err = std::fabs(d * kMxfp4Values[c] - x[j]);
+        if (err < best_err) best = c, best_err = err;
+      }
+      code[j] = static_cast<uint8_t>(best);
+    }
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[i].qs[j] = static_cast<uint8_t>(code[j] | (code[j + kQK / 2] << 4));
+    }
+  }
+}
+
+void DequantizeMxfp4(const BlockMXFP4* b, int64_t nb, float* y) {
+  for (int64_t i = 0; i < nb; ++i, y += kQK) {
+    const float d = Mxfp4Scale(b[i].e);
+    for (int j = 0; j < kQK / 2; ++j) {
+      y[j] = d * kMxfp4Values[b[i].qs[j] & 0xF];
+      y[j + kQK / 2] = d * kMxfp4Values[b[i].qs[j] >> 4];
+    }
+  }
+}
+
 template <typename Block>
 void QuantizeMinMax(const float* x, int64_t nb, Block* y, int levels) {
   for (int64_t i = 0; i < nb; ++i, x += kQK) {
@@ -530,6 +571,7 @@ bool CanQuantize(GgmlType t) {
     case GgmlType::kQ8_0: case GgmlType::kQ4_0: case GgmlType::kQ4_1:
     case GgmlType::kQ5_0: case GgmlType::kQ5_1: case GgmlType::kQ8_K:
     case GgmlType::kQ4_K: case GgmlType::kQ5_K: case GgmlType::kQ6_K:
+    case GgmlType::kMXFP4:
       return true;
     default:
       return false;
@@ -567,6 +609,7 @@ absl::Status QuantizeRow(GgmlType t, const float* x, int64_t n, void* out) {
     case GgmlType::kQ4_K: QuantizeQ4K(x, nb, static_cast<BlockQ4K*>(out)); break;
     case GgmlType::kQ5_K: QuantizeQ5K(x, nb, static_cast<BlockQ5K*>(out)); break;
     case GgmlType::kQ6_K: QuantizeQ6K(x, nb, static_cast<BlockQ6K*>(out)); break;
+    case GgmlType::kMXFP4: QuantizeMxfp4(x, nb, static_cast<BlockMXFP4*>(out)); break;
     default:
       return absl::UnimplementedError(
           absl::StrCat("quantize: no quantizer for type ", Av(tr->name)));
@@ -601,6 +644,7 @@ absl::Status DequantizeRow(GgmlType t, const void* in, int64_t n, float* y) {
     case GgmlType::kQ4_K: DequantizeQ45K<false>(static_cast<const BlockQ4K*>(in), nb, y); break;
     case GgmlType::kQ5_K: DequantizeQ45K<true>(static_cast<const BlockQ5K*>(in), nb, y); break;
     case GgmlType::kQ6_K: DequantizeQ6K(static_cast<const BlockQ6K*>(in), nb, y); break;
+    case GgmlType::kMXFP4: DequantizeMxfp4(static_cast<const BlockMXFP4*>(in), nb, y); break;
     default:
       return absl::UnimplementedError(
           absl::StrCat("dequantize: type ", Av(tr->name), " is not supported"));

@@ -13,7 +13,7 @@ namespace moestream::model {
 namespace {
 
 constexpr const ArchSpec* kArchitectures[] = {&kLlamaArch, &kQwen3MoeArch, &kLlama4Arch,
-                                               &kDeepseek2Arch};
+                                               &kDeepseek2Arch, &kGptOssArch};
 
 // Token texts llama.cpp also treats as end of generation.
 constexpr std::string_view kEogTexts[] = {

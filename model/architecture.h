@@ -98,6 +98,7 @@ extern const ArchSpec kLlamaArch;     // model/arch/llama.cc
 extern const ArchSpec kQwen3MoeArch;  // model/arch/qwen3moe.cc
 extern const ArchSpec kLlama4Arch;    // model/arch/llama4.cc
 extern const ArchSpec kDeepseek2Arch; // model/arch/deepseek2.cc
+extern const ArchSpec kGptOssArch;    // model/arch/gpt_oss.cc
 
 std::span<const ArchSpec* const> Architectures();
 const ArchSpec* FindArchitecture(std::string_view name);

@@ -40,6 +40,9 @@ class LayerBinder {
                                                      int64_t n_out) = 0;
   // A 1-D weight, converted to F32.
   virtual absl::StatusOr<const float*> Vector(const std::string& name, int64_t n) = 0;
+  // A 2-D weight of n_rows rows of n, converted to F32 (per-expert biases).
+  virtual absl::StatusOr<const float*> Table(const std::string& name, int64_t n,
+                                             int64_t n_rows) = 0;
   // A 3-D weight of n_mats matrices of n_out rows of n_in: the view of the
   // first; matrix i starts RowBytes(type, n_in) * n_out bytes after it.
   virtual absl::StatusOr<kernels::WeightView> Stacked(const std::string& name, int64_t n_in,
@@ -61,6 +64,9 @@ struct AttentionOptions {
   // 1 + temp_scale * ln(floor((p + 1) / temp_floor) + 1). 0 = off.
   float temp_scale = 0;
   int64_t temp_floor = 0;
+  // Sliding-window attention over the last `window` positions; 0 = off.
+  // (Biases and attention sinks come with the layer's weights when bound.)
+  int64_t window = 0;
 };
 
 struct RoutingOptions {

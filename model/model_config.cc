@@ -54,6 +54,7 @@ absl::Status ModelConfig::Validate(const std::string& file) const {
   MOESTREAM_RETURN_IF_ERROR(in_range("attention.head_count_kv", n_head_kv, 1, n_head));
   MOESTREAM_RETURN_IF_ERROR(in_range("attention.key_length", head_dim_k, 1, kMaxHeadDim));
   MOESTREAM_RETURN_IF_ERROR(in_range("context_length", n_ctx_train, 1, kMaxContext));
+  MOESTREAM_RETURN_IF_ERROR(in_range("attention.sliding_window", n_swa, 0, kMaxContext));
   if (n_head % n_head_kv != 0) {
     return bad(absl::StrFormat("head_count %d is not a multiple of head_count_kv %d", n_head,
                                n_head_kv));

@@ -31,8 +31,12 @@ inline constexpr int64_t kMaxContext = int64_t(1) << 28;
 inline constexpr int64_t kMaxExperts = int64_t(1) << 16;
 inline constexpr int64_t kMaxFfn = int64_t(1) << 20;
 
-// How router logits become expert probabilities.
-enum class ExpertGating { kSoftmax, kSigmoid };
+// How router logits become expert probabilities: softmax or sigmoid over
+// all experts (then top-k), or softmax over the top-k logits only (gpt-oss).
+enum class ExpertGating { kSoftmax, kSigmoid, kSoftmaxSelected };
+// The gated activation of the routed experts' FFN: silu(gate) * up, or
+// gpt-oss's clamped SwiGLU (Backend::SwigluClamped).
+enum class ExpertActivation { kSilu, kSwigluClamped };
 
 struct ModelConfig {
   std::string arch;  // general.architecture, e.g. "qwen3moe"
@@ -80,6 +84,11 @@ struct ModelConfig {
   int64_t head_dim_v_mla = 0;
   bool is_mla() const { return kv_lora_rank > 0; }
   ExpertGating gating = ExpertGating::kSoftmax;
+  ExpertActivation expert_act = ExpertActivation::kSilu;
+  float swiglu_alpha = 1.702f;  // kSwigluClamped's sigmoid slope and clamp
+  float swiglu_limit = 7.0f;
+  // Sliding-window attention (gpt-oss's even layers): the window; 0 = none.
+  int64_t n_swa = 0;
   bool norm_topk = true;            // renormalise the k selected weights to sum 1
   float expert_weights_scale = 1;   // applied after renormalisation
 

@@ -141,18 +141,29 @@ class WeightBinder : public LayerBinder {
   // A 1-D weight converted to F32 on the device.
   absl::StatusOr<const float*> Vector(const std::string& name, int64_t n) override {
     MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {n}));
+    return Floats(*t, n);
+  }
+
+  absl::StatusOr<const float*> Table(const std::string& name, int64_t n, int64_t n_rows) override {
+    MOESTREAM_ASSIGN_OR_RETURN(const io::GgufTensorInfo* t, Find(name, {n, n_rows}));
+    return Floats(*t, n * n_rows);
+  }
+
+  // Tensor `t` of n elements, converted to F32 and uploaded.
+  absl::StatusOr<const float*> Floats(const io::GgufTensorInfo& t, int64_t n) {
+    const std::string& name = t.name;
     const size_t bytes = n * sizeof(float);
     if (plan_ != nullptr) {
       plan_->push_back({name, bytes, 1, MemoryUse::kWeights});
       return nullptr;
     }
-    std::vector<uint8_t> raw(t->size_bytes);
-    MOESTREAM_RETURN_IF_ERROR(ReadRange(*t, raw.data(), t->file_offset, t->size_bytes));
+    std::vector<uint8_t> raw(t.size_bytes);
+    MOESTREAM_RETURN_IF_ERROR(ReadRange(t, raw.data(), t.file_offset, t.size_bytes));
     std::vector<float> f32(n);
-    if (t->type == GgmlType::kF32) {
+    if (t.type == GgmlType::kF32) {
       std::memcpy(f32.data(), raw.data(), n * sizeof(float));
     } else {
-      absl::Status s = kernels::DequantizeRow(t->type, raw.data(), n, f32.data());
+      absl::Status s = kernels::DequantizeRow(t.type, raw.data(), n, f32.data());
       if (!s.ok()) {
         return absl::InvalidArgumentError(
             absl::StrCat(f_.path(), ": tensor '", name, "': ", s.message()));
@@ -162,7 +173,7 @@ class WeightBinder : public LayerBinder {
     w_.allocations_.push_back(dst);
     w_.device_bytes_ += bytes;
     MOESTREAM_RETURN_IF_ERROR(be_->CopyToDevice(dst, f32.data(), bytes));
-    Progress(t->size_bytes);
+    Progress(t.size_bytes);
     return static_cast<const float*>(dst);
   }
 

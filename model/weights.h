@@ -33,9 +33,23 @@ struct ExpertWeights {
   kernels::WeightView down;  // n_in n_ff_exp, n_out n_embd
 };
 
+// Per-expert biases of a layer's routed experts (gpt-oss): [n_expert][width]
+// F32 in device memory, resident whatever the experts' tier; null = none.
+struct ExpertBiases {
+  const float* gate = nullptr;  // width n_ff_exp
+  const float* up = nullptr;    // width n_ff_exp
+  const float* down = nullptr;  // width n_embd
+};
 struct LayerWeights {
   const float* attn_norm = nullptr;  // [n_embd] F32
   kernels::WeightView wq, wk, wv, wo;
+  // Biases of the attention projections (gpt-oss) [rows] F32, or null.
+  const float* bq = nullptr;
+  const float* bk = nullptr;
+  const float* bv = nullptr;
+  const float* bo = nullptr;
+  // Attention sinks (attn_sinks) [n_head] F32, or null.
+  const float* attn_sinks = nullptr;
   const float* q_norm = nullptr;  // [head_dim] F32, qk_norm only
   const float* k_norm = nullptr;
   const float* ffn_norm = nullptr;  // [n_embd] F32
@@ -48,6 +62,9 @@ struct LayerWeights {
   kernels::WeightView router;
   // Selection bias of the router (exp_probs_b) [n_expert] F32, or null.
   const float* exp_probs_b = nullptr;
+  // Bias added to the router's logits (ffn_gate_inp.bias) [n_expert] F32, or null.
+  const float* router_b = nullptr;
+  ExpertBiases expert_bias;
 
   // Multi-head latent attention (ModelConfig::is_mla).
   kernels::WeightView wq_a;           // attn_q_a (q_lora_rank > 0), else unused

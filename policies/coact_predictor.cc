@@ -1,12 +1,24 @@
-// coact[:k=N]: co-activation history, learned online (MoE-Infinity's
-// activation matrix, per consecutive layer pair). For each token, when layer
-// L chose set A and the next layer chose set B, M[L][a][b] += 1 for every
-// a in A, b in B. The guess for the next layer is the top k (default top_k)
-// of score[b] = sum over a in A of M[L][a][b], with per-layer frequency as a
-// small tie-breaker (and the cold-start answer). Further layers are predicted
-// by chaining the previous guess as the input set.
+// coact[:k=N,temporal=0|1]: co-activation history, learned online
+// (MoE-Infinity's activation matrix, per consecutive layer pair), conditioned
+// on two sets at once:
+//   - across layers: when token t's layer L chose A and its next layer chose
+//     B, M[L][a][b] += 1 for a in A, b in B;
+//   - across tokens (temporal=1, default): when token t-1's layer L chose C
+//     and token t's layer L chose B, T[L][c][b] += 1.
+// Each row is a conditional inclusion probability, smoothed towards the
+// target layer's marginal p0[b] (share of tokens that routed b there) with
+// the weight of one observation:
+//   P(b | a) = (M[a][b] + p0[b]) / (n[a] + 1),
+// where n[a] counts a's rows. The guess for a layer is the top k (default
+// top_k) of the average of P(b | x) over the conditioning experts x: the
+// experts just routed (or, further ahead, the previous layer's guesses,
+// weighted by their confidence) and the experts the previous token routed at
+// the target layer. Each guess's confidence is that average, an estimate of
+// the probability that b is routed (so a threshold `conf=` means the same
+// for every layer). With no history, the guess is p0's top k.
 //
-// Memory: n_layers * n_experts^2 floats (48 * 128 * 128 * 4 B = 3 MiB).
+// Memory: 2 * n_layers * n_experts^2 16-bit counts (48 * 128 * 128 * 4 B = 3 MiB).
+#include <algorithm>
 #include <memory>
 #include <vector>
 
@@ -19,35 +31,39 @@ namespace {
 
 class CoactPredictor final : public PrefetchPredictor {
  public:
-  CoactPredictor(const PolicyEnv& env, int k)
+  CoactPredictor(const PolicyEnv& env, int k, bool temporal)
       : n_layers_(env.n_layers),
         n_experts_(env.n_experts),
         k_(k),
-        matrix_(size_t(env.n_layers) * env.n_experts * env.n_experts, 0.0f),
-        freq_(size_t(env.n_layers) * env.n_experts, 0.0),
-        freq_total_(size_t(env.n_layers), 0.0),
+        temporal_(temporal),
+        across_(size_t(env.n_layers) * env.n_experts * env.n_experts, 0),
+        across_rows_(size_t(env.n_layers) * env.n_experts, 0.0f),
+        along_(temporal ? size_t(env.n_layers) * env.n_experts * env.n_experts : 0, 0),
+        along_rows_(temporal ? size_t(env.n_layers) * env.n_experts : 0, 0.0f),
+        freq_(size_t(env.n_layers) * env.n_experts, 0.0f),
+        tokens_(size_t(env.n_layers), 0.0),
         last_(env.n_layers),
         last_token_(env.n_layers, ~uint64_t{0}) {}
-  std::string name() const override { return k_ > 0 ? absl::StrCat("coact:k=", k_) : "coact"; }
+  std::string name() const override {
+    std::string opts;
+    if (k_ > 0) absl::StrAppend(&opts, "k=", k_);
+    if (!temporal_) absl::StrAppend(&opts, opts.empty() ? "" : ",", "temporal=0");
+    return opts.empty() ? "coact" : absl::StrCat("coact:", opts);
+  }
 
   void Observe(const RoutingObservation& o) override {
     if (o.layer < 0 || o.layer >= n_layers_) return;
     int prev = (o.layer + n_layers_ - 1) % n_layers_;
     uint64_t want = o.layer == 0 ? o.token - 1 : o.token;
-    if (last_token_[prev] == want && n_layers_ > 1) {
-      float* m = &matrix_[size_t(prev) * n_experts_ * n_experts_];
-      for (int32_t a : last_[prev]) {
-        for (int32_t b : o.experts) {
-          if (Valid(a) && Valid(b)) m[size_t(a) * n_experts_ + b] += 1.0f;
-        }
-      }
+    if (last_token_[prev] == want && n_layers_ > 1) Count(prev, last_[prev], o.experts, &across_,
+                                                          &across_rows_);
+    if (temporal_ && last_token_[o.layer] == o.token - 1) {
+      Count(o.layer, last_[o.layer], o.experts, &along_, &along_rows_);
     }
     for (int32_t b : o.experts) {
-      if (Valid(b)) {
-        freq_[size_t(o.layer) * n_experts_ + b] += 1.0;
-        freq_total_[o.layer] += 1.0;
-      }
+      if (Valid(b)) freq_[size_t(o.layer) * n_experts_ + b] += 1.0f;
     }
+    tokens_[o.layer] += 1.0;
     last_[o.layer].assign(o.experts.begin(), o.experts.end());
     last_token_[o.layer] = o.token;
   }
@@ -55,45 +71,148 @@ class CoactPredictor final : public PrefetchPredictor {
   void Predict(const PredictContext& ctx, std::vector<ExpertGuess>* out) override {
     if (ctx.layer < 0 || ctx.layer >= n_layers_) return;
     int k = GuessCount(k_, ctx.top_k);
-    input_.assign(ctx.experts.begin(), ctx.experts.end());
+    input_.clear();
+    for (int32_t a : ctx.experts) input_.push_back({a, 1.0f});
     int from = ctx.layer;
     for (int d = 1; d <= ctx.lookahead; ++d) {
       int to = TargetLayer(from, 1, n_layers_);
-      scores_.assign(n_experts_, 0.0);
-      double* __restrict sc = scores_.data();
-      const float* m = &matrix_[size_t(from) * n_experts_ * n_experts_];
-      for (int32_t a : input_) {
-        if (!Valid(a)) continue;
-        const float* __restrict row = m + size_t(a) * n_experts_;
-        for (int b = 0; b < n_experts_; ++b) sc[b] += row[b];
+      const uint64_t token = ctx.token + uint64_t(ctx.layer + d >= n_layers_ ? 1 : 0);
+      // Each source's estimate: the average of its rows' P(b | x).
+      const bool across = Estimate(from, to, input_, across_, across_rows_, &scores_);
+      bool along = false;
+      if (temporal_ && last_token_[to] + 1 == token) {
+        along_input_.clear();
+        for (int32_t c : last_[to]) along_input_.push_back({c, 1.0f});
+        along = Estimate(to, to, along_input_, along_, along_rows_, &along_scores_);
       }
-      const double* __restrict f = &freq_[size_t(to) * n_experts_];
-      // Counts are whole numbers, so the running total equals the sum.
-      const double total = freq_total_[to];
-      if (total > 0) {
-        for (int b = 0; b < n_experts_; ++b) sc[b] += 1e-3 * f[b] / total;
+      if (!across && !along) {
+        Marginal(to, &scores_);
+      } else if (!across) {
+        scores_.swap(along_scores_);
+      } else if (along) {
+        Combine(to, ctx.top_k);
       }
       size_t before = out->size();
-      AppendTopK(scores_, to, k, out);
+      AppendTopK(scores_, to, k, out, /*absolute=*/true);
       input_.clear();
-      for (size_t i = before; i < out->size(); ++i) input_.push_back((*out)[i].key.expert);
+      for (size_t i = before; i < out->size(); ++i) {
+        input_.push_back({(*out)[i].key.expert, (*out)[i].confidence});
+      }
       from = to;
     }
   }
 
  private:
+  struct Input {
+    int32_t expert;
+    float weight;
+  };
   bool Valid(int32_t e) const { return e >= 0 && e < n_experts_; }
+
+  // Counts are 16-bit (half the memory a predictor streams per guess); a
+  // row about to overflow is halved with its row count, which keeps its
+  // conditional probabilities.
+  void Count(int layer, const std::vector<int32_t>& from, std::span<const int32_t> to,
+             std::vector<uint16_t>* matrix, std::vector<float>* rows) {
+    uint16_t* m = &(*matrix)[size_t(layer) * n_experts_ * n_experts_];
+    for (int32_t a : from) {
+      if (!Valid(a)) continue;
+      float& n = (*rows)[size_t(layer) * n_experts_ + a];
+      uint16_t* row = m + size_t(a) * n_experts_;
+      for (int32_t b : to) {
+        if (Valid(b) && row[b] == 0xffff) {
+          for (int i = 0; i < n_experts_; ++i) row[i] >>= 1;
+          n *= 0.5f;
+        }
+      }
+      n += 1.0f;
+      for (int32_t b : to) {
+        if (Valid(b)) ++row[b];
+      }
+    }
+  }
+
+  // p0 of `layer`: the share of its observed tokens that routed each expert.
+  void Marginal(int layer, std::vector<float>* out) const {
+    out->assign(n_experts_, 0.0f);
+    const double n = tokens_[layer];
+    if (n <= 0) return;
+    AddScaledRow(out->data(), &freq_[size_t(layer) * n_experts_], float(1.0 / n), n_experts_);
+  }
+
+  // The weighted average over the inputs x (experts of `layer`, rows of
+  // `matrix`) of P(b | x) for the experts b of `target`; false when no input
+  // has a row yet.
+  bool Estimate(int layer, int target, const std::vector<Input>& inputs,
+                const std::vector<uint16_t>& matrix, const std::vector<float>& rows,
+                std::vector<float>* out) const {
+    out->assign(n_experts_, 0.0f);
+    float* sc = out->data();
+    double weight = 0;  // sum of the input weights
+    double prior = 0;   // coefficient of p0 in the sum
+    for (const Input& in : inputs) {
+      if (!Valid(in.expert) || !(in.weight > 0)) continue;
+      const float n = rows[size_t(layer) * n_experts_ + in.expert];
+      if (n <= 0) continue;
+      weight += in.weight;
+    }
+    if (weight <= 0) return false;
+    // Scaled by 1 / weight as the rows are added.
+    for (const Input& in : inputs) {
+      if (!Valid(in.expert) || !(in.weight > 0)) continue;
+      const float n = rows[size_t(layer) * n_experts_ + in.expert];
+      if (n <= 0) continue;
+      const double s = double(in.weight) / (double(n) + 1.0) / weight;
+      AddScaledCounts(sc, &matrix[(size_t(layer) * n_experts_ + in.expert) * n_experts_],
+                      float(s), n_experts_);
+      prior += s;
+    }
+    const double tokens = tokens_[target];
+    if (tokens > 0) {
+      AddScaledRow(sc, &freq_[size_t(target) * n_experts_], float(prior / tokens), n_experts_);
+    }
+    return true;
+  }
+
+  // The two sources together as independent evidence (naive Bayes):
+  // P(b | A, C) ~ P(b | A) P(b | C) / p0(b), scaled so that the estimates
+  // sum to the experts routed per token (top_k), each at most 1.
+  void Combine(int layer, int top_k) {
+    const float sum = CombineRows(scores_.data(), along_scores_.data(),
+                                  &freq_[size_t(layer) * n_experts_], 1.0f / float(n_experts_),
+                                  n_experts_);
+    if (!(sum > 0)) return;
+    const float scale = float(std::max(1, top_k)) / sum;
+    for (float& v : scores_) v = std::min(1.0f, v * scale);
+  }
+  // a[b] = a[b] * c[b] / p0(b), p0 = freq with 1/n_experts added (so an
+  // unseen expert is not 0; the common denominator drops out in the scaling);
+  // returns the sum.
+  MOESTREAM_VECTOR_CLONES
+  static float CombineRows(float* __restrict a, const float* __restrict c,
+                           const float* __restrict freq, float floor, int n) {
+    float sum = 0;
+    for (int b = 0; b < n; ++b) {
+      a[b] = a[b] * c[b] / (freq[b] + floor);
+      sum += a[b];
+    }
+    return sum;
+  }
 
   int n_layers_;
   int n_experts_;
   int k_;
-  std::vector<float> matrix_;   // [layer][a][b]: a in layer, b in the next layer
-  std::vector<double> freq_;    // [layer][expert]
-  std::vector<double> freq_total_;  // [layer]: sum of freq_ over experts
+  bool temporal_;
+  std::vector<uint16_t> across_;    // [layer][a][b]: a in layer, b in the next layer
+  std::vector<float> across_rows_;  // [layer][a]: rows counted
+  std::vector<uint16_t> along_;     // [layer][c][b]: c at the previous token, b now
+  std::vector<float> along_rows_;   // [layer][c]
+  std::vector<float> freq_;         // [layer][expert]: tokens that routed it
+  std::vector<double> tokens_;      // [layer]: tokens observed
   std::vector<std::vector<int32_t>> last_;  // last set seen per layer
   std::vector<uint64_t> last_token_;        // its token
-  std::vector<double> scores_;
-  std::vector<int32_t> input_;
+  std::vector<float> scores_, along_scores_;
+  std::vector<Input> input_, along_input_;
 };
 
 }  // namespace
@@ -101,12 +220,14 @@ class CoactPredictor final : public PrefetchPredictor {
 absl::StatusOr<std::unique_ptr<PrefetchPredictor>> CreateCoactPredictor(PolicySpec& spec,
                                                                         const PolicyEnv& env) {
   int64_t k = 0;
+  bool temporal = true;
   MOESTREAM_RETURN_IF_ERROR(spec.Int("k", 0, 4096, &k));
-  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("k"));
+  MOESTREAM_RETURN_IF_ERROR(spec.Bool("temporal", &temporal));
+  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("k, temporal, conf"));
   if (env.n_layers <= 0 || env.n_experts <= 0) {
     return absl::FailedPreconditionError("predictor 'coact' needs the model shape");
   }
-  return std::unique_ptr<PrefetchPredictor>(new CoactPredictor(env, int(k)));
+  return std::unique_ptr<PrefetchPredictor>(new CoactPredictor(env, int(k), temporal));
 }
 
 }  // namespace moestream::policies

@@ -22,7 +22,8 @@ constexpr Registered kPolicies[] = {
     {"lru", CreateLruPolicy},       {"lfu", CreateLfuPolicy},
     {"lfru", CreateLfruPolicy},     {"2q", CreateTwoQPolicy},
     {"static", CreateStaticPolicy}, {"layer", CreateLayerPolicy},
-    {"min", CreateMinPolicy},
+    {"predict", CreatePredictPolicy}, {"tinylfu", CreateTinyLfuPolicy},
+    {"shift", CreateShiftPolicy},     {"min", CreateMinPolicy},
 };
 
 }  // namespace

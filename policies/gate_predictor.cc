@@ -41,7 +41,7 @@ absl::StatusOr<std::unique_ptr<PrefetchPredictor>> CreateGatePredictor(PolicySpe
                                                                        const PolicyEnv& env) {
   int64_t k = 0;
   MOESTREAM_RETURN_IF_ERROR(spec.Int("k", 0, 4096, &k));
-  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("k"));
+  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("k, conf"));
   return std::unique_ptr<PrefetchPredictor>(new GatePredictor(env, int(k)));
 }
 

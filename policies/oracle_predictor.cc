@@ -44,7 +44,7 @@ absl::StatusOr<std::unique_ptr<PrefetchPredictor>> CreateOraclePredictor(PolicyS
                                                                          const PolicyEnv& env) {
   int64_t window = 65536;
   MOESTREAM_RETURN_IF_ERROR(spec.Int("window", 1, int64_t(1) << 40, &window));
-  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("window"));
+  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("window, conf"));
   if (env.future == nullptr) {
     return absl::FailedPreconditionError("predictor 'oracle' needs the future: replay a trace");
   }

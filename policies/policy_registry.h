@@ -30,6 +30,9 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateTwoQPolicy(PolicySpec&, co
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateStaticPolicy(PolicySpec&, const PolicyEnv&);
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateLayerPolicy(PolicySpec&, const PolicyEnv&);
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateMinPolicy(PolicySpec&, const PolicyEnv&);
+absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreatePredictPolicy(PolicySpec&, const PolicyEnv&);
+absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateTinyLfuPolicy(PolicySpec&, const PolicyEnv&);
+absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateShiftPolicy(PolicySpec&, const PolicyEnv&);
 
 // Prefetch predictors (one .cc each).
 absl::StatusOr<std::unique_ptr<PrefetchPredictor>> CreateNonePredictor(PolicySpec&,

@@ -46,7 +46,7 @@ absl::StatusOr<std::unique_ptr<PrefetchPredictor>> CreatePopularityPredictor(
     PolicySpec& spec, const PolicyEnv& env) {
   int64_t k = 0;
   MOESTREAM_RETURN_IF_ERROR(spec.Int("k", 0, 4096, &k));
-  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("k"));
+  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("k, conf"));
   if (env.n_layers <= 0 || env.n_experts <= 0) {
     return absl::FailedPreconditionError("predictor 'popularity' needs the model shape");
   }

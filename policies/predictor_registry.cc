@@ -1,4 +1,8 @@
-// The prefetch-predictor registry: name -> factory, plus `none`.
+// The prefetch-predictor registry: name -> factory, plus `none`, and the
+// confidence threshold every predictor takes (`conf=`): guesses below it are
+// dropped, so nothing is prefetched on a weak guess.
+#include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -18,6 +22,30 @@ class NonePredictor final : public PrefetchPredictor {
   void Predict(const PredictContext&, std::vector<ExpertGuess>*) override {}
 };
 
+// Drops the inner predictor's guesses whose confidence is below `conf`.
+class ThresholdPredictor final : public PrefetchPredictor {
+ public:
+  ThresholdPredictor(std::unique_ptr<PrefetchPredictor> inner, double conf)
+      : inner_(std::move(inner)), conf_(conf) {}
+  std::string name() const override {
+    std::string n = inner_->name();
+    return absl::StrCat(n, n.find(':') == std::string::npos ? ":" : ",", "conf=", conf_);
+  }
+  void Observe(const RoutingObservation& o) override { inner_->Observe(o); }
+  void Predict(const PredictContext& ctx, std::vector<ExpertGuess>* out) override {
+    const size_t before = out->size();
+    inner_->Predict(ctx, out);
+    const float conf = float(conf_);
+    out->erase(std::remove_if(out->begin() + before, out->end(),
+                              [conf](const ExpertGuess& g) { return g.confidence < conf; }),
+               out->end());
+  }
+
+ private:
+  std::unique_ptr<PrefetchPredictor> inner_;
+  double conf_;
+};
+
 struct Registered {
   const char* name;
   PredictorFactory create;
@@ -33,7 +61,7 @@ constexpr Registered kPredictors[] = {
 
 absl::StatusOr<std::unique_ptr<PrefetchPredictor>> CreateNonePredictor(PolicySpec& spec,
                                                                        const PolicyEnv&) {
-  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed(""));
+  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("conf"));
   return std::unique_ptr<PrefetchPredictor>(new NonePredictor());
 }
 
@@ -46,8 +74,13 @@ std::vector<std::string> PrefetchPredictorNames() {
 absl::StatusOr<std::unique_ptr<PrefetchPredictor>> CreatePrefetchPredictor(
     std::string_view text, const PolicyEnv& env) {
   MOESTREAM_ASSIGN_OR_RETURN(PolicySpec spec, ParsePolicySpec(text));
+  double conf = 0;
+  MOESTREAM_RETURN_IF_ERROR(spec.Double("conf", 0.0, 1.0, &conf));
   for (const auto& p : kPredictors) {
-    if (spec.name() == p.name) return p.create(spec, env);
+    if (spec.name() != p.name) continue;
+    MOESTREAM_ASSIGN_OR_RETURN(std::unique_ptr<PrefetchPredictor> predictor, p.create(spec, env));
+    if (conf > 0) predictor = std::make_unique<ThresholdPredictor>(std::move(predictor), conf);
+    return predictor;
   }
   return absl::InvalidArgumentError(
       absl::StrCat("unknown prefetch predictor '", spec.name(), "' in '", Av(text),

@@ -4,7 +4,11 @@
 
 namespace moestream::policies {
 
-void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out) {
+namespace {
+
+template <typename T>
+void AppendTopKOf(std::span<const T> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                  bool absolute) {
   if (k <= 0) return;
   // Best first: higher score, then lower id (a strict total order, so the
   // answer does not depend on the selection method).
@@ -19,7 +23,7 @@ void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<Ex
     // best only by a strictly higher score.
     int best[kSmall];
     int n = 0;
-    double floor = 0;  // score to beat: 0 until k are held, then the k-th best
+    T floor = 0;  // score to beat: 0 until k are held, then the k-th best
     for (int e = 0; e < int(scores.size()); ++e) {
       if (!(scores[e] > floor)) continue;
       int i = n < k ? n++ : n - 1;
@@ -31,10 +35,10 @@ void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<Ex
       if (n == k) floor = scores[best[k - 1]];
     }
     if (n == 0) return;
-    const double top = scores[best[0]];
+    const double top = absolute ? 1.0 : scores[best[0]];
     for (int i = 0; i < n; ++i) {
       out->push_back(ExpertGuess{ExpertKey{uint16_t(layer), uint16_t(best[i])},
-                                 float(scores[best[i]] / top)});
+                                 float(std::min(1.0, scores[best[i]] / top))});
     }
     return;
   }
@@ -46,11 +50,33 @@ void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<Ex
   size_t n = std::min(ids.size(), size_t(k));
   std::partial_sort(ids.begin(), ids.begin() + n, ids.end(), better);
   if (n == 0) return;
-  double top = scores[ids[0]];
+  double top = absolute ? 1.0 : scores[ids[0]];
   for (size_t i = 0; i < n; ++i) {
     out->push_back(ExpertGuess{ExpertKey{uint16_t(layer), uint16_t(ids[i])},
-                               float(scores[ids[i]] / top)});
+                               float(std::min(1.0, scores[ids[i]] / top))});
   }
+}
+
+}  // namespace
+
+void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                bool absolute) {
+  AppendTopKOf(scores, layer, k, out, absolute);
+}
+
+void AppendTopK(std::span<const float> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                bool absolute) {
+  AppendTopKOf(scores, layer, k, out, absolute);
+}
+
+MOESTREAM_VECTOR_CLONES
+void AddScaledRow(float* __restrict acc, const float* __restrict row, float s, int n) {
+  for (int i = 0; i < n; ++i) acc[i] += s * row[i];
+}
+
+MOESTREAM_VECTOR_CLONES
+void AddScaledCounts(float* __restrict acc, const uint16_t* __restrict row, float s, int n) {
+  for (int i = 0; i < n; ++i) acc[i] += s * float(row[i]);
 }
 
 }  // namespace moestream::policies

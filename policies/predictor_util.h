@@ -18,8 +18,25 @@ inline int TargetLayer(int layer, int ahead, int n_layers) {
 }
 
 // Appends the k experts of `layer` with the highest positive scores (ties by
-// lower expert id) to `out`, confidence = score / max score.
-void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out);
+// lower expert id) to `out`, confidence = score / max score, or the score
+// itself (clamped to [0, 1]) when `absolute` (scores that are probabilities).
+void AppendTopK(std::span<const double> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                bool absolute = false);
+void AppendTopK(std::span<const float> scores, int layer, int k, std::vector<ExpertGuess>* out,
+                bool absolute = false);
+
+// Function attribute for the predictors' per-expert loops: a copy per
+// vector width (AVX-512, AVX2, baseline), chosen when the program loads.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define MOESTREAM_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define MOESTREAM_VECTOR_CLONES
+#endif
+
+// acc[i] += s * row[i] for i < n.
+void AddScaledRow(float* __restrict acc, const float* __restrict row, float s, int n);
+void AddScaledCounts(float* __restrict acc, const uint16_t* __restrict row, float s, int n);
+
 
 // Number of guesses per layer: the `k` option if set (> 0), else top_k.
 inline int GuessCount(int k_option, int top_k) { return k_option > 0 ? k_option : top_k; }

@@ -39,7 +39,7 @@ class PrevPredictor final : public PrefetchPredictor {
 
 absl::StatusOr<std::unique_ptr<PrefetchPredictor>> CreatePrevPredictor(PolicySpec& spec,
                                                                        const PolicyEnv& env) {
-  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed(""));
+  MOESTREAM_RETURN_IF_ERROR(spec.CheckAllUsed("conf"));
   if (env.n_layers <= 0) return absl::FailedPreconditionError("predictor 'prev' needs the model shape");
   return std::unique_ptr<PrefetchPredictor>(new PrevPredictor(env));
 }

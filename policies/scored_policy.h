@@ -93,6 +93,14 @@ class ScoredPolicy : public EvictionPolicy {
       set.swap(next);
     }
   }
+  // Moves resident key k to score s.
+  void SetScore(ExpertKey k, Score s) {
+    Entry& cur = current_[index_.Of(k)];
+    LayerSet& set = by_layer_[k.layer];
+    set.erase(cur);
+    cur = Entry{s.primary, s.secondary, k.packed()};
+    set.insert(cur);
+  }
   bool IsResident(ExpertKey k) const {
     uint32_t i = index_.Of(k);
     return i < resident_.size() && resident_[i];

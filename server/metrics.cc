@@ -67,6 +67,12 @@ void Metrics::OnTokens(int64_t n, Clock::time_point now) {
   TokensPerSecondLocked(now);  // drops what left the window
 }
 
+void Metrics::OnDecodeStep(int sequences) {
+  MutexLock lock(&mu_);
+  ++decode_steps_;
+  decode_step_sequences_ += uint64_t(sequences);
+}
+
 void Metrics::OnFirstToken(double ttft_s) {
   MutexLock lock(&mu_);
   Observe(&ttft_, ttft_s);
@@ -135,6 +141,12 @@ std::string Metrics::Prometheus() const {
   Sample(&out, "moestream_prompt_tokens_total", double(prompt_tokens_));
   Family(&out, "moestream_generated_tokens_total", "counter", "Tokens sampled.");
   Sample(&out, "moestream_generated_tokens_total", double(generated_tokens_));
+  Family(&out, "moestream_decode_steps_total", "counter",
+         "Decode forwards; slots decoding together share one.");
+  Sample(&out, "moestream_decode_steps_total", double(decode_steps_));
+  Family(&out, "moestream_decode_step_sequences_total", "counter",
+         "Sequences over all decode forwards (divided by the steps: the mean batch).");
+  Sample(&out, "moestream_decode_step_sequences_total", double(decode_step_sequences_));
   Family(&out, "moestream_tokens_per_second", "gauge",
          "Tokens sampled per second over the last 10 seconds, all slots together.");
   Sample(&out, "moestream_tokens_per_second", TokensPerSecondLocked(Clock::now()));

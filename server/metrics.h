@@ -63,6 +63,8 @@ class Metrics {
 
   void OnTokens(int64_t n, Clock::time_point now = Clock::now());
   void OnFirstToken(double ttft_s);
+  // One decode forward over `sequences` slots (1 when they step alone).
+  void OnDecodeStep(int sequences);
   void OnRequestDone(FinishReason reason, int64_t prompt_tokens, int64_t completion_tokens,
                      double duration_s);
   // An error reply sent by the HTTP layer (400, 401, 413, ...).
@@ -89,6 +91,8 @@ class Metrics {
   std::map<int, uint64_t> http_errors_ ABSL_GUARDED_BY(mu_);       // by status
   uint64_t prompt_tokens_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t generated_tokens_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t decode_steps_ ABSL_GUARDED_BY(mu_) = 0;
+  uint64_t decode_step_sequences_ ABSL_GUARDED_BY(mu_) = 0;
   // The last kSamples observations of each summary, and their totals.
   std::deque<double> ttft_ ABSL_GUARDED_BY(mu_);
   double ttft_sum_ ABSL_GUARDED_BY(mu_) = 0;

@@ -20,6 +20,11 @@ absl::Status SchedulerOptions::Validate() const {
     return absl::InvalidArgumentError(
         absl::StrCat("--parallel ", parallel, " is out of range 1..256"));
   }
+  // The decoding slots step as one batch of the engine.
+  if (parallel > engine.n_batch) {
+    return absl::InvalidArgumentError(absl::StrCat("--parallel ", parallel, " exceeds --batch ",
+                                                   engine.n_batch, " (slots decode as one batch)"));
+  }
   return engine.Validate();
 }
 
@@ -51,8 +56,12 @@ absl::StatusOr<std::unique_ptr<Scheduler>> Scheduler::Create(
   model->engine.reset();
   s->slots_.resize(size_t(o.parallel));
   for (Slot& slot : s->slots_) {
+    // The first slot's engine carries the batched decode steps (its logits
+    // buffer holds a row per slot).
+    engine::EngineOptions eo = o.engine;
+    if (&slot == &s->slots_.front()) eo.batch_sequences = o.parallel;
     absl::StatusOr<std::unique_ptr<engine::Engine>> e =
-        engine::Engine::Create(*model->backend, c, *model->weights, provider, o.engine);
+        engine::Engine::Create(*model->backend, c, *model->weights, provider, eo);
     if (!e.ok()) {
       return absl::Status(e.status().code(),
                           absl::StrCat("--parallel ", o.parallel, ": sequence slot ",
@@ -84,15 +93,24 @@ void Scheduler::Stop() {
 }
 
 void Scheduler::Loop() {
+  std::vector<Slot*> decoding;
   while (!stop_.load()) {
     Admit();
     bool busy = false;
+    decoding.clear();
     for (Slot& s : slots_) {
       if (s.request == nullptr) continue;
       busy = true;
-      Step(s);
+      if (s.request->cancelled()) {
+        Finish(s, FinishReason::kCancelled);
+      } else if (!s.prefilled) {
+        Prefill(s);
+      } else {
+        decoding.push_back(&s);
+      }
       if (stop_.load()) break;
     }
+    if (!stop_.load()) Decode(decoding);
     Publish();
     if (!busy) queue_->WaitNonEmpty(absl::FromChrono(opt_.idle_poll));
   }
@@ -123,27 +141,62 @@ void Scheduler::Admit() {
   }
 }
 
-void Scheduler::Step(Slot& s) {
+void Scheduler::Prefill(Slot& s) {
   Request& r = *s.request;
-  if (r.cancelled()) return Finish(s, FinishReason::kCancelled);
   engine::Engine& e = *s.engine;
-  absl::Status st;
-  if (!s.prefilled) {
-    const std::vector<int32_t>& prompt = r.params().prompt;
-    if (prompt.empty() || int64_t(prompt.size()) >= e.n_ctx()) {
-      return Finish(s, FinishReason::kError,
-                    absl::InvalidArgumentError(absl::StrCat(
-                        "the prompt of ", prompt.size(), " tokens does not fit the context of ",
-                        e.n_ctx(), " positions")));
-    }
-    e.Reset();
-    for (int32_t id : prompt) s.sampler->Accept(id);
-    st = e.Process(prompt, engine::LogitsMode::kLast);
-    s.prefilled = true;
-  } else {
-    st = e.Process({&s.last, 1}, engine::LogitsMode::kLast);
+  const std::vector<int32_t>& prompt = r.params().prompt;
+  if (prompt.empty() || int64_t(prompt.size()) >= e.n_ctx()) {
+    return Finish(s, FinishReason::kError,
+                  absl::InvalidArgumentError(absl::StrCat(
+                      "the prompt of ", prompt.size(), " tokens does not fit the context of ",
+                      e.n_ctx(), " positions")));
   }
+  e.Reset();
+  for (int32_t id : prompt) s.sampler->Accept(id);
+  const absl::Status st = e.Process(prompt, engine::LogitsMode::kLast);
+  s.prefilled = true;
   if (!st.ok()) return Finish(s, FinishReason::kError, st);
+  Sampled(s);
+}
+
+void Scheduler::Decode(std::span<Slot* const> slots) {
+  if (slots.empty()) return;
+  engine::Engine& leader = *slots_.front().engine;
+  if (slots.size() > 1 && leader.CanStepSequences()) {
+    // One forward for every decoding slot: the dense weights are read once
+    // and each layer's experts are the union over the slots.
+    engines_.clear();
+    tokens_.clear();
+    for (Slot* s : slots) {
+      engines_.push_back(s->engine.get());
+      tokens_.push_back(s->last);
+    }
+    const absl::Status st = leader.StepSequences(engines_, tokens_);
+    metrics_->OnDecodeStep(int(slots.size()));
+    for (Slot* s : slots) {
+      if (!st.ok()) {
+        Finish(*s, FinishReason::kError, st);
+      } else {
+        Sampled(*s);
+      }
+    }
+    return;
+  }
+  for (Slot* s : slots) {
+    const absl::Status st = s->engine->Process({&s->last, 1}, engine::LogitsMode::kLast);
+    metrics_->OnDecodeStep(1);
+    if (!st.ok()) {
+      Finish(*s, FinishReason::kError, st);
+    } else {
+      Sampled(*s);
+    }
+    if (stop_.load()) return;
+  }
+}
+
+void Scheduler::Sampled(Slot& s) {
+  Request& r = *s.request;
+  engine::Engine& e = *s.engine;
   const int32_t id = s.sampler->Sample(e.last_logits());
   s.sampler->Accept(id);
   s.last = id;

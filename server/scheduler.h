@@ -14,10 +14,12 @@
 // a request joins between steps, never waiting for the others to finish),
 // then give every busy slot one step — the whole prompt as one prefill for
 // a new request, else the last sampled token — and sample its next token.
-// Each slot steps through the engine on its own: a step's experts are not
-// yet the union over the slots (that needs multi-sequence attention in the
-// engine), but the slots do share the expert cache, so an expert one slot
-// loaded is a hit for the next.
+// The decoding slots step together (engine::Engine::StepSequences, on the
+// first slot's engine): one forward for all of them, so the dense weights
+// are read once per step and each layer's experts are the union over the
+// slots, each loaded and computed once. Architectures with an attention of
+// their own (deepseek2) step their slots one after the other, sharing the
+// expert cache.
 //
 // A request ends at an end-of-generation token or a stop string ("stop"),
 // at max_tokens or the end of its context ("length"), when cancelled, or
@@ -35,6 +37,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -119,8 +122,14 @@ class Scheduler {
       : model_(m), offload_(offload), codec_(codec), queue_(q), metrics_(metrics), opt_(o) {}
   void Loop();
   void Admit();
-  // One token for the slot's request; finishes it when it ends.
-  void Step(Slot& s);
+  // The prompt of a new request as one prefill, then its first token.
+  void Prefill(Slot& s);
+  // One decode step of every slot in `slots` (together when the
+  // architecture allows), then each one's next token.
+  void Decode(std::span<Slot* const> slots);
+  // Samples the slot's next token from its engine's logits, streams it and
+  // finishes the request when it ends.
+  void Sampled(Slot& s);
   void Finish(Slot& s, FinishReason reason, absl::Status error = absl::OkStatus());
   void Publish();
 
@@ -132,6 +141,8 @@ class Scheduler {
   const SchedulerOptions opt_;
   std::unique_ptr<CountingExpertProvider> counting_;  // before the engines that use it
   std::vector<Slot> slots_;
+  std::vector<engine::Engine*> engines_;  // a batched step's sequences
+  std::vector<int32_t> tokens_;
   std::atomic<bool> stop_{false};
   std::thread thread_;
 };

@@ -80,7 +80,7 @@ Plan MakePlan(const Trace& t, const std::string& phase) {
 struct RunTotals {
   cache::CacheCounters counters;
   std::vector<cache::CacheCounters> per_layer;
-  policies::PredictionScorer scorer;
+  std::vector<policies::PredictionScorer> by_distance;  // [d - 1]: guesses d layers ahead
   uint64_t modelled_ns = 0;
   std::string policy_name, predictor_name;
 };
@@ -110,9 +110,13 @@ absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
   std::vector<policies::ExpertGuess> guesses;
   std::vector<ExpertKey> prefetch_keys;
   std::vector<ExpertKey> actual;
-  // Pending guesses per target layer (made one layer ahead).
-  std::vector<std::vector<policies::ExpertGuess>> pending(n_layers);
-  std::vector<uint8_t> has_pending(n_layers, 0);
+  // Guesses made d layers ahead, per distance d (1..lookahead) and target
+  // layer, scored when the target layer routes.
+  const int lookahead = n_layers > 1 ? std::min(o.lookahead, n_layers - 1) : 1;
+  out->by_distance.resize(lookahead);
+  std::vector<std::vector<std::vector<policies::ExpertGuess>>> pending(
+      lookahead, std::vector<std::vector<policies::ExpertGuess>>(n_layers));
+  std::vector<std::vector<uint8_t>> has_pending(lookahead, std::vector<uint8_t>(n_layers, 0));
 
   for (auto [gbegin, gend] : plan.seqs) {
     future.clear();
@@ -144,7 +148,7 @@ absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
     co.slots = o.per_layer ? o.capacity : o.capacity * n_layers;
     MOESTREAM_ASSIGN_OR_RETURN(
         auto cache, cache::ExpertCache::Create(co, loader.get(), &clock, policy.get()));
-    std::fill(has_pending.begin(), has_pending.end(), 0);
+    for (auto& h : has_pending) std::fill(h.begin(), h.end(), 0);
 
     for (size_t gi = gbegin; gi < gend; ++gi) {
       const Group& g = plan.groups[gi];
@@ -152,11 +156,13 @@ absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
       if (predicting) {
         actual.clear();
         for (int32_t e : ids) actual.push_back({g.layer, uint16_t(e)});
-        if (has_pending[g.layer]) {
-          out->scorer.Add(pending[g.layer], actual);
-          has_pending[g.layer] = 0;
-        } else {
-          out->scorer.AddUnpredicted(actual.size());
+        for (int d = 0; d < lookahead; ++d) {
+          if (has_pending[d][g.layer]) {
+            out->by_distance[d].Add(pending[d][g.layer], actual);
+            has_pending[d][g.layer] = 0;
+          } else {
+            out->by_distance[d].AddUnpredicted(actual.size());
+          }
         }
       }
       // A step that cannot fit its pool is requested expert by expert.
@@ -188,23 +194,24 @@ absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
         policies::PredictContext ctx;
         ctx.token = g.pos;
         ctx.layer = g.layer;
-        ctx.lookahead = o.lookahead;
+        ctx.lookahead = lookahead;
         ctx.top_k = t.shape.top_k;
         ctx.experts = ids;
         ctx.tick = cache->tick();
         guesses.clear();
         predictor->Predict(ctx, &guesses);
-        int next = (g.layer + 1) % n_layers;
-        auto& pend = pending[next];
-        pend.clear();
+        for (int d = 0; d < lookahead; ++d) {
+          const int target = (g.layer + 1 + d) % n_layers;
+          pending[d][target].clear();
+          has_pending[d][target] = 1;
+        }
         prefetch_keys.clear();
         for (const auto& gs : guesses) {
-          if (gs.key.layer == next) pend.push_back(gs);
-          if (gs.key.layer < n_layers && gs.key.expert < t.shape.n_experts) {
-            prefetch_keys.push_back(gs.key);
-          }
+          if (gs.key.layer >= n_layers || gs.key.expert >= t.shape.n_experts) continue;
+          const int d = (int(gs.key.layer) - int(g.layer) - 1 + n_layers) % n_layers;
+          if (d < lookahead) pending[d][gs.key.layer].push_back(gs);
+          prefetch_keys.push_back(gs.key);
         }
-        has_pending[next] = 1;
         MOESTREAM_RETURN_IF_ERROR(cache->Prefetch(prefetch_keys));
       }
       clock.Advance(compute_ns);
@@ -269,8 +276,14 @@ absl::StatusOr<ReplayResult> Replay(const Trace& trace, const ReplayOptions& o) 
   r.accesses = run.counters.accesses;
   r.hits = run.counters.demand_hits;
   r.hit_rate = run.counters.hit_rate();
-  r.prefetch_precision = run.scorer.precision();
-  r.prefetch_recall = run.scorer.recall();
+  if (!run.by_distance.empty()) {
+    r.prefetch_precision = run.by_distance[0].precision();
+    r.prefetch_recall = run.by_distance[0].recall();
+  }
+  for (const policies::PredictionScorer& s : run.by_distance) {
+    r.precision_by_distance.push_back(s.precision());
+    r.recall_by_distance.push_back(s.recall());
+  }
   r.prefetch_issued = run.counters.prefetch_issued;
   r.prefetch_hits = run.counters.prefetch_hits;
   r.link_bytes = run.counters.link_bytes;
@@ -304,6 +317,8 @@ std::string ReplayResultJson(const ReplayResult& r) {
   j["ratio_to_min"] = r.min_hit_rate > 0 ? r.hit_rate / r.min_hit_rate : 0.0;
   j["prefetch_precision"] = r.prefetch_precision;
   j["prefetch_recall"] = r.prefetch_recall;
+  j["prefetch_precision_by_distance"] = r.precision_by_distance;
+  j["prefetch_recall_by_distance"] = r.recall_by_distance;
   j["prefetch_issued"] = r.prefetch_issued;
   j["prefetch_hits"] = r.prefetch_hits;
   j["link_bytes"] = r.link_bytes;

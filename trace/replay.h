@@ -19,9 +19,10 @@
 //   - Time: per layer step, the cache waits for missing experts (stall),
 //     then the layer computes for `layer_compute_us` while the prefetches for
 //     the next layer (issued before the compute) move over the link.
-//   - Prediction is scored one layer ahead: guesses made after layer L of a
-//     step against the experts layer L+1 (next dense layer; wrapping to the
-//     next token's first layer) then requests.
+//   - Prediction is scored per distance d = 1 .. lookahead: guesses made
+//     after layer L of a step for layer L+d (wrapping to the next token's
+//     first layers) against the experts layer L+d then requests; the
+//     headline precision and recall are d = 1's.
 //
 //   ReplayOptions o;  o.policy = "lru";  o.capacity = 16;  o.per_layer = true;
 //   MOESTREAM_ASSIGN_OR_RETURN(ReplayResult r, Replay(trace, o));
@@ -64,6 +65,10 @@ struct ReplayResult {
   double min_hit_rate = 0;     // MIN on the same trace and capacity (run_min)
   double prefetch_precision = 0;  // predictor guesses that were then routed
   double prefetch_recall = 0;     // routed experts that had been guessed
+  // The same per lookahead distance: [d - 1] scores the guesses made d
+  // layers ahead (d = 1 .. lookahead, at most n_layers - 1); [0] is the pair above.
+  std::vector<double> precision_by_distance;
+  std::vector<double> recall_by_distance;
   uint64_t prefetch_issued = 0;   // prefetch loads the cache started
   uint64_t prefetch_hits = 0;     // demand hits served by a prefetch
   uint64_t link_bytes = 0;

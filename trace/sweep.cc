@@ -19,6 +19,10 @@ absl::Status SweepOptions::Validate() const {
   if (policies.empty()) return absl::InvalidArgumentError("sweep: no policy given");
   if (capacities.empty()) return absl::InvalidArgumentError("sweep: no capacity given");
   if (predictors.empty()) return absl::InvalidArgumentError("sweep: no predictor given");
+  if (shards < 1 || shards > kMaxShards || shard < 0 || shard >= shards) {
+    return absl::InvalidArgumentError(absl::StrCat("sweep: shard ", shard, "/", shards,
+                                                   " is not I/N with 0 <= I < N <= ", kMaxShards));
+  }
   if (threads < 0 || threads > kMaxSweepThreads) {
     return absl::InvalidArgumentError(absl::StrCat("sweep: --jobs ", threads, " is out of range 0..",
                                                    kMaxSweepThreads, " (0 = one per core)"));
@@ -48,11 +52,21 @@ absl::StatusOr<std::vector<SweepRun>> RunSweep(const std::vector<Trace>& traces,
                                                        : 100.0 * capacity / n_experts;
       for (const std::string& policy : options.policies) {
         for (const std::string& predictor : options.predictors) {
-          runs.push_back(SweepRun{t, policy, predictor, c, capacity, pct, {}});
+          runs.push_back(SweepRun{t, policy, predictor, c, capacity, pct, {}, 0, 0});
         }
       }
     }
   }
+  // The whole grid is numbered; this shard keeps every shards-th run.
+  const size_t grid_size = runs.size();
+  std::vector<SweepRun> mine;
+  for (size_t i = 0; i < grid_size; ++i) {
+    if (i % size_t(options.shards) != size_t(options.shard)) continue;
+    runs[i].index = i;
+    runs[i].grid_size = grid_size;
+    mine.push_back(std::move(runs[i]));
+  }
+  runs.swap(mine);
   // Each replay is independent and reads its trace only; results land in
   // their own slots, so the workers share nothing but the next index.
   std::vector<absl::Status> status(runs.size());
@@ -60,7 +74,8 @@ absl::StatusOr<std::vector<SweepRun>> RunSweep(const std::vector<Trace>& traces,
   std::vector<std::thread> pool;
   // No more threads than replays; a failure to start one more is not fatal
   // while at least one runs.
-  const int n_threads = int(std::min<size_t>(size_t(SweepThreads(options)), runs.size()));
+  const int n_threads =
+      int(std::min<size_t>(size_t(SweepThreads(options)), std::max<size_t>(runs.size(), 1)));
   for (int i = 0; i < n_threads; ++i) {
     auto work = [&] {
       for (size_t j; (j = next.fetch_add(1)) < runs.size();) {
@@ -98,12 +113,15 @@ absl::StatusOr<std::vector<SweepRun>> RunSweep(const std::vector<Trace>& traces,
   return runs;
 }
 
+std::string_view SweepCsvHeader() {
+  return "trace,policy,predictor,capacity,capacity_experts,per_layer,accesses,hit_rate,"
+         "min_hit_rate,ratio_to_min,prefetch_precision,prefetch_recall,link_bytes,stall_ms,"
+         "modelled_tok_s,capacity_pct,run,runs";
+}
+
 std::string SweepCsv(const std::vector<std::string>& labels, const std::vector<SweepRun>& runs,
                      bool per_layer) {
-  std::string csv =
-      "trace,policy,predictor,capacity,capacity_experts,per_layer,accesses,hit_rate,"
-      "min_hit_rate,ratio_to_min,prefetch_precision,prefetch_recall,link_bytes,stall_ms,"
-      "modelled_tok_s\n";
+  std::string csv = absl::StrCat(Av(SweepCsvHeader()), "\n");
   for (const SweepRun& run : runs) {
     const ReplayResult& r = run.result;
     const double ratio = r.min_hit_rate > 0 ? r.hit_rate / r.min_hit_rate : 0.0;
@@ -113,7 +131,9 @@ std::string SweepCsv(const std::vector<std::string>& labels, const std::vector<S
                    absl::StrFormat("%.6f", ratio), absl::StrFormat("%.6f", r.prefetch_precision),
                    absl::StrFormat("%.6f", r.prefetch_recall), absl::StrCat(r.link_bytes),
                    absl::StrFormat("%.3f", r.stall_ns / 1e6),
-                   absl::StrFormat("%.3f", r.modelled_tok_s)});
+                   absl::StrFormat("%.3f", r.modelled_tok_s),
+                   absl::StrFormat("%.4f", run.capacity_pct), absl::StrCat(run.index),
+                   absl::StrCat(run.grid_size)});
   }
   return csv;
 }

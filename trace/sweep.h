@@ -24,6 +24,8 @@ namespace moestream::trace {
 
 // Most replays a sweep runs at once.
 inline constexpr int kMaxSweepThreads = 1024;
+// Most parts a sweep's grid can be cut into.
+inline constexpr int kMaxShards = 100000;
 
 struct SweepOptions {
   // The grid. Each entry is one whole spec (a spec may contain commas).
@@ -34,9 +36,14 @@ struct SweepOptions {
   // its policy, predictor and capacity are overwritten per run.
   ReplayOptions base;
   int threads = 0;  // replays at once; 0 = one per core; at most kMaxSweepThreads
+  // Run only part `shard` of `shards` disjoint parts of the grid: the runs
+  // whose grid index i has i % shards == shard (round robin, so every part
+  // gets a share of each trace and capacity). 0 of 1 = the whole grid.
+  int shard = 0;
+  int shards = 1;
   // kInvalidArgument for an empty grid dimension, a thread count outside
-  // 0..kMaxSweepThreads or a predictor a trace cannot drive
-  // (CheckReplayablePredictor).
+  // 0..kMaxSweepThreads, a shard outside 0 <= shard < shards <= kMaxShards,
+  // or a predictor a trace cannot drive (CheckReplayablePredictor).
   absl::Status Validate() const;
 };
 
@@ -49,11 +56,13 @@ struct SweepRun {
   int capacity = 0;           // experts per layer
   double capacity_pct = 0;    // of a layer's experts
   ReplayResult result;
+  size_t index = 0;           // position in the whole grid (all shards)
+  size_t grid_size = 0;       // runs in the whole grid
 };
 
 // Replays the grid over every trace, ordered trace, capacity, policy,
-// predictor. The first failing replay's error names its trace index,
-// policy, predictor and capacity.
+// predictor (options.shard's part of it). The first failing replay's error
+// names its trace index, policy, predictor and capacity.
 absl::StatusOr<std::vector<SweepRun>> RunSweep(const std::vector<Trace>& traces,
                                                const SweepOptions& options);
 
@@ -63,9 +72,46 @@ int SweepThreads(const SweepOptions& options);
 // The CSV table, header first, one row per run; `labels[run.trace]` names
 // the trace. Columns: trace, policy, predictor, capacity, capacity_experts,
 // per_layer, accesses, hit_rate, min_hit_rate, ratio_to_min,
-// prefetch_precision, prefetch_recall, link_bytes, stall_ms, modelled_tok_s.
+// prefetch_precision, prefetch_recall, link_bytes, stall_ms, modelled_tok_s,
+// capacity_pct, run, runs (the run's grid index and the grid's size, which
+// let MergeSweepCsv check that shards fit together).
 std::string SweepCsv(const std::vector<std::string>& labels, const std::vector<SweepRun>& runs,
                      bool per_layer);
+// Its header line, without the line break.
+std::string_view SweepCsvHeader();
+
+// "I/N" -> shard I of N (0 <= I < N <= kMaxShards); kInvalidArgument naming
+// the text otherwise.
+absl::Status ParseShard(std::string_view text, int* shard, int* shards);
+
+// What a plot needs of one run, from a sweep or from a merged CSV.
+struct SweepPoint {
+  std::string trace;  // label
+  std::string policy;
+  std::string predictor;
+  double capacity_pct = 0;
+  double hit_rate = 0;
+  double min_hit_rate = 0;
+  double stall_ms = 0;
+};
+std::vector<SweepPoint> SweepPoints(const std::vector<std::string>& labels,
+                                    const std::vector<SweepRun>& runs);
+
+// One part of a sharded sweep: the file's name (for errors) and its text.
+struct SweepPart {
+  std::string name;
+  std::string csv;
+};
+struct MergedSweep {
+  std::string csv;                 // header, then every run in grid order
+  std::vector<SweepPoint> points;  // the same rows, for plots
+};
+// Joins the CSVs of a sweep's shards into the whole grid's CSV. Each part
+// must be a sweep CSV (this header), every row must agree on the grid size,
+// no run may appear twice (kInvalidArgument naming both places) and every
+// run of the grid must be present (kInvalidArgument naming how many are
+// missing and the first). Parts may come in any order.
+absl::StatusOr<MergedSweep> MergeSweepCsv(const std::vector<SweepPart>& parts);
 
 // A comma-separated list of specs split into specs, where a spec's own
 // options also follow commas: "lru,lfu:decay=0.9,period=10,2q" -> {"lru",

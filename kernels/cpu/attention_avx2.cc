@@ -1,5 +1,5 @@
 // AVX2 + FMA + F16C row kernels of attention (q·k and out += p·v over one KV
-// row, F32 or F16), used by AttentionOne when the CPU has them. Eight-wide
+// row, F32 or F16), used by AttentionHeads when the CPU has them. Eight-wide
 // FMAs with two accumulators; a scalar tail for head sizes not a multiple of 8.
 // Tested through the attention op against a double-precision reference.
 #include <immintrin.h>

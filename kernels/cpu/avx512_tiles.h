@@ -1,5 +1,5 @@
 // The AVX-512 register-tiled kernels of the quantized types (Q8_0, Q4_0,
-// Q5_0, Q4_K, Q5_K, Q6_K), written once for two integer back ends chosen by
+// Q5_0, MXFP4, Q4_K, Q5_K, Q6_K), written once for two integer back ends chosen by
 // the `Ops` parameter: AVX-512BW's maddubs + madd (matmul_avx512.cc) and
 // VNNI's vpdpbusd / vpdpwssd (matmul_avx512vnni.cc). Included only by those
 // two files, which are compiled with their ISA flags; everything here has
@@ -142,6 +142,29 @@ struct Q5_0Codes {
   static __m256i Signed(const Block& b) { return _mm256_sub_epi8(Unsigned(b), _mm256_set1_epi8(16)); }
 };
 
+// MXFP4: each nibble looks its value up in a table, doubled E2M1 values
+// (-12..12) as codes u = value + 12 (0..24); the scale is an E8M0 exponent.
+struct Mxfp4Codes {
+  using Block = BlockMXFP4;
+  static constexpr int kOffset = 12;
+  static constexpr bool kE8M0Scale = true;
+  static __m256i Unsigned(const Block& b) {
+    const __m256i t = _mm256_broadcastsi128_si256(
+        _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+    return _mm256_shuffle_epi8(t, simd::UnpackNibbles16(b.qs));
+  }
+  static __m256i Signed(const Block& b) {
+    const __m256i t = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values)));
+    return _mm256_shuffle_epi8(t, simd::UnpackNibbles16(b.qs));
+  }
+};
+
+template <class C, class = void>
+struct HasE8M0Scale : std::false_type {};
+template <class C>
+struct HasE8M0Scale<C, std::void_t<decltype(C::kE8M0Scale)>> : std::true_type {};
+
 // RM rows × RN tokens of a legacy type against Q8_0 activations, two blocks
 // per step (the last step of an odd count has an empty upper half).
 template <class Ops, class C>
@@ -176,8 +199,14 @@ struct LegacyTile {
 #pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
         const WB* a = reinterpret_cast<const WB*>(w + r * ws) + i;
-        const __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(a[0].d), two ? a[1].d : 0, 1);
-        const __m512 dw = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
+        __m512 dw;
+        if constexpr (HasE8M0Scale<C>::value) {
+          const __m128 f = _mm_setr_ps(Mxfp4Scale(a[0].e), two ? Mxfp4Scale(a[1].e) : 0.0f, 0, 0);
+          dw = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(f));
+        } else {
+          const __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(a[0].d), two ? a[1].d : 0, 1);
+          dw = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
+        }
         __m512i q;
         if constexpr (kUnsigned) {
           q = Join(C::Unsigned(a[0]), two ? C::Unsigned(a[1]) : _mm256_setzero_si256());
@@ -357,6 +386,8 @@ void FillQuantTiles(MatmulKernels& k) {
       TileDot<LegacyTile<Ops, Q4_0Codes>, kQK, 4, 3, kDecodeRows>);
   set(GgmlType::kQ5_0, RowDot<LegacyTile<Ops, Q5_0Codes>, kQK>,
       TileDot<LegacyTile<Ops, Q5_0Codes>, kQK, 4, 3, kDecodeRows>);
+  set(GgmlType::kMXFP4, RowDot<LegacyTile<Ops, Mxfp4Codes>, kQK>,
+      TileDot<LegacyTile<Ops, Mxfp4Codes>, kQK, 4, 3, kDecodeRows>);
   set(GgmlType::kQ4_K, RowDot<K45Tile<Ops, false>, kQKK>,
       TileDot<K45Tile<Ops, false>, kQKK, 4, 2, kDecodeRows>);
   set(GgmlType::kQ5_K, RowDot<K45Tile<Ops, true>, kQKK>,

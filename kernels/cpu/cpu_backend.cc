@@ -234,6 +234,16 @@ class CpuBackend : public Backend {
     ParallelRange(pool_, n, kElementwiseGrain,
                   [&](int64_t b, int64_t e) { cpu::SiluMulRange(gate, up, out, b, e); });
   }
+  void SwigluClamped(const float* gate, const float* up, float* out, int64_t n, float alpha,
+                     float limit) override {
+    ParallelRange(pool_, n, kElementwiseGrain, [&](int64_t b, int64_t e) {
+      cpu::SwigluClampedRange(gate, up, out, alpha, limit, b, e);
+    });
+  }
+  void AddBias(float* x, const float* bias, int64_t rows, int64_t n) override {
+    ParallelRange(pool_, rows, std::max<int64_t>(1, kElementwiseGrain / std::max<int64_t>(n, 1)),
+                  [&](int64_t b, int64_t e) { cpu::AddBiasRows(x, bias, n, b, e); });
+  }
   void Add(const float* a, const float* b, float* out, int64_t n) override {
     ParallelRange(pool_, n, kElementwiseGrain,
                   [&](int64_t s, int64_t e) { cpu::AddRange(a, b, out, s, e); });
@@ -271,14 +281,25 @@ class CpuBackend : public Backend {
   void Attention(const AttentionArgs& a) override {
     MOESTREAM_CHECK(a.n_kv_head > 0 && a.n_head % a.n_kv_head == 0);
     MOESTREAM_CHECK(a.kv_type == GgmlType::kF32 || a.kv_type == GgmlType::kF16);
-    const int64_t pairs = a.n_tok * a.n_head;
     const int64_t n_ctx = a.pos0 + a.n_tok;
     const cpu::KvRowKernels kv =
         isa_ == cpu::Isa::kScalar ? cpu::ScalarKvKernels(a.kv_type) : cpu::Avx2KvKernels(a.kv_type);
-    pool_.ParallelFor(pairs, [&](int64_t i) {
+    // Query heads sharing a KV head go together, so each key and value row
+    // is read once for all of them: as many as leave two tasks per thread.
+    const int64_t group = a.n_head / a.n_kv_head;
+    int64_t per_task = 1;
+    for (int64_t c = std::min(group, cpu::kMaxAttentionHeads); c > 1; --c) {
+      if (group % c == 0 && a.n_tok * (a.n_head / c) >= 2 * int64_t(pool_.size())) {
+        per_task = c;
+        break;
+      }
+    }
+    const int64_t tasks_per_tok = a.n_head / per_task;
+    pool_.ParallelFor(a.n_tok * tasks_per_tok, [&](int64_t i) {
       thread_local std::vector<float> scratch;
-      if (static_cast<int64_t>(scratch.size()) < n_ctx) scratch.resize(n_ctx);
-      cpu::AttentionOne(a, i / a.n_head, i % a.n_head, scratch.data(), kv);
+      if (static_cast<int64_t>(scratch.size()) < per_task * n_ctx) scratch.resize(per_task * n_ctx);
+      cpu::AttentionHeads(a, i / tasks_per_tok, (i % tasks_per_tok) * per_task, per_task,
+                          scratch.data(), kv);
     });
   }
 

@@ -170,12 +170,24 @@ float DotBF16(int64_t n, const void* w, const void* x) {
 struct Q8_0Weights {
   using Block = BlockQ8_0;
   static __m256i Quants(const Block& b) { return Load256(b.qs); }
+  static float Scale(const Block& b) { return H2F(b.d); }
 };
 struct Q4_0Weights {
   using Block = BlockQ4_0;
   static __m256i Quants(const Block& b) {
     return _mm256_sub_epi8(UnpackNibbles16(b.qs), _mm256_set1_epi8(8));
   }
+  static float Scale(const Block& b) { return H2F(b.d); }
+};
+// MXFP4: each nibble looks its (doubled E2M1) value up in a 16-byte table.
+struct Mxfp4Weights {
+  using Block = BlockMXFP4;
+  static __m256i Quants(const Block& b) {
+    const __m256i table = _mm256_broadcastsi128_si256(
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values)));
+    return _mm256_shuffle_epi8(table, UnpackNibbles16(b.qs));
+  }
+  static float Scale(const Block& b) { return Mxfp4Scale(b.e); }
 };
 
 struct Q5_0Weights {
@@ -186,6 +198,7 @@ struct Q5_0Weights {
     return _mm256_sub_epi8(_mm256_or_si256(UnpackNibbles16(b.qs), simd::BitsToBytes(qh, 0x10)),
                            _mm256_set1_epi8(16));
   }
+  static float Scale(const Block& b) { return H2F(b.d); }
 };
 
 // RM weight rows × RN activation rows of 32-element blocks against Q8_0
@@ -218,7 +231,7 @@ inline void TileLegacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x
       _mm_prefetch(reinterpret_cast<const char*>(&a) + 2 * RM * ws, _MM_HINT_T0);
       const __m256i q = W::Quants(a);
       const __m256i aq = _mm256_sign_epi8(q, q);
-      const float dw = H2F(a.d);
+      const float dw = W::Scale(a);
       for (int t = 0; t < RN; ++t) {
         const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(xq[t], q)), ones);
         acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[t]), _mm256_cvtepi32_ps(p), acc[r][t]);
@@ -381,6 +394,8 @@ void FillAvx2Kernels(MatmulKernels& k) {
       DotTileLegacy<Q4_0Weights>);
   set(GgmlType::kQ5_0, GgmlType::kQ8_0, QuantizeActQ8_0, DotLegacy<Q5_0Weights>,
       DotTileLegacy<Q5_0Weights>);
+  set(GgmlType::kMXFP4, GgmlType::kQ8_0, QuantizeActQ8_0, DotLegacy<Mxfp4Weights>,
+      DotTileLegacy<Mxfp4Weights>);
   set(GgmlType::kQ4_K, GgmlType::kQ8_K, QuantizeActQ8K, TileRowDot<K45Tile<false>, kQKK>,
       DotTileK<K45Tile<false>>);
   set(GgmlType::kQ5_K, GgmlType::kQ8_K, QuantizeActQ8K, TileRowDot<K45Tile<true>, kQKK>,

@@ -81,6 +81,23 @@ float DotQ4_0(int64_t n, const void* w, const void* x) {
   return s;
 }
 
+// llama.cpp's order: per block the exact integer sum of table value times
+// activation code, then E8M0 scale times activation scale times that sum.
+float DotMxfp4(int64_t n, const void* w, const void* x) {
+  const auto* a = static_cast<const BlockMXFP4*>(w);
+  const auto* b = static_cast<const BlockQ8_0*>(x);
+  float s = 0;
+  for (int64_t i = 0; i < n / kQK; ++i) {
+    int sum = 0;
+    for (int j = 0; j < kQK / 2; ++j) {
+      sum += kMxfp4Values[a[i].qs[j] & 0xF] * b[i].qs[j];
+      sum += kMxfp4Values[a[i].qs[j] >> 4] * b[i].qs[j + kQK / 2];
+    }
+    s += Mxfp4Scale(a[i].e) * HalfToFloat(b[i].d) * static_cast<float>(sum);
+  }
+  return s;
+}
+
 float DotQ5_0(int64_t n, const void* w, const void* x) {
   const auto* a = static_cast<const BlockQ5_0*>(w);
   const auto* b = static_cast<const BlockQ8_0*>(x);
@@ -194,6 +211,7 @@ void FillScalarKernels(MatmulKernels& k) {
   k.For(GgmlType::kQ6_K) = {GgmlType::kQ8_K, QuantizeActQ8K, DotQ6K, nullptr};
   k.For(GgmlType::kQ4_1) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ4_1>, nullptr};
   k.For(GgmlType::kQ5_0) = {GgmlType::kQ8_0, QuantizeActQ8_0, DotQ5_0, nullptr};
+  k.For(GgmlType::kMXFP4) = {GgmlType::kQ8_0, QuantizeActQ8_0, DotMxfp4, nullptr};
   k.For(GgmlType::kQ5_1) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ5_1>, nullptr};
   k.For(GgmlType::kQ2_K) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ2_K>, nullptr};
   k.For(GgmlType::kQ3_K) = {GgmlType::kF32, CopyActF32, DequantDot<GgmlType::kQ3_K>, nullptr};

@@ -136,6 +136,22 @@ void SiluMulRange(const float* gate, const float* up, float* out, int64_t begin,
   for (int64_t i = begin; i < end; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
 }
 
+void SwigluClampedRange(const float* gate, const float* up, float* out, float alpha, float limit,
+                        int64_t begin, int64_t end) {
+  for (int64_t i = begin; i < end; ++i) {
+    const float g = std::min(gate[i], limit);
+    const float u = std::clamp(up[i], -limit, limit);
+    out[i] = g / (1.0f + std::exp(-alpha * g)) * (u + 1.0f);
+  }
+}
+
+void AddBiasRows(float* x, const float* bias, int64_t n, int64_t begin, int64_t end) {
+  for (int64_t r = begin; r < end; ++r) {
+    float* row = x + r * n;
+    for (int64_t i = 0; i < n; ++i) row[i] += bias[i];
+  }
+}
+
 void AddRange(const float* a, const float* b, float* out, int64_t begin, int64_t end) {
   for (int64_t i = begin; i < end; ++i) out[i] = a[i] + b[i];
 }
@@ -190,13 +206,15 @@ KvRowKernels ScalarKvKernels(GgmlType kv_type) {
   return {DotF32Kv, AxpyF32Kv};
 }
 
-void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
-                  const KvRowKernels& kv) {
+void AttentionHeads(const AttentionArgs& a, int64_t t, int64_t h0, int64_t n_heads,
+                    float* scratch, const KvRowKernels& kv) {
   const int64_t group = a.n_head / a.n_kv_head;
-  const int64_t kh = h / group;
+  const int64_t kh = h0 / group;
   const int64_t n_kv = a.pos0 + t + 1;  // causal: positions 0..pos0+t
   // Chunked: only keys of the query's own chunk.
-  const int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
+  int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
+  // Sliding window: only the last `window` positions.
+  if (a.window > 0) j0 = std::max(j0, a.pos0 + t - a.window + 1);
   const int64_t d = a.head_dim;
   const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : d;
   const size_t elem = a.kv_type == GgmlType::kF16 ? 2 : 4;
@@ -204,22 +222,42 @@ void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
   const size_t v_stride = static_cast<size_t>(a.n_kv_head * dv) * elem;
   const auto* kbase = static_cast<const uint8_t*>(a.k_cache) + static_cast<size_t>(kh * d) * elem;
   const auto* vbase = static_cast<const uint8_t*>(a.v_cache) + static_cast<size_t>(kh * dv) * elem;
-  const float* q = a.q + (t * a.n_head + h) * d;
-  float* out = a.out + (t * a.n_head + h) * dv;
-  float mx = -INFINITY;
+  const int64_t n_ctx = a.pos0 + a.n_tok;
+  // Scores: each key row once for all the heads (head i's row of scratch).
   for (int64_t j = j0; j < n_kv; ++j) {
-    scratch[j] = kv.dot(q, kbase + j * k_stride, d) * a.scale;
-    mx = std::max(mx, scratch[j]);
+    const uint8_t* k = kbase + j * k_stride;
+    for (int64_t i = 0; i < n_heads; ++i) {
+      scratch[i * n_ctx + j] = kv.dot(a.q + (t * a.n_head + h0 + i) * d, k, d) * a.scale;
+    }
   }
-  float sum = 0;
+  // Per head: the softmax (a sink is one more logit in it, with no value row).
+  float inv[kMaxAttentionHeads];
+  for (int64_t i = 0; i < n_heads; ++i) {
+    float* s = scratch + i * n_ctx;
+    float mx = -INFINITY;
+    for (int64_t j = j0; j < n_kv; ++j) mx = std::max(mx, s[j]);
+    const float sink = a.sinks != nullptr ? a.sinks[h0 + i] : -INFINITY;
+    mx = std::max(mx, sink);
+    float sum = a.sinks != nullptr ? std::exp(sink - mx) : 0.0f;
+    for (int64_t j = j0; j < n_kv; ++j) {
+      s[j] = std::exp(s[j] - mx);
+      sum += s[j];
+    }
+    inv[i] = 1.0f / sum;
+    float* out = a.out + (t * a.n_head + h0 + i) * dv;
+    std::fill(out, out + dv, 0.0f);
+  }
+  // Values: each row once for all the heads.
   for (int64_t j = j0; j < n_kv; ++j) {
-    scratch[j] = std::exp(scratch[j] - mx);
-    sum += scratch[j];
+    const uint8_t* v = vbase + j * v_stride;
+    for (int64_t i = 0; i < n_heads; ++i) {
+      kv.axpy(a.out + (t * a.n_head + h0 + i) * dv, scratch[i * n_ctx + j], v, dv);
+    }
   }
-  std::fill(out, out + dv, 0.0f);
-  for (int64_t j = j0; j < n_kv; ++j) kv.axpy(out, scratch[j], vbase + j * v_stride, dv);
-  const float inv = 1.0f / sum;
-  for (int64_t i = 0; i < dv; ++i) out[i] *= inv;
+  for (int64_t i = 0; i < n_heads; ++i) {
+    float* out = a.out + (t * a.n_head + h0 + i) * dv;
+    for (int64_t c = 0; c < dv; ++c) out[c] *= inv[i];
+  }
 }
 
 }  // namespace moestream::kernels::cpu

@@ -30,6 +30,10 @@ void RopeTokens(float* x, int64_t tok_begin, int64_t tok_end, int64_t n_head, in
 void TopK(const float* x, int64_t n, int k, bool renormalize, int32_t* ids, float* values);
 void SigmoidRange(float* x, int64_t begin, int64_t end);
 void SiluMulRange(const float* gate, const float* up, float* out, int64_t begin, int64_t end);
+void SwigluClampedRange(const float* gate, const float* up, float* out, float alpha, float limit,
+                        int64_t begin, int64_t end);
+// Rows [begin, end) of x (rows of n) += bias.
+void AddBiasRows(float* x, const float* bias, int64_t n, int64_t begin, int64_t end);
 void AddRange(const float* a, const float* b, float* out, int64_t begin, int64_t end);
 void ScaleRange(float* x, float s, int64_t begin, int64_t end);
 void AddScaledRange(float* y, const float* x, float s, int64_t begin, int64_t end);
@@ -45,9 +49,15 @@ KvRowKernels ScalarKvKernels(GgmlType kv_type);
 // Only when the CPU has AVX2, FMA and F16C.
 KvRowKernels Avx2KvKernels(GgmlType kv_type);
 
-// One (query token, head) pair of causal GQA; scratch holds pos0+n_tok floats.
-void AttentionOne(const AttentionArgs& a, int64_t t, int64_t h, float* scratch,
-                  const KvRowKernels& kv);
+// Heads h0 .. h0+n_heads-1 (at most kMaxAttentionHeads, all of one KV
+// head's group) of query token t in causal GQA: each key and value row is
+// read once for all of them. Per head the arithmetic is that head alone
+// would do (scores, max, exp, sum, out += p·v in key order, then 1/sum), so
+// the result does not depend on how heads are grouped. scratch holds
+// n_heads × (pos0 + n_tok) floats.
+inline constexpr int64_t kMaxAttentionHeads = 64;
+void AttentionHeads(const AttentionArgs& a, int64_t t, int64_t h0, int64_t n_heads,
+                    float* scratch, const KvRowKernels& kv);
 
 }  // namespace moestream::kernels::cpu
 

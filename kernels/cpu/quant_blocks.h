@@ -87,6 +87,25 @@ struct BlockQ6K {
   uint16_t d;
 };
 
+// MXFP4 (OCP microscaling FP4, as GGUF stores it): 32 E2M1 values sharing
+// an E8M0 exponent. x = kMxfp4Values[code] * 2^(e - 128), where the table
+// holds E2M1's values doubled (so the scale is 2^(e-127) / 2); element j in
+// the low nibble of qs[j], j + 16 in the high nibble.
+struct BlockMXFP4 {
+  uint8_t e;
+  uint8_t qs[kQK / 2];
+};
+inline constexpr int8_t kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+// 2^(e - 128) as a float (denormal for e < 2), built from its bits. Static:
+// each kernel file, whatever its ISA flags, keeps its own copy.
+static inline float Mxfp4Scale(uint8_t e) {
+  const uint32_t bits = e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23;
+  float f;
+  __builtin_memcpy(&f, &bits, 4);
+  return f;
+}
+
+static_assert(sizeof(BlockMXFP4) == 17);
 static_assert(sizeof(BlockQ4_0) == 18);
 static_assert(sizeof(BlockQ4_1) == 20);
 static_assert(sizeof(BlockQ5_0) == 22);

@@ -445,6 +445,14 @@ class CudaBackend : public Backend {
   void SiluMul(const float* gate, const float* up, float* out, int64_t n) override {
     NoteError(cuda::LaunchSiluMul(gate, up, out, n, cs()), "silu_mul", &sticky_);
   }
+  void SwigluClamped(const float* gate, const float* up, float* out, int64_t n, float alpha,
+                     float limit) override {
+    NoteError(cuda::LaunchSwigluClamped(gate, up, out, n, alpha, limit, cs()), "swiglu_clamped",
+              &sticky_);
+  }
+  void AddBias(float* x, const float* bias, int64_t rows, int64_t n) override {
+    NoteError(cuda::LaunchAddBias(x, bias, rows, n, cs()), "add_bias", &sticky_);
+  }
   void Add(const float* a, const float* b, float* out, int64_t n) override {
     NoteError(cuda::LaunchAdd(a, b, out, n, cs()), "add", &sticky_);
   }

@@ -222,6 +222,21 @@ __global__ void ScaleKernel(float* x, float s, int64_t n) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) x[i] *= s;
 }
+__global__ void SwigluClampedKernel(const float* g, const float* u, float* o, int64_t n,
+                                    float alpha, float limit) {
+  int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) {
+    float gv = fminf(g[i], limit);
+    float uv = fminf(fmaxf(u[i], -limit), limit);
+    o[i] = gv / (1.0f + expf(-alpha * gv)) * (uv + 1.0f);
+  }
+}
+
+__global__ void AddBiasKernel(float* x, const float* b, int64_t rows, int64_t n) {
+  int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < rows * n) x[i] += b[i % n];
+}
+
 __global__ void AddScaledKernel(float* y, const float* x, float s, int64_t n) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   if (i < n) y[i] += s * x[i];
@@ -249,6 +264,7 @@ __global__ void AttentionReferenceKernel(AttentionArgs a, bool f16, float* score
   int64_t kh = h / (a.n_head / a.n_kv_head);
   int64_t n_kv = a.pos0 + t + 1;
   int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;  // chunked local attention
+  if (a.window > 0) j0 = max(j0, a.pos0 + t - a.window + 1);          // sliding window
   int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
   int64_t row = a.n_kv_head * a.head_dim;
   int64_t vrow = a.n_kv_head * dv;
@@ -263,12 +279,16 @@ __global__ void AttentionReferenceKernel(AttentionArgs a, bool f16, float* score
     m = fmaxf(m, s[p]);
   }
   m = BlockReduce<true>(m);
+  // An attention sink: one more logit in the denominator, without a value.
+  const float sink = a.sinks != nullptr ? a.sinks[h] : -INFINITY;
+  m = fmaxf(m, sink);
   float sum = 0;
   for (int64_t p = j0 + threadIdx.x; p < n_kv; p += blockDim.x) {
     s[p] = expf(s[p] - m);
     sum += s[p];
   }
   sum = BlockReduce<false>(sum);
+  if (a.sinks != nullptr) sum += expf(sink - m);
   float* o = a.out + (t * a.n_head + h) * dv;
   for (int64_t d = threadIdx.x; d < dv; d += blockDim.x) {
     float acc = 0;
@@ -294,7 +314,8 @@ __global__ void __launch_bounds__(kAttnThreads) FlashAttentionKernel(AttentionAr
   const int64_t t = blockIdx.x / a.n_head, h = blockIdx.x % a.n_head;
   const int64_t kh = h / (a.n_head / a.n_kv_head);
   const int64_t n_kv = a.pos0 + t + 1;
-  const int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
+  int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;  // chunked local attention
+  if (a.window > 0) j0 = max(j0, a.pos0 + t - a.window + 1);          // sliding window
   const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
   const int64_t row = a.n_kv_head * a.head_dim;
   const int64_t vrow = a.n_kv_head * dv;
@@ -342,11 +363,19 @@ __global__ void __launch_bounds__(kAttnThreads) FlashAttentionKernel(AttentionAr
     }
     __syncthreads();  // the next tile overwrites ps
   }
+  // An attention sink: one more logit in the denominator, without a value.
+  float corr = 1.0f;
+  if (a.sinks != nullptr) {
+    const float sink = a.sinks[h];
+    const float m_new = fmaxf(m, sink);
+    corr = expf(m - m_new);
+    l = l * corr + expf(sink - m_new);
+  }
   float* o = a.out + (t * a.n_head + h) * dv;
 #pragma unroll
   for (int ii = 0; ii < kAttnAccPerThread; ++ii) {
     const int64_t d = tid + static_cast<int64_t>(ii) * kAttnThreads;
-    if (d < dv) o[d] = acc[ii] / l;
+    if (d < dv) o[d] = acc[ii] * corr / l;
   }
 }
 
@@ -448,6 +477,17 @@ cudaError_t LaunchAdd(const float* a, const float* b, float* out, int64_t n, cud
 
 cudaError_t LaunchScale(float* x, float scale, int64_t n, cudaStream_t s) {
   ScaleKernel<<<Blocks(n), kThreads, 0, s>>>(x, scale, n);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchSwigluClamped(const float* gate, const float* up, float* out, int64_t n,
+                                float alpha, float limit, cudaStream_t s) {
+  SwigluClampedKernel<<<Blocks(n), kThreads, 0, s>>>(gate, up, out, n, alpha, limit);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t n, cudaStream_t s) {
+  AddBiasKernel<<<Blocks(rows * n), kThreads, 0, s>>>(x, bias, rows, n);
   return cudaGetLastError();
 }
 

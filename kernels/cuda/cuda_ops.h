@@ -89,6 +89,9 @@ cudaError_t LaunchSiluMul(const float* gate, const float* up, float* out, int64_
                           cudaStream_t s);
 cudaError_t LaunchAdd(const float* a, const float* b, float* out, int64_t n, cudaStream_t s);
 cudaError_t LaunchScale(float* x, float scale, int64_t n, cudaStream_t s);
+cudaError_t LaunchSwigluClamped(const float* gate, const float* up, float* out, int64_t n,
+                                float alpha, float limit, cudaStream_t s);
+cudaError_t LaunchAddBias(float* x, const float* bias, int64_t rows, int64_t n, cudaStream_t s);
 cudaError_t LaunchAddScaled(float* y, const float* x, float scale, int64_t n, cudaStream_t s);
 cudaError_t LaunchGetRows(const WeightView& table, const int32_t* ids, int64_t n, float* out,
                           cudaStream_t s);

@@ -6,11 +6,12 @@
 // are compared separately.
 //
 // Criteria: F32 models: logits within 1e-3 of the CPU backend's at every
-// position and identical greedy ids. Q4_K_M models (activations rounded to
-// int8 exactly as the CPU backend rounds them, but a one-ulp difference in a
-// float sum can still flip one rounding and move later logits by ~0.05, as
-// ../shared/reference/README.md explains): identical greedy ids, mean |diff|
-// at most 0.03, max |diff| at most 0.1 at 90% of the positions. Measured
+// position and identical greedy ids. Q4_K_M models and gpt-oss (MXFP4
+// experts): activations are rounded to int8 exactly as the CPU backend rounds
+// them, but a one-ulp difference in a float sum can still flip one rounding
+// and move later logits by ~0.05, as ../shared/reference/README.md explains:
+// identical greedy ids, mean |diff| at most 0.03, max |diff| at most 0.1 at
+// 90% of the positions. Measured
 // differences are recorded as test properties (tests/gpu/run.sh puts them
 // in its report). The offloaded runs must also be bit-identical to the
 // resident CUDA run. A hybrid run (misses computed on the host CPU while the
@@ -161,7 +162,10 @@ TEST_P(CudaReferenceTest, MatchesCpuBackendResidentAndOffloaded) {
   if (!std::filesystem::exists(path)) GTEST_SKIP() << path << " is not there";
   const std::vector<int32_t> prompt = ParseIds(ReadFileOrDie(dir + "/tokens.txt"));
   const int64_t n_ctx = std::max<int64_t>(256, int64_t(prompt.size()) + 64);
-  const bool quantized = name.find("q4_k_m") != std::string::npos;
+  // Models with int8-rounded activations (the Q4_K_M mixes; gpt-oss's MXFP4
+  // experts): a rounding flip can move later logits past 1e-3.
+  const bool quantized =
+      name.find("q4_k_m") != std::string::npos || name.find("gpt-oss") != std::string::npos;
 
   const std::string backend = BackendUnderTest();
   {

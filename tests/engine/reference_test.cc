@@ -189,14 +189,37 @@ TEST_P(ReferenceModelTest, LogitsMatchLlamaCppAtEveryPositionAndGreedyIdsAgree) 
 }
 
 TEST_P(ReferenceModelTest, F16KvCacheStaysCloseToReference) {
-  // README: an F16 KV cache moves these logits by about 2e-3.
+  // README: an F16 KV cache moves these logits by about 2e-3. gpt-oss is the
+  // exception its README measures: the Q8_0 rounding of the activations
+  // entering the MXFP4 experts amplifies the F16 noise (llama.cpp's own F16
+  // run moves the prompt logits by 0.021 on average, up to 0.41, where a
+  // close expert choice flips). There the check is that average and most
+  // positions within 0.1.
   const std::string dir = SharedPath("reference/" + GetParam());
   auto m = Load(dir + "/" + GetParam() + ".gguf", GgmlType::kF16);
   ASSERT_NE(m, nullptr);
   const std::vector<int32_t> prompt = ParseIds(ReadFileOrDie(dir + "/tokens.txt"));
   const std::vector<float> all = ReadF32File(dir + "/logits_all.f32");
   ASSERT_TRUE(m->engine->Process(prompt, LogitsMode::kAll).ok());
-  EXPECT_LE(MaxAbsDiff(m->engine->logits(), all), 2e-2f);
+  const std::span<const float> got = m->engine->logits();
+  if (GetParam().starts_with("gpt-oss")) {
+    const size_t n_vocab = all.size() / prompt.size();
+    double sum = 0;
+    size_t within = 0;
+    for (size_t p = 0; p < prompt.size(); ++p) {
+      float mx = 0;
+      for (size_t i = p * n_vocab; i < (p + 1) * n_vocab; ++i) {
+        const float d = std::fabs(got[i] - all[i]);
+        sum += d;
+        mx = std::max(mx, d);
+      }
+      within += mx <= 0.1f;
+    }
+    EXPECT_LE(sum / double(all.size()), 0.03);
+    EXPECT_GE(within * 10, prompt.size() * 9) << within << " of " << prompt.size();
+    return;
+  }
+  EXPECT_LE(MaxAbsDiff(got, all), 2e-2f);
 }
 
 // Loads reference/NAME with a context of n_ctx (one batch), decodes its
@@ -303,7 +326,8 @@ TEST_P(ReferenceModelTest, OffloadedRunIsBitIdenticalToResident) {
 
 INSTANTIATE_TEST_SUITE_P(Models, ReferenceModelTest,
                          ::testing::Values("qwen3moe-tiny-a", "mixtral-tiny-a", "llama4-tiny-a",
-                                           "deepseek2-tiny-a", "deepseek2-lite-tiny-a"));
+                                           "deepseek2-tiny-a", "deepseek2-lite-tiny-a",
+                                           "gpt-oss-tiny-a"));
 
 class QuantizedReferenceTest : public ReferenceFixture {};
 

@@ -95,21 +95,26 @@ namespace moestream::engine {
 namespace {
 
 // `run --record-trace` writes a trace that `replay` reads back: 8 prompt
-// tokens + 3 fed-back tokens. (Replay fetches a prefill batch's union of
-// experts once per layer, so accesses are fewer than tokens x layers x k.)
+// tokens + 3 fed-back tokens, for a model of each routed architecture.
+// (Replay fetches a prefill batch's union of experts once per layer, so
+// accesses are fewer than tokens x layers x k.)
 TEST(TraceRecordingCli, RunRecordsATraceThatReplayReads) {
   using ::moestream::testing::MoestreamBin;
   using ::moestream::testing::RunCommand;
   ScratchDir tmp;
-  const std::string model = SharedPath("reference/mixtral-tiny-a/mixtral-tiny-a.gguf");
-  const std::string trace = tmp.Path("run.mstrace");
-  auto run = RunCommand(MoestreamBin() + " run -m " + model +
-                        " --prompt-ids 1,2,3,4,5,6,7,8 -n 4 --temp 0 --record-trace " + trace);
-  ASSERT_EQ(run.exit_code, 0) << run.err;
-  auto replay = RunCommand(MoestreamBin() + " replay --trace " + trace +
-                           " --policy lru --capacity 2 --phase all --json");
-  ASSERT_EQ(replay.exit_code, 0) << replay.err;
-  EXPECT_EQ(nlohmann::json::parse(replay.out)["tokens"], 11) << replay.out;
+  for (const char* name : {"mixtral-tiny-a", "qwen3moe-tiny-a", "llama4-tiny-a",
+                           "deepseek2-tiny-a", "gpt-oss-tiny-a"}) {
+    SCOPED_TRACE(name);
+    const std::string model = SharedPath(std::string("reference/") + name + "/" + name + ".gguf");
+    const std::string trace = tmp.Path(std::string(name) + ".mstrace");
+    auto run = RunCommand(MoestreamBin() + " run -m " + model +
+                          " --prompt-ids 1,2,3,4,5,6,7,8 -n 4 --temp 0 --record-trace " + trace);
+    ASSERT_EQ(run.exit_code, 0) << run.err;
+    auto replay = RunCommand(MoestreamBin() + " replay --trace " + trace +
+                             " --policy lru --capacity 2 --phase all --json");
+    ASSERT_EQ(replay.exit_code, 0) << replay.err;
+    EXPECT_EQ(nlohmann::json::parse(replay.out)["tokens"], 11) << replay.out;
+  }
 }
 
 }  // namespace

@@ -237,6 +237,20 @@ TEST(ModelGenTest, MixtralMatchesIndependentReferenceLayout) {
                               ReferenceShape());
 }
 
+// gpt-oss: the reference's shape (8/2 heads of 64, 16 experts top-4 of 256,
+// window 8, context 131072). Every key, value, tensor shape and type —
+// F32 with MXFP4 experts — as llama.cpp's converter writes them.
+TEST(ModelGenTest, GptOssMatchesIndependentReferenceLayout) {
+  GenOptions o = ReferenceShape();
+  o.heads = 8;
+  o.experts = 16;
+  o.top_k = 4;
+  o.expert_ffn = 256;
+  o.context = 131072;
+  o.sliding_window = 8;
+  ExpectSameLayoutAsReference(GenArch::kGptOss, "reference/gpt-oss-tiny-a/gpt-oss-tiny-a.gguf", o);
+}
+
 struct TypeTolerance {
   GgmlType type;
   double max_rel_rms_error;  // RMS(dequantized - f32) / RMS(f32)

@@ -353,10 +353,14 @@ TEST_F(CudaBackendTest, TopKRowsMatchesCpuIncludingTies) {
 TEST_F(CudaBackendTest, AttentionMatchesCpuOverTilesChunksAndKvTypes) {
   struct Case {
     int64_t n_tok, n_head, n_kv, hd, hd_v, pos0, chunk;
+    int64_t window = 0;  // sliding window (gpt-oss)
+    bool sinks = false;  // attention sinks (gpt-oss)
   };
-  const Case cases[] = {{4, 4, 2, 32, 0, 3, 0},      {3, 8, 2, 64, 0, 300, 0},
-                        {5, 4, 4, 64, 0, 250, 128},  {2, 4, 1, 96, 64, 140, 0},
-                        {1, 2, 1, 576, 512, 200, 0}, {1, 2, 1, 64, 1100, 20, 0}};
+  const Case cases[] = {{4, 4, 2, 32, 0, 3, 0},          {3, 8, 2, 64, 0, 300, 0},
+                        {5, 4, 4, 64, 0, 250, 128},      {2, 4, 1, 96, 64, 140, 0},
+                        {1, 2, 1, 576, 512, 200, 0},     {1, 2, 1, 64, 1100, 20, 0},
+                        {3, 8, 2, 64, 0, 300, 0, 8, true}, {4, 4, 2, 64, 0, 200, 0, 150, false},
+                        {1, 4, 2, 64, 0, 140, 0, 0, true}};
   for (const Case& c : cases) {
     for (GgmlType kv : {GgmlType::kF32, GgmlType::kF16}) {
       const int64_t ctx = c.pos0 + c.n_tok, dv = c.hd_v > 0 ? c.hd_v : c.hd;
@@ -380,6 +384,9 @@ TEST_F(CudaBackendTest, AttentionMatchesCpuOverTilesChunksAndKvTypes) {
       a.head_dim_v = c.hd_v;
       a.pos0 = c.pos0;
       a.chunk = c.chunk;
+      a.window = c.window;
+      std::vector<float> sinks = testing::RandomVec(c.n_head, 4, 2.0f);
+      a.sinks = c.sinks ? sinks.data() : nullptr;
       a.scale = 1.0f / std::sqrt(float(c.hd));
       a.out = ref.data();
       cpu_->Attention(a);
@@ -387,18 +394,21 @@ TEST_F(CudaBackendTest, AttentionMatchesCpuOverTilesChunksAndKvTypes) {
       g.q = Upload(q);
       g.k_cache = Upload(kc);
       g.v_cache = Upload(vc);
+      if (c.sinks) g.sinks = Upload(sinks);
       auto dout = gpu_->DeviceAlloc(ref.size() * sizeof(float), "out");
       ASSERT_TRUE(dout.ok());
       g.out = static_cast<float*>(*dout);
       gpu_->Attention(g);
       auto got = Download(g.out, ref.size());
       for (size_t i = 0; i < ref.size(); ++i) {
-        ASSERT_NEAR(got[i], ref[i], 1e-4) << "case pos0 " << c.pos0 << " hd " << c.hd << " dv "
-                                          << dv << " " << GgmlTypeName(kv) << " element " << i;
+        ASSERT_NEAR(got[i], ref[i], 1e-4)
+            << "case pos0 " << c.pos0 << " hd " << c.hd << " dv " << dv << " window " << c.window
+            << " sinks " << c.sinks << " " << GgmlTypeName(kv) << " element " << i;
       }
       gpu_->DeviceFree(const_cast<float*>(g.q));
       gpu_->DeviceFree(const_cast<void*>(g.k_cache));
       gpu_->DeviceFree(const_cast<void*>(g.v_cache));
+      if (g.sinks != nullptr) gpu_->DeviceFree(const_cast<float*>(g.sinks));
       gpu_->DeviceFree(*dout);
     }
   }

@@ -61,6 +61,13 @@ class RefusingBackend final : public Backend {
   }
   void Sigmoid(float* x, int64_t n) override { b_->Sigmoid(x, n); }
   void SiluMul(const float* g, const float* u, float* o, int64_t n) override { b_->SiluMul(g, u, o, n); }
+  void SwigluClamped(const float* g, const float* u, float* o, int64_t n, float alpha,
+                     float limit) override {
+    b_->SwigluClamped(g, u, o, n, alpha, limit);
+  }
+  void AddBias(float* x, const float* bias, int64_t rows, int64_t n) override {
+    b_->AddBias(x, bias, rows, n);
+  }
   void Add(const float* a, const float* b, float* o, int64_t n) override { b_->Add(a, b, o, n); }
   void Scale(float* x, float s, int64_t n) override { b_->Scale(x, s, n); }
   void Copy2D(float* d, int64_t ds, const float* s, int64_t ss, int64_t r, int64_t c) override {

@@ -23,12 +23,12 @@ using testing::RandomVec;
 constexpr GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0,
                                GgmlType::kQ4_0, GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1,
                                GgmlType::kQ2_K, GgmlType::kQ3_K, GgmlType::kQ4_K, GgmlType::kQ5_K,
-                               GgmlType::kQ6_K};
+                               GgmlType::kQ6_K, GgmlType::kMXFP4};
 
 // Types whose kernels round the activations to 8 bits first.
 bool QuantizesActivations(GgmlType t) {
   return t == GgmlType::kQ8_0 || t == GgmlType::kQ4_0 || t == GgmlType::kQ5_0 || t == GgmlType::kQ4_K ||
-         t == GgmlType::kQ5_K || t == GgmlType::kQ6_K;
+         t == GgmlType::kQ5_K || t == GgmlType::kQ6_K || t == GgmlType::kMXFP4;
 }
 
 struct Weights {

@@ -5,7 +5,9 @@
 // sizes, on every ISA the CPU runs.
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <numeric>
+#include <tuple>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -111,6 +113,17 @@ TEST_P(OpsTest, ElementwiseOps) {
       ASSERT_NEAR(s[i], sig, 1e-6);
       ASSERT_NEAR(out[i], double(a[i]) * sig * b[i], 1e-5 * (1 + std::fabs(a[i] * b[i])));
     }
+    // gpt-oss's clamped SwiGLU (alpha 1.702, limit 7; a spans beyond ±7).
+    auto big = RandomVec(n, 5, 12.0f);
+    std::vector<float> up(n);
+    for (int64_t i = 0; i < n; ++i) up[i] = big[(i + 1) % n];
+    be_->SwigluClamped(big.data(), up.data(), out.data(), n, 1.702f, 7.0f);
+    for (int64_t i = 0; i < n; ++i) {
+      const double g = std::min(double(big[i]), 7.0);
+      const double u = std::clamp(double(big[(i + 1) % n]), -7.0, 7.0);
+      const double want = g / (1.0 + std::exp(-1.702 * g)) * (u + 1.0);
+      ASSERT_NEAR(out[i], want, 1e-5 * (1 + std::fabs(want))) << i;
+    }
     be_->Add(a.data(), b.data(), out.data(), n);
     for (int64_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(out[i], a[i] + b[i]);
     auto c = a;
@@ -119,6 +132,17 @@ TEST_P(OpsTest, ElementwiseOps) {
     c = a;
     be_->AddScaled(c.data(), b.data(), 0.3f, n);
     for (int64_t i = 0; i < n; ++i) ASSERT_NEAR(c[i], a[i] + 0.3 * b[i], 1e-6 * (1 + std::fabs(c[i])));
+  }
+}
+
+TEST_P(OpsTest, AddBiasAddsTheRowToEveryRow) {
+  for (auto [rows, n] : {std::pair<int64_t, int64_t>{1, 5}, {7, 256}, {300, 33}}) {
+    auto x = RandomVec(rows * n, 1), bias = RandomVec(n, 2);
+    auto y = x;
+    be_->AddBias(y.data(), bias.data(), rows, n);
+    for (int64_t r = 0; r < rows; ++r) {
+      for (int64_t i = 0; i < n; ++i) ASSERT_FLOAT_EQ(y[r * n + i], x[r * n + i] + bias[i]);
+    }
   }
 }
 
@@ -234,10 +258,16 @@ TEST_P(OpsTest, AttentionMatchesReference) {
   struct Case {
     int64_t n_tok, n_head, n_kv_head, head_dim, pos0;
     GgmlType kv;
+    int64_t window = 0;  // sliding window; 0 = none
+    bool sinks = false;  // one extra softmax logit per head
   };
   const Case cases[] = {{1, 4, 4, 64, 0, GgmlType::kF32},   {1, 8, 2, 64, 37, GgmlType::kF16},
                         {5, 6, 3, 40, 11, GgmlType::kF32},  {9, 8, 1, 128, 100, GgmlType::kF16},
-                        {3, 2, 2, 17, 0, GgmlType::kF32}};
+                        {3, 2, 2, 17, 0, GgmlType::kF32},
+                        // gpt-oss: a window shorter than the context, with sinks.
+                        {6, 8, 2, 64, 20, GgmlType::kF32, 8, true},
+                        {4, 4, 2, 32, 2, GgmlType::kF16, 3, false},
+                        {2, 4, 4, 64, 0, GgmlType::kF32, 0, true}};
   for (const Case& c : cases) {
     const int64_t n_ctx = c.pos0 + c.n_tok;
     const int64_t kv_n = n_ctx * c.n_kv_head * c.head_dim;
@@ -265,20 +295,25 @@ TEST_P(OpsTest, AttentionMatchesReference) {
     a.pos0 = c.pos0;
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     a.out = out.data();
+    a.window = c.window;
+    const std::vector<float> sinks = RandomVec(c.n_head, 4, 2.0f);
+    if (c.sinks) a.sinks = sinks.data();
     be_->Attention(a);
     const int64_t d = c.head_dim, group = c.n_head / c.n_kv_head;
     for (int64_t t = 0; t < c.n_tok; ++t) {
       for (int64_t h = 0; h < c.n_head; ++h) {
         const int64_t kvh = h / group, n_kv = c.pos0 + t + 1;
-        std::vector<double> s(n_kv);
-        double mx = -1e300, sum = 0;
-        for (int64_t j = 0; j < n_kv; ++j) {
+        const int64_t j0 = c.window > 0 ? std::max<int64_t>(0, n_kv - c.window) : 0;
+        std::vector<double> s(n_kv, -INFINITY);
+        double mx = c.sinks ? sinks[h] : -1e300, sum = 0;
+        for (int64_t j = j0; j < n_kv; ++j) {
           double dot = 0;
           for (int64_t i = 0; i < d; ++i) dot += double(q[(t * c.n_head + h) * d + i]) * kf[(j * c.n_kv_head + kvh) * d + i];
           s[j] = dot * a.scale;
           mx = std::max(mx, s[j]);
         }
         for (auto& v : s) sum += (v = std::exp(v - mx));
+        if (c.sinks) sum += std::exp(sinks[h] - mx);
         for (int64_t i = 0; i < d; ++i) {
           double o = 0;
           for (int64_t j = 0; j < n_kv; ++j) o += s[j] / sum * vf[(j * c.n_kv_head + kvh) * d + i];
@@ -287,6 +322,41 @@ TEST_P(OpsTest, AttentionMatchesReference) {
         }
       }
     }
+  }
+}
+
+// Query heads of one KV head are computed together (each key and value row
+// read once for the group); how many go together depends on the thread
+// count. Each head's arithmetic is its own, so every grouping gives the
+// same bits: 1 thread (whole groups) against 16 (one head per task).
+TEST_P(OpsTest, AttentionDoesNotDependOnHowHeadsAreGrouped) {
+  std::string skip;
+  auto one = testing::MakeIsaBackend(GetParam(), &skip, 1);
+  auto many = testing::MakeIsaBackend(GetParam(), &skip, 16);
+  if (!one || !many) GTEST_SKIP() << skip;
+  for (auto [n_tok, n_head, n_kv_head, pos0] :
+       {std::tuple<int64_t, int64_t, int64_t, int64_t>{1, 16, 4, 300}, {3, 8, 1, 40}, {2, 12, 3, 7}}) {
+    const int64_t d = 64, n_ctx = pos0 + n_tok, kv_n = n_ctx * n_kv_head * d;
+    const auto q = RandomVec(n_tok * n_head * d, 1), k = RandomVec(kv_n, 2), v = RandomVec(kv_n, 3);
+    const auto sinks = RandomVec(n_head, 4);
+    std::vector<float> out1(q.size()), out2(q.size());
+    AttentionArgs a;
+    a.q = q.data();
+    a.k_cache = k.data();
+    a.v_cache = v.data();
+    a.n_tok = n_tok;
+    a.n_head = n_head;
+    a.n_kv_head = n_kv_head;
+    a.head_dim = d;
+    a.pos0 = pos0;
+    a.scale = 0.125f;
+    a.sinks = sinks.data();
+    a.out = out1.data();
+    one->Attention(a);
+    a.out = out2.data();
+    many->Attention(a);
+    ASSERT_EQ(std::memcmp(out1.data(), out2.data(), out1.size() * sizeof(float)), 0)
+        << n_head << "/" << n_kv_head << " heads, " << n_tok << " tokens";
   }
 }
 

@@ -81,6 +81,45 @@ TEST(DequantTest, Q4_0) {
   }
 }
 
+// MXFP4: E2M1 codes (values doubled: 0, 1, 2, 3, 4, 6, 8, 12, then the
+// negatives) times 2^(e - 128).
+TEST(DequantTest, Mxfp4) {
+  const float kValues[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+  for (int e : {0, 1, 2, 120, 127, 130, 254}) {
+    std::vector<uint8_t> b(17);
+    b[0] = static_cast<uint8_t>(e);
+    for (int j = 0; j < 16; ++j) b[1 + j] = static_cast<uint8_t>(j | ((15 - j) << 4));
+    auto y = Dequant(GgmlType::kMXFP4, b, 32);
+    const float scale = std::ldexp(1.0f, e - 128);
+    for (int j = 0; j < 16; ++j) {
+      EXPECT_EQ(y[j], kValues[j] * scale) << "e " << e << " j " << j;
+      EXPECT_EQ(y[j + 16], kValues[15 - j] * scale) << "e " << e << " j " << j + 16;
+    }
+  }
+}
+
+// The quantizer's exponent puts the block maximum at 4..8 units (the table
+// tops out at 12), and exactly representable values come back exactly.
+TEST(QuantTest, Mxfp4ExactValuesAndExponent) {
+  std::vector<float> x(32);
+  const float kValues[8] = {0, 1, 2, 3, 4, 6, 8, 12};
+  for (int j = 0; j < 32; ++j) x[j] = (j % 2 ? -1.0f : 1.0f) * kValues[j % 8] * 0.25f;
+  std::vector<uint8_t> q(17);
+  ASSERT_TRUE(QuantizeRow(GgmlType::kMXFP4, x.data(), 32, q.data()).ok());
+  // max |x| = 3 = 12 * 2^(e-128) with e = floor(log2 3) - 2 + 127 = 126.
+  EXPECT_EQ(q[0], 126);
+  std::vector<float> y = Dequant(GgmlType::kMXFP4, q, 32);
+  for (int j = 0; j < 32; ++j) EXPECT_EQ(y[j], x[j]) << j;
+  // Halfway between 1 and 2 units goes to the lower code.
+  std::vector<float> h(32, 0.0f);
+  h[0] = 12.0f;  // scale 1
+  h[1] = 1.5f;
+  ASSERT_TRUE(QuantizeRow(GgmlType::kMXFP4, h.data(), 32, q.data()).ok());
+  y = Dequant(GgmlType::kMXFP4, q, 32);
+  EXPECT_EQ(y[0], 12.0f);
+  EXPECT_EQ(y[1], 1.0f);
+}
+
 TEST(DequantTest, Q4_1) {
   std::vector<uint8_t> b(20);
   PutU16(b, 0, kHalf05);
@@ -353,7 +392,8 @@ INSTANTIATE_TEST_SUITE_P(
                       RoundTripCase{GgmlType::kQ8_K, 0.015}, RoundTripCase{GgmlType::kQ4_0, 0.11},
                       RoundTripCase{GgmlType::kQ4_1, 0.09}, RoundTripCase{GgmlType::kQ5_0, 0.055},
                       RoundTripCase{GgmlType::kQ5_1, 0.045}, RoundTripCase{GgmlType::kQ4_K, 0.09},
-                      RoundTripCase{GgmlType::kQ5_K, 0.045}, RoundTripCase{GgmlType::kQ6_K, 0.025}),
+                      RoundTripCase{GgmlType::kQ5_K, 0.045}, RoundTripCase{GgmlType::kQ6_K, 0.025},
+                      RoundTripCase{GgmlType::kMXFP4, 0.16}),
     [](const auto& info) { return std::string(GgmlTypeName(info.param.type)); });
 
 }  // namespace

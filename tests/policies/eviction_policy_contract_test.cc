@@ -196,5 +196,19 @@ INSTANTIATE_TEST_SUITE_P(AllPolicies, EvictionContractTest,
                            return n == "2q" ? std::string("TwoQ") : n;
                          });
 
+// The predicting policies with their options set, the predictor-driven
+// `predict` included.
+INSTANTIATE_TEST_SUITE_P(WithOptions, EvictionContractTest,
+                         ::testing::Values("predict:horizon=3", "predict:predictor=coact,d=2",
+                                           "predict:predictor=prev", "tinylfu:window=0.5,sample=2",
+                                           "shift:ghost=3"),
+                         [](const auto& info) {
+                           std::string n = info.param;
+                           for (char& c : n) {
+                             if (!isalnum(static_cast<unsigned char>(c))) c = '_';
+                           }
+                           return n;
+                         });
+
 }  // namespace
 }  // namespace moestream::policies

@@ -147,6 +147,15 @@ TEST_F(SchedulerTest, ParallelSlotsGiveWhatEachRequestGetsAlone) {
     scheduler_.reset();
     model_.reset();
   }
+  auto counter = [&](const std::string& name) {
+    const std::string text = metrics_.Prometheus();
+    const size_t at = text.find("\n" + name + " ");
+    EXPECT_NE(at, std::string::npos) << name;
+    return at == std::string::npos ? 0.0 : std::stod(text.substr(at + name.size() + 2));
+  };
+  const double steps_alone = counter("moestream_decode_steps_total");
+  const double seqs_alone = counter("moestream_decode_step_sequences_total");
+  EXPECT_EQ(steps_alone, seqs_alone);
   Start(3);
   // Four clients at once into three slots: one waits, joins when a slot frees.
   std::vector<Result> together(Prompts().size());
@@ -159,6 +168,11 @@ TEST_F(SchedulerTest, ParallelSlotsGiveWhatEachRequestGetsAlone) {
     EXPECT_EQ(together[i].reason, FinishReason::kLength) << together[i].error;
     EXPECT_EQ(together[i].text, alone[i]) << "prompt " << i;
   }
+  // Slots decoded together: fewer forwards than sequences stepped.
+  const double steps = counter("moestream_decode_steps_total") - steps_alone;
+  const double seqs = counter("moestream_decode_step_sequences_total") - seqs_alone;
+  EXPECT_EQ(seqs, double(Prompts().size() * 11));  // 12 tokens: 1 from the prefill, 11 decoded
+  EXPECT_LT(steps, seqs);
   // The expert cache was shared and used: hits and loads across the slots.
   const engine::OffloadStats s = offload_->stats();
   EXPECT_GT(s.cache.accesses, 0u);
