@@ -68,7 +68,10 @@ bool ThreadPool::SpinThenWait(const Done& done, std::atomic<int>* sleepers) {
     mu_.Await(absl::Condition(&woken));
   }
   sleepers->fetch_sub(1, std::memory_order_relaxed);
-  return done();
+  // Not done(): by now another thread may have claimed what woke this one,
+  // and a worker told "false" would take it for the pool stopping and exit,
+  // leaving the caller to run every later job alone.
+  return !stop_.load(std::memory_order_relaxed);
 }
 
 void ThreadPool::WakeSleepers(const std::atomic<int>& sleepers) {

@@ -52,7 +52,8 @@ class ThreadPool {
   // Claims and runs tasks of the current job until none is left.
   void RunTasks();
   // Spins up to kSpin until done() is true, then sleeps on mu_ until it is,
-  // counted in *sleepers while asleep. Returns false if stop_ was set.
+  // counted in *sleepers while asleep. Returns false only if stop_ was set
+  // (done() may be false again by the time a woken thread returns).
   template <typename Done>
   bool SpinThenWait(const Done& done, std::atomic<int>* sleepers);
   // Wakes the threads sleeping on mu_ (if *sleepers says there are any)

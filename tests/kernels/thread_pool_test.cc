@@ -1,11 +1,12 @@
 // The CPU backend's thread pool: every index runs exactly once per
 // ParallelFor, across back-to-back calls (workers spinning), calls after the
-// workers went to sleep, and task counts from 1 to beyond what one job word
-// holds. Run under ThreadSanitizer by ./test.sh --sanitize thread.
+// workers went to sleep, workers woken to find nothing left, and task
+// counts from 1 to beyond what one job word holds. Run under ThreadSanitizer by ./test.sh --sanitize thread.
 #include "kernels/cpu/thread_pool.h"
 
 #include <atomic>
 #include <chrono>
+#include <random>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,34 @@ TEST(ThreadPoolTest, CallsAfterWorkersSleptRunEveryIndexOnce) {
     std::this_thread::sleep_for(ThreadPool::kSpin * 4);  // workers park on the mutex
     ExpectEachIndexOnce(pool, 64);
   }
+}
+
+// A worker woken from its sleep may find the job's tasks already claimed
+// (the caller ran them). It must go back to waiting, not leave: after many
+// such wake-ups, a job of slow tasks still runs on more than one thread.
+TEST(ThreadPoolTest, WorkersSurviveWakingToNothing) {
+  ThreadPool pool(2);
+  std::mt19937 rng(7);
+  auto spin_for = [](std::chrono::nanoseconds d) {
+    const auto until = std::chrono::steady_clock::now() + d;
+    while (std::chrono::steady_clock::now() < until) {
+    }
+  };
+  // Wake-ups racing the caller for the last tasks of a job, many times over.
+  for (int rep = 0; rep < 3000; ++rep) {
+    if (rep % 3 == 0) std::this_thread::sleep_for(ThreadPool::kSpin * 2);  // the worker parks
+    const int64_t n = 1 + int64_t(rng() % 8);
+    const auto task = std::chrono::nanoseconds(rng() % 20000);
+    pool.ParallelFor(n, [&](int64_t) { spin_for(task); });
+  }
+  std::vector<std::thread::id> ran(64);
+  pool.ParallelFor(64, [&](int64_t i) {
+    ran[static_cast<size_t>(i)] = std::this_thread::get_id();
+    std::this_thread::sleep_for(std::chrono::microseconds(300));
+  });
+  int other = 0;
+  for (const std::thread::id& id : ran) other += id != std::this_thread::get_id();
+  EXPECT_GT(other, 0) << "every task ran on the calling thread: the worker is gone";
 }
 
 TEST(ThreadPoolTest, ResultsWrittenByWorkersAreVisibleToTheCaller) {
