@@ -27,7 +27,11 @@ void AppendTopK(std::span<const float> scores, int layer, int k, std::vector<Exp
 
 // Function attribute for the predictors' per-expert loops: a copy per
 // vector width (AVX-512, AVX2, baseline), chosen when the program loads.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// Not under the sanitizers: the choosing (an ifunc resolver) runs while the
+// program is being relocated, before the sanitizer's runtime is up, and an
+// instrumented resolver crashes there (ThreadSanitizer does).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__) && !defined(__SANITIZE_ADDRESS__)
 #define MOESTREAM_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
 #else
 #define MOESTREAM_VECTOR_CLONES
