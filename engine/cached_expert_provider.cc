@@ -389,6 +389,12 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
                                      FormatBytes(co.slot_bytes), ": ", made.status().message()));
   }
   cache_ = std::move(*made);
+  // A multi-token step's prefetch cap (PredictNext): half a MoE layer's
+  // share of the slots, at least k.
+  int64_t moe_layers = 0;
+  for (int64_t il = 0; il < c_.n_layer; ++il) moe_layers += c_.IsMoeLayer(il);
+  multi_token_prefetch_cap_ = size_t(std::max<int64_t>(
+      c_.n_expert_used, cache_->total_slots() / std::max<int64_t>(1, 2 * moe_layers)));
   experts_.reserve(size_t(c_.n_expert));
   views_.reserve(size_t(c_.n_expert));
   view_ptrs_.reserve(size_t(c_.n_expert));
@@ -634,11 +640,9 @@ absl::Status CachedExpertProvider::PredictNext(int next, const float* x, int64_t
   // guesses most of them share, at most half a layer's share of the slots
   // (and never fewer than k). The whole union would flood a small cache
   // with loads that evict each other before the layer runs.
-  int64_t moe_layers = 0;
-  for (int64_t il = 0; il < c_.n_layer; ++il) moe_layers += c_.IsMoeLayer(il);
-  const size_t cap = size_t(std::max<int64_t>(
-      k, cache_ != nullptr ? cache_->total_slots() / std::max<int64_t>(1, 2 * moe_layers) : k));
-  if (n_tok > 1 && pending_prefetch_.size() > cap) pending_prefetch_.resize(cap);
+  if (n_tok > 1 && pending_prefetch_.size() > multi_token_prefetch_cap_) {
+    pending_prefetch_.resize(multi_token_prefetch_cap_);
+  }
   return absl::OkStatus();
 }
 

@@ -275,6 +275,7 @@ class CachedExpertProvider final : public ExpertProvider {
   float* pred_vals_dev_ = nullptr;
   std::vector<int32_t> pred_ids_;
   std::vector<int> pred_count_;
+  size_t multi_token_prefetch_cap_ = 0;  // set with the cache
   std::vector<ExpertKey> pending_prefetch_;
   std::vector<ExpertKey> next_keep_;  // the next layer's predicted experts
   std::unique_ptr<policies::PrefetchPredictor> ahead_;
