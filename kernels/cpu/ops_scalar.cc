@@ -5,6 +5,7 @@
 #include <numeric>
 #include <vector>
 
+#include "base/check.h"
 #include "kernels/quant.h"
 
 namespace moestream::kernels::cpu {
@@ -231,6 +232,8 @@ void AttentionHeads(const AttentionArgs& a, int64_t t, int64_t h0, int64_t n_hea
     }
   }
   // Per head: the softmax (a sink is one more logit in it, with no value row).
+  MOESTREAM_CHECK(n_heads >= 1 && n_heads <= kMaxAttentionHeads) << "attention: " << n_heads
+                                                                 << " heads in one task";
   float inv[kMaxAttentionHeads];
   for (int64_t i = 0; i < n_heads; ++i) {
     float* s = scratch + i * n_ctx;
