@@ -155,6 +155,10 @@ absl::Status ExpertLayout::Index() {
   for (size_t i = 0; i < experts_.size(); ++i) {
     const ExpertInfo& e = experts_[i];
     bool first_of_layer = i == 0 || experts_[i - 1].layer != e.layer;
+    if (e.layer < 0 || e.layer > kMaxLayoutLayer) {
+      return absl::InvalidArgumentError(absl::StrCat(path_, ": expert index entry ", i, ": layer ",
+                                                     e.layer, " outside 0..", kMaxLayoutLayer));
+    }
     bool ordered = e.layer >= 0 && e.expert >= 0 &&
                    (first_of_layer ? (e.expert == 0 && (i == 0 || experts_[i - 1].layer < e.layer))
                                    : e.expert == experts_[i - 1].expert + 1);
@@ -169,8 +173,8 @@ absl::Status ExpertLayout::Index() {
     }
     for (const ExpertSegment& s : e.segment_span()) {
       // A header-only file's segments lie past its end by design.
-      if (s.blob_offset + s.bytes > e.blob_bytes ||
-          (has_data_ && s.file_offset + s.bytes > file_size_)) {
+      if (!RangeInside(s.blob_offset, s.bytes, e.blob_bytes) ||
+          (has_data_ && !RangeInside(s.file_offset, s.bytes, file_size_))) {
         return absl::InvalidArgumentError(absl::StrCat(
             path_, ": layer ", e.layer, " expert ", e.expert, ": segment at file offset ",
             s.file_offset, " (", s.bytes, " bytes) lies outside the file (", file_size_,

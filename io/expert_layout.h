@@ -40,6 +40,16 @@ inline constexpr uint64_t kBlobMatrixAlignment = 256;
 // so a 4 KiB-aligned slot can receive a store blob without staging.
 inline constexpr uint64_t kBlobAlignment = 4096;
 
+// Largest layer index an expert entry may name: the layer table is sized by
+// it, so a corrupt index cannot ask for gigabytes.
+inline constexpr int kMaxLayoutLayer = 65535;
+
+// Whether [offset, offset + bytes) lies inside [0, limit), without the sum
+// overflowing (offsets come from files and may be anything).
+inline constexpr bool RangeInside(uint64_t offset, uint64_t bytes, uint64_t limit) {
+  return offset <= limit && bytes <= limit - offset;
+}
+
 inline constexpr uint64_t AlignUp(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
 inline constexpr uint64_t AlignDown(uint64_t v, uint64_t a) { return v / a * a; }
 

@@ -131,9 +131,11 @@ absl::StatusOr<ExpertInfo> DecodeEntry(const std::string& path, const uint8_t* p
     mi.ne1 = Get<int64_t>(q, 16);
     mi.blob_offset = Get<uint64_t>(q, 24);
     mi.bytes = Get<uint64_t>(q, 32);
+    uint64_t shape_bytes = 0;
     if (mi.ne0 <= 0 || mi.ne1 <= 0 || !RowIsWhole(mi.type, uint64_t(mi.ne0)) ||
-        RowBytes(mi.type, uint64_t(mi.ne0)) * uint64_t(mi.ne1) != mi.bytes ||
-        mi.blob_offset + mi.bytes > e.blob_bytes) {
+        __builtin_mul_overflow(RowBytes(mi.type, uint64_t(mi.ne0)), uint64_t(mi.ne1), &shape_bytes) ||
+        shape_bytes != mi.bytes ||
+        !RangeInside(mi.blob_offset, mi.bytes, e.blob_bytes)) {
       return bad(absl::StrCat(Av(ExpertMatrixName(ExpertMatrix(m))),
                               " matrix shape, size or offset inconsistent"));
     }
@@ -359,7 +361,7 @@ absl::StatusOr<ExpertStore> ExpertStore::Open(const std::string& path) {
     return absl::DataLossError(absl::StrCat(path, ": truncated: ", size, " bytes, header says ",
                                             file_bytes));
   }
-  if (index_bytes != uint64_t(n_entries) * kStoreEntryBytes || index_offset + index_bytes > file_bytes ||
+  if (index_bytes != uint64_t(n_entries) * kStoreEntryBytes || !RangeInside(index_offset, index_bytes, file_bytes) ||
       name_len > kSourceNameMax) {
     return absl::DataLossError(absl::StrCat(path, ": inconsistent header (index at ", index_offset,
                                             ", ", index_bytes, " bytes, ", n_entries, " entries)"));
@@ -374,7 +376,7 @@ absl::StatusOr<ExpertStore> ExpertStore::Open(const std::string& path) {
   for (size_t i = 0; i < n_entries; ++i) {
     MOESTREAM_ASSIGN_OR_RETURN(ExpertInfo e, DecodeEntry(path, index.data() + i * kStoreEntryBytes, i));
     if (e.segments[0].file_offset < kStoreHeaderBytes ||
-        e.segments[0].file_offset + e.blob_bytes > index_offset) {
+        !RangeInside(e.segments[0].file_offset, e.blob_bytes, index_offset)) {
       return absl::DataLossError(absl::StrCat(path, ": index entry ", i, ": blob outside the blob area"));
     }
     entries.push_back(e);

@@ -128,6 +128,37 @@ TEST_F(StoreTest, CorruptHeaderIndexOrTruncatedFileRefused) {
   expect_open_fails(good.substr(0, 100), "too short");
 }
 
+// A corrupt index naming a huge layer is refused before the layer table is
+// sized by it (a fuzzer found the index asking for gigabytes).
+TEST(ExpertLayoutIndex, HugeLayerRefusedWithoutAllocating) {
+  ExpertInfo e;
+  e.layer = 2000000000;
+  e.n_segments = 1;
+  e.blob_bytes = kBlobAlignment;
+  e.segments[0] = {0, 16, 0};
+  auto s = ExpertLayout::FromEntries("x.experts", 1 << 20, {e});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("layer 2000000000 outside 0..65535"), std::string::npos)
+      << s.status();
+  e.layer = kMaxLayoutLayer;
+  EXPECT_TRUE(ExpertLayout::FromEntries("x.experts", 1 << 20, {e}).ok());
+}
+
+// A segment whose end overflows 64 bits is outside the file, not inside it
+// (a fuzzer found offset + size wrapping around to a small number).
+TEST(ExpertLayoutIndex, SegmentEndThatOverflowsIsRefused) {
+  ExpertInfo e;
+  e.n_segments = 1;
+  e.blob_bytes = kBlobAlignment;
+  e.segments[0] = {~uint64_t{0} - 7, 16, 0};
+  auto s = ExpertLayout::FromEntries("x.experts", 1 << 20, {e});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("lies outside the file"), std::string::npos) << s.status();
+  EXPECT_FALSE(RangeInside(8, ~uint64_t{0} - 3, 1 << 20));
+  EXPECT_TRUE(RangeInside(1 << 20, 0, 1 << 20));
+  EXPECT_FALSE(RangeInside((1 << 20) + 1, 0, 1 << 20));
+}
+
 TEST_F(StoreTest, DifferentModelIsRefused) {
   std::string other = dir_.Path("other.gguf");
   WriteTierModel(other, {.n_experts = 4});
