@@ -152,7 +152,7 @@ class GenCommand : public Command {
     app.add_option("--rope-theta", rope_theta_,
                    "rope.freq_base; 0 = the architecture's (1e6 qwen3moe/mixtral, 1e4 llama)");
     app.add_option("--type", type_,
-                   "matrix type: f32 f16 bf16 q8_0 q4_0 q4_k q6_k, or q4_k_m (llama.cpp's per-tensor "
+                   "matrix type: f32 f16 bf16 q8_0 q4_0 q4_k q5_k q6_k, or q4_k_m (llama.cpp's per-tensor "
                    "mix); norms and routers stay f32");
     app.add_option("--seed", seed_, "PRNG seed");
     app.add_option("--expert-layout", layout_,

@@ -216,7 +216,7 @@ int64_t RoundTo256(double x) {
 std::span<const GgmlType> GenTypes() {
   static constexpr GgmlType kTypes[] = {GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16,
                                         GgmlType::kQ8_0, GgmlType::kQ4_0, GgmlType::kQ4_K,
-                                        GgmlType::kQ6_K};
+                                        GgmlType::kQ5_K, GgmlType::kQ6_K};
   return kTypes;
 }
 
@@ -273,6 +273,8 @@ uint32_t FileTypeOf(GgmlType t) {
       return 7;  // LLAMA_FTYPE_MOSTLY_Q8_0
     case GgmlType::kQ4_K:
       return 14;  // LLAMA_FTYPE_MOSTLY_Q4_K_S
+    case GgmlType::kQ5_K:
+      return 16;  // LLAMA_FTYPE_MOSTLY_Q5_K_S
     case GgmlType::kQ6_K:
       return 18;  // LLAMA_FTYPE_MOSTLY_Q6_K
     case GgmlType::kBF16:

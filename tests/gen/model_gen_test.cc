@@ -266,10 +266,10 @@ TEST(ModelGenTest, EveryTypeRoundTripsToTheF32Values) {
                                              "blk.0.ffn_down_exps.weight", "output.weight"};
   const std::vector<std::string> f32_always = {"blk.0.attn_norm.weight", "blk.0.attn_q_norm.weight",
                                                "blk.0.ffn_gate_inp.weight", "output_norm.weight"};
-  // ggml's formats: f16 ~11 bits, bf16 8 bits, q8_0 ~7 bits, q6_k ~5, q4 ~3.
+  // ggml's formats: f16 ~11 bits, bf16 8 bits, q8_0 ~7 bits, q6_k ~5, q5_k ~4, q4 ~3.
   for (const TypeTolerance& tt :
        {TypeTolerance{GgmlType::kF16, 1e-3}, {GgmlType::kBF16, 5e-3}, {GgmlType::kQ8_0, 1e-2},
-        {GgmlType::kQ6_K, 4e-2}, {GgmlType::kQ4_K, 0.12}, {GgmlType::kQ4_0, 0.15}}) {
+        {GgmlType::kQ6_K, 4e-2}, {GgmlType::kQ5_K, 6e-2}, {GgmlType::kQ4_K, 0.12}, {GgmlType::kQ4_0, 0.15}}) {
     SCOPED_TRACE(std::string(GgmlTypeName(tt.type)));
     o.type = tt.type;
     io::GgufFile f = OpenOrDie(Generate(dir, std::string(GgmlTypeName(tt.type)) + ".gguf", o));
