@@ -492,7 +492,7 @@ TEST(ModelGenTest, ValidateNamesTheFlag) {
   bad.head_dim = 63;
   EXPECT_THAT(error_of(bad), HasSubstr("--head-dim"));
   bad = o;
-  bad.type = GgmlType::kQ5_K;
+  bad.type = GgmlType::kQ2_K;
   EXPECT_THAT(error_of(bad), HasSubstr("--type"));
 }
 
