@@ -278,15 +278,42 @@ class CpuBackend : public Backend {
     ParallelRange(pool_, n, kElementwiseGrain,
                   [&](int64_t b, int64_t e) { cpu::StoreKvRange(src, dst, kv_type, b, e); });
   }
+  // Attention over this many query tokens or more runs in tiles with a
+  // running softmax (prefill); fewer, one pass per query (decode).
+  static constexpr int64_t kTiledAttentionMinTokens = 4;
+  static constexpr int64_t kTileRows = 64;
   void Attention(const AttentionArgs& a) override {
     MOESTREAM_CHECK(a.n_kv_head > 0 && a.n_head % a.n_kv_head == 0);
     MOESTREAM_CHECK(a.kv_type == GgmlType::kF32 || a.kv_type == GgmlType::kF16);
     const int64_t n_ctx = a.pos0 + a.n_tok;
     const cpu::KvRowKernels kv =
         isa_ == cpu::Isa::kScalar ? cpu::ScalarKvKernels(a.kv_type) : cpu::Avx2KvKernels(a.kv_type);
-    // Query heads sharing a KV head go together, so each key and value row
-    // is read once for all of them: as many as leave two tasks per thread.
     const int64_t group = a.n_head / a.n_kv_head;
+    if (a.n_tok >= kTiledAttentionMinTokens) {
+      // Prefill: tiles of queries × a KV head's query heads, about
+      // kTileRows rows each, so each key and value row is read once per
+      // tile; with at least two tiles per thread while the queries allow.
+      int64_t heads = group;
+      while (heads > cpu::kMaxAttentionHeads || group % heads != 0) --heads;
+      const int64_t sets = a.n_kv_head * (group / heads);
+      int64_t n_q = std::max<int64_t>(1, kTileRows / heads);
+      while (n_q > 1 && sets * ((a.n_tok + n_q - 1) / n_q) < 2 * int64_t(pool_.size())) n_q /= 2;
+      const int64_t tiles = (a.n_tok + n_q - 1) / n_q;
+      const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
+      // The last queries see the most keys: hand those out first.
+      pool_.ParallelFor(tiles * sets, [&](int64_t i) {
+        thread_local std::vector<float> scratch;
+        const int64_t need = cpu::AttentionTileScratch(n_q * heads, dv);
+        if (static_cast<int64_t>(scratch.size()) < need) scratch.resize(need);
+        const int64_t t0 = (tiles - 1 - i / sets) * n_q;
+        cpu::AttentionTile(a, t0, std::min(n_q, a.n_tok - t0), (i % sets) * heads, heads,
+                           scratch.data(), kv);
+      });
+      return;
+    }
+    // Decode: query heads sharing a KV head go together, so each key and
+    // value row is read once for all of them: as many as leave two tasks
+    // per thread.
     int64_t per_task = 1;
     for (int64_t c = std::min(group, cpu::kMaxAttentionHeads); c > 1; --c) {
       if (group % c == 0 && a.n_tok * (a.n_head / c) >= 2 * int64_t(pool_.size())) {

@@ -207,15 +207,24 @@ KvRowKernels ScalarKvKernels(GgmlType kv_type) {
   return {DotF32Kv, AxpyF32Kv};
 }
 
+namespace {
+
+// First key position query token t sees (chunked and sliding-window
+// attention hide the earlier ones); it sees keys up to pos0 + t.
+int64_t FirstKey(const AttentionArgs& a, int64_t t) {
+  int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
+  if (a.window > 0) j0 = std::max(j0, a.pos0 + t - a.window + 1);
+  return j0;
+}
+
+}  // namespace
+
 void AttentionHeads(const AttentionArgs& a, int64_t t, int64_t h0, int64_t n_heads,
                     float* scratch, const KvRowKernels& kv) {
   const int64_t group = a.n_head / a.n_kv_head;
   const int64_t kh = h0 / group;
   const int64_t n_kv = a.pos0 + t + 1;  // causal: positions 0..pos0+t
-  // Chunked: only keys of the query's own chunk.
-  int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;
-  // Sliding window: only the last `window` positions.
-  if (a.window > 0) j0 = std::max(j0, a.pos0 + t - a.window + 1);
+  const int64_t j0 = FirstKey(a, t);
   const int64_t d = a.head_dim;
   const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : d;
   const size_t elem = a.kv_type == GgmlType::kF16 ? 2 : 4;
@@ -260,6 +269,88 @@ void AttentionHeads(const AttentionArgs& a, int64_t t, int64_t h0, int64_t n_hea
   for (int64_t i = 0; i < n_heads; ++i) {
     float* out = a.out + (t * a.n_head + h0 + i) * dv;
     for (int64_t c = 0; c < dv; ++c) out[c] *= inv[i];
+  }
+}
+
+void AttentionTile(const AttentionArgs& a, int64_t t0, int64_t n_q, int64_t h0, int64_t n_heads,
+                   float* scratch, const KvRowKernels& kv) {
+  constexpr int64_t kB = kAttentionKeyBlock;
+  const int64_t group = a.n_head / a.n_kv_head;
+  const int64_t kh = h0 / group;
+  const int64_t d = a.head_dim;
+  const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : d;
+  const int64_t rows = n_q * n_heads;  // row r: query r / n_heads, head r % n_heads
+  const size_t elem = a.kv_type == GgmlType::kF16 ? 2 : 4;
+  const size_t k_stride = static_cast<size_t>(a.n_kv_head * d) * elem;
+  const size_t v_stride = static_cast<size_t>(a.n_kv_head * dv) * elem;
+  const auto* kbase = static_cast<const uint8_t*>(a.k_cache) + static_cast<size_t>(kh * d) * elem;
+  const auto* vbase = static_cast<const uint8_t*>(a.v_cache) + static_cast<size_t>(kh * dv) * elem;
+  float* s = scratch;            // [rows][kB] scores, then weights, of one key block
+  float* o = s + rows * kB;      // [rows][dv] unnormalised outputs
+  float* m = o + rows * dv;      // [rows] running maximum
+  float* l = m + rows;           // [rows] running sum
+  std::fill(o, o + rows * dv, 0.0f);
+  std::fill(m, m + rows, -INFINITY);
+  std::fill(l, l + rows, 0.0f);
+  int64_t lo = INT64_MAX;
+  for (int64_t qi = 0; qi < n_q; ++qi) lo = std::min(lo, FirstKey(a, t0 + qi));
+  const int64_t hi = a.pos0 + t0 + n_q;  // one past the last key any query sees
+  for (int64_t jb = lo / kB * kB; jb < hi; jb += kB) {
+    const int64_t je = std::min(jb + kB, hi);
+    // Scores: each key row once for the whole tile; hidden keys get -inf.
+    for (int64_t j = jb; j < je; ++j) {
+      const uint8_t* k = kbase + j * k_stride;
+      for (int64_t qi = 0; qi < n_q; ++qi) {
+        const int64_t t = t0 + qi;
+        const bool seen = j >= FirstKey(a, t) && j <= a.pos0 + t;
+        for (int64_t i = 0; i < n_heads; ++i) {
+          const int64_t r = qi * n_heads + i;
+          s[r * kB + (j - jb)] =
+              seen ? kv.dot(a.q + (t * a.n_head + h0 + i) * d, k, d) * a.scale : -INFINITY;
+        }
+      }
+    }
+    // Per row: the running softmax over this block.
+    for (int64_t r = 0; r < rows; ++r) {
+      float* sr = s + r * kB;
+      float bm = -INFINITY;
+      for (int64_t j = 0; j < je - jb; ++j) bm = std::max(bm, sr[j]);
+      if (bm == -INFINITY) {  // every key of the block hidden from this row
+        std::fill(sr, sr + (je - jb), 0.0f);
+        continue;
+      }
+      const float mn = std::max(m[r], bm);
+      if (mn != m[r]) {
+        const float alpha = m[r] == -INFINITY ? 0.0f : std::exp(m[r] - mn);
+        l[r] *= alpha;
+        for (float* x = o + r * dv; x < o + (r + 1) * dv; ++x) *x *= alpha;
+        m[r] = mn;
+      }
+      for (int64_t j = 0; j < je - jb; ++j) {
+        sr[j] = std::exp(sr[j] - mn);  // exp(-inf) = 0 for hidden keys
+        l[r] += sr[j];
+      }
+    }
+    // Values: each row once for the whole tile.
+    for (int64_t j = jb; j < je; ++j) {
+      const uint8_t* v = vbase + j * v_stride;
+      for (int64_t r = 0; r < rows; ++r) {
+        const float p = s[r * kB + (j - jb)];
+        if (p != 0.0f) kv.axpy(o + r * dv, p, v, dv);
+      }
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    const int64_t t = t0 + r / n_heads, h = h0 + r % n_heads;
+    float scale = 1.0f / l[r];
+    if (a.sinks != nullptr) {
+      // The sink is one more logit in the softmax, with no value row.
+      const float mn = std::max(m[r], a.sinks[h]);
+      const float alpha = std::exp(m[r] - mn);
+      scale = alpha / (l[r] * alpha + std::exp(a.sinks[h] - mn));
+    }
+    float* out = a.out + (t * a.n_head + h) * dv;
+    for (int64_t c = 0; c < dv; ++c) out[c] = o[r * dv + c] * scale;
   }
 }
 

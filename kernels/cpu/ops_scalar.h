@@ -59,6 +59,24 @@ inline constexpr int64_t kMaxAttentionHeads = 64;
 void AttentionHeads(const AttentionArgs& a, int64_t t, int64_t h0, int64_t n_heads,
                     float* scratch, const KvRowKernels& kv);
 
+// Prefill attention in tiles: queries t0 .. t0+n_q-1 × heads h0 ..
+// h0+n_heads-1 (all of one KV head's group) against the keys in blocks of
+// kAttentionKeyBlock positions, with a running (online) softmax per query
+// row: each block's scores, the row's new maximum, the sum and output
+// rescaled by exp(old max - new max), then out += p·v. Each key and value
+// row is read once per tile instead of once per query, which is what long
+// prompts need (an 8k-token context's keys no longer fit a core's cache).
+// Key blocks start at multiples of kAttentionKeyBlock, so a row's arithmetic
+// does not depend on the tile it falls in (nor on the thread count). It
+// differs from AttentionHeads' single pass only by float rounding.
+// scratch holds AttentionTileScratch(n_q * n_heads, head_dim_v) floats.
+inline constexpr int64_t kAttentionKeyBlock = 64;
+inline constexpr int64_t AttentionTileScratch(int64_t rows, int64_t dv) {
+  return rows * (kAttentionKeyBlock + dv + 2);
+}
+void AttentionTile(const AttentionArgs& a, int64_t t0, int64_t n_q, int64_t h0, int64_t n_heads,
+                   float* scratch, const KvRowKernels& kv);
+
 }  // namespace moestream::kernels::cpu
 
 #endif  // MOESTREAM_KERNELS_CPU_OPS_SCALAR_H_

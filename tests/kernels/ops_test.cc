@@ -260,6 +260,7 @@ TEST_P(OpsTest, AttentionMatchesReference) {
     GgmlType kv;
     int64_t window = 0;  // sliding window; 0 = none
     bool sinks = false;  // one extra softmax logit per head
+    int64_t chunk = 0;   // chunked local attention; 0 = none
   };
   const Case cases[] = {{1, 4, 4, 64, 0, GgmlType::kF32},   {1, 8, 2, 64, 37, GgmlType::kF16},
                         {5, 6, 3, 40, 11, GgmlType::kF32},  {9, 8, 1, 128, 100, GgmlType::kF16},
@@ -267,7 +268,15 @@ TEST_P(OpsTest, AttentionMatchesReference) {
                         // gpt-oss: a window shorter than the context, with sinks.
                         {6, 8, 2, 64, 20, GgmlType::kF32, 8, true},
                         {4, 4, 2, 32, 2, GgmlType::kF16, 3, false},
-                        {2, 4, 4, 64, 0, GgmlType::kF32, 0, true}};
+                        {2, 4, 4, 64, 0, GgmlType::kF32, 0, true},
+                        // Prefill tiles (4 tokens or more) over several key
+                        // blocks: a window that hides whole blocks from the
+                        // later queries, chunks, and 128 heads on one KV head
+                        // (more than one tile's heads).
+                        {20, 4, 2, 32, 120, GgmlType::kF32, 10, true},
+                        {70, 4, 2, 16, 0, GgmlType::kF16},
+                        {33, 4, 1, 16, 60, GgmlType::kF32, 0, false, 40},
+                        {5, 128, 1, 16, 3, GgmlType::kF32}};
   for (const Case& c : cases) {
     const int64_t n_ctx = c.pos0 + c.n_tok;
     const int64_t kv_n = n_ctx * c.n_kv_head * c.head_dim;
@@ -296,6 +305,7 @@ TEST_P(OpsTest, AttentionMatchesReference) {
     a.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
     a.out = out.data();
     a.window = c.window;
+    a.chunk = c.chunk;
     const std::vector<float> sinks = RandomVec(c.n_head, 4, 2.0f);
     if (c.sinks) a.sinks = sinks.data();
     be_->Attention(a);
@@ -303,7 +313,8 @@ TEST_P(OpsTest, AttentionMatchesReference) {
     for (int64_t t = 0; t < c.n_tok; ++t) {
       for (int64_t h = 0; h < c.n_head; ++h) {
         const int64_t kvh = h / group, n_kv = c.pos0 + t + 1;
-        const int64_t j0 = c.window > 0 ? std::max<int64_t>(0, n_kv - c.window) : 0;
+        int64_t j0 = c.window > 0 ? std::max<int64_t>(0, n_kv - c.window) : 0;
+        if (c.chunk > 0) j0 = std::max(j0, (n_kv - 1) / c.chunk * c.chunk);
         std::vector<double> s(n_kv, -INFINITY);
         double mx = c.sinks ? sinks[h] : -1e300, sum = 0;
         for (int64_t j = j0; j < n_kv; ++j) {
@@ -326,16 +337,20 @@ TEST_P(OpsTest, AttentionMatchesReference) {
 }
 
 // Query heads of one KV head are computed together (each key and value row
-// read once for the group); how many go together depends on the thread
-// count. Each head's arithmetic is its own, so every grouping gives the
-// same bits: 1 thread (whole groups) against 16 (one head per task).
+// read once for the group), in prefill with several queries; how many go
+// together depends on the thread count. Each row's arithmetic is its own, so
+// every grouping gives the same bits: 1 thread (whole groups, long tiles)
+// against 16 (one head per task, short tiles).
 TEST_P(OpsTest, AttentionDoesNotDependOnHowHeadsAreGrouped) {
   std::string skip;
   auto one = testing::MakeIsaBackend(GetParam(), &skip, 1);
   auto many = testing::MakeIsaBackend(GetParam(), &skip, 16);
   if (!one || !many) GTEST_SKIP() << skip;
   for (auto [n_tok, n_head, n_kv_head, pos0] :
-       {std::tuple<int64_t, int64_t, int64_t, int64_t>{1, 16, 4, 300}, {3, 8, 1, 40}, {2, 12, 3, 7}}) {
+       {std::tuple<int64_t, int64_t, int64_t, int64_t>{1, 16, 4, 300}, {3, 8, 1, 40}, {2, 12, 3, 7},
+        // Prefill tiles: how many queries a tile holds depends on the
+        // thread count too.
+        {40, 8, 2, 90}, {7, 12, 3, 0}}) {
     const int64_t d = 64, n_ctx = pos0 + n_tok, kv_n = n_ctx * n_kv_head * d;
     const auto q = RandomVec(n_tok * n_head * d, 1), k = RandomVec(kv_n, 2), v = RandomVec(kv_n, 3);
     const auto sinks = RandomVec(n_head, 4);
