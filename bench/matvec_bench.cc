@@ -172,7 +172,8 @@ void Register() {
     benchmark::RegisterBenchmark(("BM_Matvec/" + std::string(GgmlTypeName(t))).c_str(), BM_Matvec, t)
         ->Apply(Shapes);
   }
-  for (GgmlType t : {GgmlType::kQ4_K, GgmlType::kQ8_0, GgmlType::kF16}) {
+  for (GgmlType t : {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ8_0, GgmlType::kMXFP4,
+                     GgmlType::kF16}) {
     benchmark::RegisterBenchmark(("BM_Prefill/" + std::string(GgmlTypeName(t))).c_str(), BM_Prefill, t)
         ->Args({2048, 768, 128})
         ->Args({7168, 2048, 128})

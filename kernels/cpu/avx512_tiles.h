@@ -234,65 +234,82 @@ struct LegacyTile {
 // RM rows × RN tokens of Q4_K (kFive false) or Q5_K against Q8_K activations.
 // x = d·sc·q - dmin·m per group of 32: Σ sc·(q·x) by maddubs and word dots
 // with the group's scale, Σ m·(group sum of x) from the activation's sums.
+// Vector k holds groups 2k and 2k+1 (the low and the high nibbles of the
+// same 32 bytes, broadcast to both halves), which multiply 64 consecutive
+// activation bytes: the activations are read straight from memory, so no
+// register holds them and a tile can span four tokens. The mins part of
+// the four rows goes into one vector per token (lanes 4r..4r+3 for row r),
+// one multiply for the whole tile; each row's four lanes are summed in a
+// fixed order at the end, so every (row, token) result is the same bits
+// whatever the tile.
 template <class Ops, bool kFive>
 struct K45Tile {
   template <int RM, int RN>
   static void Run(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs, float* y,
                   size_t ys) {
+    static_assert(RM <= 4, "the mins vector has four lanes per row");
     using WB = std::conditional_t<kFive, BlockQ5K, BlockQ4K>;
     __m512 acc[RM][RN];
     ZeroAll(acc);
+    __m512 accm[RN];
+    for (int t = 0; t < RN; ++t) accm[t] = _mm512_setzero_ps();
     const __m512i m4 = _mm512_set1_epi8(0xF);
-    // Vector k holds groups (a, b) = (0, 2), (1, 3), (4, 6), (5, 7).
-    const __m512i pick[4] = {WordPair(0, 2), WordPair(1, 3), WordPair(4, 6), WordPair(5, 7)};
+    const __m512i nibble_shift = WordPair(0, 4);  // low half: low nibbles; high half: high
+    const __m512i pick[4] = {WordPair(0, 1), WordPair(2, 3), WordPair(4, 5), WordPair(6, 7)};
     for (int64_t i = 0; i < nb; ++i) {
-      __m512i xq[RN][4];
-      __m128i gsum[RN];
-      float dx[RN];
-      for (int t = 0; t < RN; ++t) {
-        const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
-        for (int k = 0; k < 4; ++k) {
-          const int8_t* q = b.qs + 128 * (k / 2) + 32 * (k % 2);
-          xq[t][k] = Join(Load256(q), Load256(q + 64));
-        }
-        const __m128i* bs = reinterpret_cast<const __m128i*>(b.bsums);
-        gsum[t] = _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs + 1));  // 8 sums of 32
-        dx[t] = b.d;
-      }
       tiles::PrefetchAhead<RM, sizeof(WB)>(w, ws, i);
+      __m512i mins = _mm512_setzero_si512();  // row r's 8 mins in words 8r..8r+7
+      __m512 dmin = _mm512_setzero_ps();      // row r's dmin in lanes 4r..4r+3
 #pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
         const WB& a = reinterpret_cast<const WB*>(w + r * ws)[i];
         const __m256i sm = _mm256_cvtepu8_epi16(simd::UnpackKScalesVec(a.scales));
         const __m512i sc = _mm512_castsi256_si512(sm);  // words 0..7: scales
-        const __m128i mins = _mm256_extracti128_si256(sm, 1);
-        const __m512i q0 = Load512(a.qs), q1 = Load512(a.qs + 64);
-        __m512i wq[4] = {_mm512_and_si512(q0, m4), _mm512_and_si512(_mm512_srli_epi16(q0, 4), m4),
-                         _mm512_and_si512(q1, m4), _mm512_and_si512(_mm512_srli_epi16(q1, 4), m4)};
+        const __mmask16 lanes = static_cast<__mmask16>(0xF << (4 * r));
+        mins = _mm512_mask_broadcast_i32x4(mins, lanes, _mm256_extracti128_si256(sm, 1));
+        dmin = _mm512_mask_broadcastss_ps(dmin, lanes, _mm_set_ss(H2F(a.dmin)));
+        __m512i wq[4];
+        for (int k = 0; k < 4; ++k) {
+          wq[k] = _mm512_and_si512(_mm512_srlv_epi16(Broadcast256(a.qs + 32 * k), nibble_shift), m4);
+        }
         if constexpr (kFive) {
           // Element l of group g has its fifth bit in bit g of qh[l].
           const __m512i h = Broadcast256(a.qh);
           const __m512i bit = _mm512_set1_epi8(0x10);
           for (int k = 0; k < 4; ++k) {
-            const int g = 4 * (k / 2) + (k % 2);
-            const __mmask64 set = _mm512_test_epi8_mask(h, BytePair(1 << g, 1 << (g + 2)));
+            const __mmask64 set = _mm512_test_epi8_mask(h, BytePair(1 << (2 * k), 1 << (2 * k + 1)));
             wq[k] = _mm512_mask_add_epi8(wq[k], set, wq[k], bit);
           }
         }
         __m512i s[4];
         for (int k = 0; k < 4; ++k) s[k] = _mm512_permutexvar_epi16(pick[k], sc);
-        const float d = H2F(a.d), dmin = H2F(a.dmin);
+        const float d = H2F(a.d);
 #pragma GCC unroll 4
         for (int t = 0; t < RN; ++t) {
+          const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
           __m512i sumi = _mm512_setzero_si512();
-          for (int k = 0; k < 4; ++k) sumi = DotWords<Ops>(sumi, _mm512_maddubs_epi16(wq[k], xq[t][k]), s[k]);
-          const __m128i pm = _mm_madd_epi16(mins, gsum[t]);
-          acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d * dx[t]), _mm512_cvtepi32_ps(sumi), acc[r][t]);
-          acc[r][t] = _mm512_fnmadd_ps(_mm512_set1_ps(dmin * dx[t]), _mm512_cvtepi32_ps(Widen(pm)), acc[r][t]);
+          for (int k = 0; k < 4; ++k) {
+            sumi = DotWords<Ops>(sumi, _mm512_maddubs_epi16(wq[k], Load512(b.qs + 64 * k)), s[k]);
+          }
+          acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d * b.d), _mm512_cvtepi32_ps(sumi), acc[r][t]);
         }
       }
+#pragma GCC unroll 4
+      for (int t = 0; t < RN; ++t) {
+        const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
+        const __m128i* bs = reinterpret_cast<const __m128i*>(b.bsums);
+        const __m128i gsum = _mm_hadd_epi16(_mm_loadu_si128(bs), _mm_loadu_si128(bs + 1));  // 8 sums of 32
+        const __m512i pm = _mm512_madd_epi16(mins, _mm512_broadcast_i32x4(gsum));
+        accm[t] = _mm512_fmadd_ps(_mm512_mul_ps(dmin, _mm512_set1_ps(b.d)), _mm512_cvtepi32_ps(pm), accm[t]);
+      }
     }
-    StoreSums(acc, y, ys);
+    for (int t = 0; t < RN; ++t) {
+      alignas(64) float m[16];
+      _mm512_store_ps(m, accm[t]);
+      for (int r = 0; r < RM; ++r) {
+        y[t * ys + r] = _mm512_reduce_add_ps(acc[r][t]) - ((m[4 * r] + m[4 * r + 1]) + (m[4 * r + 2] + m[4 * r + 3]));
+      }
+    }
   }
 };
 
@@ -312,15 +329,6 @@ struct Q6KTile {
     const __m512i pick[4] = {WordQuad(0, 1, 2, 3), WordQuad(4, 5, 6, 7), WordQuad(8, 9, 10, 11),
                              WordQuad(12, 13, 14, 15)};
     for (int64_t i = 0; i < nb; ++i) {
-      __m512i xq[RN][4];
-      __m256i bsum[RN];
-      float dx[RN];
-      for (int t = 0; t < RN; ++t) {
-        const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
-        for (int k = 0; k < 4; ++k) xq[t][k] = Load512(b.qs + 64 * k);
-        bsum[t] = Load256(b.bsums);
-        dx[t] = b.d;
-      }
       tiles::PrefetchAhead<RM, sizeof(BlockQ6K)>(w, ws, i);
 #pragma GCC unroll 4
       for (int r = 0; r < RM; ++r) {
@@ -339,10 +347,14 @@ struct Q6KTile {
         const float d = H2F(a.d);
 #pragma GCC unroll 4
         for (int t = 0; t < RN; ++t) {
-          __m512i sumi = Widen(_mm256_slli_epi32(_mm256_madd_epi16(sc16, bsum[t]), 5));
+          // Activations straight from memory (no registers held across rows).
+          const BlockQ8K& b = reinterpret_cast<const BlockQ8K*>(x + t * xs)[i];
+          __m512i sumi = Widen(_mm256_slli_epi32(_mm256_madd_epi16(sc16, Load256(b.bsums)), 5));
           sumi = _mm512_sub_epi32(_mm512_setzero_si512(), sumi);
-          for (int k = 0; k < 4; ++k) sumi = DotWords<Ops>(sumi, _mm512_maddubs_epi16(wq[k], xq[t][k]), s[k]);
-          acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d * dx[t]), _mm512_cvtepi32_ps(sumi), acc[r][t]);
+          for (int k = 0; k < 4; ++k) {
+            sumi = DotWords<Ops>(sumi, _mm512_maddubs_epi16(wq[k], Load512(b.qs + 64 * k)), s[k]);
+          }
+          acc[r][t] = _mm512_fmadd_ps(_mm512_set1_ps(d * b.d), _mm512_cvtepi32_ps(sumi), acc[r][t]);
         }
       }
     }
@@ -389,11 +401,11 @@ void FillQuantTiles(MatmulKernels& k) {
   set(GgmlType::kMXFP4, RowDot<LegacyTile<Ops, Mxfp4Codes>, kQK>,
       TileDot<LegacyTile<Ops, Mxfp4Codes>, kQK, 4, 3, kDecodeRows>);
   set(GgmlType::kQ4_K, RowDot<K45Tile<Ops, false>, kQKK>,
-      TileDot<K45Tile<Ops, false>, kQKK, 4, 2, kDecodeRows>);
+      TileDot<K45Tile<Ops, false>, kQKK, 4, 4, kDecodeRows>);
   set(GgmlType::kQ5_K, RowDot<K45Tile<Ops, true>, kQKK>,
-      TileDot<K45Tile<Ops, true>, kQKK, 4, 2, kDecodeRows>);
+      TileDot<K45Tile<Ops, true>, kQKK, 4, 4, kDecodeRows>);
   set(GgmlType::kQ6_K, RowDot<Q6KTile<Ops>, kQKK>,
-      TileDot<Q6KTile<Ops>, kQKK, 4, 2, kDecodeRows>);
+      TileDot<Q6KTile<Ops>, kQKK, 4, 4, kDecodeRows>);
 }
 
 }  // namespace
