@@ -8,7 +8,10 @@
 // copied per second by memcpy with the same thread count, measured right
 // before and after each product's timing), ratio = weight_GBps / (2 × memcpy_GBps): the share of memcpy's
 // memory traffic (each byte copied is read once and written once) that the
-// kernel turns into weight reads. Each weight matrix is
+// kernel turns into weight reads; read_GBps (a pass that only sums the
+// words of a 128 MiB buffer, same threads, measured the same way) and
+// read_ratio = weight_GBps / read_GBps, the share of plain streaming reads
+// the kernel reaches. Each weight matrix is
 // replicated until the set is >= 256 MiB and the copies are used in turn, so
 // every product streams its weights from DRAM, as a decode step does. Also:
 // matrix-matrix GFLOP/s at prefill (128 tokens) and decode attention at
@@ -86,6 +89,7 @@ void BM_Matvec(benchmark::State& state, GgmlType t) {
   // The baseline is measured right before and after the products, so a
   // machine whose load changes during the run still gives a fair ratio.
   const double memcpy_before = MemcpyGbpsNow(threads, 2);
+  const double read_before = cpu::MeasureReadGbps(threads, 2);
   const auto t0 = Clock::now();
   for (auto _ : state) {
     be->MatMul({t, n_in, n_out, ws[k].data()}, x.data(), 1, y.data());
@@ -95,7 +99,10 @@ void BM_Matvec(benchmark::State& state, GgmlType t) {
   }
   const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
   const double memcpy_gbps = (memcpy_before + MemcpyGbpsNow(threads, 2)) / 2;
+  const double read_gbps = (read_before + cpu::MeasureReadGbps(threads, 2)) / 2;
   const double gbps = bytes / secs / 1e9;
+  state.counters["read_GBps"] = read_gbps;
+  state.counters["read_ratio"] = gbps / read_gbps;
   state.counters["weight_GBps"] = gbps;
   state.counters["threads"] = threads;
   state.counters["memcpy_GBps"] = memcpy_gbps;

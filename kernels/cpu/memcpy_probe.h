@@ -14,6 +14,12 @@ namespace moestream::kernels::cpu {
 // process and kept.
 double MeasureMemcpyGbps(int threads, int reps);
 
+// Bytes read per second (÷1e9) by `reps` passes summing the words of a
+// 128 MiB buffer with `threads` threads (0 = one per core): what a kernel
+// that only streams its operand could reach. On machines whose writes are
+// cheap, memcpy's traffic (2 × copied) exceeds it.
+double MeasureReadGbps(int threads, int reps);
+
 }  // namespace moestream::kernels::cpu
 
 #endif  // MOESTREAM_KERNELS_CPU_MEMCPY_PROBE_H_
