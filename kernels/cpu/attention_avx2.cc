@@ -4,6 +4,9 @@
 // Tested through the attention op against a double-precision reference.
 #include <immintrin.h>
 
+#include <algorithm>
+#include <cmath>
+
 #include "kernels/cpu/ops_scalar.h"
 #include "kernels/cpu/simd_x86.h"
 
@@ -54,6 +57,76 @@ void Axpy(float* out, float p, const void* v, int64_t d) {
   for (; i < d; ++i) out[i] += p * (kHalf ? simd::H2F(vh[i]) : vf[i]);
 }
 
+constexpr int64_t kB = kAttentionKeyBlock;  // 64 keys: 8 vectors of 8
+static_assert(kB == 64);
+
+// Scores of a tile against up to 64 keys: the keys transposed once into kt
+// (d × 64, zero past n), then per query row 8 accumulators of 8 keys, one
+// broadcast and 8 FMAs per element of the head: no horizontal sums.
+template <bool kHalf>
+void BlockScores(const float* const* q, int64_t rows, const void* k, size_t k_stride, int64_t n,
+                 int64_t d, float scale, float* s, float* kt) {
+  for (int64_t j = 0; j < n; ++j) {
+    const auto* row = static_cast<const uint8_t*>(k) + j * k_stride;
+    const auto* kh = reinterpret_cast<const uint16_t*>(row);
+    const auto* kf = reinterpret_cast<const float*>(row);
+    for (int64_t c = 0; c < d; ++c) kt[c * kB + j] = kHalf ? simd::H2F(kh[c]) : kf[c];
+  }
+  for (int64_t c = 0; c < d; ++c) std::fill(kt + c * kB + n, kt + (c + 1) * kB, 0.0f);
+  const __m256 sv = _mm256_set1_ps(scale);
+  for (int64_t r = 0; r < rows; ++r) {
+    __m256 acc[8];
+    for (int u = 0; u < 8; ++u) acc[u] = _mm256_setzero_ps();
+    const float* qr = q[r];
+    for (int64_t c = 0; c < d; ++c) {
+      const __m256 b = _mm256_broadcast_ss(qr + c);
+      const float* col = kt + c * kB;
+      for (int u = 0; u < 8; ++u) acc[u] = _mm256_fmadd_ps(b, _mm256_loadu_ps(col + 8 * u), acc[u]);
+    }
+    for (int u = 0; u < 8; ++u) _mm256_storeu_ps(s + r * kB + 8 * u, _mm256_mul_ps(acc[u], sv));
+  }
+}
+
+// o[r] += Σ_j p[r][j] · v_j with 64 (then 8, then 1) columns of o held in
+// registers across the keys, so o is loaded and stored once per block.
+template <bool kHalf>
+void BlockValues(const float* p, int64_t rows, const void* v, size_t v_stride, int64_t n, int64_t dv,
+                 float* o) {
+  auto vrow = [&](int64_t j) { return static_cast<const uint8_t*>(v) + j * v_stride; };
+  auto load = [](const uint8_t* row, int64_t c) {
+    return kHalf ? LoadF16x8(reinterpret_cast<const uint16_t*>(row) + c)
+                 : _mm256_loadu_ps(reinterpret_cast<const float*>(row) + c);
+  };
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* pr = p + r * kB;
+    float* orow = o + r * dv;
+    int64_t c0 = 0;
+    for (; c0 + 64 <= dv; c0 += 64) {
+      __m256 acc[8];
+      for (int u = 0; u < 8; ++u) acc[u] = _mm256_loadu_ps(orow + c0 + 8 * u);
+      for (int64_t j = 0; j < n; ++j) {
+        const __m256 b = _mm256_broadcast_ss(pr + j);
+        const uint8_t* row = vrow(j);
+        for (int u = 0; u < 8; ++u) acc[u] = _mm256_fmadd_ps(b, load(row, c0 + 8 * u), acc[u]);
+      }
+      for (int u = 0; u < 8; ++u) _mm256_storeu_ps(orow + c0 + 8 * u, acc[u]);
+    }
+    for (; c0 + 8 <= dv; c0 += 8) {
+      __m256 acc = _mm256_loadu_ps(orow + c0);
+      for (int64_t j = 0; j < n; ++j) acc = _mm256_fmadd_ps(_mm256_broadcast_ss(pr + j), load(vrow(j), c0), acc);
+      _mm256_storeu_ps(orow + c0, acc);
+    }
+    for (; c0 < dv; ++c0) {
+      for (int64_t j = 0; j < n; ++j) {
+        const uint8_t* row = vrow(j);
+        const float x = kHalf ? simd::H2F(reinterpret_cast<const uint16_t*>(row)[c0])
+                              : reinterpret_cast<const float*>(row)[c0];
+        orow[c0] = std::fma(pr[j], x, orow[c0]);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 KvRowKernels Avx2KvKernels(GgmlType kv_type) {
@@ -61,9 +134,13 @@ KvRowKernels Avx2KvKernels(GgmlType kv_type) {
   if (kv_type == GgmlType::kF16) {
     k.dot = Dot<true>;
     k.axpy = Axpy<true>;
+    k.block_scores = BlockScores<true>;
+    k.block_values = BlockValues<true>;
   } else {
     k.dot = Dot<false>;
     k.axpy = Axpy<false>;
+    k.block_scores = BlockScores<false>;
+    k.block_values = BlockValues<false>;
   }
   return k;
 }

@@ -281,7 +281,6 @@ class CpuBackend : public Backend {
   // Attention over this many query tokens or more runs in tiles with a
   // running softmax (prefill); fewer, one pass per query (decode).
   static constexpr int64_t kTiledAttentionMinTokens = 4;
-  static constexpr int64_t kTileRows = 64;
   void Attention(const AttentionArgs& a) override {
     MOESTREAM_CHECK(a.n_kv_head > 0 && a.n_head % a.n_kv_head == 0);
     MOESTREAM_CHECK(a.kv_type == GgmlType::kF32 || a.kv_type == GgmlType::kF16);
@@ -291,19 +290,19 @@ class CpuBackend : public Backend {
     const int64_t group = a.n_head / a.n_kv_head;
     if (a.n_tok >= kTiledAttentionMinTokens) {
       // Prefill: tiles of queries × a KV head's query heads, about
-      // kTileRows rows each, so each key and value row is read once per
+      // kAttentionTileRows rows each, so each key and value row is read once per
       // tile; with at least two tiles per thread while the queries allow.
       int64_t heads = group;
       while (heads > cpu::kMaxAttentionHeads || group % heads != 0) --heads;
       const int64_t sets = a.n_kv_head * (group / heads);
-      int64_t n_q = std::max<int64_t>(1, kTileRows / heads);
+      int64_t n_q = std::max<int64_t>(1, cpu::kAttentionTileRows / heads);
       while (n_q > 1 && sets * ((a.n_tok + n_q - 1) / n_q) < 2 * int64_t(pool_.size())) n_q /= 2;
       const int64_t tiles = (a.n_tok + n_q - 1) / n_q;
       const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
       // The last queries see the most keys: hand those out first.
       pool_.ParallelFor(tiles * sets, [&](int64_t i) {
         thread_local std::vector<float> scratch;
-        const int64_t need = cpu::AttentionTileScratch(n_q * heads, dv);
+        const int64_t need = cpu::AttentionTileScratch(n_q * heads, a.head_dim, dv);
         if (static_cast<int64_t>(scratch.size()) < need) scratch.resize(need);
         const int64_t t0 = (tiles - 1 - i / sets) * n_q;
         cpu::AttentionTile(a, t0, std::min(n_q, a.n_tok - t0), (i % sets) * heads, heads,

@@ -289,6 +289,12 @@ void AttentionTile(const AttentionArgs& a, int64_t t0, int64_t n_q, int64_t h0, 
   float* o = s + rows * kB;      // [rows][dv] unnormalised outputs
   float* m = o + rows * dv;      // [rows] running maximum
   float* l = m + rows;           // [rows] running sum
+  float* kt = l + rows;          // [d][kB] transposed keys (block kernels)
+  MOESTREAM_CHECK(rows <= kAttentionTileRows) << "attention tile of " << rows << " rows";
+  const float* q_rows[kAttentionTileRows];
+  for (int64_t r = 0; r < rows; ++r) {
+    q_rows[r] = a.q + ((t0 + r / n_heads) * a.n_head + h0 + r % n_heads) * d;
+  }
   std::fill(o, o + rows * dv, 0.0f);
   std::fill(m, m + rows, -INFINITY);
   std::fill(l, l + rows, 0.0f);
@@ -298,15 +304,21 @@ void AttentionTile(const AttentionArgs& a, int64_t t0, int64_t n_q, int64_t h0, 
   for (int64_t jb = lo / kB * kB; jb < hi; jb += kB) {
     const int64_t je = std::min(jb + kB, hi);
     // Scores: each key row once for the whole tile; hidden keys get -inf.
+    if (kv.block_scores != nullptr) {
+      kv.block_scores(q_rows, rows, kbase + jb * k_stride, k_stride, je - jb, d, a.scale, s, kt);
+    }
     for (int64_t j = jb; j < je; ++j) {
       const uint8_t* k = kbase + j * k_stride;
       for (int64_t qi = 0; qi < n_q; ++qi) {
         const int64_t t = t0 + qi;
         const bool seen = j >= FirstKey(a, t) && j <= a.pos0 + t;
         for (int64_t i = 0; i < n_heads; ++i) {
-          const int64_t r = qi * n_heads + i;
-          s[r * kB + (j - jb)] =
-              seen ? kv.dot(a.q + (t * a.n_head + h0 + i) * d, k, d) * a.scale : -INFINITY;
+          float& sc = s[(qi * n_heads + i) * kB + (j - jb)];
+          if (!seen) {
+            sc = -INFINITY;
+          } else if (kv.block_scores == nullptr) {
+            sc = kv.dot(q_rows[qi * n_heads + i], k, d) * a.scale;
+          }
         }
       }
     }
@@ -332,6 +344,10 @@ void AttentionTile(const AttentionArgs& a, int64_t t0, int64_t n_q, int64_t h0, 
       }
     }
     // Values: each row once for the whole tile.
+    if (kv.block_values != nullptr) {
+      kv.block_values(s, rows, vbase + jb * v_stride, v_stride, je - jb, dv, o);
+      continue;
+    }
     for (int64_t j = jb; j < je; ++j) {
       const uint8_t* v = vbase + j * v_stride;
       for (int64_t r = 0; r < rows; ++r) {

@@ -44,6 +44,16 @@ void StoreKvRange(const float* src, void* dst, GgmlType kv_type, int64_t begin, 
 struct KvRowKernels {
   float (*dot)(const float* q, const void* k, int64_t d) = nullptr;
   void (*axpy)(float* out, float p, const void* v, int64_t d) = nullptr;
+  // Optional block forms for prefill tiles (AttentionTile), n <= 64 keys:
+  //   scores: s[r * 64 + j] = (q[r] · k_j) · scale for r < rows, j < n
+  //     (kt: d × 64 floats of scratch for the transposed keys);
+  //   values: o[r * dv + c] += Σ_j p[r * 64 + j] · v_j[c], in key order.
+  // Each (row, key) score and each output element is one chain of FMAs in
+  // a fixed order, so a result does not depend on rows or n.
+  void (*block_scores)(const float* const* q, int64_t rows, const void* k, size_t k_stride,
+                       int64_t n, int64_t d, float scale, float* s, float* kt) = nullptr;
+  void (*block_values)(const float* p, int64_t rows, const void* v, size_t v_stride, int64_t n,
+                       int64_t dv, float* o) = nullptr;
 };
 KvRowKernels ScalarKvKernels(GgmlType kv_type);
 // Only when the CPU has AVX2, FMA and F16C.
@@ -69,10 +79,12 @@ void AttentionHeads(const AttentionArgs& a, int64_t t, int64_t h0, int64_t n_hea
 // Key blocks start at multiples of kAttentionKeyBlock, so a row's arithmetic
 // does not depend on the tile it falls in (nor on the thread count). It
 // differs from AttentionHeads' single pass only by float rounding.
-// scratch holds AttentionTileScratch(n_q * n_heads, head_dim_v) floats.
+// At most kAttentionTileRows rows (n_q × n_heads). scratch holds
+// AttentionTileScratch(n_q * n_heads, head_dim, head_dim_v) floats.
 inline constexpr int64_t kAttentionKeyBlock = 64;
-inline constexpr int64_t AttentionTileScratch(int64_t rows, int64_t dv) {
-  return rows * (kAttentionKeyBlock + dv + 2);
+inline constexpr int64_t kAttentionTileRows = 64;
+inline constexpr int64_t AttentionTileScratch(int64_t rows, int64_t d, int64_t dv) {
+  return rows * (kAttentionKeyBlock + dv + 2) + d * kAttentionKeyBlock;
 }
 void AttentionTile(const AttentionArgs& a, int64_t t0, int64_t n_q, int64_t h0, int64_t n_heads,
                    float* scratch, const KvRowKernels& kv);

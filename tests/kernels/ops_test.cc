@@ -276,7 +276,9 @@ TEST_P(OpsTest, AttentionMatchesReference) {
                         {20, 4, 2, 32, 120, GgmlType::kF32, 10, true},
                         {70, 4, 2, 16, 0, GgmlType::kF16},
                         {33, 4, 1, 16, 60, GgmlType::kF32, 0, false, 40},
-                        {5, 128, 1, 16, 3, GgmlType::kF32}};
+                        {5, 128, 1, 16, 3, GgmlType::kF32},
+                        // A head width that is no multiple of 8.
+                        {6, 2, 1, 21, 5, GgmlType::kF16}};
   for (const Case& c : cases) {
     const int64_t n_ctx = c.pos0 + c.n_tok;
     const int64_t kv_n = n_ctx * c.n_kv_head * c.head_dim;
