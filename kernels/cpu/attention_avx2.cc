@@ -90,15 +90,15 @@ void BlockScores(const float* const* q, int64_t rows, const void* k, size_t k_st
 // o[r] += Σ_j p[r][j] · v_j with 64 (then 8, then 1) columns of o held in
 // registers across the keys, so o is loaded and stored once per block.
 template <bool kHalf>
-void BlockValues(const float* p, int64_t rows, const void* v, size_t v_stride, int64_t n, int64_t dv,
-                 float* o) {
+void BlockValues(const float* p, int64_t p_stride, int64_t rows, const void* v, size_t v_stride,
+                 int64_t n, int64_t dv, float* o) {
   auto vrow = [&](int64_t j) { return static_cast<const uint8_t*>(v) + j * v_stride; };
   auto load = [](const uint8_t* row, int64_t c) {
     return kHalf ? LoadF16x8(reinterpret_cast<const uint16_t*>(row) + c)
                  : _mm256_loadu_ps(reinterpret_cast<const float*>(row) + c);
   };
   for (int64_t r = 0; r < rows; ++r) {
-    const float* pr = p + r * kB;
+    const float* pr = p + r * p_stride;
     float* orow = o + r * dv;
     int64_t c0 = 0;
     for (; c0 + 64 <= dv; c0 += 64) {
@@ -127,6 +127,64 @@ void BlockValues(const float* p, int64_t rows, const void* v, size_t v_stride, i
   }
 }
 
+// Four sums of eight lanes each, as one vector's four lanes.
+inline __m128 Hsum4(__m256 a, __m256 b, __m256 c, __m256 e) {
+  const __m256 ab = _mm256_hadd_ps(a, b), ce = _mm256_hadd_ps(c, e);
+  const __m256 abce = _mm256_hadd_ps(ab, ce);  // per 128-bit half: a b c e
+  return _mm_add_ps(_mm256_castps256_ps128(abce), _mm256_extractf128_ps(abce, 1));
+}
+
+// Decode scores: two query rows × four keys at a time, each key's elements
+// loaded once for both rows, no horizontal sum per (row, key).
+template <bool kHalf>
+void RowScores(const float* const* q, int64_t rows, const void* k, size_t k_stride, int64_t n,
+               int64_t d, float scale, float* s, int64_t s_stride) {
+  const int64_t d8 = d / 8 * 8;
+  auto key = [&](int64_t j) { return static_cast<const uint8_t*>(k) + j * k_stride; };
+  auto load = [](const uint8_t* row, int64_t c) {
+    return kHalf ? LoadF16x8(reinterpret_cast<const uint16_t*>(row) + c)
+                 : _mm256_loadu_ps(reinterpret_cast<const float*>(row) + c);
+  };
+  auto tail = [&](const float* qr, const uint8_t* row) {
+    float t = 0;
+    for (int64_t c = d8; c < d; ++c) {
+      t += qr[c] * (kHalf ? simd::H2F(reinterpret_cast<const uint16_t*>(row)[c])
+                          : reinterpret_cast<const float*>(row)[c]);
+    }
+    return t;
+  };
+  int64_t r = 0;
+  for (; r < rows; r += 2) {
+    const bool two = r + 1 < rows;
+    const float* q0 = q[r];
+    const float* q1 = two ? q[r + 1] : q[r];
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+      __m256 a0[4], a1[4];
+      for (int u = 0; u < 4; ++u) a0[u] = a1[u] = _mm256_setzero_ps();
+      for (int64_t c = 0; c < d8; c += 8) {
+        const __m256 x0 = _mm256_loadu_ps(q0 + c), x1 = _mm256_loadu_ps(q1 + c);
+        for (int u = 0; u < 4; ++u) {
+          const __m256 kv = load(key(j + u), c);
+          a0[u] = _mm256_fmadd_ps(x0, kv, a0[u]);
+          a1[u] = _mm256_fmadd_ps(x1, kv, a1[u]);
+        }
+      }
+      alignas(16) float s0[4], s1[4];
+      _mm_store_ps(s0, Hsum4(a0[0], a0[1], a0[2], a0[3]));
+      _mm_store_ps(s1, Hsum4(a1[0], a1[1], a1[2], a1[3]));
+      for (int u = 0; u < 4; ++u) {
+        s[r * s_stride + j + u] = (s0[u] + tail(q0, key(j + u))) * scale;
+        if (two) s[(r + 1) * s_stride + j + u] = (s1[u] + tail(q1, key(j + u))) * scale;
+      }
+    }
+    for (; j < n; ++j) {
+      s[r * s_stride + j] = Dot<kHalf>(q0, key(j), d) * scale;
+      if (two) s[(r + 1) * s_stride + j] = Dot<kHalf>(q1, key(j), d) * scale;
+    }
+  }
+}
+
 }  // namespace
 
 KvRowKernels Avx2KvKernels(GgmlType kv_type) {
@@ -136,11 +194,13 @@ KvRowKernels Avx2KvKernels(GgmlType kv_type) {
     k.axpy = Axpy<true>;
     k.block_scores = BlockScores<true>;
     k.block_values = BlockValues<true>;
+    k.row_scores = RowScores<true>;
   } else {
     k.dot = Dot<false>;
     k.axpy = Axpy<false>;
     k.block_scores = BlockScores<false>;
     k.block_values = BlockValues<false>;
+    k.row_scores = RowScores<false>;
   }
   return k;
 }

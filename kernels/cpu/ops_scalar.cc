@@ -234,15 +234,22 @@ void AttentionHeads(const AttentionArgs& a, int64_t t, int64_t h0, int64_t n_hea
   const auto* vbase = static_cast<const uint8_t*>(a.v_cache) + static_cast<size_t>(kh * dv) * elem;
   const int64_t n_ctx = a.pos0 + a.n_tok;
   // Scores: each key row once for all the heads (head i's row of scratch).
-  for (int64_t j = j0; j < n_kv; ++j) {
-    const uint8_t* k = kbase + j * k_stride;
-    for (int64_t i = 0; i < n_heads; ++i) {
-      scratch[i * n_ctx + j] = kv.dot(a.q + (t * a.n_head + h0 + i) * d, k, d) * a.scale;
+  MOESTREAM_CHECK(n_heads >= 1 && n_heads <= kMaxAttentionHeads) << "attention: " << n_heads
+                                                                 << " heads in one task";
+  if (kv.row_scores != nullptr) {
+    const float* q_rows[kMaxAttentionHeads];
+    for (int64_t i = 0; i < n_heads; ++i) q_rows[i] = a.q + (t * a.n_head + h0 + i) * d;
+    kv.row_scores(q_rows, n_heads, kbase + j0 * k_stride, k_stride, n_kv - j0, d, a.scale,
+                  scratch + j0, n_ctx);
+  } else {
+    for (int64_t j = j0; j < n_kv; ++j) {
+      const uint8_t* k = kbase + j * k_stride;
+      for (int64_t i = 0; i < n_heads; ++i) {
+        scratch[i * n_ctx + j] = kv.dot(a.q + (t * a.n_head + h0 + i) * d, k, d) * a.scale;
+      }
     }
   }
   // Per head: the softmax (a sink is one more logit in it, with no value row).
-  MOESTREAM_CHECK(n_heads >= 1 && n_heads <= kMaxAttentionHeads) << "attention: " << n_heads
-                                                                 << " heads in one task";
   float inv[kMaxAttentionHeads];
   for (int64_t i = 0; i < n_heads; ++i) {
     float* s = scratch + i * n_ctx;
@@ -260,10 +267,15 @@ void AttentionHeads(const AttentionArgs& a, int64_t t, int64_t h0, int64_t n_hea
     std::fill(out, out + dv, 0.0f);
   }
   // Values: each row once for all the heads.
-  for (int64_t j = j0; j < n_kv; ++j) {
-    const uint8_t* v = vbase + j * v_stride;
-    for (int64_t i = 0; i < n_heads; ++i) {
-      kv.axpy(a.out + (t * a.n_head + h0 + i) * dv, scratch[i * n_ctx + j], v, dv);
+  if (kv.block_values != nullptr) {
+    kv.block_values(scratch + j0, n_ctx, n_heads, vbase + j0 * v_stride, v_stride, n_kv - j0, dv,
+                    a.out + (t * a.n_head + h0) * dv);
+  } else {
+    for (int64_t j = j0; j < n_kv; ++j) {
+      const uint8_t* v = vbase + j * v_stride;
+      for (int64_t i = 0; i < n_heads; ++i) {
+        kv.axpy(a.out + (t * a.n_head + h0 + i) * dv, scratch[i * n_ctx + j], v, dv);
+      }
     }
   }
   for (int64_t i = 0; i < n_heads; ++i) {
@@ -345,7 +357,7 @@ void AttentionTile(const AttentionArgs& a, int64_t t0, int64_t n_q, int64_t h0, 
     }
     // Values: each row once for the whole tile.
     if (kv.block_values != nullptr) {
-      kv.block_values(s, rows, vbase + jb * v_stride, v_stride, je - jb, dv, o);
+      kv.block_values(s, kB, rows, vbase + jb * v_stride, v_stride, je - jb, dv, o);
       continue;
     }
     for (int64_t j = jb; j < je; ++j) {

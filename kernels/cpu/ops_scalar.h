@@ -47,13 +47,18 @@ struct KvRowKernels {
   // Optional block forms for prefill tiles (AttentionTile), n <= 64 keys:
   //   scores: s[r * 64 + j] = (q[r] · k_j) · scale for r < rows, j < n
   //     (kt: d × 64 floats of scratch for the transposed keys);
-  //   values: o[r * dv + c] += Σ_j p[r * 64 + j] · v_j[c], in key order.
+  //   values: o[r * dv + c] += Σ_j p[r * p_stride + j] · v_j[c], in key
+  //     order (the same FMA chain as axpy key by key, so the same bits).
   // Each (row, key) score and each output element is one chain of FMAs in
   // a fixed order, so a result does not depend on rows or n.
   void (*block_scores)(const float* const* q, int64_t rows, const void* k, size_t k_stride,
                        int64_t n, int64_t d, float scale, float* s, float* kt) = nullptr;
-  void (*block_values)(const float* p, int64_t rows, const void* v, size_t v_stride, int64_t n,
-                       int64_t dv, float* o) = nullptr;
+  void (*block_values)(const float* p, int64_t p_stride, int64_t rows, const void* v,
+                       size_t v_stride, int64_t n, int64_t dv, float* o) = nullptr;
+  // Optional decode form: s[r * s_stride + j] = (q[r] · k_j) · scale for
+  // r < rows and any n, several keys and rows at a time.
+  void (*row_scores)(const float* const* q, int64_t rows, const void* k, size_t k_stride,
+                     int64_t n, int64_t d, float scale, float* s, int64_t s_stride) = nullptr;
 };
 KvRowKernels ScalarKvKernels(GgmlType kv_type);
 // Only when the CPU has AVX2, FMA and F16C.
