@@ -319,17 +319,18 @@ void AttentionTile(const AttentionArgs& a, int64_t t0, int64_t n_q, int64_t h0, 
     if (kv.block_scores != nullptr) {
       kv.block_scores(q_rows, rows, kbase + jb * k_stride, k_stride, je - jb, d, a.scale, s, kt);
     }
-    for (int64_t j = jb; j < je; ++j) {
-      const uint8_t* k = kbase + j * k_stride;
-      for (int64_t qi = 0; qi < n_q; ++qi) {
-        const int64_t t = t0 + qi;
-        const bool seen = j >= FirstKey(a, t) && j <= a.pos0 + t;
-        for (int64_t i = 0; i < n_heads; ++i) {
-          float& sc = s[(qi * n_heads + i) * kB + (j - jb)];
-          if (!seen) {
-            sc = -INFINITY;
-          } else if (kv.block_scores == nullptr) {
-            sc = kv.dot(q_rows[qi * n_heads + i], k, d) * a.scale;
+    for (int64_t qi = 0; qi < n_q; ++qi) {
+      // The keys of this block query qi sees: [vb, ve) of the block's [0, je - jb).
+      const int64_t t = t0 + qi;
+      const int64_t vb = std::clamp<int64_t>(FirstKey(a, t) - jb, 0, je - jb);
+      const int64_t ve = std::clamp<int64_t>(a.pos0 + t + 1 - jb, vb, je - jb);
+      for (int64_t i = 0; i < n_heads; ++i) {
+        float* sr = s + (qi * n_heads + i) * kB;
+        std::fill(sr, sr + vb, -INFINITY);
+        std::fill(sr + ve, sr + (je - jb), -INFINITY);
+        if (kv.block_scores == nullptr) {
+          for (int64_t j = vb; j < ve; ++j) {
+            sr[j] = kv.dot(q_rows[qi * n_heads + i], kbase + (jb + j) * k_stride, d) * a.scale;
           }
         }
       }
