@@ -188,8 +188,10 @@ void ExpertCache::NewPlanMark() const {
     std::fill(slot_mark_.begin(), slot_mark_.end(), 0);
     mark_epoch_ = 1;
   }
-  for (int l : plan_layers_) plan_gain_[l] = 0;
-  plan_layers_.clear();
+  if (moving_quotas_) {
+    for (int l : plan_layers_) plan_gain_[l] = 0;
+    plan_layers_.clear();
+  }
 }
 
 void ExpertCache::PlanGain(int layer, int delta) const {
@@ -206,6 +208,24 @@ int ExpertCache::PlannedOverQuota(int layer) const {
 // PickSlotElsewhere: a victim of another layer (the one most over its quota
 // first; `over_only`: only layers over their quota), or -1. The plan's
 // per-layer gains record the move.
+// A free slot first, whatever the quotas (idle room serves anyone until its
+// layer claims it). Then, below its quota, the layer takes a slot of the
+// layer most over its own; at or over it, it replaces one of its own; with
+// none of its own evictable (its request fills its quota), it takes another
+// layer's, whatever their quotas.
+int ExpertCache::PickSlotMoving(ExpertKey k, bool* evict) const {
+  const int layer = int(k.layer);
+  int s = PickFreeSlot(k);
+  if (s >= 0) {
+    *evict = false;
+    return s;
+  }
+  if (PlannedOverQuota(layer) < 0) s = PickSlotElsewhere(k, /*over_only=*/true, evict);
+  if (s < 0 && (s = PolicyVictim(k, layer)) >= 0) *evict = true;
+  if (s < 0) s = PickSlotElsewhere(k, /*over_only=*/false, evict);
+  return s;
+}
+
 int ExpertCache::PickFreeSlot(ExpertKey k) const {
   for (size_t i = free_[0].size(); i-- > 0;) {
     const int s = free_[0][i];
@@ -243,7 +263,8 @@ int ExpertCache::PickSlotElsewhere(ExpertKey k, bool over_only, bool* evict) con
 
 // The policy's victim among the evictable keys of `victim_layer` (or of
 // any layer when -1) for a miss of `k`; its slot, or -1.
-int ExpertCache::PolicyVictim(ExpertKey k, int victim_layer) const {
+// Inlined: it is most of PickSlot, which runs per miss and per prefetch.
+[[gnu::always_inline]] inline int ExpertCache::PolicyVictim(ExpertKey k, int victim_layer) const {
   policies::VictimQuery q;
   q.layer = victim_layer;
   q.tick = tick_;
@@ -268,23 +289,7 @@ int ExpertCache::PolicyVictim(ExpertKey k, int victim_layer) const {
 // victim among resident keys whose slot is not marked (neither protected as
 // a key of the request nor taken). -1 when none.
 int ExpertCache::PickSlot(ExpertKey k, bool* evict) const {
-  if (moving_quotas_) {
-    // A free slot first, whatever the quotas (idle room serves anyone
-    // until its layer claims it). Then, below its quota, the layer takes a
-    // slot of the layer most over its own; at or over it, it replaces one
-    // of its own; with none of its own evictable (its request fills its
-    // quota), it takes another layer's, whatever their quotas.
-    const int layer = int(k.layer);
-    int s = PickFreeSlot(k);
-    if (s >= 0) {
-      *evict = false;
-      return s;
-    }
-    if (PlannedOverQuota(layer) < 0) s = PickSlotElsewhere(k, /*over_only=*/true, evict);
-    if (s < 0 && (s = PolicyVictim(k, layer)) >= 0) *evict = true;
-    if (s < 0) s = PickSlotElsewhere(k, /*over_only=*/false, evict);
-    return s;
-  }
+  if (moving_quotas_) return PickSlotMoving(k, evict);
   const int pool = PoolOf(k);
   const std::vector<int>& fl = free_[pool];
   for (size_t i = fl.size(); i-- > 0;) {
@@ -335,7 +340,7 @@ void ExpertCache::ReleaseKey(int slot) {
   Slot& s = slots_[slot];
   if (s.state == SlotState::kFree) return;
   key_slot_[KeyIndex(s.key)] = -1;
-  --held_[s.key.layer];
+  if (moving_quotas_) --held_[s.key.layer];
   policy_->OnErase(s.key);
   s.state = SlotState::kFree;
   s.pins = 0;
@@ -392,7 +397,7 @@ absl::Status ExpertCache::StartLoad(int slot, ExpertKey k, bool prefetch) {
   s.prefetched_unused = prefetch;
   s.pins = 0;
   key_slot_[KeyIndex(k)] = slot;
-  ++held_[k.layer];
+  if (moving_quotas_) ++held_[k.layer];
   policies::AccessContext ctx;
   ctx.tick = tick_;
   ctx.prefetch = prefetch;
@@ -837,7 +842,7 @@ void ExpertCache::CheckInvariants() const {
         << "key index " << k << " maps to slot " << s << " which does not hold it";
   }
   MOESTREAM_CHECK(draining == draining_) << "draining count " << draining << " vs " << draining_;
-  for (int l = 0; l < opt_.n_layers; ++l) {
+  for (int l = 0; l < opt_.n_layers && moving_quotas_; ++l) {
     MOESTREAM_CHECK(held[l] == held_[l])
         << "layer " << l << " holds " << held[l] << " slots, counted " << held_[l];
   }

@@ -335,6 +335,7 @@ class ExpertCache {
   // less its quota; the plan's gains; a slot from outside k's layer.
   int PlannedOverQuota(int layer) const;
   void PlanGain(int layer, int delta) const;
+  int PickSlotMoving(ExpertKey k, bool* evict) const;
   int PickFreeSlot(ExpertKey k) const;
   int PickSlotElsewhere(ExpertKey k, bool over_only, bool* evict) const;
   bool Evictable(int slot) const {
@@ -376,7 +377,7 @@ class ExpertCache {
   // Per-layer pools whose sizes the policy moves (policy LayerQuota >= 0):
   // one physical pool, each layer's slot count against its quota.
   bool moving_quotas_ = false;
-  std::vector<int> held_;                 // per layer: slots holding its keys
+  std::vector<int> held_;                 // per layer: slots holding its keys (moving only)
   mutable std::vector<int> plan_gain_;    // per layer: slots the plan moves to it
   mutable std::vector<int> plan_layers_;  // layers with a plan gain
   mutable std::vector<uint8_t> tried_;    // PickSlotElsewhere's scratch
