@@ -106,8 +106,11 @@ absl::StatusOr<std::unique_ptr<ExpertCache>> ExpertCache::Create(
 }
 
 absl::Status ExpertCache::AllocateSlots() {
-  const int pools = opt_.per_layer ? opt_.n_layers : 1;
-  const int64_t total = int64_t(opt_.slots) * pools;
+  // Quotas that move: the slots are one pool, the layers' shares are counts.
+  moving_quotas_ = opt_.per_layer && policy_->LayerQuota(0) >= 0;
+  const int pools = opt_.per_layer && !moving_quotas_ ? opt_.n_layers : 1;
+  const int64_t total_slots = int64_t(opt_.slots) * (opt_.per_layer ? opt_.n_layers : 1);
+  const int64_t total = total_slots;
   if (total > (int64_t(1) << kLoadSlotBits)) {
     return absl::InvalidArgumentError(absl::StrCat("expert cache: ", total, " slots is too many"));
   }
@@ -117,9 +120,11 @@ absl::Status ExpertCache::AllocateSlots() {
   key_slot_.assign(size_t(opt_.n_layers) * size_t(opt_.n_experts), -1);
   slot_mark_.assign(size_t(total), 0);
   counters_.assign(size_t(opt_.n_layers), {});
+  held_.assign(size_t(opt_.n_layers), 0);
+  plan_gain_.assign(size_t(opt_.n_layers), 0);
   const uint64_t bytes = (opt_.slot_bytes + 255) / 256 * 256;
   for (int s = 0; s < int(total); ++s) {
-    slot_pool_[s] = s / opt_.slots;
+    slot_pool_[s] = pools == 1 ? 0 : s / opt_.slots;
     if (backend_ != nullptr) {
       auto mem = backend_->DeviceAlloc(bytes, absl::StrCat("expert cache slot ", s));
       if (!mem.ok()) {
@@ -152,7 +157,7 @@ ExpertCache::~ExpertCache() {
 // ---------------------------------------------------------------- helpers
 
 std::pair<int, int> ExpertCache::PoolRange(int pool) const {
-  if (!opt_.per_layer) return {0, int(slots_.size())};
+  if (!opt_.per_layer || moving_quotas_) return {0, int(slots_.size())};
   return {pool * opt_.slots, (pool + 1) * opt_.slots};
 }
 
@@ -183,24 +188,85 @@ void ExpertCache::NewPlanMark() const {
     std::fill(slot_mark_.begin(), slot_mark_.end(), 0);
     mark_epoch_ = 1;
   }
+  if (moving_quotas_) {
+    for (int l : plan_layers_) plan_gain_[l] = 0;
+    plan_layers_.clear();
+  }
 }
 
-// Chooses the slot a miss of `k` loads into: a free slot of its pool not
-// marked by the current plan (taken by an earlier miss), else the policy's
-// victim among resident keys whose slot is not marked (neither protected as
-// a key of the request nor taken). -1 when none.
-int ExpertCache::PickSlot(ExpertKey k, bool* evict) const {
-  const int pool = PoolOf(k);
-  const std::vector<int>& fl = free_[pool];
-  for (size_t i = fl.size(); i-- > 0;) {
-    int s = fl[i];
+void ExpertCache::PlanGain(int layer, int delta) const {
+  if (plan_gain_[layer] == 0) plan_layers_.push_back(layer);
+  plan_gain_[layer] += delta;
+}
+
+int ExpertCache::PlannedOverQuota(int layer) const {
+  const int quota = policy_->LayerQuota(layer);
+  return held_[layer] + plan_gain_[layer] - (quota >= 0 ? quota : opt_.slots);
+}
+
+// Moving quotas: a free slot of the one pool for k's layer, or -1.
+// PickSlotElsewhere: a victim of another layer (the one most over its quota
+// first; `over_only`: only layers over their quota), or -1. The plan's
+// per-layer gains record the move.
+// A free slot first, whatever the quotas (idle room serves anyone until its
+// layer claims it). Then, below its quota, the layer takes a slot of the
+// layer most over its own; at or over it, it replaces one of its own; with
+// none of its own evictable (its request fills its quota), it takes another
+// layer's, whatever their quotas.
+int ExpertCache::PickSlotMoving(ExpertKey k, bool* evict) const {
+  const int layer = int(k.layer);
+  int s = PickFreeSlot(k);
+  if (s >= 0) {
+    *evict = false;
+    return s;
+  }
+  if (PlannedOverQuota(layer) < 0) s = PickSlotElsewhere(k, /*over_only=*/true, evict);
+  if (s < 0 && (s = PolicyVictim(k, layer)) >= 0) *evict = true;
+  if (s < 0) s = PickSlotElsewhere(k, /*over_only=*/false, evict);
+  return s;
+}
+
+int ExpertCache::PickFreeSlot(ExpertKey k) const {
+  for (size_t i = free_[0].size(); i-- > 0;) {
+    const int s = free_[0][i];
     if (slot_mark_[s] != mark_epoch_) {
-      *evict = false;
+      PlanGain(k.layer, 1);
       return s;
     }
   }
+  return -1;
+}
+
+int ExpertCache::PickSlotElsewhere(ExpertKey k, bool over_only, bool* evict) const {
+  // Layers tried in order of how far over their quota they are.
+  tried_.assign(size_t(opt_.n_layers), 0);
+  for (;;) {
+    int from = -1, from_over = 0;
+    for (int l = 0; l < opt_.n_layers; ++l) {
+      if (l == int(k.layer) || tried_[l] || held_[l] + plan_gain_[l] <= 0) continue;
+      const int over = PlannedOverQuota(l);
+      if ((over_only && over <= 0) || (from >= 0 && over <= from_over)) continue;
+      from = l;
+      from_over = over;
+    }
+    if (from < 0) return -1;
+    tried_[from] = 1;
+    const int s = PolicyVictim(k, from);
+    if (s >= 0) {
+      *evict = true;
+      PlanGain(k.layer, 1);
+      PlanGain(from, -1);
+      return s;
+    }
+  }
+}
+
+// The policy's victim among the evictable keys of `victim_layer` (or of
+// any layer when -1) for a miss of `k`; its slot, or -1.
+// Inlined: it is most of PickSlot, which runs per miss and per prefetch.
+[[gnu::always_inline]] inline int ExpertCache::PolicyVictim(ExpertKey k, int victim_layer) const {
   policies::VictimQuery q;
-  q.layer = opt_.per_layer ? int(k.layer) : -1;
+  q.layer = victim_layer;
   q.tick = tick_;
   q.current_layer = int(k.layer);
   // One pointer of capture keeps the std::function within its small buffer
@@ -212,7 +278,29 @@ int ExpertCache::PickSlot(ExpertKey k, bool* evict) const {
   MOESTREAM_CHECK(EvictableKey(*v)) << "policy " << policy_->name() << " named layer "
                                     << v->layer << " expert " << v->expert
                                     << " which is not evictable";
-  int s = key_slot_[KeyIndex(*v)];
+  MOESTREAM_CHECK(victim_layer < 0 || int(v->layer) == victim_layer)
+      << "policy " << policy_->name() << " named a victim of layer " << v->layer
+      << " when asked for one of layer " << victim_layer;
+  return key_slot_[KeyIndex(*v)];
+}
+
+// Chooses the slot a miss of `k` loads into: a free slot of its pool not
+// marked by the current plan (taken by an earlier miss), else the policy's
+// victim among resident keys whose slot is not marked (neither protected as
+// a key of the request nor taken). -1 when none.
+int ExpertCache::PickSlot(ExpertKey k, bool* evict) const {
+  if (moving_quotas_) return PickSlotMoving(k, evict);
+  const int pool = PoolOf(k);
+  const std::vector<int>& fl = free_[pool];
+  for (size_t i = fl.size(); i-- > 0;) {
+    int s = fl[i];
+    if (slot_mark_[s] != mark_epoch_) {
+      *evict = false;
+      return s;
+    }
+  }
+  const int s = PolicyVictim(k, opt_.per_layer ? int(k.layer) : -1);
+  if (s < 0) return -1;
   MOESTREAM_CHECK(slot_pool_[s] == pool) << "policy " << policy_->name()
                                          << " named a victim from another layer's pool";
   *evict = true;
@@ -252,6 +340,7 @@ void ExpertCache::ReleaseKey(int slot) {
   Slot& s = slots_[slot];
   if (s.state == SlotState::kFree) return;
   key_slot_[KeyIndex(s.key)] = -1;
+  if (moving_quotas_) --held_[s.key.layer];
   policy_->OnErase(s.key);
   s.state = SlotState::kFree;
   s.pins = 0;
@@ -308,6 +397,7 @@ absl::Status ExpertCache::StartLoad(int slot, ExpertKey k, bool prefetch) {
   s.prefetched_unused = prefetch;
   s.pins = 0;
   key_slot_[KeyIndex(k)] = slot;
+  if (moving_quotas_) ++held_[k.layer];
   policies::AccessContext ctx;
   ctx.tick = tick_;
   ctx.prefetch = prefetch;
@@ -718,6 +808,7 @@ void ExpertCache::CheckInvariants() const {
     }
   }
   int draining = 0, prefetching = 0;
+  std::vector<int> held(size_t(opt_.n_layers), 0);
   for (size_t i = 0; i < slots_.size(); ++i) {
     const Slot& s = slots_[i];
     if (s.state == SlotState::kFree) {
@@ -728,7 +819,8 @@ void ExpertCache::CheckInvariants() const {
     MOESTREAM_CHECK(in_free[i] == 0) << "slot " << i << " in use and in the free list";
     MOESTREAM_CHECK(key_slot_[KeyIndex(s.key)] == int(i))
         << "slot " << i << "'s key does not map back to it";
-    if (opt_.per_layer) {
+    ++held[s.key.layer];
+    if (opt_.per_layer && !moving_quotas_) {
       MOESTREAM_CHECK(int(s.key.layer) == slot_pool_[i])
           << "slot " << i << " of layer pool " << slot_pool_[i] << " holds layer " << s.key.layer;
     }
@@ -750,6 +842,10 @@ void ExpertCache::CheckInvariants() const {
         << "key index " << k << " maps to slot " << s << " which does not hold it";
   }
   MOESTREAM_CHECK(draining == draining_) << "draining count " << draining << " vs " << draining_;
+  for (int l = 0; l < opt_.n_layers && moving_quotas_; ++l) {
+    MOESTREAM_CHECK(held[l] == held_[l])
+        << "layer " << l << " holds " << held[l] << " slots, counted " << held_[l];
+  }
   MOESTREAM_CHECK(prefetching == prefetch_outstanding_ &&
                   prefetching == int(prefetch_slots_.size()))
       << "outstanding prefetches " << prefetching << " vs " << prefetch_outstanding_;

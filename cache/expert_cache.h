@@ -29,6 +29,17 @@
 // allocates device memory; the hot path's host allocations are amortised
 // (vectors reused across calls).
 //
+// Moving per-layer quotas. In per-layer mode a policy may give each layer's
+// share itself (EvictionPolicy::LayerQuota >= 0, e.g. `shift:move=1`). The
+// slots are then one pool of `slots * n_layers` and each layer's count of
+// slots (loading, resident or draining keys of it) is held against its
+// quota, read at every slot choice: a free slot serves any layer; with none
+// free, a layer under its quota takes the policy's victim among the keys of
+// the layer most over its own (PickVictim with that layer), a layer at or
+// over it replaces one of its own, and a request larger than its quota
+// takes from the layer most over (then from any other). The total never
+// changes; only the split moves.
+//
 // Residency. A dense table maps each (layer, expert) to its slot or -1, and
 // each slot records its key, state, pin count, and in-flight load id. The
 // eviction policy (policies/eviction_policy.h) mirrors residency: OnInsert
@@ -112,7 +123,8 @@
 //   2. A slot with pins > 0 is kLoading or kResident.
 //   3. A pinned, loading or draining slot is never a victim; only kResident
 //      slots without pins are evicted.
-//   4. In per-layer mode a slot only ever holds keys of its own layer.
+//   4. In per-layer mode a slot only ever holds keys of its own layer (with
+//      moving quotas: each layer's slot count matches its keys with a slot).
 //   5. The number of slots never changes after Create(): device memory used
 //      by the cache is fixed and within the budget at all times.
 //   6. The policy's resident set equals the set of keys with a slot.
@@ -309,7 +321,7 @@ class ExpertCache {
               policies::EvictionPolicy* policy, kernels::Backend* backend);
   absl::Status AllocateSlots();
   int KeyIndex(ExpertKey k) const { return int(k.layer) * opt_.n_experts + int(k.expert); }
-  int PoolOf(ExpertKey k) const { return opt_.per_layer ? int(k.layer) : 0; }
+  int PoolOf(ExpertKey k) const { return opt_.per_layer && !moving_quotas_ ? int(k.layer) : 0; }
   // Plan: pure with respect to cache state.
   void PlanAcquire(int layer, std::span<const int32_t> experts,
                    const std::function<bool(ExpertKey)>& load_miss,
@@ -318,6 +330,14 @@ class ExpertCache {
   // marked when slot_mark_[slot] == mark_epoch_. NewPlanMark clears all.
   void NewPlanMark() const;
   int PickSlot(ExpertKey k, bool* evict) const;
+  int PolicyVictim(ExpertKey k, int victim_layer) const;
+  // Moving quotas (see the essay): slots `layer` holds plus the plan's gain,
+  // less its quota; the plan's gains; a slot from outside k's layer.
+  int PlannedOverQuota(int layer) const;
+  void PlanGain(int layer, int delta) const;
+  int PickSlotMoving(ExpertKey k, bool* evict) const;
+  int PickFreeSlot(ExpertKey k) const;
+  int PickSlotElsewhere(ExpertKey k, bool over_only, bool* evict) const;
   bool Evictable(int slot) const {
     return slots_[slot].state == SlotState::kResident && slots_[slot].pins == 0;
   }
@@ -354,6 +374,13 @@ class ExpertCache {
   std::vector<int> key_slot_;             // KeyIndex -> slot or -1
   std::vector<std::vector<int>> free_;    // per pool: free slot ids (stack)
   std::vector<int> slot_pool_;            // slot -> pool
+  // Per-layer pools whose sizes the policy moves (policy LayerQuota >= 0):
+  // one physical pool, each layer's slot count against its quota.
+  bool moving_quotas_ = false;
+  std::vector<int> held_;                 // per layer: slots holding its keys (moving only)
+  mutable std::vector<int> plan_gain_;    // per layer: slots the plan moves to it
+  mutable std::vector<int> plan_layers_;  // layers with a plan gain
+  mutable std::vector<uint8_t> tried_;    // PickSlotElsewhere's scratch
   mutable std::vector<uint32_t> slot_mark_;  // plan marks (see NewPlanMark)
   mutable uint32_t mark_epoch_ = 0;
   // Load ids are (sequence << kLoadSlotBits) | slot.

@@ -68,6 +68,14 @@ class EvictionPolicy {
   virtual void OnAccess(ExpertKey k, const AccessContext& ctx) = 0;
   virtual void OnErase(ExpertKey k) = 0;
   virtual std::optional<ExpertKey> PickVictim(const VictimQuery& q) = 0;
+  // Per-layer capacity that moves (optional). -1, the default: each layer
+  // of a per-layer cache keeps its fixed share. A policy that answers >= 0
+  // (for layer 0 when the cache is created, then for any layer) gives the
+  // slots `layer` may hold now; its quotas sum to PolicyEnv::capacity. The
+  // per-layer cache then keeps one pool: a layer under its quota takes a
+  // free slot or a victim of a layer over its own (PickVictim with that
+  // layer in VictimQuery::layer), a layer at it replaces one of its own.
+  virtual int LayerQuota(int layer) const { return -1; }
 };
 
 // What some policies need to be built: model shape, and for offline policies

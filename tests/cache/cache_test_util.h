@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
@@ -48,6 +49,12 @@ class TestLru final : public policies::EvictionPolicy {
     }
     return std::nullopt;
   }
+  // Moving per-layer quotas when set (EvictionPolicy::LayerQuota).
+  int LayerQuota(int layer) const override {
+    return size_t(layer) < quotas.size() ? quotas[layer] : -1;
+  }
+  std::vector<int> quotas;
+
   bool resident(ExpertKey k) const { return pos_.contains(k.packed()); }
   size_t size() const { return pos_.size(); }
 
@@ -65,8 +72,10 @@ struct SimRig {
   std::unique_ptr<ExpertCache> cache;
 
   static std::unique_ptr<SimRig> Make(ExpertCacheOptions o, double gbps = 1.0,
-                                      uint64_t expert_bytes = 1000, double latency_us = 0) {
+                                      uint64_t expert_bytes = 1000, double latency_us = 0,
+                                      std::vector<int> quotas = {}) {
     auto rig = std::make_unique<SimRig>();
+    rig->lru.quotas = std::move(quotas);
     SimLoaderOptions lo;
     lo.link = {"test", gbps, latency_us};
     lo.expert_bytes = expert_bytes;

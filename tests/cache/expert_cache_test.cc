@@ -162,6 +162,62 @@ TEST(ExpertCacheTest, PerLayerCapacityKeepsLayersApart) {
   EXPECT_EQ(rig->lru.size(), 6u);
 }
 
+TEST(ExpertCacheTest, PerLayerQuotasFromThePolicyMoveSlotsBetweenLayers) {
+  // Three layers of 2 slots each (6 in all); the policy gives layer 0 four.
+  auto rig = SimRig::Make(Opts(3, 8, 2, /*per_layer=*/true), 1.0, 1000, 0, {4, 1, 1});
+  ExpertCache& c = *rig->cache;
+  EXPECT_EQ(c.total_slots(), 6);
+  std::vector<ExpertHandle> hs;
+  auto touch = [&](int l, int e) {
+    ASSERT_TRUE(c.Acquire(l, V({e}), &hs).ok());
+    ASSERT_TRUE(c.Wait(hs[0]).ok());
+    hs.clear();
+    c.CheckInvariants();
+  };
+  auto held = [&](int l) {
+    int n = 0;
+    for (int e = 0; e < 8; ++e) n += c.Contains({uint16_t(l), uint16_t(e)});
+    return n;
+  };
+  for (int e = 0; e < 8; ++e) touch(0, e);
+  // Free slots serve any layer, whatever the quotas; then layer 0, over its
+  // quota, replaced its own least recent.
+  EXPECT_EQ(held(0), 6);
+  EXPECT_FALSE(c.Contains({0, 0}));
+  EXPECT_FALSE(c.Contains({0, 1}));
+  // Layers under their quota with no slot free take from the layer most
+  // over its quota (layer 0), its least recent key.
+  touch(1, 0);
+  EXPECT_FALSE(c.Contains({0, 2}));
+  touch(1, 1);  // at its quota of 1: replaces its own
+  EXPECT_EQ(held(1), 1);
+  EXPECT_FALSE(c.Contains({1, 0}));
+  touch(2, 0);
+  EXPECT_EQ(held(0), 4);
+  EXPECT_FALSE(c.Contains({0, 3}));
+  // Equal shares: layers 1 and 2 grow at layer 0's cost.
+  rig->lru.quotas = {2, 2, 2};
+  touch(2, 1);
+  touch(1, 5);
+  EXPECT_EQ(held(0), 2);
+  EXPECT_FALSE(c.Contains({0, 4}));
+  EXPECT_FALSE(c.Contains({0, 5}));
+  EXPECT_EQ(held(1), 2);
+  EXPECT_EQ(held(2), 2);
+  // A request larger than its layer's quota replaces its own first, then
+  // takes from the layer most over its quota (layer 2 here).
+  rig->lru.quotas = {4, 1, 1};
+  ASSERT_TRUE(c.Acquire(1, V({5, 6, 7}), &hs).ok());
+  for (auto& h : hs) ASSERT_TRUE(c.Wait(h).ok());
+  hs.clear();
+  c.CheckInvariants();
+  EXPECT_EQ(held(1), 3);
+  EXPECT_FALSE(c.Contains({1, 1}));
+  EXPECT_EQ(held(2), 1);
+  EXPECT_FALSE(c.Contains({2, 0}));
+  EXPECT_EQ(held(0) + held(1) + held(2), 6);
+}
+
 TEST(ExpertCacheTest, DemandLoadStartsBeforeQueuedPrefetches) {
   auto rig = SimRig::Make(Opts(2, 8, 8));
   ExpertCache& c = *rig->cache;
@@ -452,7 +508,11 @@ TEST(ExpertCacheTest, RandomisedInterleavingsKeepInvariants) {
     ExpertCacheOptions o = Opts(layers, experts, cap, per_layer);
     o.prefetch_max_outstanding = 1 + int(rng() % 4);
     o.cancel_stale_prefetches = rng() % 2;
-    auto rig = SimRig::Make(o, 1.0, 500, 0.5);
+    // Some per-layer rounds with quotas that move (summing to the total).
+    const bool moving = per_layer && rng() % 2;
+    std::vector<int> quotas;
+    if (moving) quotas.assign(size_t(layers), cap);
+    auto rig = SimRig::Make(o, 1.0, 500, 0.5, quotas);
     ExpertCache& c = *rig->cache;
     std::vector<ExpertHandle> held;
     for (int step = 0; step < 300; ++step) {
@@ -485,6 +545,12 @@ TEST(ExpertCacheTest, RandomisedInterleavingsKeepInvariants) {
         }
       } else if (op == 8 && !held.empty()) {
         held.erase(held.begin() + long(rng() % held.size()));
+      } else if (op == 9 && moving && layers > 1) {
+        const int from = int(rng() % layers), to = int(rng() % layers);
+        if (from != to && rig->lru.quotas[from] > 1) {
+          --rig->lru.quotas[from];
+          ++rig->lru.quotas[to];
+        }
       } else {
         rig->clock.Advance(rng() % 2000);
         ASSERT_TRUE(c.Reap().ok());

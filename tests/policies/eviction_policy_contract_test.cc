@@ -201,7 +201,7 @@ INSTANTIATE_TEST_SUITE_P(AllPolicies, EvictionContractTest,
 INSTANTIATE_TEST_SUITE_P(WithOptions, EvictionContractTest,
                          ::testing::Values("predict:horizon=3", "predict:predictor=coact,d=2",
                                            "predict:predictor=prev", "tinylfu:window=0.5,sample=2",
-                                           "shift:ghost=3"),
+                                           "shift:ghost=3", "shift:ghost=2,move=1"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) {

@@ -155,6 +155,28 @@ TEST(ReplayProperties, RandomTracesDeterministicAndBounded) {
   }
 }
 
+TEST(ReplayProperties, ShiftMovesPerLayerPoolsWhenAsked) {
+  // Layer 0 loops over 6 experts, layer 1 reuses one: per-layer pools of 4
+  // never hit layer 0's loop; with `move=1` layer 0 takes layer 1's spare
+  // slots through the cache's moving quotas, the total unchanged.
+  Trace t;
+  t.shape = {"loop", "test", 2, 8, 1, {0, 1}, {}};
+  for (uint32_t tok = 0; tok < 200; ++tok) {
+    TraceCell c;
+    c.step = c.pos = tok;
+    c.layer = 0;
+    t.AddCell(c, std::vector<int32_t>{int32_t(tok % 6)}, {});
+    c.layer = 1;
+    t.AddCell(c, std::vector<int32_t>{0}, {});
+  }
+  ReplayResult fixed = RunReplay(t, "shift", 4, true);
+  ReplayResult moving = RunReplay(t, "shift:move=1", 4, true);
+  EXPECT_EQ(moving.policy, "shift:move=1");
+  EXPECT_GT(moving.hits, fixed.hits + 150);
+  // Moving quotas are a global pool's freedom: the global MIN bounds them.
+  EXPECT_LE(moving.hits, RunReplay(t, "min", 4, false).hits);
+}
+
 TEST(ReplayProperties, OracleRecallIsPerfectOnConsistentTraces) {
   Trace t = RandomTrace(9, 3, 16, 2, 200);
   ReplayResult r = RunReplay(t, "lru", 4, true, false, "oracle");
