@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -65,13 +66,15 @@ struct ExpertGroup {
 // result does not depend on the order in which groups were run.
 class ExpertFfnRunner {
  public:
-  // Workspaces for up to `max_tokens` tokens of `c.n_expert_used` choices.
-  static absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> Create(kernels::Backend& backend,
-                                                                 const model::ModelConfig& c,
-                                                                 int64_t max_tokens);
+  // Workspaces for up to `max_tokens` tokens of `c.n_expert_used` choices,
+  // named "<name_prefix>experts.x" and so on.
+  static absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> Create(
+      kernels::Backend& backend, const model::ModelConfig& c, int64_t max_tokens,
+      std::string_view name_prefix = "");
   // The device workspaces Create() allocates, in order.
   static std::vector<model::PlannedBuffer> PlanBuffers(const model::ModelConfig& c,
-                                                       int64_t max_tokens);
+                                                       int64_t max_tokens,
+                                                       std::string_view name_prefix = "");
   ~ExpertFfnRunner();
   ExpertFfnRunner(const ExpertFfnRunner&) = delete;
   ExpertFfnRunner& operator=(const ExpertFfnRunner&) = delete;
