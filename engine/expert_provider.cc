@@ -49,6 +49,7 @@ absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> ExpertFfnRunner::Create(
   r->row_token_.resize(rows);
   r->row_weight_.resize(rows);
   r->choice_row_.resize(rows);
+  r->scatter_.resize(rows);
   r->counts_.resize(c.n_expert + 1);
   r->groups_.reserve(c.n_expert);
   r->jobs_.reserve(2 * c.n_expert);
@@ -154,12 +155,13 @@ void ExpertFfnRunner::Run(const float* x, int64_t n_tok, std::span<const ExpertG
 }
 
 void ExpertFfnRunner::Scatter(float* out) {
-  for (int64_t t = 0; t < n_tok_; ++t) {
-    for (int j = 0; j < k_; ++j) {
-      const int64_t row = choice_row_[t * k_ + j];
-      backend_.AddScaled(out + t * n_embd_, ys_ + row * n_embd_, row_weight_[row], n_embd_);
-    }
+  const size_t n = size_t(n_tok_ * k_);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t row = choice_row_[i];
+    scatter_[i] = {static_cast<int32_t>(row), row_weight_[size_t(row)]};
   }
+  backend_.ScatterAdd(out, ys_, n_embd_, std::span<const kernels::ScatterChoice>(scatter_.data(), n),
+                      k_);
 }
 
 absl::StatusOr<std::unique_ptr<ResidentExpertProvider>> ResidentExpertProvider::Create(

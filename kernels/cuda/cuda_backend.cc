@@ -15,7 +15,8 @@
 // layer's selected experts), or for prompts of kGemmMinTokens or more tokens
 // weight slabs dequantized to F16 and cuBLAS when the scratch fits the budget.
 // A weight type without a kernel is refused by CanCompute (so the loader
-// refuses the model) and, should one reach an op anyway, fails the op loudly. Streams and events wrap cudaStream_t/cudaEvent_t;
+// refuses the model) and, should one reach an op anyway, fails the op loudly.
+// ScatterAdd is one launch. Streams and events wrap cudaStream_t/cudaEvent_t;
 // the link is cudaMemcpyAsync on caller-created copy streams, and its busy
 // time is measured with timing events around each copy, collected lazily.
 #include "kernels/cuda/cuda_backend.h"
@@ -477,6 +478,25 @@ class CudaBackend : public Backend {
   void StoreKv(const float* src, void* dst, GgmlType kv_type, int64_t n) override {
     NoteError(cuda::LaunchStoreKv(src, dst, kv_type == GgmlType::kF16, n, cs()), "store_kv",
               &sticky_);
+  }
+  // One weighted sum of a layer's expert outputs, one launch: the choices in
+  // the kernel's parameters, or (prefill) copied once into the op scratch.
+  void ScatterAdd(float* out, const float* src, int64_t n, std::span<const ScatterChoice> choices,
+                  int k) override {
+    const ScatterChoice* table = nullptr;
+    if (choices.size() > size_t(cuda::kScatterInlineChoices)) {
+      const size_t bytes = choices.size_bytes();
+      void* t = Scratch(bytes);
+      if (t == nullptr) return;
+      // Pageable source: copied out before the call returns; stream-ordered
+      // before the kernel, and after any earlier op that used the scratch.
+      NoteError(cudaMemcpyAsync(t, choices.data(), bytes, cudaMemcpyHostToDevice, cs()),
+                "scatter choices", &sticky_);
+      table = static_cast<const ScatterChoice*>(t);
+    }
+    NoteError(cuda::LaunchScatterAdd(out, src, n, choices.data(), int64_t(choices.size()), k,
+                                     table, cs()),
+              "scatter_add", &sticky_);
   }
   void Attention(const AttentionArgs& a) override {
     const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;

@@ -3,13 +3,16 @@
 // are tested against are in kernels/cuda/cuda_ops.h. Numerical choices: F32
 // accumulation everywhere; softmax subtracts the row max; attention keeps a
 // running max and rescales its sums per KV tile (online softmax, the same
-// result as the two-pass form up to rounding); top-k breaks ties to the lower
+// result as the two-pass form up to rounding); AddScaled and ScatterAdd round
+// the product and the sum separately (__fmul_rn, __fadd_rn: no FMA), the CPU
+// backend's bits; top-k breaks ties to the lower
 // index as the CPU backend does; RoPE angles are computed in F32 from the
 // same formulas as the CPU backend (YaRN ramp and magnitude scale as
 // llama.cpp reads them from GGUF).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 
@@ -239,7 +242,7 @@ __global__ void AddBiasKernel(float* x, const float* b, int64_t rows, int64_t n)
 
 __global__ void AddScaledKernel(float* y, const float* x, float s, int64_t n) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) y[i] += s * x[i];
+  if (i < n) y[i] = __fadd_rn(y[i], __fmul_rn(s, x[i]));  // no FMA: the CPU's bits
 }
 __global__ void StoreKvKernel(const float* src, void* dst, bool f16, int64_t n) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -379,6 +382,30 @@ __global__ void __launch_bounds__(kAttnThreads) FlashAttentionKernel(AttentionAr
   }
 }
 
+// One thread per element of out[n_tok, n]: a token's k choices added in
+// order j, each product and sum rounded on its own (no FMA), as AddScaled.
+// The choices come from the kernel parameter (kInline) or device memory.
+struct ScatterInline {
+  ScatterChoice c[kScatterInlineChoices];
+};
+template <bool kInline>
+__global__ void ScatterAddKernel(float* out, const float* src, int64_t n, int64_t n_tok, int k,
+                                 const ScatterChoice* table,
+                                 const __grid_constant__ ScatterInline inl) {
+  const ScatterChoice* choices = kInline ? inl.c : table;
+  for (int64_t t = blockIdx.y; t < n_tok; t += gridDim.y) {
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      float acc = out[t * n + i];
+      for (int j = 0; j < k; ++j) {
+        const ScatterChoice c = choices[t * k + j];
+        acc = __fadd_rn(acc, __fmul_rn(c.weight, src[static_cast<int64_t>(c.row) * n + i]));
+      }
+      out[t * n + i] = acc;
+    }
+  }
+}
+
 }  // namespace
 
 cudaError_t LaunchToHalf(const float* x, void* out, int64_t n, bool bf16, cudaStream_t s) {
@@ -456,6 +483,25 @@ cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t s) {
   const size_t smem = static_cast<size_t>(a.head_dim + kAttnTile) * sizeof(float);
   FlashAttentionKernel<<<static_cast<unsigned>(a.n_tok * a.n_head), kAttnThreads, smem, s>>>(
       a, a.kv_type == GgmlType::kF16);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchScatterAdd(float* out, const float* src, int64_t n,
+                             const ScatterChoice* choices, int64_t n_choices, int k,
+                             const ScatterChoice* table_dev, cudaStream_t s) {
+  if (k <= 0 || n <= 0 || n_choices <= 0) return cudaSuccess;
+  if (n_choices % k != 0) return cudaErrorInvalidValue;
+  const int64_t n_tok = n_choices / k;
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(Blocks(n), 65535)),
+                  static_cast<unsigned>(std::min<int64_t>(n_tok, 65535)));
+  ScatterInline inl{};
+  if (n_choices <= kScatterInlineChoices) {
+    for (int64_t i = 0; i < n_choices; ++i) inl.c[i] = choices[i];
+    ScatterAddKernel<true><<<grid, kThreads, 0, s>>>(out, src, n, n_tok, k, nullptr, inl);
+    return cudaGetLastError();
+  }
+  if (table_dev == nullptr) return cudaErrorInvalidValue;
+  ScatterAddKernel<false><<<grid, kThreads, 0, s>>>(out, src, n, n_tok, k, table_dev, inl);
   return cudaGetLastError();
 }
 

@@ -2,7 +2,8 @@
 // itself checked against scalar references), op by op with per-type
 // tolerances: every weight type with a CUDA kernel in MatMul (decode, token
 // tiles, the prefill GEMM path), the fused expert batch, GetRows, top-k,
-// flash attention, RoPE and the element-wise ops; the scratch budget; the
+// flash attention, the fused scatter of expert outputs (bit for bit), RoPE
+// and the element-wise ops; the scratch budget; the
 // refusal of a type without a kernel; and the link's bandwidth. Skips, saying
 // why, where no GPU or driver is usable; on a build without CUDA, checks the
 // clear error. tests/gpu/run.sh runs it on a GPU machine.
@@ -411,6 +412,44 @@ TEST_F(CudaBackendTest, AttentionMatchesCpuOverTilesChunksAndKvTypes) {
       if (g.sinks != nullptr) gpu_->DeviceFree(const_cast<float*>(g.sinks));
       gpu_->DeviceFree(*dout);
     }
+  }
+}
+
+// A layer's weighted expert outputs in one launch: the same bits as the CPU
+// backend (and as the AddScaled calls it replaces), with the choices in the
+// kernel's parameters (decode) and past their room, copied to the device
+// (prefill).
+TEST_F(CudaBackendTest, ScatterAddMatchesCpuBitForBit) {
+  struct Case {
+    int64_t n_tok, n;
+    int k;
+  };
+  for (const Case& c : {Case{1, 4096, 8}, Case{4, 2880, 4}, Case{40, 2048, 8}, Case{300, 1000, 2}}) {
+    const int64_t rows = c.n_tok * c.k;
+    const auto src = testing::RandomVec(rows * c.n, 31), out0 = testing::RandomVec(c.n_tok * c.n, 32);
+    const auto w = testing::RandomVec(rows, 33);
+    std::vector<ScatterChoice> choices(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) choices[size_t(i)] = {int32_t((i * 5 + 1) % rows), w[size_t(i)]};
+    auto want = out0;
+    cpu_->ScatterAdd(want.data(), src.data(), c.n, choices, c.k);
+    auto* dsrc = Upload(src);
+    auto* dout = Upload(out0);
+    gpu_->ScatterAdd(dout, dsrc, c.n, choices, c.k);
+    auto got = Download(dout, want.size());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+        << "n_tok " << c.n_tok << " n " << c.n << " k " << c.k;
+    // And the AddScaled calls on the device itself.
+    ASSERT_TRUE(gpu_->CopyToDevice(dout, out0.data(), out0.size() * sizeof(float)).ok());
+    for (int64_t t = 0; t < c.n_tok; ++t) {
+      for (int j = 0; j < c.k; ++j) {
+        const ScatterChoice& ch = choices[size_t(t * c.k + j)];
+        gpu_->AddScaled(dout + t * c.n, dsrc + int64_t(ch.row) * c.n, ch.weight, c.n);
+      }
+    }
+    got = Download(dout, want.size());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0);
+    gpu_->DeviceFree(dsrc);
+    gpu_->DeviceFree(dout);
   }
 }
 
