@@ -16,8 +16,11 @@
 // type (a layer's selected experts) run as one launch (LaunchQuantMatMulFused).
 // Long prompts dequantize weight slabs to F16 (LaunchDequantToHalf) for
 // cuBLAS. Attention is one pass over the KV cache in tiles with an online
-// softmax (no score buffer); top-k is one warp per row; a layer's weighted
-// expert outputs are added in one launch (LaunchScatterAdd).
+// softmax (no score buffer), or for a long context with few query blocks the
+// KV range split across blocks and their partial results combined
+// (flash-decoding, kernels/cuda/cuda_attention_split.h); top-k is one warp
+// per row; a layer's weighted expert outputs are added in one launch
+// (LaunchScatterAdd).
 //
 // Each kernel is checked against the CPU backend by
 // tests/kernels/cuda_backend_gpu_test.cc; the weight formats additionally on
@@ -100,6 +103,13 @@ cudaError_t LaunchStoreKv(const float* src, void* dst, bool f16, int64_t n, cuda
 // One block per (token, head), KV in tiles of 128 positions with an online
 // softmax; no scratch. Value heads up to 1024 wide (else cudaErrorInvalidValue).
 cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t s);
+// The same over `splits` blocks per (token, head), each reading a share of
+// its KV range (kernels/cuda/cuda_attention_split.h: when to split, the
+// shares, the combine), then one combine launch. `partials` is device scratch
+// of AttentionSplitBytes(a, splits). 1 <= splits <= kAttnMaxSplits.
+cudaError_t LaunchAttentionSplit(const AttentionArgs& a, int splits, float* partials,
+                                 cudaStream_t s);
+size_t AttentionSplitBytes(const AttentionArgs& a, int splits);
 // Backend::ScatterAdd in one launch: choices[n_choices] (host) travel in the
 // kernel's parameters when there are at most kScatterInlineChoices of them;
 // more must also be in device memory at `table_dev` (the same array, copied
