@@ -109,7 +109,36 @@ void Subtract(cache::CacheCounters& a, const cache::CacheCounters& b) {
   a.stall_ns -= b.stall_ns;
 }
 
+// Hybrid mode: a device backend computing the misses the miss policy gives
+// to the host from the host tier (Init decides with the same test).
+bool IsHybrid(std::string_view tier, std::string_view backend_kind, MissPolicy miss) {
+  return tier == "host" && backend_kind != "cpu" && miss != MissPolicy::kCopy;
+}
+
+// Layers of `file` with per-expert biases (gpt-oss binds gate, up and down
+// together).
+int64_t ExpertBiasLayers(const io::GgufFile& file, const model::ModelConfig& c) {
+  int64_t n = 0;
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    n += file.FindTensor(absl::StrCat("blk.", il, ".ffn_gate_exps.bias")) != nullptr;
+  }
+  return n;
+}
+
 }  // namespace
+
+std::vector<model::PlannedBuffer> CachedExpertProvider::HybridHostBuffers(
+    const model::ModelConfig& c, int64_t n_batch, int64_t biased_layers) {
+  std::vector<model::PlannedBuffer> v = ExpertFfnRunner::PlanBuffers(c, n_batch, "hybrid.");
+  v.push_back({"hybrid.x", uint64_t(n_batch * c.n_embd) * sizeof(float), 1});
+  if (biased_layers > 0) {
+    v.push_back({"hybrid.expert_bias",
+                 uint64_t(c.n_expert * (2 * c.n_ff_exp + c.n_embd)) * sizeof(float),
+                 uint64_t(biased_layers)});
+  }
+  for (model::PlannedBuffer& b : v) b.use = model::MemoryUse::kHostWorkspace;
+  return v;
+}
 
 double OffloadStats::prefetch_precision() const {
   const uint64_t used = cache.prefetch_hits + cache.prefetch_late;
@@ -226,7 +255,12 @@ absl::StatusOr<model::MemoryPlan> PlanOffloadUnchecked(const io::GgufFile& file,
   const cache::TierLoaderOptions lo = ResolveLoaderOptions(o, c.n_expert_used);
   po.staging_buffers = lo.read_into_slot ? 0 : lo.staging_buffers;
   po.host_cache = false;
-  return model::PlanMemory(file, po);
+  MOESTREAM_ASSIGN_OR_RETURN(model::MemoryPlan plan, model::PlanMemory(file, po));
+  if (IsHybrid(plan.experts_tier, o.backend_kind, o.miss_policy)) {
+    plan.host_ram =
+        CachedExpertProvider::HybridHostBuffers(c, po.n_batch, ExpertBiasLayers(file, c));
+  }
+  return plan;
 }
 
 absl::StatusOr<std::unique_ptr<CachedExpertProvider>> CachedExpertProvider::Create(
@@ -329,7 +363,7 @@ absl::Status CachedExpertProvider::Init(const io::GgufFile& file, int64_t n_batc
     return absl::OkStatus();
   }
   host_compute_ok_ = tier_ == "host" && backend_.name() == "cpu";
-  if (tier_ == "host" && backend_.name() != "cpu" && opt_.miss_policy != MissPolicy::kCopy) {
+  if (IsHybrid(tier_, backend_.name(), opt_.miss_policy)) {
     MOESTREAM_RETURN_IF_ERROR(InitHybrid(n_batch));
     host_compute_ok_ = true;
   }
@@ -495,11 +529,23 @@ model::ExpertWeights CachedExpertProvider::MappedView(int layer, int expert) con
           view(io::ExpertMatrix::kDown)};
 }
 
+uint64_t CachedExpertProvider::hybrid_host_bytes() const {
+  if (host_be_ == nullptr) return 0;
+  uint64_t b = host_be_->device_memory().used_bytes + host_x_.size() * sizeof(float);
+  for (const std::array<std::vector<float>, 3>& layer : host_bias_) {
+    for (const std::vector<float>& m : layer) b += m.size() * sizeof(float);
+  }
+  return b;
+}
+
 absl::Status CachedExpertProvider::InitHybrid(int64_t n_batch) {
   kernels::BackendOptions bo;
   bo.kind = "cpu";  // one thread per core; its memory is plain host RAM
   MOESTREAM_ASSIGN_OR_RETURN(host_be_, kernels::CreateBackend(bo));
-  MOESTREAM_ASSIGN_OR_RETURN(host_runner_, ExpertFfnRunner::Create(*host_be_, c_, n_batch));
+  // The plan's host_ram (HybridHostBuffers): runner workspaces, input rows,
+  // biases.
+  MOESTREAM_ASSIGN_OR_RETURN(host_runner_,
+                             ExpertFfnRunner::Create(*host_be_, c_, n_batch, "hybrid."));
   host_x_.resize(size_t(n_batch * c_.n_embd));
   // The routed experts' biases live on the device with the dense weights; the
   // host runner needs its own copy.

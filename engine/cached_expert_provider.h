@@ -197,6 +197,15 @@ class CachedExpertProvider final : public ExpertProvider {
   static std::vector<model::PlannedBuffer> PlanBuffers(const model::ModelConfig& c,
                                                        int64_t n_batch,
                                                        const OffloadOptions& o);
+  // Hybrid mode's host RAM (not pinned), for `biased_layers` layers with
+  // per-expert biases: the host runner's workspaces in its CPU backend
+  // ("hybrid.experts.x", ...), the step's input rows copied to the host
+  // ("hybrid.x") and a host copy of each biased layer's expert biases
+  // ("hybrid.expert_bias"). PlanOffload lists them as the plan's host_ram
+  // when the run is hybrid; InitHybrid allocates exactly them.
+  static std::vector<model::PlannedBuffer> HybridHostBuffers(const model::ModelConfig& c,
+                                                             int64_t n_batch,
+                                                             int64_t biased_layers);
   ~CachedExpertProvider() override;
 
   void OnFfnInput(int layer, const float* x, int64_t n_tok) override;
@@ -205,6 +214,9 @@ class CachedExpertProvider final : public ExpertProvider {
 
   OffloadStats stats() const;
   const model::MemoryPlan& plan() const { return plan_; }
+  // Hybrid mode's host RAM as allocated (the host runner's CPU backend's
+  // memory, input rows, bias copies): plan().host_ram_total(); 0 otherwise.
+  uint64_t hybrid_host_bytes() const;
   // The device expert cache (not with the mmap tier, which has none).
   const cache::ExpertCache& cache() const { return *cache_; }
   std::string_view tier() const { return tier_; }  // "host", "nvme" or "mmap"

@@ -9,20 +9,22 @@ ExpertProvider::~ExpertProvider() = default;
 void ExpertProvider::OnFfnInput(int, const float*, int64_t) {}
 
 std::vector<model::PlannedBuffer> ExpertFfnRunner::PlanBuffers(const model::ModelConfig& c,
-                                                               int64_t max_tokens) {
+                                                               int64_t max_tokens,
+                                                               std::string_view name_prefix) {
   const uint64_t rows = uint64_t(max_tokens * c.n_expert_used);
   const uint64_t f = sizeof(float);
   const model::MemoryUse s = model::MemoryUse::kScratch;
-  return {{"experts.x", rows * c.n_embd * f, 1, s},
-          {"experts.gate", rows * c.n_ff_exp * f, 1, s},
-          {"experts.up", rows * c.n_ff_exp * f, 1, s},
-          {"experts.y", rows * c.n_embd * f, 1, s},
-          {"experts.rows", rows * sizeof(int32_t), 1, s}};
+  auto name = [&](const char* n) { return std::string(name_prefix) + n; };
+  return {{name("experts.x"), rows * c.n_embd * f, 1, s},
+          {name("experts.gate"), rows * c.n_ff_exp * f, 1, s},
+          {name("experts.up"), rows * c.n_ff_exp * f, 1, s},
+          {name("experts.y"), rows * c.n_embd * f, 1, s},
+          {name("experts.rows"), rows * sizeof(int32_t), 1, s}};
 }
 
-absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> ExpertFfnRunner::Create(kernels::Backend& backend,
-                                                                         const model::ModelConfig& c,
-                                                                         int64_t max_tokens) {
+absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> ExpertFfnRunner::Create(
+    kernels::Backend& backend, const model::ModelConfig& c, int64_t max_tokens,
+    std::string_view name_prefix) {
   std::unique_ptr<ExpertFfnRunner> r(new ExpertFfnRunner(backend));
   r->n_embd_ = c.n_embd;
   r->n_ff_ = c.n_ff_exp;
@@ -34,7 +36,7 @@ absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> ExpertFfnRunner::Create(kernels
   const size_t rows = static_cast<size_t>(r->max_rows_);
   void* p[5] = {};
   int i = 0;
-  for (const model::PlannedBuffer& b : PlanBuffers(c, max_tokens)) {
+  for (const model::PlannedBuffer& b : PlanBuffers(c, max_tokens, name_prefix)) {
     MOESTREAM_ASSIGN_OR_RETURN(p[i], backend.DeviceAlloc(b.bytes, b.name));
     r->owned_[i] = p[i];
     ++i;
@@ -47,6 +49,7 @@ absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> ExpertFfnRunner::Create(kernels
   r->row_token_.resize(rows);
   r->row_weight_.resize(rows);
   r->choice_row_.resize(rows);
+  r->scatter_.resize(rows);
   r->counts_.resize(c.n_expert + 1);
   r->groups_.reserve(c.n_expert);
   r->jobs_.reserve(2 * c.n_expert);
@@ -152,12 +155,13 @@ void ExpertFfnRunner::Run(const float* x, int64_t n_tok, std::span<const ExpertG
 }
 
 void ExpertFfnRunner::Scatter(float* out) {
-  for (int64_t t = 0; t < n_tok_; ++t) {
-    for (int j = 0; j < k_; ++j) {
-      const int64_t row = choice_row_[t * k_ + j];
-      backend_.AddScaled(out + t * n_embd_, ys_ + row * n_embd_, row_weight_[row], n_embd_);
-    }
+  const size_t n = size_t(n_tok_ * k_);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t row = choice_row_[i];
+    scatter_[i] = {static_cast<int32_t>(row), row_weight_[size_t(row)]};
   }
+  backend_.ScatterAdd(out, ys_, n_embd_, std::span<const kernels::ScatterChoice>(scatter_.data(), n),
+                      k_);
 }
 
 absl::StatusOr<std::unique_ptr<ResidentExpertProvider>> ResidentExpertProvider::Create(

@@ -24,6 +24,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -61,17 +62,20 @@ struct ExpertGroup {
 // Grouped expert FFN on one backend with preallocated workspaces: tokens
 // are sorted by expert so each expert's matrices are read once per layer
 // (prefill), and all selected experts' products are issued as one
-// MatMulBatch. Scatter adds the outputs in token-major, choice order, so the
-// result does not depend on the order in which groups were run.
+// MatMulBatch. Scatter adds the outputs in token-major, choice order (one
+// ScatterAdd), so the result does not depend on the order in which groups
+// were run.
 class ExpertFfnRunner {
  public:
-  // Workspaces for up to `max_tokens` tokens of `c.n_expert_used` choices.
-  static absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> Create(kernels::Backend& backend,
-                                                                 const model::ModelConfig& c,
-                                                                 int64_t max_tokens);
+  // Workspaces for up to `max_tokens` tokens of `c.n_expert_used` choices,
+  // named "<name_prefix>experts.x" and so on.
+  static absl::StatusOr<std::unique_ptr<ExpertFfnRunner>> Create(
+      kernels::Backend& backend, const model::ModelConfig& c, int64_t max_tokens,
+      std::string_view name_prefix = "");
   // The device workspaces Create() allocates, in order.
   static std::vector<model::PlannedBuffer> PlanBuffers(const model::ModelConfig& c,
-                                                       int64_t max_tokens);
+                                                       int64_t max_tokens,
+                                                       std::string_view name_prefix = "");
   ~ExpertFfnRunner();
   ExpertFfnRunner(const ExpertFfnRunner&) = delete;
   ExpertFfnRunner& operator=(const ExpertFfnRunner&) = delete;
@@ -88,8 +92,8 @@ class ExpertFfnRunner {
   // (w[i] for groups[i]). Gathers the rows of x first when n_tok > 1.
   void Run(const float* x, int64_t n_tok, std::span<const ExpertGroup> groups,
            std::span<const model::ExpertWeights* const> w);
-  // out[t] += weight * y for every choice, t-major then j: call once every
-  // group has been Run.
+  // out[t] += weight * y for every choice, t-major then j (one
+  // Backend::ScatterAdd): call once every group has been Run.
   void Scatter(float* out);
   // The output rows [rows, n_embd] (row = ExpertGroup::first_row + i), in
   // this runner's backend memory: hybrid mode copies rows computed by a host
@@ -116,6 +120,7 @@ class ExpertFfnRunner {
   std::vector<int32_t> row_token_;
   std::vector<float> row_weight_;
   std::vector<int64_t> choice_row_;
+  std::vector<kernels::ScatterChoice> scatter_;  // Scatter's (row, weight) per choice
   std::vector<int64_t> counts_;
   std::vector<ExpertGroup> groups_;
   std::vector<kernels::MatMulJob> jobs_;

@@ -150,6 +150,12 @@ struct AttentionArgs {
   const float* sinks = nullptr;
 };
 
+// One weighted row of a ScatterAdd: row `row` of the source, times `weight`.
+struct ScatterChoice {
+  int32_t row = 0;
+  float weight = 0.0f;
+};
+
 // Most compute threads a backend accepts (a flag of 99999999 is a typo, not a
 // machine).
 inline constexpr int kMaxThreads = 1024;
@@ -258,8 +264,18 @@ class Backend {
   // overlap). Splits and joins per-head parts of activations.
   virtual void Copy2D(float* dst, int64_t dst_stride, const float* src, int64_t src_stride,
                       int64_t rows, int64_t cols) = 0;
-  // y += s * x
+  // y += s * x, rounded after the product and after the sum (no fused
+  // multiply-add), so every backend gives the same bits.
   virtual void AddScaled(float* y, const float* x, float s, int64_t n) = 0;
+  // The weighted sum of a layer's expert outputs: for each token t <
+  // choices.size() / k, out[t, :] += c.weight * src[c.row, :] for its k choices
+  // c = choices[t*k + j] in order j = 0, 1, ..., k-1, each added as AddScaled
+  // adds: the same bits as those AddScaled calls in that order. out
+  // [n_tok, n] and src [rows, n] are device memory; `choices` is host memory,
+  // read before the call returns. Default: the AddScaled calls; the CPU
+  // backend makes one pass over the elements, the CUDA backend one launch.
+  virtual void ScatterAdd(float* out, const float* src, int64_t n,
+                          std::span<const ScatterChoice> choices, int k);
   // out[i, :] = dequant(table row ids[i]), table of n_out rows × n_in.
   virtual void GetRows(const WeightView& table, const int32_t* ids, int64_t n,
                        float* out) = 0;

@@ -32,6 +32,15 @@ void Backend::TopKRows(const float* x, int64_t rows, int64_t n, int k, bool reno
   }
 }
 
+void Backend::ScatterAdd(float* out, const float* src, int64_t n,
+                         std::span<const ScatterChoice> choices, int k) {
+  if (k <= 0) return;
+  for (size_t i = 0; i < choices.size(); ++i) {
+    const ScatterChoice& c = choices[i];
+    AddScaled(out + int64_t(i / size_t(k)) * n, src + int64_t(c.row) * n, c.weight, n);
+  }
+}
+
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const BackendOptions& o) {
   MOESTREAM_RETURN_IF_ERROR(o.Validate());
   if (o.kind == "cpu") return CreateCpuBackend(o);

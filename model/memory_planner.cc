@@ -24,6 +24,7 @@ std::string_view MemoryUseName(MemoryUse u) {
     case MemoryUse::kReaderRing: return "reader_ring";
     case MemoryUse::kHostTier: return "host_tier";
     case MemoryUse::kHostCache: return "host_cache";
+    case MemoryUse::kHostWorkspace: return "host_workspace";
   }
   return "?";
 }
@@ -228,6 +229,10 @@ std::string MemoryPlan::Text() const {
     if (b == 0) continue;
     absl::StrAppendFormat(&s, "  %-13s %s (%d B)\n", MemoryUseName(u), FormatBytes(b), b);
   }
+  if (!host_ram.empty()) {
+    absl::StrAppend(&s, "host RAM        ", FormatBytes(host_ram_total()), " (",
+                    host_ram_total(), " B, not pinned: hybrid host compute's workspaces)\n");
+  }
   std::string tiers;
   if (experts_total > 0) {
     tiers = absl::StrCat("device ", slots_global);
@@ -281,6 +286,8 @@ std::string MemoryPlan::Json() const {
   };
   j["device"] = list(device);
   j["host"] = list(host);
+  j["host_ram_total_bytes"] = host_ram_total();
+  j["host_ram"] = list(host_ram);
   j["fits"] = fits;
   j["message"] = message;
   return j.dump();

@@ -19,6 +19,9 @@
 // budget the planner accepts always runs. Tests check both over hundreds of
 // random shapes, budgets and tiers.
 //
+// Hybrid mode's host compute allocates plain host RAM (its workspaces): the
+// plan lists it apart (host_ram), outside both budgets.
+//
 // Device = fixed buffers (resident weights as uploaded, KV cache, scratch)
 // + expert slots, each `slot_bytes` (the largest expert blob rounded up to
 // 256 bytes) until the budget or the number of experts is reached.
@@ -58,6 +61,7 @@ enum class MemoryUse : uint8_t {
   kReaderRing,   // the NVMe reader's registered buffers (host)
   kHostTier,     // routed experts held in pinned host memory (host)
   kHostCache,    // slots of the host expert cache between NVMe and device (host)
+  kHostWorkspace,  // host compute's workspaces in plain host RAM (hybrid mode)
 };
 std::string_view MemoryUseName(MemoryUse u);
 
@@ -137,8 +141,13 @@ struct MemoryPlan {
   // Every allocation, in the order the run makes them.
   std::vector<PlannedBuffer> device;
   std::vector<PlannedBuffer> host;
+  // Plain (unpinned) host RAM the run allocates besides the pinned plan:
+  // hybrid mode's host compute workspaces, which engine::PlanOffload lists
+  // (CachedExpertProvider::HybridHostBuffers). Counted against neither budget.
+  std::vector<PlannedBuffer> host_ram;
   uint64_t device_total() const { return TotalBytes(device); }
   uint64_t host_total() const { return TotalBytes(host); }
+  uint64_t host_ram_total() const { return TotalBytes(host_ram); }
 
   bool fits = false;
   std::string message;              // one line: why it does not fit, or a summary

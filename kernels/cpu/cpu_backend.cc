@@ -262,6 +262,16 @@ class CpuBackend : public Backend {
     ParallelRange(pool_, n, kElementwiseGrain,
                   [&](int64_t b, int64_t e) { cpu::AddScaledRange(y, x, s, b, e); });
   }
+  // One pass (one pool hand-off) over every token's elements instead of
+  // n_tok * k AddScaled calls; each element's choices in order j: same bits.
+  void ScatterAdd(float* out, const float* src, int64_t n, std::span<const ScatterChoice> choices,
+                  int k) override {
+    if (k <= 0 || n <= 0) return;
+    const int64_t n_tok = int64_t(choices.size()) / k;
+    ParallelRange(pool_, n_tok * n, kElementwiseGrain, [&](int64_t b, int64_t e) {
+      cpu::ScatterAddRange(out, src, n, choices.data(), k, b, e);
+    });
+  }
   void GetRows(const WeightView& table, const int32_t* ids, int64_t n, float* out) override {
     const size_t rb = RowBytes(table.type, table.n_in);
     ParallelRange(pool_, n, 8, [&](int64_t b, int64_t e) {

@@ -165,6 +165,18 @@ void AddScaledRange(float* y, const float* x, float s, int64_t begin, int64_t en
   for (int64_t i = begin; i < end; ++i) y[i] += s * x[i];
 }
 
+void ScatterAddRange(float* out, const float* src, int64_t n, const ScatterChoice* choices, int k,
+                     int64_t begin, int64_t end) {
+  for (int64_t t = begin / n; t * n < end; ++t) {
+    const int64_t b = std::max(begin, t * n) - t * n, e = std::min(end, (t + 1) * n) - t * n;
+    float* y = out + t * n;
+    for (int j = 0; j < k; ++j) {
+      const ScatterChoice& c = choices[t * k + j];
+      AddScaledRange(y, src + int64_t(c.row) * n, c.weight, b, e);
+    }
+  }
+}
+
 void StoreKvRange(const float* src, void* dst, GgmlType kv_type, int64_t begin, int64_t end) {
   if (kv_type == GgmlType::kF16) {
     uint16_t* d = static_cast<uint16_t*>(dst);

@@ -37,6 +37,10 @@ void AddBiasRows(float* x, const float* bias, int64_t n, int64_t begin, int64_t 
 void AddRange(const float* a, const float* b, float* out, int64_t begin, int64_t end);
 void ScaleRange(float* x, float s, int64_t begin, int64_t end);
 void AddScaledRange(float* y, const float* x, float s, int64_t begin, int64_t end);
+// Elements [begin, end) of the flattened out[n_tok, n] of Backend::ScatterAdd:
+// each element's k choices added in order j (the bits of k AddScaledRange calls).
+void ScatterAddRange(float* out, const float* src, int64_t n, const ScatterChoice* choices, int k,
+                     int64_t begin, int64_t end);
 void StoreKvRange(const float* src, void* dst, GgmlType kv_type, int64_t begin, int64_t end);
 
 // Row kernels of attention over one KV row of d elements (F32 or F16 KV):

@@ -15,7 +15,11 @@
 // layer's selected experts), or for prompts of kGemmMinTokens or more tokens
 // weight slabs dequantized to F16 and cuBLAS when the scratch fits the budget.
 // A weight type without a kernel is refused by CanCompute (so the loader
-// refuses the model) and, should one reach an op anyway, fails the op loudly. Streams and events wrap cudaStream_t/cudaEvent_t;
+// refuses the model) and, should one reach an op anyway, fails the op loudly.
+// Attention splits a long context's KV range across blocks when its
+// (token, head) blocks alone would leave SMs idle (the SM count is read at
+// Init), its partial results in the op scratch. ScatterAdd is one launch.
+// Streams and events wrap cudaStream_t/cudaEvent_t;
 // the link is cudaMemcpyAsync on caller-created copy streams, and its busy
 // time is measured with timing events around each copy, collected lazily.
 #include "kernels/cuda/cuda_backend.h"
@@ -34,6 +38,7 @@
 #include "absl/strings/str_format.h"
 #include "base/status_macros.h"
 #include "base/strings.h"
+#include "kernels/cuda/cuda_attention_split.h"
 #include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_quant.h"
 
@@ -478,9 +483,44 @@ class CudaBackend : public Backend {
     NoteError(cuda::LaunchStoreKv(src, dst, kv_type == GgmlType::kF16, n, cs()), "store_kv",
               &sticky_);
   }
+  // One weighted sum of a layer's expert outputs, one launch: the choices in
+  // the kernel's parameters, or (prefill) copied once into the op scratch.
+  void ScatterAdd(float* out, const float* src, int64_t n, std::span<const ScatterChoice> choices,
+                  int k) override {
+    const ScatterChoice* table = nullptr;
+    if (choices.size() > size_t(cuda::kScatterInlineChoices)) {
+      const size_t bytes = choices.size_bytes();
+      void* t = Scratch(bytes);
+      if (t == nullptr) return;
+      // Pageable source: copied out before the call returns; stream-ordered
+      // before the kernel, and after any earlier op that used the scratch.
+      NoteError(cudaMemcpyAsync(t, choices.data(), bytes, cudaMemcpyHostToDevice, cs()),
+                "scatter choices", &sticky_);
+      table = static_cast<const ScatterChoice*>(t);
+    }
+    NoteError(cuda::LaunchScatterAdd(out, src, n, choices.data(), int64_t(choices.size()), k,
+                                     table, cs()),
+              "scatter_add", &sticky_);
+  }
   void Attention(const AttentionArgs& a) override {
     const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
     if (dv <= kFlashMaxHeadDimV) {
+      // A long context with few (token, head) blocks: the KV range split
+      // across blocks (flash-decoding); else one pass.
+      int splits = cuda::AttentionSplits(
+          a.n_tok, a.n_head, cuda::AttentionKvSpan(a.pos0, a.n_tok, a.window, a.chunk), sm_count_);
+      if (splits > 1 && adopted_ != nullptr) {
+        // Within the engine's planned scratch: fewer splits rather than more memory.
+        splits = int(std::min<size_t>(size_t(splits),
+                                      adopted_bytes_ / cuda::AttentionSplitBytes(a, 1)));
+      }
+      if (splits > 1) {
+        auto* partials = static_cast<float*>(TryScratch(cuda::AttentionSplitBytes(a, splits)));
+        if (partials != nullptr) {
+          NoteError(cuda::LaunchAttentionSplit(a, splits, partials, cs()), "attention", &sticky_);
+          return;
+        }
+      }
       NoteError(cuda::LaunchAttention(a, cs()), "attention", &sticky_);
       return;
     }
@@ -514,6 +554,9 @@ class CudaBackend : public Backend {
       return absl::UnavailableError("cublasCreate failed");
     }
     cublasSetStream(cublas_, s);
+    if (cudaDeviceGetAttribute(&sm_count_, cudaDevAttrMultiProcessorCount, 0) != cudaSuccess) {
+      sm_count_ = 0;  // unknown: attention stays one pass
+    }
     return absl::OkStatus();
   }
 
@@ -643,6 +686,7 @@ class CudaBackend : public Backend {
   uint64_t host_used_ = 0, host_high_water_ = 0;
   std::unique_ptr<CudaStream> compute_;
   cublasHandle_t cublas_ = nullptr;
+  int sm_count_ = 0;  // streaming multiprocessors (attention's split choice)
   void* scratch_ = nullptr;  // ours, from the arena
   size_t scratch_bytes_ = 0;
   void* adopted_ = nullptr;  // the engine's (AdoptOpScratch)

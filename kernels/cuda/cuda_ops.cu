@@ -3,16 +3,21 @@
 // are tested against are in kernels/cuda/cuda_ops.h. Numerical choices: F32
 // accumulation everywhere; softmax subtracts the row max; attention keeps a
 // running max and rescales its sums per KV tile (online softmax, the same
-// result as the two-pass form up to rounding); top-k breaks ties to the lower
-// index as the CPU backend does; RoPE angles are computed in F32 from the
-// same formulas as the CPU backend (YaRN ramp and magnitude scale as
-// llama.cpp reads them from GGUF).
+// result as the two-pass form up to rounding), and split over a long context
+// rescales each share's partial sums once more in the combine
+// (cuda_attention_split.h); AddScaled and ScatterAdd round the product and
+// the sum separately (__fmul_rn, __fadd_rn: no FMA), the CPU backend's bits;
+// top-k breaks ties to the lower index as the CPU backend does; RoPE angles
+// are computed in F32 from the same formulas as the CPU backend (YaRN ramp
+// and magnitude scale as llama.cpp reads them from GGUF).
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 
+#include "kernels/cuda/cuda_attention_split.h"
 #include "kernels/cuda/cuda_ops.h"
 
 namespace moestream::kernels::cuda {
@@ -239,7 +244,7 @@ __global__ void AddBiasKernel(float* x, const float* b, int64_t rows, int64_t n)
 
 __global__ void AddScaledKernel(float* y, const float* x, float s, int64_t n) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (i < n) y[i] += s * x[i];
+  if (i < n) y[i] = __fadd_rn(y[i], __fmul_rn(s, x[i]));  // no FMA: the CPU's bits
 }
 __global__ void StoreKvKernel(const float* src, void* dst, bool f16, int64_t n) {
   int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
@@ -298,24 +303,29 @@ __global__ void AttentionReferenceKernel(AttentionArgs a, bool f16, float* score
 }
 
 constexpr int kAttnThreads = 128;
-constexpr int kAttnTile = 128;
 constexpr int kAttnAccPerThread = 8;  // value heads up to 1024 wide
 
-// Flash-style attention: one block per (query token, head); the KV cache is
-// read once in tiles of kAttnTile positions. Per tile: each warp computes
-// scores of a quarter of the positions (lanes over head_dim: coalesced K
-// reads), the block's running max and sum are rescaled (online softmax), and
-// each thread accumulates its value dimensions. Shared: q and one tile of
-// probabilities.
-__global__ void __launch_bounds__(kAttnThreads) FlashAttentionKernel(AttentionArgs a, bool f16) {
+// Flash-style attention: one block per (query token, head) and, split
+// (kPartial), per share of its KV range (blockIdx.y of gridDim.y splits,
+// cuda_attention_split.h); the KV positions are read once in tiles of
+// kAttnTile. Per tile: each warp computes scores of a quarter of the
+// positions (lanes over head_dim: coalesced K reads), the block's running max
+// and sum are rescaled (online softmax), and each thread accumulates its
+// value dimensions. Shared: q and one tile of probabilities. One pass
+// (!kPartial) normalises and writes `out`; a split writes its partial record
+// (m, l, unnormalised acc) to `partials` for AttentionCombineKernel.
+template <bool kPartial>
+__global__ void __launch_bounds__(kAttnThreads) FlashAttentionKernel(AttentionArgs a, bool f16,
+                                                                     float* partials) {
   extern __shared__ float smem[];
   float* qs = smem;
   float* ps = smem + a.head_dim;
   const int64_t t = blockIdx.x / a.n_head, h = blockIdx.x % a.n_head;
   const int64_t kh = h / (a.n_head / a.n_kv_head);
-  const int64_t n_kv = a.pos0 + t + 1;
+  int64_t n_kv = a.pos0 + t + 1;
   int64_t j0 = a.chunk > 0 ? (a.pos0 + t) / a.chunk * a.chunk : 0;  // chunked local attention
   if (a.window > 0) j0 = max(j0, a.pos0 + t - a.window + 1);          // sliding window
+  if (kPartial) SplitRange(j0, n_kv, int(blockIdx.y), int(gridDim.y), &j0, &n_kv);
   const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
   const int64_t row = a.n_kv_head * a.head_dim;
   const int64_t vrow = a.n_kv_head * dv;
@@ -363,6 +373,21 @@ __global__ void __launch_bounds__(kAttnThreads) FlashAttentionKernel(AttentionAr
     }
     __syncthreads();  // the next tile overwrites ps
   }
+  if (kPartial) {
+    // The sink joins in the combine; an empty share leaves m = -inf, l = 0.
+    const int64_t stride = PartialStride(dv);
+    float* rec = partials + (static_cast<int64_t>(blockIdx.x) * gridDim.y + blockIdx.y) * stride;
+    if (tid == 0) {
+      rec[0] = m;
+      rec[1] = l;
+    }
+#pragma unroll
+    for (int ii = 0; ii < kAttnAccPerThread; ++ii) {
+      const int64_t d = tid + static_cast<int64_t>(ii) * kAttnThreads;
+      if (d < dv) rec[2 + d] = acc[ii];
+    }
+    return;
+  }
   // An attention sink: one more logit in the denominator, without a value.
   float corr = 1.0f;
   if (a.sinks != nullptr) {
@@ -376,6 +401,46 @@ __global__ void __launch_bounds__(kAttnThreads) FlashAttentionKernel(AttentionAr
   for (int ii = 0; ii < kAttnAccPerThread; ++ii) {
     const int64_t d = tid + static_cast<int64_t>(ii) * kAttnThreads;
     if (d < dv) o[d] = acc[ii] * corr / l;
+  }
+}
+
+// Joins the `splits` partial records of each (token, head): one block each,
+// threads over the value dimensions (cuda_attention_split.h's combine).
+__global__ void AttentionCombineKernel(AttentionArgs a, int splits, const float* partials) {
+  const int64_t h = blockIdx.x % a.n_head;
+  const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
+  const int64_t stride = PartialStride(dv);
+  const float* rec = partials + static_cast<int64_t>(blockIdx.x) * splits * stride;
+  const float sink = a.sinks != nullptr ? a.sinks[h] : -INFINITY;
+  const float mx = CombineMax(rec, splits, stride, sink);
+  const float den = CombineDenominator(rec, splits, stride, mx, sink);
+  float* o = a.out + static_cast<int64_t>(blockIdx.x) * dv;
+  for (int64_t d = threadIdx.x; d < dv; d += blockDim.x) {
+    o[d] = CombineOutput(rec, splits, stride, mx, den, d);
+  }
+}
+
+// One thread per element of out[n_tok, n]: a token's k choices added in
+// order j, each product and sum rounded on its own (no FMA), as AddScaled.
+// The choices come from the kernel parameter (kInline) or device memory.
+struct ScatterInline {
+  ScatterChoice c[kScatterInlineChoices];
+};
+template <bool kInline>
+__global__ void ScatterAddKernel(float* out, const float* src, int64_t n, int64_t n_tok, int k,
+                                 const ScatterChoice* table,
+                                 const __grid_constant__ ScatterInline inl) {
+  const ScatterChoice* choices = kInline ? inl.c : table;
+  for (int64_t t = blockIdx.y; t < n_tok; t += gridDim.y) {
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+      float acc = out[t * n + i];
+      for (int j = 0; j < k; ++j) {
+        const ScatterChoice c = choices[t * k + j];
+        acc = __fadd_rn(acc, __fmul_rn(c.weight, src[static_cast<int64_t>(c.row) * n + i]));
+      }
+      out[t * n + i] = acc;
+    }
   }
 }
 
@@ -454,8 +519,51 @@ cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t s) {
   }
   if (a.n_tok * a.n_head == 0) return cudaSuccess;
   const size_t smem = static_cast<size_t>(a.head_dim + kAttnTile) * sizeof(float);
-  FlashAttentionKernel<<<static_cast<unsigned>(a.n_tok * a.n_head), kAttnThreads, smem, s>>>(
-      a, a.kv_type == GgmlType::kF16);
+  FlashAttentionKernel<false><<<static_cast<unsigned>(a.n_tok * a.n_head), kAttnThreads, smem, s>>>(
+      a, a.kv_type == GgmlType::kF16, nullptr);
+  return cudaGetLastError();
+}
+
+cudaError_t LaunchAttentionSplit(const AttentionArgs& a, int splits, float* partials,
+                                 cudaStream_t s) {
+  const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
+  if (dv > int64_t(kAttnThreads) * kAttnAccPerThread || a.n_kv_head <= 0 ||
+      a.n_head % a.n_kv_head != 0 || splits < 1 || splits > kAttnMaxSplits) {
+    return cudaErrorInvalidValue;
+  }
+  if (a.n_tok * a.n_head == 0) return cudaSuccess;
+  const size_t smem = static_cast<size_t>(a.head_dim + kAttnTile) * sizeof(float);
+  const dim3 grid(static_cast<unsigned>(a.n_tok * a.n_head), static_cast<unsigned>(splits));
+  FlashAttentionKernel<true><<<grid, kAttnThreads, smem, s>>>(a, a.kv_type == GgmlType::kF16,
+                                                              partials);
+  cudaError_t e = cudaGetLastError();
+  if (e != cudaSuccess) return e;
+  AttentionCombineKernel<<<static_cast<unsigned>(a.n_tok * a.n_head), kAttnThreads, 0, s>>>(
+      a, splits, partials);
+  return cudaGetLastError();
+}
+
+size_t AttentionSplitBytes(const AttentionArgs& a, int splits) {
+  const int64_t dv = a.head_dim_v > 0 ? a.head_dim_v : a.head_dim;
+  return static_cast<size_t>(a.n_tok * a.n_head * splits * PartialStride(dv)) * sizeof(float);
+}
+
+cudaError_t LaunchScatterAdd(float* out, const float* src, int64_t n,
+                             const ScatterChoice* choices, int64_t n_choices, int k,
+                             const ScatterChoice* table_dev, cudaStream_t s) {
+  if (k <= 0 || n <= 0 || n_choices <= 0) return cudaSuccess;
+  if (n_choices % k != 0) return cudaErrorInvalidValue;
+  const int64_t n_tok = n_choices / k;
+  const dim3 grid(static_cast<unsigned>(std::min<int64_t>(Blocks(n), 65535)),
+                  static_cast<unsigned>(std::min<int64_t>(n_tok, 65535)));
+  ScatterInline inl{};
+  if (n_choices <= kScatterInlineChoices) {
+    for (int64_t i = 0; i < n_choices; ++i) inl.c[i] = choices[i];
+    ScatterAddKernel<true><<<grid, kThreads, 0, s>>>(out, src, n, n_tok, k, nullptr, inl);
+    return cudaGetLastError();
+  }
+  if (table_dev == nullptr) return cudaErrorInvalidValue;
+  ScatterAddKernel<false><<<grid, kThreads, 0, s>>>(out, src, n, n_tok, k, table_dev, inl);
   return cudaGetLastError();
 }
 

@@ -16,7 +16,11 @@
 // type (a layer's selected experts) run as one launch (LaunchQuantMatMulFused).
 // Long prompts dequantize weight slabs to F16 (LaunchDequantToHalf) for
 // cuBLAS. Attention is one pass over the KV cache in tiles with an online
-// softmax (no score buffer); top-k is one warp per row.
+// softmax (no score buffer), or for a long context with few query blocks the
+// KV range split across blocks and their partial results combined
+// (flash-decoding, kernels/cuda/cuda_attention_split.h); top-k is one warp
+// per row; a layer's weighted expert outputs are added in one launch
+// (LaunchScatterAdd).
 //
 // Each kernel is checked against the CPU backend by
 // tests/kernels/cuda_backend_gpu_test.cc; the weight formats additionally on
@@ -99,6 +103,22 @@ cudaError_t LaunchStoreKv(const float* src, void* dst, bool f16, int64_t n, cuda
 // One block per (token, head), KV in tiles of 128 positions with an online
 // softmax; no scratch. Value heads up to 1024 wide (else cudaErrorInvalidValue).
 cudaError_t LaunchAttention(const AttentionArgs& a, cudaStream_t s);
+// The same over `splits` blocks per (token, head), each reading a share of
+// its KV range (kernels/cuda/cuda_attention_split.h: when to split, the
+// shares, the combine), then one combine launch. `partials` is device scratch
+// of AttentionSplitBytes(a, splits). 1 <= splits <= kAttnMaxSplits.
+cudaError_t LaunchAttentionSplit(const AttentionArgs& a, int splits, float* partials,
+                                 cudaStream_t s);
+size_t AttentionSplitBytes(const AttentionArgs& a, int splits);
+// Backend::ScatterAdd in one launch: choices[n_choices] (host) travel in the
+// kernel's parameters when there are at most kScatterInlineChoices of them;
+// more must also be in device memory at `table_dev` (the same array, copied
+// by the caller). One thread per output element adds a token's k choices in
+// order, product and sum each rounded (no FMA): AddScaled's bits.
+inline constexpr int kScatterInlineChoices = 256;
+cudaError_t LaunchScatterAdd(float* out, const float* src, int64_t n,
+                             const ScatterChoice* choices, int64_t n_choices, int k,
+                             const ScatterChoice* table_dev, cudaStream_t s);
 // `scores` is device scratch of n_tok * n_head * (pos0 + n_tok) floats.
 cudaError_t LaunchAttentionReference(const AttentionArgs& a, float* scores, cudaStream_t s);
 

@@ -91,6 +91,65 @@ TEST(HybridTest, MissesComputedOnTheHostWhileTheDeviceWorksMatchTheResidentRun) 
   ASSERT_EQ(got.size(), want.size());
   EXPECT_EQ(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)), 0);
   EXPECT_GT((*p)->stats().host_computed, 0u);
+
+  // The host compute's workspaces are host RAM the plan lists (apart from
+  // the pinned buffers), and the plan is what was allocated.
+  const model::MemoryPlan& plan = (*p)->plan();
+  ASSERT_FALSE(plan.host_ram.empty());
+  EXPECT_EQ(plan.host_ram_total(),
+            model::TotalBytes(CachedExpertProvider::HybridHostBuffers(*c, eo.n_batch, 0)));
+  EXPECT_EQ((*p)->hybrid_host_bytes(), plan.host_ram_total());
+  EXPECT_NE(plan.Json().find("\"hybrid.experts.x\""), std::string::npos) << plan.Json();
+  EXPECT_NE(plan.Text().find("host RAM"), std::string::npos) << plan.Text();
+}
+
+// Only a hybrid run plans host RAM: a device backend with misses given to the
+// host, experts in the host tier.
+TEST(HybridTest, HostRamIsPlannedOnlyForAHybridRun) {
+  const std::string dir = testing::SharedPath("reference/qwen3moe-tiny-a");
+  auto f = io::GgufFile::Open(dir + "/qwen3moe-tiny-a.gguf");
+  ASSERT_TRUE(f.ok()) << f.status();
+  auto c = model::ReadModelConfig(*f);
+  ASSERT_TRUE(c.ok()) << c.status();
+  OffloadOptions o;
+  o.experts_on = "host";
+  o.device_budget_bytes = uint64_t{1} << 30;
+  o.n_ctx = 256;
+  struct Case {
+    const char* backend;
+    MissPolicy miss;
+    bool hybrid;
+  };
+  for (const Case& k : {Case{"cuda", MissPolicy::kAuto, true}, Case{"cuda", MissPolicy::kHost, true},
+                        Case{"cuda", MissPolicy::kCopy, false}, Case{"cpu", MissPolicy::kHost, false}}) {
+    o.backend_kind = k.backend;
+    o.miss_policy = k.miss;
+    auto plan = PlanOffload(*f, o, 64);
+    ASSERT_TRUE(plan.ok()) << plan.status();
+    EXPECT_EQ(plan->host_ram.empty(), !k.hybrid) << k.backend << " " << MissPolicyName(k.miss);
+    if (k.hybrid) {
+      EXPECT_EQ(plan->host_ram_total(),
+                model::TotalBytes(CachedExpertProvider::HybridHostBuffers(*c, 64, 0)));
+      for (const model::PlannedBuffer& b : plan->host_ram) {
+        EXPECT_EQ(b.use, model::MemoryUse::kHostWorkspace) << b.name;
+      }
+    }
+  }
+  // Per-expert biases (gpt-oss) add a host copy per biased layer.
+  const std::string gdir = testing::SharedPath("reference/gpt-oss-tiny-a");
+  auto g = io::GgufFile::Open(gdir + "/gpt-oss-tiny-a.gguf");
+  ASSERT_TRUE(g.ok()) << g.status();
+  auto gc = model::ReadModelConfig(*g);
+  ASSERT_TRUE(gc.ok()) << gc.status();
+  o.backend_kind = "cuda";
+  o.miss_policy = MissPolicy::kAuto;
+  auto gplan = PlanOffload(*g, o, 64);
+  ASSERT_TRUE(gplan.ok()) << gplan.status();
+  ASSERT_FALSE(gplan->host_ram.empty());
+  const model::PlannedBuffer& bias = gplan->host_ram.back();
+  ASSERT_EQ(bias.name, "hybrid.expert_bias");
+  EXPECT_EQ(bias.count, uint64_t(gc->n_layer));
+  EXPECT_EQ(bias.bytes, uint64_t(gc->n_expert * (2 * gc->n_ff_exp + gc->n_embd)) * sizeof(float));
 }
 
 }  // namespace

@@ -2,7 +2,8 @@
 // itself checked against scalar references), op by op with per-type
 // tolerances: every weight type with a CUDA kernel in MatMul (decode, token
 // tiles, the prefill GEMM path), the fused expert batch, GetRows, top-k,
-// flash attention, RoPE and the element-wise ops; the scratch budget; the
+// flash attention (one pass and split over long contexts), the fused
+// scatter of expert outputs (bit for bit), RoPE and the element-wise ops; the scratch budget; the
 // refusal of a type without a kernel; and the link's bandwidth. Skips, saying
 // why, where no GPU or driver is usable; on a build without CUDA, checks the
 // clear error. tests/gpu/run.sh runs it on a GPU machine.
@@ -14,8 +15,10 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <random>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -27,7 +30,9 @@
 #ifdef MOESTREAM_HAVE_CUDA
 #include <cuda_runtime.h>
 
+#include "kernels/cuda/cuda_attention_split.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/cuda_quant.h"
 #endif
 
@@ -347,70 +352,163 @@ TEST_F(CudaBackendTest, TopKRowsMatchesCpuIncludingTies) {
   }
 }
 
+// One attention call: q, K and V random (F32 or F16 cache), run on the CPU
+// backend and on the backend under test (`run`, by default its Attention),
+// the outputs compared element by element within 1e-4.
+struct AttnCase {
+  int64_t n_tok, n_head, n_kv, hd, hd_v, pos0, chunk;
+  int64_t window = 0;  // sliding window (gpt-oss)
+  bool sinks = false;  // attention sinks (gpt-oss)
+};
+
+void CheckAttentionAgainstCpu(Backend& gpu, Backend& cpu, const AttnCase& c, GgmlType kv,
+                              uint32_t seed, const std::function<void(const AttentionArgs&)>& run,
+                              const std::string& what) {
+  const int64_t ctx = c.pos0 + c.n_tok, dv = c.hd_v > 0 ? c.hd_v : c.hd;
+  std::vector<float> q = testing::RandomVec(c.n_tok * c.n_head * c.hd, seed);
+  std::vector<float> k = testing::RandomVec(ctx * c.n_kv * c.hd, seed + 1);
+  std::vector<float> v = testing::RandomVec(ctx * c.n_kv * dv, seed + 2);
+  std::vector<float> sinks = testing::RandomVec(c.n_head, seed + 3, 2.0f);
+  const size_t es = kv == GgmlType::kF16 ? 2 : 4;
+  std::vector<uint8_t> kc(k.size() * es), vc(v.size() * es);
+  cpu.StoreKv(k.data(), kc.data(), kv, int64_t(k.size()));
+  cpu.StoreKv(v.data(), vc.data(), kv, int64_t(v.size()));
+  std::vector<float> ref(c.n_tok * c.n_head * dv);
+  AttentionArgs a;
+  a.q = q.data();
+  a.k_cache = kc.data();
+  a.v_cache = vc.data();
+  a.kv_type = kv;
+  a.n_tok = c.n_tok;
+  a.n_head = c.n_head;
+  a.n_kv_head = c.n_kv;
+  a.head_dim = c.hd;
+  a.head_dim_v = c.hd_v;
+  a.pos0 = c.pos0;
+  a.chunk = c.chunk;
+  a.window = c.window;
+  a.sinks = c.sinks ? sinks.data() : nullptr;
+  a.scale = 1.0f / std::sqrt(float(c.hd));
+  a.out = ref.data();
+  cpu.Attention(a);
+  std::vector<void*> owned;
+  auto upload = [&](const void* src, size_t bytes) {
+    auto p = gpu.DeviceAlloc(bytes, "test");
+    EXPECT_TRUE(p.ok()) << p.status();
+    EXPECT_TRUE(gpu.CopyToDevice(*p, src, bytes).ok());
+    owned.push_back(*p);
+    return *p;
+  };
+  AttentionArgs g = a;
+  g.q = static_cast<const float*>(upload(q.data(), q.size() * sizeof(float)));
+  g.k_cache = upload(kc.data(), kc.size());
+  g.v_cache = upload(vc.data(), vc.size());
+  if (c.sinks) g.sinks = static_cast<const float*>(upload(sinks.data(), sinks.size() * sizeof(float)));
+  g.out = static_cast<float*>(upload(ref.data(), ref.size() * sizeof(float)));
+  if (run) {
+    run(g);
+  } else {
+    gpu.Attention(g);
+  }
+  std::vector<float> got(ref.size());
+  ASSERT_TRUE(gpu.CopyToHost(got.data(), g.out, got.size() * sizeof(float)).ok());
+  for (size_t i = 0; i < ref.size(); ++i) {
+    ASSERT_NEAR(got[i], ref[i], 1e-4)
+        << what << ": pos0 " << c.pos0 << " heads " << c.n_head << " hd " << c.hd << " dv " << dv
+        << " window " << c.window << " chunk " << c.chunk << " sinks " << c.sinks << " "
+        << GgmlTypeName(kv) << " element " << i;
+  }
+  for (void* p : owned) gpu.DeviceFree(p);
+}
+
 // Flash-style attention against the CPU backend: F32 and F16 caches, several
 // KV tiles, GQA, chunked local attention, value heads narrower than keys, and
 // value heads too wide for the flash kernel (the reference kernel's path).
 TEST_F(CudaBackendTest, AttentionMatchesCpuOverTilesChunksAndKvTypes) {
-  struct Case {
-    int64_t n_tok, n_head, n_kv, hd, hd_v, pos0, chunk;
-    int64_t window = 0;  // sliding window (gpt-oss)
-    bool sinks = false;  // attention sinks (gpt-oss)
-  };
-  const Case cases[] = {{4, 4, 2, 32, 0, 3, 0},          {3, 8, 2, 64, 0, 300, 0},
-                        {5, 4, 4, 64, 0, 250, 128},      {2, 4, 1, 96, 64, 140, 0},
-                        {1, 2, 1, 576, 512, 200, 0},     {1, 2, 1, 64, 1100, 20, 0},
-                        {3, 8, 2, 64, 0, 300, 0, 8, true}, {4, 4, 2, 64, 0, 200, 0, 150, false},
-                        {1, 4, 2, 64, 0, 140, 0, 0, true}};
-  for (const Case& c : cases) {
+  const AttnCase cases[] = {{4, 4, 2, 32, 0, 3, 0},          {3, 8, 2, 64, 0, 300, 0},
+                            {5, 4, 4, 64, 0, 250, 128},      {2, 4, 1, 96, 64, 140, 0},
+                            {1, 2, 1, 576, 512, 200, 0},     {1, 2, 1, 64, 1100, 20, 0},
+                            {3, 8, 2, 64, 0, 300, 0, 8, true}, {4, 4, 2, 64, 0, 200, 0, 150, false},
+                            {1, 4, 2, 64, 0, 140, 0, 0, true}};
+  for (const AttnCase& c : cases) {
     for (GgmlType kv : {GgmlType::kF32, GgmlType::kF16}) {
-      const int64_t ctx = c.pos0 + c.n_tok, dv = c.hd_v > 0 ? c.hd_v : c.hd;
-      std::vector<float> q = testing::RandomVec(c.n_tok * c.n_head * c.hd, 1);
-      std::vector<float> k = testing::RandomVec(ctx * c.n_kv * c.hd, 2);
-      std::vector<float> v = testing::RandomVec(ctx * c.n_kv * dv, 3);
-      const size_t es = kv == GgmlType::kF16 ? 2 : 4;
-      std::vector<uint8_t> kc(k.size() * es), vc(v.size() * es);
-      cpu_->StoreKv(k.data(), kc.data(), kv, int64_t(k.size()));
-      cpu_->StoreKv(v.data(), vc.data(), kv, int64_t(v.size()));
-      std::vector<float> ref(c.n_tok * c.n_head * dv);
-      AttentionArgs a;
-      a.q = q.data();
-      a.k_cache = kc.data();
-      a.v_cache = vc.data();
-      a.kv_type = kv;
-      a.n_tok = c.n_tok;
-      a.n_head = c.n_head;
-      a.n_kv_head = c.n_kv;
-      a.head_dim = c.hd;
-      a.head_dim_v = c.hd_v;
-      a.pos0 = c.pos0;
-      a.chunk = c.chunk;
-      a.window = c.window;
-      std::vector<float> sinks = testing::RandomVec(c.n_head, 4, 2.0f);
-      a.sinks = c.sinks ? sinks.data() : nullptr;
-      a.scale = 1.0f / std::sqrt(float(c.hd));
-      a.out = ref.data();
-      cpu_->Attention(a);
-      AttentionArgs g = a;
-      g.q = Upload(q);
-      g.k_cache = Upload(kc);
-      g.v_cache = Upload(vc);
-      if (c.sinks) g.sinks = Upload(sinks);
-      auto dout = gpu_->DeviceAlloc(ref.size() * sizeof(float), "out");
-      ASSERT_TRUE(dout.ok());
-      g.out = static_cast<float*>(*dout);
-      gpu_->Attention(g);
-      auto got = Download(g.out, ref.size());
-      for (size_t i = 0; i < ref.size(); ++i) {
-        ASSERT_NEAR(got[i], ref[i], 1e-4)
-            << "case pos0 " << c.pos0 << " hd " << c.hd << " dv " << dv << " window " << c.window
-            << " sinks " << c.sinks << " " << GgmlTypeName(kv) << " element " << i;
-      }
-      gpu_->DeviceFree(const_cast<float*>(g.q));
-      gpu_->DeviceFree(const_cast<void*>(g.k_cache));
-      gpu_->DeviceFree(const_cast<void*>(g.v_cache));
-      if (g.sinks != nullptr) gpu_->DeviceFree(const_cast<float*>(g.sinks));
-      gpu_->DeviceFree(*dout);
+      CheckAttentionAgainstCpu(*gpu_, *cpu_, c, kv, 1, nullptr, "one pass");
     }
+  }
+}
+
+// Long contexts with few query blocks take the split-KV path (flash-decoding:
+// shares of the KV range per block, then the combine) on a GPU with enough
+// SMs; the results must match the CPU backend as the one-pass kernel does:
+// F32 and F16 caches, GQA, a sliding window, sinks, a local-attention chunk,
+// latent-width value heads, and two query tokens with different ranges.
+TEST_F(CudaBackendTest, LongContextAttentionMatchesCpu) {
+  const AttnCase cases[] = {{1, 8, 2, 128, 0, 3000, 0},           {1, 32, 8, 64, 0, 4095, 0},
+                            {1, 8, 2, 64, 0, 5000, 0, 1500, true}, {1, 4, 4, 64, 0, 5000, 2048},
+                            {1, 2, 1, 576, 512, 2000, 0},         {2, 8, 2, 64, 0, 2500, 0, 0, true},
+                            {1, 1, 1, 64, 0, 20000, 0}};
+  for (const AttnCase& c : cases) {
+    for (GgmlType kv : {GgmlType::kF32, GgmlType::kF16}) {
+      CheckAttentionAgainstCpu(*gpu_, *cpu_, c, kv, 11, nullptr, "long context");
+    }
+  }
+}
+
+// The split kernel and its combine at every split count, whatever the GPU's
+// SM count would choose: shares of one tile, empty trailing shares, and
+// query tokens whose ranges differ, against the CPU backend.
+TEST_F(CudaBackendTest, SplitAttentionAtEverySplitCountMatchesCpu) {
+  if (CudaOnly()) GTEST_SKIP() << "CUDA-only behaviour; the cpu backend is under test";
+  const AttnCase c{3, 4, 2, 64, 0, 1500, 0, 0, true};
+  for (int splits : {1, 2, 3, 7, 12, cuda::kAttnMaxSplits}) {
+    auto run = [&](const AttentionArgs& g) {
+      auto part = gpu_->DeviceAlloc(cuda::AttentionSplitBytes(g, splits), "partials");
+      ASSERT_TRUE(part.ok()) << part.status();
+      ASSERT_EQ(cuda::LaunchAttentionSplit(g, splits, static_cast<float*>(*part), nullptr),
+                cudaSuccess);
+      ASSERT_EQ(cudaStreamSynchronize(nullptr), cudaSuccess);
+      gpu_->DeviceFree(*part);
+    };
+    CheckAttentionAgainstCpu(*gpu_, *cpu_, c, GgmlType::kF32, 21, run,
+                                  absl::StrCat(splits, " splits"));
+  }
+}
+
+// A layer's weighted expert outputs in one launch: the same bits as the CPU
+// backend (and as the AddScaled calls it replaces), with the choices in the
+// kernel's parameters (decode) and past their room, copied to the device
+// (prefill).
+TEST_F(CudaBackendTest, ScatterAddMatchesCpuBitForBit) {
+  struct Case {
+    int64_t n_tok, n;
+    int k;
+  };
+  for (const Case& c : {Case{1, 4096, 8}, Case{4, 2880, 4}, Case{40, 2048, 8}, Case{300, 1000, 2}}) {
+    const int64_t rows = c.n_tok * c.k;
+    const auto src = testing::RandomVec(rows * c.n, 31), out0 = testing::RandomVec(c.n_tok * c.n, 32);
+    const auto w = testing::RandomVec(rows, 33);
+    std::vector<ScatterChoice> choices(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) choices[size_t(i)] = {int32_t((i * 5 + 1) % rows), w[size_t(i)]};
+    auto want = out0;
+    cpu_->ScatterAdd(want.data(), src.data(), c.n, choices, c.k);
+    auto* dsrc = Upload(src);
+    auto* dout = Upload(out0);
+    gpu_->ScatterAdd(dout, dsrc, c.n, choices, c.k);
+    auto got = Download(dout, want.size());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+        << "n_tok " << c.n_tok << " n " << c.n << " k " << c.k;
+    // And the AddScaled calls on the device itself.
+    ASSERT_TRUE(gpu_->CopyToDevice(dout, out0.data(), out0.size() * sizeof(float)).ok());
+    for (int64_t t = 0; t < c.n_tok; ++t) {
+      for (int j = 0; j < c.k; ++j) {
+        const ScatterChoice& ch = choices[size_t(t * c.k + j)];
+        gpu_->AddScaled(dout + t * c.n, dsrc + int64_t(ch.row) * c.n, ch.weight, c.n);
+      }
+    }
+    got = Download(dout, want.size());
+    EXPECT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0);
+    gpu_->DeviceFree(dsrc);
+    gpu_->DeviceFree(dout);
   }
 }
 

@@ -74,6 +74,10 @@ class RefusingBackend final : public Backend {
     b_->Copy2D(d, ds, s, ss, r, c);
   }
   void AddScaled(float* y, const float* x, float s, int64_t n) override { b_->AddScaled(y, x, s, n); }
+  void ScatterAdd(float* out, const float* src, int64_t n, std::span<const ScatterChoice> choices,
+                  int k) override {
+    b_->ScatterAdd(out, src, n, choices, k);
+  }
   void GetRows(const WeightView& t, const int32_t* i, int64_t n, float* o) override {
     b_->GetRows(t, i, n, o);
   }

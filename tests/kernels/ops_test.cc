@@ -135,6 +135,51 @@ TEST_P(OpsTest, ElementwiseOps) {
   }
 }
 
+// ScatterAdd is the bits of the AddScaled calls it replaces (each token's
+// choices in order), on this backend's one pass and on the interface's
+// default; over shapes whose elements span several of the pool's ranges,
+// with repeated rows and several tokens. A scalar check of one element
+// pins the order: product rounded, then the sum, choice by choice.
+TEST_P(OpsTest, ScatterAddIsTheAddScaledCallsInChoiceOrder) {
+  struct Case {
+    int64_t n_tok, n;
+    int k;
+  };
+  for (const Case& c : {Case{1, 5, 1}, Case{1, 4096, 8}, Case{3, 1001, 2}, Case{40, 2048, 4},
+                        Case{9, 70000, 3}}) {
+    const int64_t rows = c.n_tok * c.k;
+    const auto src = RandomVec(rows * c.n, 1), out0 = RandomVec(c.n_tok * c.n, 2);
+    const auto w = RandomVec(rows, 3);
+    std::vector<ScatterChoice> choices(static_cast<size_t>(rows));
+    for (int64_t i = 0; i < rows; ++i) {
+      // Rows permuted and one repeated, as grouped experts' rows are.
+      choices[size_t(i)] = {int32_t((i * 7 + 3) % rows), w[size_t(i)]};
+    }
+    if (rows > 1) choices[1].row = choices[0].row;
+    auto want = out0;
+    for (int64_t t = 0; t < c.n_tok; ++t) {
+      for (int j = 0; j < c.k; ++j) {
+        const ScatterChoice& ch = choices[size_t(t * c.k + j)];
+        be_->AddScaled(want.data() + t * c.n, src.data() + int64_t(ch.row) * c.n, ch.weight, c.n);
+      }
+    }
+    auto got = out0, got_default = out0;
+    be_->ScatterAdd(got.data(), src.data(), c.n, choices, c.k);
+    be_->Backend::ScatterAdd(got_default.data(), src.data(), c.n, choices, c.k);
+    ASSERT_EQ(std::memcmp(got.data(), want.data(), want.size() * sizeof(float)), 0)
+        << "n_tok " << c.n_tok << " n " << c.n << " k " << c.k;
+    ASSERT_EQ(std::memcmp(got_default.data(), want.data(), want.size() * sizeof(float)), 0);
+    const int64_t t = c.n_tok - 1, i = c.n - 1;
+    volatile float acc = out0[size_t(t * c.n + i)];
+    for (int j = 0; j < c.k; ++j) {
+      const ScatterChoice& ch = choices[size_t(t * c.k + j)];
+      volatile float prod = ch.weight * src[size_t(int64_t(ch.row) * c.n + i)];
+      acc = acc + prod;
+    }
+    ASSERT_EQ(got[size_t(t * c.n + i)], acc);
+  }
+}
+
 TEST_P(OpsTest, AddBiasAddsTheRowToEveryRow) {
   for (auto [rows, n] : {std::pair<int64_t, int64_t>{1, 5}, {7, 256}, {300, 33}}) {
     auto x = RandomVec(rows * n, 1), bias = RandomVec(n, 2);
