@@ -5,7 +5,6 @@
 #include <immintrin.h>
 
 #include <algorithm>
-#include <cmath>
 
 #include "kernels/cpu/ops_scalar.h"
 #include "kernels/cpu/simd_x86.h"
@@ -121,7 +120,7 @@ void BlockValues(const float* p, int64_t p_stride, int64_t rows, const void* v, 
         const uint8_t* row = vrow(j);
         const float x = kHalf ? simd::H2F(reinterpret_cast<const uint16_t*>(row)[c0])
                               : reinterpret_cast<const float*>(row)[c0];
-        orow[c0] = std::fma(pr[j], x, orow[c0]);
+        orow[c0] += pr[j] * x;  // Axpy's tail expression, so the same bits
       }
     }
   }

@@ -12,6 +12,8 @@
 
 #include "gtest/gtest.h"
 #include "kernels/backend.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/ops_scalar.h"
 #include "kernels/quant.h"
 #include "tests/kernels/kernel_test_util.h"
 
@@ -419,6 +421,35 @@ TEST_P(OpsTest, AttentionDoesNotDependOnHowHeadsAreGrouped) {
     many->Attention(a);
     ASSERT_EQ(std::memcmp(out1.data(), out2.data(), out1.size() * sizeof(float)), 0)
         << n_head << "/" << n_kv_head << " heads, " << n_tok << " tokens";
+  }
+}
+
+// The AVX2 block form of attention's values keeps the output in registers
+// across the keys; it must give the bits of key-by-key axpy (what decode
+// computed before it), head widths with and without a tail included.
+TEST(AttentionKernels, BlockValuesAreKeyByKeyAxpyBitForBit) {
+  if (!cpu::DetectCpuFeatures().HasAvx2Set()) GTEST_SKIP() << "CPU lacks avx2/fma/f16c";
+  for (GgmlType kv : {GgmlType::kF32, GgmlType::kF16}) {
+    const cpu::KvRowKernels k = cpu::Avx2KvKernels(kv);
+    ASSERT_NE(k.block_values, nullptr);
+    for (int64_t dv : {128, 40, 21}) {
+      const int64_t n = 37, rows = 3, p_stride = 50;
+      const size_t es = kv == GgmlType::kF16 ? 2 : 4;
+      const std::vector<float> vf = testing::RandomVec(n * dv, 5);
+      std::vector<uint16_t> vh(vf.size());
+      for (size_t i = 0; i < vf.size(); ++i) vh[i] = FloatToHalf(vf[i]);
+      const void* v = kv == GgmlType::kF16 ? static_cast<const void*>(vh.data()) : vf.data();
+      const std::vector<float> p = testing::RandomVec(rows * p_stride, 6);
+      std::vector<float> want = testing::RandomVec(rows * dv, 7), got = want;
+      for (int64_t j = 0; j < n; ++j) {
+        for (int64_t r = 0; r < rows; ++r) {
+          k.axpy(want.data() + r * dv, p[r * p_stride + j], static_cast<const uint8_t*>(v) + j * dv * es, dv);
+        }
+      }
+      k.block_values(p.data(), p_stride, rows, v, dv * es, n, dv, got.data());
+      EXPECT_EQ(std::memcmp(want.data(), got.data(), want.size() * sizeof(float)), 0)
+          << GgmlTypeName(kv) << " dv " << dv;
+    }
   }
 }
 
