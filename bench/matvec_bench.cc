@@ -13,7 +13,8 @@
 // read_ratio = weight_GBps / read_GBps, the share of plain streaming reads
 // the kernel reaches. Each weight matrix is
 // replicated until the set is >= 256 MiB and the copies are used in turn, so
-// every product streams its weights from DRAM, as a decode step does. Also:
+// every product streams its weights from DRAM, as a decode step does; the
+// copies are allocated by the backend, as the engine's weights are. Also:
 // matrix-matrix GFLOP/s at prefill (128 tokens) and decode attention at
 // 512/4096 context.
 #include <algorithm>
@@ -79,7 +80,14 @@ void BM_Matvec(benchmark::State& state, GgmlType t) {
   auto be = MakeBackend(threads);
   const std::vector<uint8_t> w0 = MakeWeight(t, n_in, n_out);
   const size_t copies = std::max<size_t>(1, kStreamBytes / w0.size());
-  std::vector<std::vector<uint8_t>> ws(copies, w0);
+  // The copies live where and as the engine keeps an expert's matrices: side
+  // by side in one block of the backend's memory, like a stacked expert tensor.
+  auto* block = static_cast<uint8_t*>(be->DeviceAlloc(copies * w0.size(), "weights").value());
+  std::vector<const uint8_t*> ws(copies);
+  for (size_t c = 0; c < copies; ++c) {
+    ws[c] = block + c * w0.size();
+    std::memcpy(block + c * w0.size(), w0.data(), w0.size());
+  }
   std::vector<float> x(n_in), y(n_out);
   std::mt19937 rng(2);
   std::normal_distribution<float> nd;
@@ -92,7 +100,7 @@ void BM_Matvec(benchmark::State& state, GgmlType t) {
   const double read_before = cpu::MeasureReadGbps(threads, 2);
   const auto t0 = Clock::now();
   for (auto _ : state) {
-    be->MatMul({t, n_in, n_out, ws[k].data()}, x.data(), 1, y.data());
+    be->MatMul({t, n_in, n_out, ws[k]}, x.data(), 1, y.data());
     benchmark::DoNotOptimize(y.data());
     k = (k + 1) % copies;
     bytes += w0.size();
@@ -108,6 +116,7 @@ void BM_Matvec(benchmark::State& state, GgmlType t) {
   state.counters["memcpy_GBps"] = memcpy_gbps;
   state.counters["ratio"] = gbps / (2 * memcpy_gbps);
   state.SetLabel(std::string(GgmlTypeName(t)));
+  be->DeviceFree(block);
 }
 
 void BM_Prefill(benchmark::State& state, GgmlType t) {

@@ -21,6 +21,7 @@
 #include "base/strings.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/cpu_streams.h"
+#include "kernels/cpu/huge_pages.h"
 #include "kernels/cpu/matmul_driver.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/ops_scalar.h"
@@ -54,14 +55,14 @@ class Arena {
           kind_, Av(what), bytes, stats_.used_bytes, stats_.budget_bytes));
     }
     const size_t rounded = (std::max<size_t>(bytes, 1) + alignment_ - 1) / alignment_ * alignment_;
-    void* p = std::aligned_alloc(alignment_, rounded);
+    void* p = OnHugePages(bytes) ? cpu::HugePageAlloc(bytes) : std::aligned_alloc(alignment_, rounded);
     if (p == nullptr) {
       return absl::ResourceExhaustedError(absl::StrFormat(
           "%s allocation of %d bytes for '%s' failed: out of host memory", kind_, bytes, Av(what)));
     }
     if (lock_ && mlock(p, rounded) != 0) {
       const int err = errno;
-      std::free(p);
+      Release(p, bytes);
       return absl::ResourceExhaustedError(absl::StrFormat(
           "mlock of %d bytes for '%s' failed: %s (raise RLIMIT_MEMLOCK or drop --mlock)", rounded,
           Av(what), std::strerror(err)));
@@ -98,9 +99,17 @@ class Arena {
   }
 
  private:
+  // Weight tensors, expert slots, the host tier and the KV cache are
+  // streamed by the kernels: blocks that size go on 2 MiB pages.
+  static bool OnHugePages(size_t bytes) { return bytes >= cpu::kHugePageBytes; }
+
   void Release(void* p, size_t bytes) {
     if (lock_) munlock(p, (std::max<size_t>(bytes, 1) + alignment_ - 1) / alignment_ * alignment_);
-    std::free(p);
+    if (OnHugePages(bytes)) {
+      cpu::HugePageFree(p, bytes);
+    } else {
+      std::free(p);
+    }
   }
 
   const std::string kind_;

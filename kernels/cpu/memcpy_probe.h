@@ -10,8 +10,8 @@
 namespace moestream::kernels::cpu {
 
 // Bytes copied per second (÷1e9) by `reps` copies of 128 MiB with `threads`
-// threads (0 = one per core). The buffers are allocated and touched once per
-// process and kept.
+// threads (0 = one per core). The buffers are allocated (on 2 MiB pages, as
+// the CPU backend's large buffers are) and touched once per process and kept.
 double MeasureMemcpyGbps(int threads, int reps);
 
 // Bytes read per second (÷1e9) by `reps` passes summing the words of a

@@ -3,7 +3,11 @@
 #include "kernels/cpu/cpu_backend.h"
 
 #include <chrono>
+#include <cstdio>
 #include <cstring>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -130,6 +134,58 @@ TEST(CpuBackendTest, PinnedMemoryIsPageAlignedAndBudgeted) {
   EXPECT_EQ(be->host_pinned_memory().used_bytes, 8192u);
   be->HostPinnedFree(*a);
   EXPECT_EQ(be->host_pinned_memory().used_bytes, 0u);
+}
+
+// The "THPeligible" line of the /proc/self/smaps mapping that holds `p`:
+// 1 when the kernel may back it with transparent huge pages, -1 if absent.
+int ThpEligible(const void* p) {
+  std::ifstream smaps("/proc/self/smaps");
+  const auto a = reinterpret_cast<uintptr_t>(p);
+  std::string line;
+  bool inside = false;
+  while (std::getline(smaps, line)) {
+    unsigned long lo = 0, hi = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx ", &lo, &hi) == 2 && line.find(':') > line.find(' ')) {
+      inside = a >= lo && a < hi;
+    } else if (inside && line.rfind("THPeligible:", 0) == 0) {
+      return std::stoi(line.substr(12));
+    }
+  }
+  return -1;
+}
+
+bool ThpNever() {
+  std::ifstream f("/sys/kernel/mm/transparent_hugepage/enabled");
+  std::stringstream ss;
+  ss << f.rdbuf();
+  return !f || ss.str().find("[never]") != std::string::npos;
+}
+
+TEST(CpuBackendTest, LargeBuffersStartOnHugePagesAndAreUsableToTheLastByte) {
+  auto be = MakeCpu();
+  for (size_t n : {size_t{2} << 20, (size_t{5} << 20) + 123, (size_t{64} << 20) + 4096}) {
+    auto d = be->DeviceAlloc(n, "stacked experts");
+    auto h = be->HostPinnedAlloc(n, "host tier");
+    ASSERT_TRUE(d.ok() && h.ok());
+    for (void* p : {*d, *h}) {
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % (size_t{2} << 20), 0u) << n;
+      std::memset(p, 0x5a, n);  // every byte asked for is mapped and writable
+      EXPECT_EQ(static_cast<uint8_t*>(p)[n - 1], 0x5a);
+      if (!ThpNever()) {
+        EXPECT_EQ(ThpEligible(p), 1) << "no MADV_HUGEPAGE on a " << n << " B block";
+      }
+    }
+    EXPECT_EQ(be->device_memory().used_bytes, n);  // the budget counts what was asked
+    EXPECT_EQ(be->host_pinned_memory().used_bytes, n);
+    be->DeviceFree(*d);
+    be->HostPinnedFree(*h);
+  }
+  // Small blocks stay with the allocator and keep their alignment.
+  auto s = be->DeviceAlloc(1000, "norm");
+  ASSERT_TRUE(s.ok());
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(*s) % 64, 0u);
+  be->DeviceFree(*s);
+  EXPECT_EQ(be->device_memory().used_bytes, 0u);
 }
 
 TEST(CpuBackendTest, AsyncCopyLandsAndEventsOrder) {
