@@ -15,8 +15,9 @@
 // replicated until the set is >= 256 MiB and the copies are used in turn, so
 // every product streams its weights from DRAM, as a decode step does; the
 // copies are allocated by the backend, as the engine's weights are. Also:
-// matrix-matrix GFLOP/s at prefill (128 tokens) and decode attention at
-// 512/4096 context.
+// matrix-matrix GFLOP/s at prefill (128 tokens), decode attention at
+// 512/4096 context, and each kernel's speed on one thread with its weights
+// in L2 (BM_MatvecCompute).
 #include <algorithm>
 #include <chrono>
 #include <cstring>
@@ -119,6 +120,24 @@ void BM_Matvec(benchmark::State& state, GgmlType t) {
   be->DeviceFree(block);
 }
 
+// The kernel's own speed, memory aside: one thread, a 4096-wide matrix of 64
+// rows (at most 544 KiB: in L2) multiplied again and again. Where this is
+// near the DRAM figure of BM_Matvec/threads:1, decode is bound by the
+// kernel's arithmetic, not by memory.
+void BM_MatvecCompute(benchmark::State& state, GgmlType t) {
+  constexpr int64_t kIn = 4096, kOut = 64;
+  auto be = MakeBackend(1);
+  const std::vector<uint8_t> w = MakeWeight(t, kIn, kOut);
+  std::vector<float> x(kIn, 0.25f), y(kOut);
+  for (auto _ : state) {
+    be->MatMul({t, kIn, kOut, w.data()}, x.data(), 1, y.data());
+    benchmark::DoNotOptimize(y.data());
+  }
+  state.counters["weight_GBps"] = benchmark::Counter(static_cast<double>(w.size()) * state.iterations() / 1e9,
+                                                     benchmark::Counter::kIsRate);
+  state.SetLabel(std::string(GgmlTypeName(t)));
+}
+
 void BM_Prefill(benchmark::State& state, GgmlType t) {
   const int64_t n_in = state.range(0), n_out = state.range(1), n_tok = state.range(2);
   auto be = MakeBackend(AllThreads());
@@ -187,6 +206,11 @@ void Register() {
   for (GgmlType t : types) {
     benchmark::RegisterBenchmark(("BM_Matvec/" + std::string(GgmlTypeName(t))).c_str(), BM_Matvec, t)
         ->Apply(Shapes);
+  }
+  for (GgmlType t : types) {
+    benchmark::RegisterBenchmark(("BM_MatvecCompute/" + std::string(GgmlTypeName(t))).c_str(), BM_MatvecCompute, t)
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
   }
   for (GgmlType t : {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ8_0, GgmlType::kMXFP4,
                      GgmlType::kF16}) {

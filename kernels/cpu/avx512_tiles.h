@@ -21,7 +21,10 @@
 // Legacy blocks are read as unsigned codes u of value u - off (Q8_0: q XOR
 // 0x80, off 128; Q4_0: the nibble, off 8; Q5_0: five bits, off 16), and the
 // Σ u·x of vpdpbusd (or maddubs + madd) is corrected by -off·Σx, computed
-// once per activation block and shared by every row. Q8_0 without VNNI uses
+// once per activation block and shared by every row. The nibble types
+// (Q4_0, MXFP4) unpack both blocks of a step at once and MXFP4 reads its
+// scales from a 256-entry table, both by broadcasts from memory: these
+// kernels were bound by the one port that executes 512-bit shuffles. Q8_0 without VNNI uses
 // signed products instead (its codes would overflow maddubs's pair sums). K-quant codes are unsigned
 // already; there vpdpwssd fuses the products with the group scales and
 // their sum.
@@ -35,6 +38,8 @@
 #include <immintrin.h>
 
 #include <cstdint>
+#include <array>
+#include <bit>
 #include <cstring>
 #include <type_traits>
 
@@ -117,6 +122,25 @@ inline void StoreSums(const __m512 (&acc)[RM][RN], float* y, size_t ys) {
 
 // ---------------------------------------------------------------- legacy quants
 
+// The 4-bit codes of two 32-element nibble blocks (16 bytes each, element j
+// in the low nibble of byte j, element j + 16 in its high nibble) as 64
+// bytes: block 0's 32 codes in element order, then block 1's. The 128-bit
+// lanes are filled by broadcasts from memory ([q0 q0 q1 q1]) and the odd
+// lanes shifted by a nibble, so no cross-lane shuffle is needed: this kernel
+// is bound by the shuffle port, not by its loads.
+inline __m512i NibblePair(const uint8_t* q0, const uint8_t* q1) {
+  const __m512i z = _mm512_mask_broadcast_i32x4(
+      _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(q0))), 0xFF00,
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(q1)));
+  const __m512i s = _mm512_mask_srli_epi16(z, 0xFF00FF00u, z, 4);  // words of lanes 1 and 3
+  return _mm512_and_si512(s, _mm512_set1_epi8(0xF));
+}
+
+// [a ×8 | b ×8] from two floats in memory, by broadcasts (no shuffle).
+inline __m512 ScalePairOf(const float* a, const float* b) {
+  return _mm512_mask_broadcastss_ps(_mm512_set1_ps(*a), 0xFF00, _mm_load_ss(b));
+}
+
 // Each type's 32 quants of one block as unsigned codes u (value u - kOffset)
 // and as signed values.
 struct Q8_0Codes {
@@ -130,6 +154,9 @@ struct Q4_0Codes {
   static constexpr int kOffset = 8;
   static __m256i Unsigned(const Block& b) { return simd::UnpackNibbles16(b.qs); }
   static __m256i Signed(const Block& b) { return _mm256_sub_epi8(Unsigned(b), _mm256_set1_epi8(8)); }
+  // Unsigned() of two consecutive blocks as one zmm.
+  static constexpr bool kUnsignedPair = true;
+  static __m512i UnsignedPair(const Block* b) { return NibblePair(b[0].qs, b[1].qs); }
 };
 struct Q5_0Codes {
   using Block = BlockQ5_0;
@@ -158,12 +185,31 @@ struct Mxfp4Codes {
         _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values)));
     return _mm256_shuffle_epi8(t, simd::UnpackNibbles16(b.qs));
   }
+  static constexpr bool kUnsignedPair = true;
+  static __m512i UnsignedPair(const Block* b) {
+    const __m512i t = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+    return _mm512_shuffle_epi8(t, NibblePair(b[0].qs, b[1].qs));
+  }
+  // The two blocks' scales (Mxfp4Scale: 2^(e - 128), E8M0 halved for the
+  // doubled codes), ×8 each: [block 0's | block 1's], read from a table.
+  static __m512 ScalePair(const Block* b) { return ScalePairOf(&kScales[b[0].e], &kScales[b[1].e]); }
+  static constexpr std::array<float, 256> kScales = [] {
+    std::array<float, 256> t{};
+    for (uint32_t e = 0; e < 256; ++e) {  // Mxfp4Scale's bits (denormal below 2)
+      t[e] = std::bit_cast<float>(e < 2 ? 0x00200000u << e : (e - 1) << 23);
+    }
+    return t;
+  }();
 };
 
 template <class C, class = void>
 struct HasE8M0Scale : std::false_type {};
 template <class C>
 struct HasE8M0Scale<C, std::void_t<decltype(C::kE8M0Scale)>> : std::true_type {};
+template <class C, class = void>
+struct HasUnsignedPair : std::false_type {};
+template <class C>
+struct HasUnsignedPair<C, std::void_t<decltype(C::kUnsignedPair)>> : std::true_type {};
 
 // RM rows × RN tokens of a legacy type against Q8_0 activations, two blocks
 // per step (the last step of an odd count has an empty upper half).
@@ -201,14 +247,20 @@ struct LegacyTile {
         const WB* a = reinterpret_cast<const WB*>(w + r * ws) + i;
         __m512 dw;
         if constexpr (HasE8M0Scale<C>::value) {
-          const __m128 f = _mm_setr_ps(Mxfp4Scale(a[0].e), two ? Mxfp4Scale(a[1].e) : 0.0f, 0, 0);
-          dw = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(f));
+          if (two) {
+            dw = C::ScalePair(a);
+          } else {
+            const __m128 f = _mm_setr_ps(Mxfp4Scale(a[0].e), 0.0f, 0, 0);
+            dw = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(f));
+          }
         } else {
           const __m128i h = _mm_insert_epi16(_mm_cvtsi32_si128(a[0].d), two ? a[1].d : 0, 1);
           dw = _mm512_permutexvar_ps(spread, _mm512_castps128_ps512(_mm_cvtph_ps(h)));
         }
         __m512i q;
-        if constexpr (kUnsigned) {
+        if constexpr (kUnsigned && HasUnsignedPair<C>::value) {
+          q = two ? C::UnsignedPair(a) : Widen(C::Unsigned(a[0]));
+        } else if constexpr (kUnsigned) {
           q = Join(C::Unsigned(a[0]), two ? C::Unsigned(a[1]) : _mm256_setzero_si256());
         } else {
           q = Join(C::Signed(a[0]), two ? C::Signed(a[1]) : _mm256_setzero_si256());

@@ -139,6 +139,45 @@ TEST_P(MatMulTest, OptimisedIsaMatchesScalar) {
   }
 }
 
+// MXFP4's E8M0 scales from the two subnormal ones (0 and 1) up: every ISA's
+// scale decoding gives the scalar kernel's value. Row r's blocks take
+// exponents 8r, 8r + 1, ..., so 20 rows of 8 blocks cover 0..159 (higher
+// ones would overflow the float sums).
+TEST_P(MatMulTest, Mxfp4EveryExponentMatchesScalar) {
+  std::string skip;
+  auto be = MakeIsaBackend(GetParam(), &skip);
+  if (!be) GTEST_SKIP() << skip;
+  auto scalar = MakeIsaBackend("scalar", &skip, 1);
+  ASSERT_TRUE(scalar) << skip;
+  const int64_t n_in = 32 * 8, n_out = 20;
+  const size_t rb = RowBytes(GgmlType::kMXFP4, n_in);
+  std::vector<uint8_t> w(rb * n_out);
+  std::mt19937 rng(3);
+  for (auto& b : w) b = static_cast<uint8_t>(rng());
+  for (int64_t r = 0; r < n_out; ++r) {
+    for (int64_t b = 0; b < n_in / 32; ++b) w[r * rb + b * 17] = static_cast<uint8_t>(r * 8 + b);
+  }
+  std::vector<float> deq(n_in * n_out);
+  for (int64_t r = 0; r < n_out; ++r) {
+    ASSERT_TRUE(DequantizeRow(GgmlType::kMXFP4, w.data() + r * rb, n_in, deq.data() + r * n_in).ok());
+  }
+  for (int64_t n_tok : {1, 2, 5}) {
+    std::vector<float> x = RandomVec(n_tok * n_in, 41);
+    std::vector<float> y(n_tok * n_out), ys(n_tok * n_out);
+    be->MatMul({GgmlType::kMXFP4, n_in, n_out, w.data()}, x.data(), n_tok, y.data());
+    scalar->MatMul({GgmlType::kMXFP4, n_in, n_out, w.data()}, x.data(), n_tok, ys.data());
+    for (int64_t k = 0; k < n_tok; ++k) {
+      for (int64_t r = 0; r < n_out; ++r) {
+        double mag = 0;
+        for (int64_t i = 0; i < n_in; ++i) mag += std::fabs(double(deq[r * n_in + i]) * x[k * n_in + i]);
+        const int64_t i = k * n_out + r;
+        ASSERT_TRUE(std::isfinite(ys[i]) && mag > 0) << r;
+        ASSERT_NEAR(y[i], ys[i], 2e-6 * mag) << GetParam() << " n_tok " << n_tok << " tok " << k << " row " << r;
+      }
+    }
+  }
+}
+
 TEST_P(MatMulTest, BatchEqualsSeparateProducts) {
   std::string skip;
   auto be = MakeIsaBackend(GetParam(), &skip);
