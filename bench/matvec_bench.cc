@@ -3,6 +3,7 @@
 //
 //   matvec_bench [--benchmark_min_time=0.2] [--benchmark_format=json]
 //   matvec_bench --benchmark_filter='Memcpy|Matvec/.*threads:0'   # all threads
+//   matvec_bench --isa=avx2 ...    # another kernel set (scalar, avx2, avx512, avx512vnni)
 //
 // Counters: weight_GBps (weight bytes read per second), memcpy_GBps (bytes
 // copied per second by memcpy with the same thread count, measured right
@@ -20,6 +21,8 @@
 // in L2 (BM_MatvecCompute).
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <random>
@@ -39,6 +42,12 @@ using Clock = std::chrono::steady_clock;
 
 constexpr size_t kStreamBytes = size_t{256} << 20;
 
+// The kernel set, as `--isa=NAME` names it (default auto: the widest the CPU runs).
+std::string& IsaFlag() {
+  static std::string isa = "auto";
+  return isa;
+}
+
 int AllThreads() { return static_cast<int>(std::max(1u, std::thread::hardware_concurrency())); }
 
 double MemcpyGbpsNow(int threads, int reps) { return cpu::MeasureMemcpyGbps(threads, reps); }
@@ -47,7 +56,13 @@ std::unique_ptr<Backend> MakeBackend(int threads) {
   BackendOptions o;
   o.kind = "cpu";
   o.threads = threads;
-  return std::move(CreateBackend(o)).value();
+  o.isa = IsaFlag();
+  auto be = CreateBackend(o);
+  if (!be.ok()) {
+    std::fprintf(stderr, "matvec_bench: %s\n", std::string(be.status().message()).c_str());
+    std::exit(2);
+  }
+  return std::move(be).value();
 }
 
 void BM_Memcpy(benchmark::State& state) {
@@ -235,6 +250,17 @@ void Register() {
 }  // namespace moestream::kernels
 
 int main(int argc, char** argv) {
+  // --isa=NAME is ours; everything else goes to Google Benchmark.
+  int kept = 1;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a.rfind("--isa=", 0) == 0) {
+      moestream::kernels::IsaFlag() = a.substr(6);
+    } else {
+      argv[kept++] = argv[i];
+    }
+  }
+  argc = kept;
   benchmark::Initialize(&argc, argv);
   moestream::kernels::Register();
   benchmark::RunSpecifiedBenchmarks();

@@ -38,8 +38,6 @@
 #include <immintrin.h>
 
 #include <cstdint>
-#include <array>
-#include <bit>
 #include <cstring>
 #include <type_traits>
 
@@ -192,14 +190,7 @@ struct Mxfp4Codes {
   }
   // The two blocks' scales (Mxfp4Scale: 2^(e - 128), E8M0 halved for the
   // doubled codes), ×8 each: [block 0's | block 1's], read from a table.
-  static __m512 ScalePair(const Block* b) { return ScalePairOf(&kScales[b[0].e], &kScales[b[1].e]); }
-  static constexpr std::array<float, 256> kScales = [] {
-    std::array<float, 256> t{};
-    for (uint32_t e = 0; e < 256; ++e) {  // Mxfp4Scale's bits (denormal below 2)
-      t[e] = std::bit_cast<float>(e < 2 ? 0x00200000u << e : (e - 1) << 23);
-    }
-    return t;
-  }();
+  static __m512 ScalePair(const Block* b) { return ScalePairOf(&kMxfp4Scales[b[0].e], &kMxfp4Scales[b[1].e]); }
 };
 
 template <class C, class = void>

@@ -166,39 +166,45 @@ float DotBF16(int64_t n, const void* w, const void* x) {
 
 // ---------------------------------------------------------------- legacy quants
 
-// Weight rows of Q8_0 / Q4_0 as signed bytes, one 32-element block at a time.
+// Weight rows of the legacy types, one 32-element block at a time. Q8_0's
+// codes are signed bytes (`Quants`); the others are read as unsigned codes u
+// of value u - kOffset (`Codes`: Q4_0 the nibble, offset 8; Q5_0 five bits,
+// offset 16; MXFP4 its doubled E2M1 value + 12), whose products with the
+// activations need no sign fix-up: the offset is taken out once per
+// activation block for every row. `ScaleVec` is the block's scale in all lanes.
 struct Q8_0Weights {
   using Block = BlockQ8_0;
+  static constexpr int kOffset = 0;
   static __m256i Quants(const Block& b) { return Load256(b.qs); }
-  static float Scale(const Block& b) { return H2F(b.d); }
+  static __m256 ScaleVec(const Block& b) { return _mm256_set1_ps(H2F(b.d)); }
 };
 struct Q4_0Weights {
   using Block = BlockQ4_0;
-  static __m256i Quants(const Block& b) {
-    return _mm256_sub_epi8(UnpackNibbles16(b.qs), _mm256_set1_epi8(8));
-  }
-  static float Scale(const Block& b) { return H2F(b.d); }
+  static constexpr int kOffset = 8;
+  static __m256i Codes(const Block& b) { return UnpackNibbles16(b.qs); }
+  static __m256 ScaleVec(const Block& b) { return _mm256_set1_ps(H2F(b.d)); }
 };
-// MXFP4: each nibble looks its (doubled E2M1) value up in a 16-byte table.
 struct Mxfp4Weights {
   using Block = BlockMXFP4;
-  static __m256i Quants(const Block& b) {
+  static constexpr int kOffset = 12;
+  static __m256i Codes(const Block& b) {
     const __m256i table = _mm256_broadcastsi128_si256(
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Values)));
+        _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
     return _mm256_shuffle_epi8(table, UnpackNibbles16(b.qs));
   }
-  static float Scale(const Block& b) { return Mxfp4Scale(b.e); }
+  // Mxfp4Scale(e) from a table, broadcast from memory.
+  static __m256 ScaleVec(const Block& b) { return _mm256_broadcast_ss(&kMxfp4Scales[b.e]); }
 };
 
 struct Q5_0Weights {
   using Block = BlockQ5_0;
-  static __m256i Quants(const Block& b) {
+  static constexpr int kOffset = 16;
+  static __m256i Codes(const Block& b) {
     uint32_t qh;
     std::memcpy(&qh, b.qh, 4);
-    return _mm256_sub_epi8(_mm256_or_si256(UnpackNibbles16(b.qs), simd::BitsToBytes(qh, 0x10)),
-                           _mm256_set1_epi8(16));
+    return _mm256_or_si256(UnpackNibbles16(b.qs), simd::BitsToBytes(qh, 0x10));
   }
-  static float Scale(const Block& b) { return H2F(b.d); }
+  static __m256 ScaleVec(const Block& b) { return _mm256_set1_ps(H2F(b.d)); }
 };
 
 // RM weight rows × RN activation rows of 32-element blocks against Q8_0
@@ -206,35 +212,51 @@ struct Q5_0Weights {
 // per block in block order and one final horizontal sum, so its result does
 // not depend on RM, RN or where the pair falls in a larger product. Weight
 // blocks are loaded (and made unsigned) once per RN tokens, activation blocks
-// once per RM rows.
+// once per RM rows. Unsigned codes u are exact in maddubs's pair sums (at
+// most 2·31·127); their offset is taken out as -kOffset·Σx per activation
+// block, so the integer sums are the scalar kernel's.
 template <class W, int RM, int RN>
 inline void TileLegacy(int64_t nb, const uint8_t* w, size_t ws, const uint8_t* x, size_t xs,
                        float* y, size_t ys) {
   using WB = typename W::Block;
+  constexpr bool kUnsigned = W::kOffset > 0;
   __m256 acc[RM][RN];
   for (int r = 0; r < RM; ++r) {
     for (int t = 0; t < RN; ++t) acc[r][t] = _mm256_setzero_ps();
   }
   const __m256i ones = _mm256_set1_epi16(1);
   for (int64_t i = 0; i < nb; ++i) {
-    __m256i xq[RN];
-    float dx[RN];
+    __m256i xq[RN], negcorr[RN];
+    __m256 dx[RN];
     for (int t = 0; t < RN; ++t) {
       const BlockQ8_0& b = reinterpret_cast<const BlockQ8_0*>(x + t * xs)[i];
       xq[t] = Load256(b.qs);
-      dx[t] = H2F(b.d);
+      dx[t] = _mm256_set1_ps(H2F(b.d));
+      if constexpr (kUnsigned) {
+        negcorr[t] = _mm256_sub_epi32(
+            _mm256_setzero_si256(),
+            _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi8(W::kOffset), xq[t]), ones));
+      }
     }
     for (int r = 0; r < RM; ++r) {
       const WB& a = reinterpret_cast<const WB*>(w + r * ws)[i];
       // Short rows read side by side are not followed by the hardware
       // prefetcher: fetch the rows two tiles ahead (the next in memory).
       _mm_prefetch(reinterpret_cast<const char*>(&a) + 2 * RM * ws, _MM_HINT_T0);
-      const __m256i q = W::Quants(a);
-      const __m256i aq = _mm256_sign_epi8(q, q);
-      const float dw = W::Scale(a);
-      for (int t = 0; t < RN; ++t) {
-        const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(xq[t], q)), ones);
-        acc[r][t] = _mm256_fmadd_ps(_mm256_set1_ps(dw * dx[t]), _mm256_cvtepi32_ps(p), acc[r][t]);
+      const __m256 dw = W::ScaleVec(a);
+      if constexpr (kUnsigned) {
+        const __m256i u = W::Codes(a);
+        for (int t = 0; t < RN; ++t) {
+          const __m256i p = _mm256_add_epi32(_mm256_madd_epi16(_mm256_maddubs_epi16(u, xq[t]), ones), negcorr[t]);
+          acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[t]), _mm256_cvtepi32_ps(p), acc[r][t]);
+        }
+      } else {
+        const __m256i q = W::Quants(a);
+        const __m256i aq = _mm256_sign_epi8(q, q);
+        for (int t = 0; t < RN; ++t) {
+          const __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(aq, _mm256_sign_epi8(xq[t], q)), ones);
+          acc[r][t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, dx[t]), _mm256_cvtepi32_ps(p), acc[r][t]);
+        }
       }
     }
   }
@@ -251,10 +273,13 @@ struct LegacyTile {
   }
 };
 
+// Decode: Q8_0 one row at a time (it streams faster so), the unsigned-code
+// types four, so the offset correction of each activation block serves four
+// rows (measured, one thread: Q4_0 7.5 -> 10.3 GB/s, MXFP4 7.7 -> 11.1).
 template <class W>
 void DotTileLegacy(int64_t n, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
                    int64_t n_tok, float* y, size_t ys) {
-  RunTiled<LegacyTile<W>, 4, 3, 1>(n / kQK, w, ws, rows, x, xs, n_tok, y, ys);
+  RunTiled<LegacyTile<W>, 4, 3, (W::kOffset > 0 ? 4 : 1)>(n / kQK, w, ws, rows, x, xs, n_tok, y, ys);
 }
 
 template <class W>

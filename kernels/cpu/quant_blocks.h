@@ -8,6 +8,8 @@
 #ifndef MOESTREAM_KERNELS_CPU_QUANT_BLOCKS_H_
 #define MOESTREAM_KERNELS_CPU_QUANT_BLOCKS_H_
 
+#include <array>
+#include <bit>
 #include <cstdint>
 
 namespace moestream::kernels {
@@ -104,6 +106,13 @@ static inline float Mxfp4Scale(uint8_t e) {
   __builtin_memcpy(&f, &bits, 4);
   return f;
 }
+// Mxfp4Scale(e) for every e, for kernels that load the scale from memory
+// (a broadcast from memory needs no shuffle unit). Data, built at compile time.
+inline constexpr std::array<float, 256> kMxfp4Scales = [] {
+  std::array<float, 256> t{};
+  for (uint32_t e = 0; e < 256; ++e) t[e] = std::bit_cast<float>(e < 2 ? 0x00200000u << e : (e - 1) << 23);
+  return t;
+}();
 
 static_assert(sizeof(BlockMXFP4) == 17);
 static_assert(sizeof(BlockQ4_0) == 18);

@@ -68,10 +68,10 @@ void RunRows(int64_t nb, const uint8_t* w, size_t ws, int64_t rows, const uint8_
 
 // A row × token block: prefill in kRows × kToks tiles, so each weight block
 // loaded serves kToks tokens and each activation block kRows rows; a single
-// token in tiles of kRows1 rows. Decode is bound by memory, not arithmetic,
-// so each kernel file picks kRows1 by measurement on the expert shapes (the
-// AVX2 legacy quants stream faster one row at a time with the next rows
-// prefetched, kRows1 = 1).
+// token in tiles of kRows1 rows. Decode is bound by memory or by the
+// kernel's arithmetic depending on the type, so each kernel file picks
+// kRows1 by measurement on the expert shapes (AVX2's Q8_0 streams faster one
+// row at a time with the next rows prefetched, kRows1 = 1).
 template <class Tile, int kRows, int kToks, int kRows1>
 void RunTiled(int64_t nb, const void* w, size_t ws, int64_t rows, const void* x, size_t xs,
               int64_t n_tok, float* y, size_t ys) {
