@@ -9,12 +9,13 @@
 
 namespace moestream::kernels::cpu {
 
-// Bytes copied per second (÷1e9) by `reps` copies of 128 MiB with `threads`
-// threads (0 = one per core). The buffers are allocated (on 2 MiB pages, as
+// Bytes copied per second (÷1e9) by the fastest of `reps` copies of 128 MiB
+// with `threads` threads (0 = one per core): passes slowed by other work on
+// the machine do not lower the baseline. The buffers are allocated (on 2 MiB pages, as
 // the CPU backend's large buffers are) and touched once per process and kept.
 double MeasureMemcpyGbps(int threads, int reps);
 
-// Bytes read per second (÷1e9) by `reps` passes summing the words of a
+// Bytes read per second (÷1e9) by the fastest of `reps` passes summing the words of a
 // 128 MiB buffer with `threads` threads (0 = one per core): what a kernel
 // that only streams its operand could reach. On machines whose writes are
 // cheap, memcpy's traffic (2 × copied) exceeds it.
