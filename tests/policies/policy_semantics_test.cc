@@ -1,6 +1,7 @@
 // What each eviction policy and predictor decides, on hand-made sequences
 // whose right answer is known; spec parsing errors; the prediction scorer.
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -130,6 +131,42 @@ TEST(LayerPolicy, EvictsJustExecutedLayerFirst) {
   // token, after layer 0's), not the older layer-1 or layer-0 key by LRU.
   EXPECT_EQ(Victim(*p, -1, 1), 3);
   EXPECT_EQ(Victim(*p, -1, 0), 4);
+}
+
+TEST(MarkovPolicy, KeepsWhatFollowsTheAnnouncedStep) {
+  // Layer 0 routes 0, 1, 2, 3, 0, 1, ... one expert a step: every expert
+  // is used equally often and 1 always follows 0. When the step {0} is
+  // announced, LFU (equal counts, least recent) evicts 1, the expert the
+  // next step will route; markov keeps it and evicts 2, the least recent of
+  // the others.
+  for (auto [spec, want] : {std::pair<std::string, uint16_t>{"lfu", 1}, {"markov", 2}}) {
+    auto p = Make(spec, Env());
+    uint64_t t = 0;
+    for (int round = 0; round < 10; ++round) {
+      for (uint16_t e = 0; e < 4; ++e) {
+        const int32_t id = e;
+        p->OnStep(0, std::span<const int32_t>(&id, 1), t);
+        AccessContext ctx{t++, false, 0};
+        if (round == 0) {
+          p->OnInsert({0, e}, ctx);
+        } else {
+          p->OnAccess({0, e}, ctx);
+        }
+      }
+    }
+    const int32_t zero = 0;
+    p->OnStep(0, std::span<const int32_t>(&zero, 1), t);
+    VictimQuery q;
+    q.layer = 0;
+    q.evictable = [](ExpertKey k) { return k.expert != 0; };  // the request's own
+    auto v = p->PickVictim(q);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->expert, want) << spec;
+  }
+  // Without steps announced it counts accesses: LFU.
+  auto p = Make("markov", Env());
+  Fill(*p, 3, {0, 0, 2, 1, 2});
+  EXPECT_EQ(Victim(*p), 1);
 }
 
 TEST(MinPolicy, EvictsFarthestNextUse) {
