@@ -54,10 +54,18 @@ class MarkovPolicy final : public EvictionPolicy {
   static constexpr double kDefaultPrior = 16;
 
   void OnStep(int layer, std::span<const int32_t> experts, uint64_t) override {
-    if (layer < 0) return;
+    // A layer outside the model's, or experts outside its range, are not
+    // the model's routing: ignored.
+    if (layer < 0 || layer > 0xffff || (index_.n_layers() > 0 && layer >= index_.n_layers())) {
+      return;
+    }
     Layers(layer + 1);
     Layer& L = layers_[layer];
     const uint32_t n = index_.stride();
+    step_.clear();
+    for (int32_t e : experts) {
+      if (e >= 0 && uint32_t(e) < n) step_.push_back(e);
+    }
     const bool table = n <= kMaxTableExperts;
     if (table && L.t.empty()) {
       L.t.assign(size_t(n) * n, 0);
@@ -69,13 +77,12 @@ class MarkovPolicy final : public EvictionPolicy {
       for (int32_t i : L.prev) {
         ++L.occ[i];
         uint32_t* row = &L.t[size_t(i) * n];
-        for (int32_t j : experts) ++row[j];
+        for (int32_t j : step_) ++row[j];
       }
     }
     ++L.steps;
     L.prev.clear();
-    for (int32_t e : experts) {
-      if (e < 0 || uint32_t(e) >= n) continue;
+    for (int32_t e : step_) {
       Key& s = Of({uint16_t(layer), uint16_t(e)});
       if (s.step != L.steps) {
         s.step = L.steps;
@@ -211,6 +218,7 @@ class MarkovPolicy final : public EvictionPolicy {
   double prior_;
   std::vector<Layer> layers_;
   std::vector<Key> keys_;  // by key index
+  std::vector<int32_t> step_;  // OnStep's valid experts (reused)
 };
 
 }  // namespace

@@ -168,6 +168,14 @@ TEST(MarkovPolicy, KeepsWhatFollowsTheAnnouncedStep) {
   auto p = Make("markov", Env());
   Fill(*p, 3, {0, 0, 2, 1, 2});
   EXPECT_EQ(Victim(*p), 1);
+  // A step outside the model (layer 5 of 2, expert ids out of range) is
+  // ignored; the valid ids of a step still count.
+  const std::vector<int32_t> odd = {100, -1, 1, 1};
+  p->OnStep(5, odd, 10);
+  p->OnStep(-1, odd, 10);
+  p->OnStep(0, odd, 10);
+  p->OnStep(0, odd, 11);
+  EXPECT_EQ(Victim(*p), 0);  // 1 was in both steps, 0 and 2 in none: 0 is older
 }
 
 TEST(MinPolicy, EvictsFarthestNextUse) {
