@@ -571,6 +571,14 @@ TEST(ExpertCacheTest, RandomisedInterleavingsKeepInvariants) {
           int32_t e2 = int32_t(rng() % experts);
           if (e2 != ids[0]) ids.push_back(e2);
         }
+        // Now and then the request is the first part of an announced step
+        // (its experts plus one more, acquired later or never).
+        if (rng() % 4 == 0) {
+          std::vector<int32_t> whole = ids;
+          const int32_t more = int32_t(rng() % experts);
+          if (std::find(whole.begin(), whole.end(), more) == whole.end()) whole.push_back(more);
+          ASSERT_TRUE(c.BeginStep(layer, whole).ok());
+        }
         std::vector<ExpertHandle> hs;
         ASSERT_TRUE(c.Acquire(layer, ids, &hs).ok());
         for (auto& h : hs) held.push_back(std::move(h));
