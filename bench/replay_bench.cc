@@ -157,6 +157,8 @@ BENCHMARK_CAPTURE(BM_Replay, lru_coact_conf, "lru", "coact:conf=0.5", true)
     ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Replay, lru_coact_across, "lru", "coact:temporal=0", true)
     ->Unit(benchmark::kMillisecond);
+BENCHMARK_CAPTURE(BM_Replay, lru_coact_skip, "lru", "coact:temporal=0,skip=1,weights=1", true)
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK_CAPTURE(BM_Replay, lru_prev, "lru", "prev", true)->Unit(benchmark::kMillisecond);
 
 }  // namespace

@@ -118,6 +118,7 @@ absl::Status ExpertCache::AllocateSlots() {
   slot_pool_.resize(size_t(total));
   free_.assign(size_t(pools), {});
   key_slot_.assign(size_t(opt_.n_layers) * size_t(opt_.n_experts), -1);
+  step_need_.assign(size_t(opt_.n_layers) * size_t(opt_.n_experts), 0);
   slot_mark_.assign(size_t(total), 0);
   counters_.assign(size_t(opt_.n_layers), {});
   held_.assign(size_t(opt_.n_layers), 0);
@@ -265,6 +266,17 @@ int ExpertCache::PickSlotElsewhere(ExpertKey k, bool over_only, bool* evict) con
 // any layer when -1) for a miss of `k`; its slot, or -1.
 // Inlined: it is most of PickSlot, which runs per miss and per prefetch.
 [[gnu::always_inline]] inline int ExpertCache::PolicyVictim(ExpertKey k, int victim_layer) const {
+  if (step_left_ == 0) return PolicyVictimOnce(k, victim_layer);
+  // A step acquired in parts: its experts still to come are victims only
+  // when nothing else is evictable.
+  protect_step_ = true;
+  int s = PolicyVictimOnce(k, victim_layer);
+  protect_step_ = false;
+  return s >= 0 ? s : PolicyVictimOnce(k, victim_layer);
+}
+
+[[gnu::always_inline]] inline int ExpertCache::PolicyVictimOnce(ExpertKey k,
+                                                                int victim_layer) const {
   policies::VictimQuery q;
   q.layer = victim_layer;
   q.tick = tick_;
@@ -566,6 +578,35 @@ bool ExpertCache::TryPlace(ExpertHandle& h) {
 
 // ---------------------------------------------------------------- public
 
+absl::Status ExpertCache::BeginStep(int layer, std::span<const int32_t> experts) {
+  if (layer < 0 || layer >= opt_.n_layers) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("expert cache: layer ", layer, " outside [0, ", opt_.n_layers, ")"));
+  }
+  for (int32_t x : experts) {
+    if (x < 0 || x >= opt_.n_experts) {
+      return absl::InvalidArgumentError(absl::StrCat("expert cache: layer ", layer, " expert ", x,
+                                                     " outside [0, ", opt_.n_experts, ")"));
+    }
+  }
+  EndStep();
+  for (int32_t x : experts) {
+    const int i = KeyIndex({uint16_t(layer), uint16_t(x)});
+    if (step_need_[i]) continue;  // repeated id: needed once
+    step_need_[i] = 1;
+    step_keys_.push_back(i);
+    ++step_left_;
+  }
+  policy_->OnStep(layer, experts, tick_);
+  return absl::OkStatus();
+}
+
+void ExpertCache::EndStep() {
+  for (int i : step_keys_) step_need_[i] = 0;
+  step_keys_.clear();
+  step_left_ = 0;
+}
+
 absl::Status ExpertCache::Acquire(int layer, std::span<const int32_t> experts,
                                   std::vector<ExpertHandle>* out,
                                   const std::function<bool(ExpertKey)>& load_miss) {
@@ -588,6 +629,19 @@ absl::Status ExpertCache::Acquire(int layer, std::span<const int32_t> experts,
     }
   }
   MOESTREAM_RETURN_IF_ERROR(ReapInternal(false));
+  // Part of a step announced by BeginStep (every key still to come), or a
+  // request of its own, which ends any announced step and is announced now.
+  bool in_step = step_left_ > 0;
+  for (size_t i = 0; in_step && i < experts.size(); ++i) {
+    in_step = step_need_[KeyIndex({uint16_t(layer), uint16_t(experts[i])})] != 0;
+  }
+  if (in_step) {
+    for (int32_t x : experts) step_need_[KeyIndex({uint16_t(layer), uint16_t(x)})] = 0;
+    step_left_ -= int(experts.size());
+  } else {
+    EndStep();
+    policy_->OnStep(layer, experts, tick_);
+  }
   if (opt_.cancel_stale_prefetches && prefetch_outstanding_ > 0) {
     CancelPrefetches([layer, experts](ExpertKey k) {
       return int(k.layer) == layer &&

@@ -93,6 +93,11 @@
 // experts it has computed. Requesting one expert per call gives the strictly
 // sequential semantics of a textbook cache simulation; requesting a layer's
 // top-k together guarantees no requested expert evicts another.
+// A step larger than its pool is announced whole (BeginStep) and then
+// acquired in parts: its experts still to come are evicted only when nothing
+// else of the pool is evictable, and the policy sees the whole routing
+// first. Every Acquire outside such a step tells the policy its request
+// before planning (EvictionPolicy::OnStep).
 //
 // Demand before prefetch. Demand loads go to the loader's demand queue, which
 // starts before any queued prefetch; a demand access to a key whose prefetch
@@ -261,6 +266,14 @@ class ExpertCache {
   absl::Status Acquire(int layer, std::span<const int32_t> experts,
                        std::vector<ExpertHandle>* out,
                        const std::function<bool(ExpertKey)>& load_miss = nullptr);
+  // Announces a layer step that the caller will Acquire in parts (a step
+  // larger than its pool, one expert or a few at a time): the policy gets
+  // the whole routing at once (EvictionPolicy::OnStep), and until each of
+  // these experts has been acquired, a miss takes one of them as its victim
+  // only when nothing else of its pool is evictable (the step needs them
+  // before anything else; Belady's MIN makes the same choice). The step ends
+  // when its last expert is acquired, or at a request of other keys.
+  absl::Status BeginStep(int layer, std::span<const int32_t> experts);
   // Blocks until `h` is ready (placing a deferred handle first); the time
   // blocked is stall time. Returns the load's error if it failed (the handle
   // is then invalid).
@@ -331,6 +344,8 @@ class ExpertCache {
   void NewPlanMark() const;
   int PickSlot(ExpertKey k, bool* evict) const;
   int PolicyVictim(ExpertKey k, int victim_layer) const;
+  int PolicyVictimOnce(ExpertKey k, int victim_layer) const;
+  void EndStep();
   // Moving quotas (see the essay): slots `layer` holds plus the plan's gain,
   // less its quota; the plan's gains; a slot from outside k's layer.
   int PlannedOverQuota(int layer) const;
@@ -345,7 +360,8 @@ class ExpertCache {
   bool EvictableKey(ExpertKey v) const {
     if (v.layer >= opt_.n_layers || v.expert >= opt_.n_experts) return false;
     int s = key_slot_[KeyIndex(v)];
-    return s >= 0 && Evictable(s) && slot_mark_[s] != mark_epoch_;
+    return s >= 0 && Evictable(s) && slot_mark_[s] != mark_epoch_ &&
+           !(protect_step_ && step_need_[KeyIndex(v)]);
   }
   // Commit helpers.
   void EvictSlot(int slot);
@@ -383,6 +399,12 @@ class ExpertCache {
   mutable std::vector<uint8_t> tried_;    // PickSlotElsewhere's scratch
   mutable std::vector<uint32_t> slot_mark_;  // plan marks (see NewPlanMark)
   mutable uint32_t mark_epoch_ = 0;
+  // The step announced by BeginStep: its keys not yet acquired (by
+  // KeyIndex), how many, and whether the victim filter now skips them.
+  std::vector<uint8_t> step_need_;
+  std::vector<int> step_keys_;
+  int step_left_ = 0;
+  mutable bool protect_step_ = false;
   // Load ids are (sequence << kLoadSlotBits) | slot.
   static constexpr int kLoadSlotBits = 24;
   // Slots whose load is an outstanding, unpromoted prefetch (unordered).

@@ -120,7 +120,7 @@ class SweepCommand : public Command {
   const CLI::App* app_ = nullptr;  // to tell which of the list flags were given
   std::vector<std::string> trace_paths_;
   std::vector<std::string> policies_, predictors_;
-  std::string policies_list_ = "lru,lfu,lfru,2q,static,layer,predict,tinylfu,shift,min";
+  std::string policies_list_ = "lru,lfu,lfru,2q,static,layer,predict,tinylfu,shift,markov,min";
   std::string capacities_list_ = "12.5%,25%,50%";
   std::string predictors_list_ = "none";
   std::string out_, plot_dir_, shard_;

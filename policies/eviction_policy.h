@@ -24,6 +24,10 @@
 //   3. PickVictim does not change residency: the cache erases the victim
 //      (calling OnErase) only when it commits the eviction.
 //   4. Deterministic: the same call sequence gives the same answers.
+//   5. OnStep(layer, experts) may come before a layer step's accesses: the
+//      whole routing of the step, before any of its keys is looked up (so
+//      before any PickVictim the step causes). A policy may use it or not;
+//      it is a hint, never a residency change, and a cache may not send it.
 // Cost. Calls happen per expert access (millions per second in replay), so
 // policies keep O(1) or O(log n) state per key; PickVictim may scan, but
 // should stop at the first acceptable candidate in its order.
@@ -38,6 +42,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -68,6 +73,12 @@ class EvictionPolicy {
   virtual void OnAccess(ExpertKey k, const AccessContext& ctx) = 0;
   virtual void OnErase(ExpertKey k) = 0;
   virtual std::optional<ExpertKey> PickVictim(const VictimQuery& q) = 0;
+  // The experts `layer` routes in the step about to be acquired (distinct
+  // ids, in request order), before any of them is looked up: the cache sends
+  // each Acquire's request, or the whole step once when a caller acquires a
+  // step larger than its pool in parts (ExpertCache::BeginStep). Default:
+  // ignored.
+  virtual void OnStep(int layer, std::span<const int32_t> experts, uint64_t tick) {}
   // Per-layer capacity that moves (optional). -1, the default: each layer
   // of a per-layer cache keeps its fixed share. A policy that answers >= 0
   // (for layer 0 when the cache is created, then for any layer) gives the

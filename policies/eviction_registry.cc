@@ -23,7 +23,8 @@ constexpr Registered kPolicies[] = {
     {"lfru", CreateLfruPolicy},     {"2q", CreateTwoQPolicy},
     {"static", CreateStaticPolicy}, {"layer", CreateLayerPolicy},
     {"predict", CreatePredictPolicy}, {"tinylfu", CreateTinyLfuPolicy},
-    {"shift", CreateShiftPolicy},     {"min", CreateMinPolicy},
+    {"shift", CreateShiftPolicy},     {"markov", CreateMarkovPolicy},
+    {"min", CreateMinPolicy},
 };
 
 }  // namespace

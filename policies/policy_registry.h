@@ -33,6 +33,7 @@ absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateMinPolicy(PolicySpec&, con
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreatePredictPolicy(PolicySpec&, const PolicyEnv&);
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateTinyLfuPolicy(PolicySpec&, const PolicyEnv&);
 absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateShiftPolicy(PolicySpec&, const PolicyEnv&);
+absl::StatusOr<std::unique_ptr<EvictionPolicy>> CreateMarkovPolicy(PolicySpec&, const PolicyEnv&);
 
 // Prefetch predictors (one .cc each).
 absl::StatusOr<std::unique_ptr<PrefetchPredictor>> CreateNonePredictor(PolicySpec&,

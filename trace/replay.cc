@@ -167,6 +167,10 @@ absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
       }
       // A step that cannot fit its pool is requested expert by expert.
       const bool seq = o.sequential || (o.per_layer && int(ids.size()) > o.capacity);
+      // Split for want of room (not by --sequential, which replays each
+      // access on its own): the cache and policy know the step whole, as an
+      // engine does once the router has run.
+      if (seq && !o.sequential) MOESTREAM_RETURN_IF_ERROR(cache->BeginStep(g.layer, ids));
       for (size_t part = 0; part < (seq ? ids.size() : 1); ++part) {
         std::span<const int32_t> req = seq ? ids.subspan(part, 1) : ids;
         handles.clear();

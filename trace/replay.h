@@ -12,7 +12,11 @@
 //     request is a hit iff the expert is resident when the step starts and no
 //     requested expert evicts another ("step-batched").
 //     With `sequential` (or when a step's experts exceed a per-layer pool),
-//     each expert is its own Acquire, in gate order.
+//     each expert is its own Acquire, in gate order. A step split because it
+//     exceeds its pool is first announced whole (ExpertCache::BeginStep): its
+//     experts still to come are evicted only when nothing else is, and the
+//     policy sees the step's routing, as an engine knows it once the router
+//     has run; `sequential` announces nothing (each access on its own).
 //   - Capacity is in experts per layer: per-layer mode gives each layer that
 //     many slots, global mode gives capacity * n_layers slots shared by all.
 //   - Only cells of the selected phase are replayed (default decode).

@@ -140,6 +140,53 @@ TEST(ExpertCacheTest, BatchMissesNeverEvictExpertsOfTheSameRequest) {
   c.CheckInvariants();
 }
 
+TEST(ExpertCacheTest, AnnouncedStepKeepsItsLaterExpertsWhileAnotherVictimExists) {
+  auto rig = SimRig::Make(Opts(1, 8, 3));
+  ExpertCache& c = *rig->cache;
+  std::vector<ExpertHandle> hs;
+  for (int32_t e : {0, 1, 2}) {
+    ASSERT_TRUE(c.Acquire(0, V({e}), &hs).ok());
+    ASSERT_TRUE(c.Wait(hs[0]).ok());
+    hs.clear();
+  }
+  // A step of four experts in three slots, acquired one by one. 0 is the
+  // LRU victim, but the step still needs it: 5 evicts 1 instead.
+  ASSERT_TRUE(c.BeginStep(0, V({5, 0, 6, 2})).ok());
+  ASSERT_TRUE(c.Acquire(0, V({5}), &hs).ok());
+  ASSERT_TRUE(c.Wait(hs[0]).ok());
+  hs.clear();
+  EXPECT_TRUE(c.Contains({0, 0}));
+  EXPECT_FALSE(c.Contains({0, 1}));
+  ASSERT_TRUE(c.Acquire(0, V({0}), &hs).ok());
+  EXPECT_TRUE(hs[0].ready());  // the hit the protection kept
+  hs.clear();
+  // 6: resident are 2 (still needed), 5 and 0 (both served): LRU order
+  // among the served ones evicts 5, never 2.
+  ASSERT_TRUE(c.Acquire(0, V({6}), &hs).ok());
+  ASSERT_TRUE(c.Wait(hs[0]).ok());
+  hs.clear();
+  EXPECT_TRUE(c.Contains({0, 2}));
+  EXPECT_FALSE(c.Contains({0, 5}));
+  ASSERT_TRUE(c.Acquire(0, V({2}), &hs).ok());
+  EXPECT_TRUE(hs[0].ready());
+  hs.clear();
+  // When every evictable key is one the step still needs, the miss is not
+  // left without a slot: the policy's victim among them goes (LRU: 0).
+  ASSERT_TRUE(c.BeginStep(0, V({7, 0, 6, 2})).ok());
+  ASSERT_TRUE(c.Acquire(0, V({7}), &hs).ok());
+  ASSERT_TRUE(c.Wait(hs[0]).ok());
+  EXPECT_TRUE(c.Contains({0, 7}));
+  EXPECT_FALSE(c.Contains({0, 0}));
+  hs.clear();
+  // A request outside the step ends it: no key is held back any more.
+  ASSERT_TRUE(c.Acquire(0, V({1}), &hs).ok());
+  ASSERT_TRUE(c.Wait(hs[0]).ok());
+  hs.clear();
+  c.CheckInvariants();
+  EXPECT_FALSE(c.BeginStep(1, V({0})).ok());
+  EXPECT_FALSE(c.BeginStep(0, V({8})).ok());
+}
+
 TEST(ExpertCacheTest, PerLayerCapacityKeepsLayersApart) {
   auto rig = SimRig::Make(Opts(3, 8, 2, /*per_layer=*/true));
   ExpertCache& c = *rig->cache;
@@ -523,6 +570,14 @@ TEST(ExpertCacheTest, RandomisedInterleavingsKeepInvariants) {
         if (rng() % 2 && experts > 1) {
           int32_t e2 = int32_t(rng() % experts);
           if (e2 != ids[0]) ids.push_back(e2);
+        }
+        // Now and then the request is the first part of an announced step
+        // (its experts plus one more, acquired later or never).
+        if (rng() % 4 == 0) {
+          std::vector<int32_t> whole = ids;
+          const int32_t more = int32_t(rng() % experts);
+          if (std::find(whole.begin(), whole.end(), more) == whole.end()) whole.push_back(more);
+          ASSERT_TRUE(c.BeginStep(layer, whole).ok());
         }
         std::vector<ExpertHandle> hs;
         ASSERT_TRUE(c.Acquire(layer, ids, &hs).ok());

@@ -146,7 +146,8 @@ seed_spec() {
   for s in "\\000" "1.5GiB" "\\000" "64KB" "\\000" "4096" "\\001" "lfu:decay=0.9,period=10" \
            "\\001" "lfru:recency=0.7" "\\001" "2q:kin=0.25,kout=0.5" "\\001" "static:frac=0.5" \
            "\\001" "min" "\\001" "layer" "\\002" "coact:k=4" "\\002" "popularity:k=2" "\\002" "gate:k=3" \
-           "\\002" "oracle" "\\002" "prev" "\\003" "12.5%" "\\173" "16" "\\004" "pcie4x16" \
+           "\\002" "oracle" "\\002" "prev" "\\001" "markov:prior=4" \
+           "\\002" "coact:weights=1,step=1" "\\003" "12.5%" "\\173" "16" "\\004" "pcie4x16" \
            "\\004" "custom:25:8" "\\005" "lfu:a=1.5,k=3,b=true,s=x"; do
     if ((i % 2 == 0)); then printf "$s" >"$d/s$i"; else printf '%s' "$s" >>"$d/s$((i - 1))"; fi
     i=$((i + 1))

@@ -48,13 +48,21 @@ World MakeWorld(uint32_t seed, int capacity) {
 
 // Drives `p` like a cache and returns the victims it named, checking the
 // contract at every step.
+// With `steps`, each layer step's two accesses are announced first (OnStep).
 std::vector<uint32_t> Drive(EvictionPolicy& p, const World& w, bool per_layer, int capacity,
-                            uint32_t pin_seed) {
+                            uint32_t pin_seed, bool steps = false) {
   std::mt19937 rng(pin_seed);
   std::set<uint32_t> resident;
   std::vector<uint32_t> victims;
   for (uint64_t t = 0; t < w.future.size(); ++t) {
     ExpertKey k = w.future[t];
+    if (steps && t % 2 == 0) {
+      std::vector<int32_t> step = {w.future[t].expert};
+      if (t + 1 < w.future.size() && w.future[t + 1].expert != k.expert) {
+        step.push_back(w.future[t + 1].expert);
+      }
+      p.OnStep(k.layer, step, t);
+    }
     AccessContext ctx{t, false, k.layer};
     if (resident.count(k.packed())) {
       p.OnAccess(k, ctx);
@@ -110,10 +118,12 @@ TEST_P(EvictionContractTest, VictimIsResidentEvictableAndInLayer) {
   for (bool per_layer : {true, false}) {
     int capacity = per_layer ? 3 : 10;
     World w = MakeWorld(7, per_layer ? capacity * kLayers : capacity);
-    auto p = CreateEvictionPolicy(GetParam(), w.env);
-    ASSERT_TRUE(p.ok()) << p.status();
-    std::vector<uint32_t> victims = Drive(**p, w, per_layer, capacity, 11);
-    EXPECT_FALSE(victims.empty());
+    for (bool steps : {false, true}) {
+      auto p = CreateEvictionPolicy(GetParam(), w.env);
+      ASSERT_TRUE(p.ok()) << p.status();
+      std::vector<uint32_t> victims = Drive(**p, w, per_layer, capacity, 11, steps);
+      EXPECT_FALSE(victims.empty());
+    }
   }
 }
 
@@ -174,7 +184,7 @@ TEST_P(EvictionContractTest, Deterministic) {
   auto b = CreateEvictionPolicy(GetParam(), w.env);
   ASSERT_TRUE(a.ok() && b.ok());
   EXPECT_EQ((*a)->name(), (*b)->name());
-  EXPECT_EQ(Drive(**a, w, false, 12, 4), Drive(**b, w, false, 12, 4));
+  EXPECT_EQ(Drive(**a, w, false, 12, 4, true), Drive(**b, w, false, 12, 4, true));
 }
 
 TEST_P(EvictionContractTest, NameRoundTrips) {
@@ -201,7 +211,8 @@ INSTANTIATE_TEST_SUITE_P(AllPolicies, EvictionContractTest,
 INSTANTIATE_TEST_SUITE_P(WithOptions, EvictionContractTest,
                          ::testing::Values("predict:horizon=3", "predict:predictor=coact,d=2",
                                            "predict:predictor=prev", "tinylfu:window=0.5,sample=2",
-                                           "shift:ghost=3", "shift:ghost=2,move=1"),
+                                           "shift:ghost=3", "shift:ghost=2,move=1",
+                                           "markov:prior=0"),
                          [](const auto& info) {
                            std::string n = info.param;
                            for (char& c : n) {

@@ -1,7 +1,9 @@
 // What each eviction policy and predictor decides, on hand-made sequences
 // whose right answer is known; spec parsing errors; the prediction scorer.
 #include <memory>
+#include <span>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "gmock/gmock.h"
@@ -132,6 +134,50 @@ TEST(LayerPolicy, EvictsJustExecutedLayerFirst) {
   EXPECT_EQ(Victim(*p, -1, 0), 4);
 }
 
+TEST(MarkovPolicy, KeepsWhatFollowsTheAnnouncedStep) {
+  // Layer 0 routes 0, 1, 2, 3, 0, 1, ... one expert a step: every expert
+  // is used equally often and 1 always follows 0. When the step {0} is
+  // announced, LFU (equal counts, least recent) evicts 1, the expert the
+  // next step will route; markov keeps it and evicts 2, the least recent of
+  // the others.
+  for (auto [spec, want] : {std::pair<std::string, uint16_t>{"lfu", 1}, {"markov", 2}}) {
+    auto p = Make(spec, Env());
+    uint64_t t = 0;
+    for (int round = 0; round < 10; ++round) {
+      for (uint16_t e = 0; e < 4; ++e) {
+        const int32_t id = e;
+        p->OnStep(0, std::span<const int32_t>(&id, 1), t);
+        AccessContext ctx{t++, false, 0};
+        if (round == 0) {
+          p->OnInsert({0, e}, ctx);
+        } else {
+          p->OnAccess({0, e}, ctx);
+        }
+      }
+    }
+    const int32_t zero = 0;
+    p->OnStep(0, std::span<const int32_t>(&zero, 1), t);
+    VictimQuery q;
+    q.layer = 0;
+    q.evictable = [](ExpertKey k) { return k.expert != 0; };  // the request's own
+    auto v = p->PickVictim(q);
+    ASSERT_TRUE(v.has_value());
+    EXPECT_EQ(v->expert, want) << spec;
+  }
+  // Without steps announced it counts accesses: LFU.
+  auto p = Make("markov", Env());
+  Fill(*p, 3, {0, 0, 2, 1, 2});
+  EXPECT_EQ(Victim(*p), 1);
+  // A step outside the model (layer 5 of 2, expert ids out of range) is
+  // ignored; the valid ids of a step still count.
+  const std::vector<int32_t> odd = {100, -1, 1, 1};
+  p->OnStep(5, odd, 10);
+  p->OnStep(-1, odd, 10);
+  p->OnStep(0, odd, 10);
+  p->OnStep(0, odd, 11);
+  EXPECT_EQ(Victim(*p), 0);  // 1 was in both steps, 0 and 2 in none: 0 is older
+}
+
 TEST(MinPolicy, EvictsFarthestNextUse) {
   std::vector<ExpertKey> future = {{0, 0}, {0, 1}, {0, 2}, {0, 1}, {0, 0}, {0, 3}};
   auto p = Make("min", Env(&future));
@@ -190,6 +236,87 @@ TEST(Predictors, CoactLearnsLayerPairs) {
   See(*p, 5, 1, {1});
   EXPECT_THAT(Guess(*p, 6, 0, {2}), ::testing::ElementsAre(6));
   EXPECT_THAT(Guess(*p, 6, 0, {3}), ::testing::ElementsAre(1));
+}
+
+TEST(Predictors, CoactGuessesAsManyAsABatchedStepRoutes) {
+  // Top-1 routing, but each position is a batch of two rows (two
+  // sequences): layer 0 routes {2} and {3}, layer 1 routes {6} and {1}.
+  // With step=1 the guess for layer 1 covers the step's two experts, not
+  // top_k = 1 (which plain coact guesses).
+  auto p = CreatePrefetchPredictor("coact:step=1", Env()).value();
+  for (uint64_t t = 0; t < 5; ++t) {
+    See(*p, t, 0, {2});
+    See(*p, t, 0, {3});
+    See(*p, t, 1, {6});
+    See(*p, t, 1, {1});
+  }
+  See(*p, 5, 0, {2});
+  See(*p, 5, 0, {3});
+  const std::vector<int32_t> step = {2, 3};
+  PredictContext ctx;
+  ctx.token = 5;
+  ctx.layer = 0;
+  ctx.top_k = 1;
+  ctx.experts = step;
+  std::vector<ExpertGuess> out;
+  p->Predict(ctx, &out);
+  std::vector<uint16_t> ids;
+  for (const auto& g : out) ids.push_back(g.key.expert);
+  EXPECT_THAT(ids, ::testing::UnorderedElementsAre(6, 1));
+  auto plain = CreatePrefetchPredictor("coact", Env()).value();
+  for (uint64_t t = 0; t < 6; ++t) {
+    See(*plain, t, 0, {2});
+    See(*plain, t, 0, {3});
+    if (t < 5) {
+      See(*plain, t, 1, {6});
+      See(*plain, t, 1, {1});
+    }
+  }
+  out.clear();
+  plain->Predict(ctx, &out);
+  EXPECT_EQ(out.size(), 1u);
+  // One row a position: top_k guesses.
+  auto q = CreatePrefetchPredictor("coact:step=1", Env()).value();
+  for (uint64_t t = 0; t < 5; ++t) {
+    See(*q, t, 0, {2});
+    See(*q, t, 1, {6});
+  }
+  EXPECT_EQ(Guess(*q, 5, 0, {2}).size(), 1u);
+}
+
+TEST(Predictors, CoactWeightsFollowTheHeavierGate) {
+  // 2 alone is followed by 6, 3 alone by 1 (the across-layer source alone:
+  // temporal=0). From {2, 3}, the plain average ties (the lower id, 1,
+  // first); weights=1 follows the heavier gate.
+  for (auto [spec, heavy_first, want] :
+       {std::tuple<std::string, bool, uint16_t>{"coact:temporal=0", true, 1},
+        {"coact:temporal=0", false, 1},
+        {"coact:temporal=0,weights=1", true, 6},
+        {"coact:temporal=0,weights=1", false, 1}}) {
+    auto p = CreatePrefetchPredictor(spec, Env()).value();
+    uint64_t t = 0;
+    for (int i = 0; i < 4; ++i, ++t) {
+      See(*p, t, 0, {2});
+      See(*p, t, 1, {6});
+    }
+    for (int i = 0; i < 4; ++i, ++t) {
+      See(*p, t, 0, {3});
+      See(*p, t, 1, {1});
+    }
+    const std::vector<int32_t> chose = {2, 3};
+    const std::vector<float> w = heavy_first ? std::vector<float>{0.9f, 0.1f}
+                                             : std::vector<float>{0.1f, 0.9f};
+    p->Observe(RoutingObservation{t, 0, chose, w});
+    PredictContext ctx;
+    ctx.token = t;
+    ctx.layer = 0;
+    ctx.top_k = 1;
+    ctx.experts = chose;
+    std::vector<ExpertGuess> out;
+    p->Predict(ctx, &out);
+    ASSERT_FALSE(out.empty()) << spec;
+    EXPECT_EQ(out[0].key.expert, want) << spec << " heavy_first=" << heavy_first;
+  }
 }
 
 TEST(Predictors, PrevPopularityOracleGate) {

@@ -255,6 +255,33 @@ TEST(Predictors, CoactUsesThePreviousTokenAtTheSameLayer) {
   EXPECT_LE(sum, 1.0 + 1e-6);
 }
 
+TEST(Predictors, CoactSkipHearsTheLayerBeforeThePrevious) {
+  // Layer 1 always routes 2 (no information); layer 2 routes 5 after layer
+  // 0 chose 0 and 6 after it chose 1. Guessing layer 2 from layer 1 alone
+  // is a coin toss; skip=1 also asks layer 0 and is right every time.
+  auto plain = CreatePrefetchPredictor("coact:temporal=0", ThreeLayers()).value();
+  auto skip = CreatePrefetchPredictor("coact:temporal=0,skip=1", ThreeLayers()).value();
+  EXPECT_EQ(skip->name(), "coact:temporal=0,skip=1");
+  uint64_t right_plain = 0, right_skip = 0;
+  for (uint64_t t = 0; t < 40; ++t) {
+    const int32_t l0 = int32_t(t % 2);
+    const int32_t l2 = l0 == 0 ? 5 : 6;
+    for (PrefetchPredictor* p : {plain.get(), skip.get()}) {
+      See(*p, t, 0, {l0});
+      See(*p, t, 1, {2});
+      std::vector<ExpertGuess> g = Guesses(*p, t, 1, {2});
+      if (t >= 4 && !g.empty() && g[0].key.expert == l2) ++(p == plain.get() ? right_plain : right_skip);
+      See(*p, t, 2, {l2});
+    }
+  }
+  EXPECT_EQ(right_skip, 36u);
+  EXPECT_LE(right_plain, 20u);
+  // Two layers: no layer before the previous, the same guesses as without.
+  PolicyEnv two = ThreeLayers();
+  two.n_layers = 2;
+  EXPECT_TRUE(CreatePrefetchPredictor("coact:skip=1", two).ok());
+}
+
 TEST(Predictors, CoactLooksSeveralLayersAhead) {
   auto p = CreatePrefetchPredictor("coact", ThreeLayers()).value();
   for (uint64_t t = 0; t < 10; ++t) {
