@@ -203,7 +203,7 @@ void BM_Attention(benchmark::State& state) {
 }
 
 void Shapes(benchmark::internal::Benchmark* b) {
-  for (auto [n_in, n_out] : {std::pair<int64_t, int64_t>{4096, 14336}, {2048, 768}, {7168, 2048}, {5120, 8192}}) {
+  for (auto [n_in, n_out] : {std::pair<int64_t, int64_t>{4096, 14336}, {2048, 768}, {7168, 2048}, {5120, 8192}, {768, 2048}}) {
     for (int64_t threads : {1, 0}) b->Args({n_in, n_out, threads});
   }
   b->ArgNames({"n_in", "n_out", "threads"})->UseRealTime()->Unit(benchmark::kMicrosecond);
