@@ -18,7 +18,8 @@
 // copies are allocated by the backend, as the engine's weights are. Also:
 // matrix-matrix GFLOP/s at prefill (128 tokens), decode attention at
 // 512/4096 context, and each kernel's speed on one thread with its weights
-// in L2 (BM_MatvecCompute).
+// in L2 (BM_MatvecCompute); a decode step's batch of 8 experts' gate and up
+// products at the one-expert shapes (BM_ExpertBatch).
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -136,6 +137,49 @@ void BM_Matvec(benchmark::State& state, GgmlType t) {
   be->DeviceFree(block);
 }
 
+// A decode step's expert phase as the engine runs it: the gate and up
+// products of k = 8 experts (n_in → n_out each, one shared activation row)
+// in one MatMulBatch, the experts taken in turn from a stacked set of at
+// least 256 MiB so every step streams from DRAM. Same counters as
+// BM_Matvec, all threads.
+void BM_ExpertBatch(benchmark::State& state, GgmlType t) {
+  const int64_t n_in = state.range(0), n_out = state.range(1);
+  constexpr int kExperts = 8;
+  const int threads = AllThreads();
+  auto be = MakeBackend(threads);
+  const std::vector<uint8_t> w0 = MakeWeight(t, n_in, n_out);
+  const size_t mats = std::max<size_t>(2 * kExperts, kStreamBytes / w0.size());
+  auto* block = static_cast<uint8_t*>(be->DeviceAlloc(mats * w0.size(), "experts").value());
+  for (size_t c = 0; c < mats; ++c) std::memcpy(block + c * w0.size(), w0.data(), w0.size());
+  std::vector<float> x(n_in, 0.5f), y(2 * kExperts * n_out);
+  std::vector<MatMulJob> jobs(2 * kExperts);
+  size_t next = 0;
+  uint64_t bytes = 0;
+  const double memcpy_before = MemcpyGbpsNow(threads, 2);
+  const double read_before = cpu::MeasureReadGbps(threads, 2);
+  const auto t0 = Clock::now();
+  for (auto _ : state) {
+    for (int j = 0; j < 2 * kExperts; ++j) {
+      jobs[j] = {{t, n_in, n_out, block + next * w0.size()}, x.data(), 1, y.data() + j * n_out};
+      next = (next + 1) % mats;
+    }
+    be->MatMulBatch(jobs);
+    benchmark::DoNotOptimize(y.data());
+    bytes += 2 * kExperts * w0.size();
+  }
+  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+  const double memcpy_gbps = std::max(memcpy_before, MemcpyGbpsNow(threads, 2));
+  const double read_gbps = std::max(read_before, cpu::MeasureReadGbps(threads, 2));
+  const double gbps = bytes / secs / 1e9;
+  state.counters["weight_GBps"] = gbps;
+  state.counters["memcpy_GBps"] = memcpy_gbps;
+  state.counters["ratio"] = gbps / (2 * memcpy_gbps);
+  state.counters["read_GBps"] = read_gbps;
+  state.counters["read_ratio"] = gbps / read_gbps;
+  state.SetLabel(std::string(GgmlTypeName(t)));
+  be->DeviceFree(block);
+}
+
 // The kernel's own speed, memory aside: one thread, a 4096-wide matrix of 64
 // rows (at most 544 KiB: in L2) multiplied again and again. Where this is
 // near the DRAM figure of BM_Matvec/threads:1, decode is bound by the
@@ -222,6 +266,14 @@ void Register() {
   for (GgmlType t : types) {
     benchmark::RegisterBenchmark(("BM_Matvec/" + std::string(GgmlTypeName(t))).c_str(), BM_Matvec, t)
         ->Apply(Shapes);
+  }
+  for (GgmlType t : {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ8_0, GgmlType::kMXFP4}) {
+    benchmark::RegisterBenchmark(("BM_ExpertBatch/" + std::string(GgmlTypeName(t))).c_str(), BM_ExpertBatch, t)
+        ->Args({2048, 768})
+        ->Args({768, 2048})
+        ->ArgNames({"n_in", "n_out"})
+        ->UseRealTime()
+        ->Unit(benchmark::kMicrosecond);
   }
   for (GgmlType t : types) {
     benchmark::RegisterBenchmark(("BM_MatvecCompute/" + std::string(GgmlTypeName(t))).c_str(), BM_MatvecCompute, t)
