@@ -20,7 +20,9 @@ namespace moestream::kernels::cpu {
 
 inline constexpr size_t kHugePageBytes = size_t{2} << 20;
 
-// Zero-filled memory of `bytes` (> 0), aligned to kHugePageBytes, or nullptr.
+// Memory of `bytes` (> 0), aligned to kHugePageBytes, or nullptr. Like
+// aligned_alloc's, its contents are unspecified (ASan builds take it from
+// the sanitizer's allocator, which keeps its overflow checks).
 void* HugePageAlloc(size_t bytes);
 
 // Releases a HugePageAlloc block of the same `bytes`.
