@@ -643,7 +643,7 @@ absl::Status ExpertCache::Acquire(int layer, std::span<const int32_t> experts,
     policy_->OnStep(layer, experts, tick_);
   }
   if (opt_.cancel_stale_prefetches && prefetch_outstanding_ > 0) {
-    CancelPrefetches([layer, experts](ExpertKey k) {
+    CancelPrefetchesIf([layer, experts](ExpertKey k) {
       return int(k.layer) == layer &&
              std::find(experts.begin(), experts.end(), int32_t(k.expert)) == experts.end();
     });
@@ -824,6 +824,11 @@ absl::Status ExpertCache::Prefetch(std::span<const ExpertKey> keys,
 }
 
 int ExpertCache::CancelPrefetches(const std::function<bool(ExpertKey)>& stale) {
+  return CancelPrefetchesIf(stale);
+}
+
+template <typename Stale>
+int ExpertCache::CancelPrefetchesIf(const Stale& stale) {
   victims_.clear();
   for (int slot : prefetch_slots_) {
     const Slot& s = slots_[slot];

@@ -376,6 +376,10 @@ class ExpertCache {
   void ReleaseKey(int slot);
   bool TryPlace(ExpertHandle& h);
   bool StealQueuedPrefetch(int pool, int* slot);
+  // CancelPrefetches with any predicate (Acquire's stale test is called
+  // directly, not through a std::function).
+  template <typename Stale>
+  int CancelPrefetchesIf(const Stale& stale);
   void AddOutstandingPrefetch(int slot);
   void RemoveOutstandingPrefetch(int slot);
   void TakeFreeSlot(int slot);

@@ -49,7 +49,35 @@ SimLoader::SimLoader(const SimLoaderOptions& o, SimClock* clock) : opt_(o), cloc
   tier_.latency_ns = uint64_t(std::llround(o.tier_latency_us * 1e3));
   pool_.reserve(256);
   free_.reserve(256);
-  index_.reserve(256);
+  direct_.assign(kDirect, kNone);
+}
+
+uint32_t SimLoader::FindLoad(LoadId id) const {
+  const uint32_t li = direct_[id & (kDirect - 1)];
+  if (li != kNone && pool_[li].id == id) return li;
+  if (index_.empty()) return kNone;
+  auto it = index_.find(id);
+  return it == index_.end() ? kNone : it->second;
+}
+
+void SimLoader::InsertLoad(LoadId id, uint32_t li) {
+  uint32_t& d = direct_[id & (kDirect - 1)];
+  if (d == kNone) {
+    d = li;
+  } else {
+    index_.emplace(id, li);
+  }
+  ++outstanding_;
+}
+
+void SimLoader::EraseLoad(LoadId id, uint32_t li) {
+  uint32_t& d = direct_[id & (kDirect - 1)];
+  if (d == li) {
+    d = kNone;
+  } else {
+    index_.erase(id);
+  }
+  --outstanding_;
 }
 
 uint64_t SimLoader::ExpertBytes(ExpertKey key) const {
@@ -123,8 +151,7 @@ absl::Status SimLoader::StartLoad(const LoadRequest& r) {
   } else {
     li = free_.back();
   }
-  auto [it, inserted] = index_.try_emplace(r.id, li);
-  if (!inserted) {
+  if (FindLoad(r.id) != kNone) {
     return absl::InvalidArgumentError(absl::StrCat("sim loader: load id ", r.id, " reused"));
   }
   if (li == pool_.size()) {
@@ -137,6 +164,7 @@ absl::Status SimLoader::StartLoad(const LoadRequest& r) {
   Load& l = pool_[li];
   l = Load{};
   l.id = r.id;
+  InsertLoad(r.id, li);
   l.bytes = ExpertBytes(r.key);
   l.prefetch = r.is_prefetch;
   l.stage = has_tier() ? SimStage::kTier : SimStage::kLink;
@@ -148,9 +176,8 @@ absl::Status SimLoader::StartLoad(const LoadRequest& r) {
 
 void SimLoader::Promote(LoadId id) {
   RunUntil(clock_->NowNs());
-  auto it = index_.find(id);
-  if (it == index_.end()) return;
-  const uint32_t li = it->second;
+  const uint32_t li = FindLoad(id);
+  if (li == kNone) return;
   Load& l = pool_[li];
   if (!l.prefetch || l.stage == SimStage::kDone) return;
   Stage& s = l.stage == SimStage::kTier ? tier_ : link_;
@@ -164,9 +191,8 @@ void SimLoader::Promote(LoadId id) {
 
 bool SimLoader::Cancel(LoadId id) {
   RunUntil(clock_->NowNs());
-  auto it = index_.find(id);
-  if (it == index_.end()) return false;
-  const uint32_t li = it->second;
+  const uint32_t li = FindLoad(id);
+  if (li == kNone) return false;
   Load& l = pool_[li];
   if (l.started) return false;
   Stage& s = l.stage == SimStage::kTier ? tier_ : link_;
@@ -174,14 +200,14 @@ bool SimLoader::Cancel(LoadId id) {
   auto pos = std::find(q.begin(), q.end(), li);
   MOESTREAM_CHECK(pos != q.end()) << "queued load " << id << " missing from its queue";
   q.erase(pos);
-  index_.erase(it);
+  EraseLoad(id, li);
   free_.push_back(li);
   return true;
 }
 
 absl::Status SimLoader::Poll(std::vector<LoadCompletion>* done, bool block) {
   RunUntil(clock_->NowNs());
-  while (block && finished_.empty() && !index_.empty()) {
+  while (block && finished_.empty() && outstanding_ > 0) {
     uint64_t next = UINT64_MAX;
     if (tier_.current != kNone) next = std::min(next, tier_.finish_ns);
     if (link_.current != kNone) next = std::min(next, link_.finish_ns);
@@ -196,7 +222,7 @@ absl::Status SimLoader::Poll(std::vector<LoadCompletion>* done, bool block) {
     c.tier = opt_.tier;
     c.tier_bytes = l.bytes;
     c.link_bytes = l.bytes;
-    index_.erase(l.id);
+    EraseLoad(l.id, li);
     free_.push_back(li);
   }
   finished_.clear();

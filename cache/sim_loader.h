@@ -80,7 +80,7 @@ class SimLoader final : public ExpertLoader {
   void Promote(LoadId id) override;
   bool Cancel(LoadId id) override;
   absl::Status Poll(std::vector<LoadCompletion>* done, bool block) override;
-  size_t outstanding() const override { return index_.size(); }
+  size_t outstanding() const override { return outstanding_; }
 
   // Modelled busy time of the link and the tier stage so far.
   uint64_t link_busy_ns() const { return link_.busy_ns; }
@@ -121,7 +121,16 @@ class SimLoader final : public ExpertLoader {
   Stage tier_, link_;
   std::vector<Load> pool_;
   std::vector<uint32_t> free_;                 // unused pool indices
-  absl::flat_hash_map<LoadId, uint32_t> index_;  // outstanding load -> pool index
+  // Outstanding loads by id: a direct-mapped table on the id's low bits
+  // (the expert cache keeps the slot there, so its ids do not collide),
+  // and a hash map for an id whose entry is taken.
+  static constexpr size_t kDirect = 4096;
+  uint32_t FindLoad(LoadId id) const;
+  void InsertLoad(LoadId id, uint32_t li);  // an id not outstanding
+  void EraseLoad(LoadId id, uint32_t li);
+  std::vector<uint32_t> direct_;                 // kDirect pool indices or kNone
+  absl::flat_hash_map<LoadId, uint32_t> index_;  // the other outstanding loads
+  size_t outstanding_ = 0;
   std::vector<uint32_t> finished_;             // reported by the next Poll
 };
 

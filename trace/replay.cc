@@ -106,7 +106,6 @@ absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
   const uint64_t compute_ns = uint64_t(std::llround(o.layer_compute_us * 1e3));
   out->per_layer.resize(n_layers);
   std::vector<ExpertKey> future;
-  std::vector<cache::ExpertHandle> handles;
   std::vector<policies::ExpertGuess> guesses;
   std::vector<ExpertKey> prefetch_keys;
   std::vector<ExpertKey> actual;
@@ -148,6 +147,9 @@ absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
     co.slots = o.per_layer ? o.capacity : o.capacity * n_layers;
     MOESTREAM_ASSIGN_OR_RETURN(
         auto cache, cache::ExpertCache::Create(co, loader.get(), &clock, policy.get()));
+    // After the cache: an error return releases the handles still held
+    // before the cache that they pin goes away.
+    std::vector<cache::ExpertHandle> handles;
     for (auto& h : has_pending) std::fill(h.begin(), h.end(), 0);
 
     for (size_t gi = gbegin; gi < gend; ++gi) {
