@@ -180,10 +180,27 @@ absl::Status RunOne(const Trace& t, const Plan& plan, const ReplayOptions& o,
         for (auto& h : handles) {
           if (h.valid() && h.ready()) h.Release();
         }
-        for (auto& h : handles) {
-          if (!h.valid()) continue;
-          MOESTREAM_RETURN_IF_ERROR(cache->Wait(h));
-          h.Release();
+        // Handles are waited in request order, each released once ready. A
+        // deferred handle (no slot yet) followed by handles that pin every
+        // slot of its pool would wait forever: only then are the handles
+        // with slots waited first (any other order would change results).
+        const int64_t pool_slots = co.slots;  // per layer, or all layers for a global pool
+        int64_t pinned_after = 0;
+        bool stuck = false;
+        for (auto it = handles.rbegin(); it != handles.rend(); ++it) {
+          if (!it->valid()) continue;
+          if (!it->deferred()) {
+            ++pinned_after;
+          } else if (pinned_after >= pool_slots) {
+            stuck = true;
+          }
+        }
+        for (int pass = stuck ? 0 : 1; pass < 2; ++pass) {
+          for (auto& h : handles) {
+            if (!h.valid() || (pass == 0 && h.deferred())) continue;
+            MOESTREAM_RETURN_IF_ERROR(cache->Wait(h));
+            h.Release();
+          }
         }
       }
       if (predicting) {

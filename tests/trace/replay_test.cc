@@ -185,6 +185,31 @@ TEST(ReplayProperties, OracleRecallIsPerfectOnConsistentTraces) {
   EXPECT_DOUBLE_EQ(r.prefetch_precision, 1.0);
 }
 
+// Qwen1.5-MoE's decode steps route about 44 of 60 experts in one of its three
+// layers; a global pool of 12.5 % holds 24. With guesses sized to the steps
+// (`step=1`), a step's prefetched experts could pin every slot after one of
+// its own deferred misses, and the replay stopped with "all 24 slots of its
+// pool are pinned". It completes now, and every access is counted.
+TEST(ReplayProperties, AStepLargerThanAGlobalPoolCompletesWithAStepSizedPredictor) {
+  Trace t = Load("data/qwen15-moe-routing");
+  ASSERT_GT(t.cells.size(), 0u);
+  const int capacity = *ParseCapacity("12.5%", t.shape.n_experts);
+  const ReplayResult plain = RunReplay(t, "lru", capacity, false);
+  for (const char* policy : {"lru", "markov"}) {
+    ReplayOptions o;
+    o.policy = policy;
+    o.predictor = "coact:temporal=0,step=1";
+    o.capacity = capacity;
+    o.per_layer = false;
+    o.link = "pcie4x16";  // loads take time, so prefetches are in flight when the step comes
+    auto r = Replay(t, o);
+    ASSERT_TRUE(r.ok()) << policy << ": " << r.status();
+    EXPECT_EQ(r->accesses, plain.accesses) << policy;
+    EXPECT_LE(r->hits, r->accesses) << policy;
+    EXPECT_GT(r->prefetch_issued, 0u) << policy;
+  }
+}
+
 TEST(ReplayOptions, BadInputs) {
   Trace t = RandomTrace(2, 2, 8, 2, 10);
   ReplayOptions o;
