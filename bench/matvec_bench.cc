@@ -91,50 +91,81 @@ std::vector<uint8_t> MakeWeight(GgmlType t, int64_t n_in, int64_t n_out) {
   return w;
 }
 
+// `count` copies of one weight matrix where and as the engine keeps an
+// expert's matrices: side by side in one block of the backend's memory, like
+// a stacked expert tensor.
+class WeightCopies {
+ public:
+  WeightCopies(Backend& be, const std::vector<uint8_t>& w, size_t count)
+      : be_(be), bytes_(w.size()), count_(count) {
+    block_ = static_cast<uint8_t*>(be.DeviceAlloc(count * bytes_, "weights").value());
+    for (size_t c = 0; c < count; ++c) std::memcpy(block_ + c * bytes_, w.data(), bytes_);
+  }
+  ~WeightCopies() { be_.DeviceFree(block_); }
+  WeightCopies(const WeightCopies&) = delete;
+  WeightCopies& operator=(const WeightCopies&) = delete;
+  const uint8_t* at(size_t i) const { return block_ + (i % count_) * bytes_; }
+  size_t count() const { return count_; }
+
+ private:
+  Backend& be_;
+  const size_t bytes_, count_;
+  uint8_t* block_ = nullptr;
+};
+
+// The timing of a streaming benchmark and its baselines: memcpy and the
+// streaming read are measured right before (construction) and after
+// (Report) the products and the faster is kept, so a pass slowed by other
+// work on the machine does not flatter the ratios.
+class BandwidthCounters {
+ public:
+  explicit BandwidthCounters(int threads)
+      : threads_(threads),
+        memcpy_before_(MemcpyGbpsNow(threads, 2)),
+        read_before_(cpu::MeasureReadGbps(threads, 2)),
+        t0_(Clock::now()) {}
+
+  // Sets weight_GBps (`bytes` read since construction per second),
+  // memcpy_GBps, ratio, read_GBps, read_ratio and threads.
+  void Report(benchmark::State& state, uint64_t bytes) const {
+    const double secs = std::chrono::duration<double>(Clock::now() - t0_).count();
+    const double memcpy_gbps = std::max(memcpy_before_, MemcpyGbpsNow(threads_, 2));
+    const double read_gbps = std::max(read_before_, cpu::MeasureReadGbps(threads_, 2));
+    const double gbps = bytes / secs / 1e9;
+    state.counters["weight_GBps"] = gbps;
+    state.counters["memcpy_GBps"] = memcpy_gbps;
+    state.counters["ratio"] = gbps / (2 * memcpy_gbps);
+    state.counters["read_GBps"] = read_gbps;
+    state.counters["read_ratio"] = gbps / read_gbps;
+    state.counters["threads"] = threads_;
+  }
+
+ private:
+  const int threads_;
+  const double memcpy_before_, read_before_;
+  const Clock::time_point t0_;
+};
+
 void BM_Matvec(benchmark::State& state, GgmlType t) {
   const int64_t n_in = state.range(0), n_out = state.range(1);
   const int threads = state.range(2) == 0 ? AllThreads() : static_cast<int>(state.range(2));
   auto be = MakeBackend(threads);
   const std::vector<uint8_t> w0 = MakeWeight(t, n_in, n_out);
-  const size_t copies = std::max<size_t>(1, kStreamBytes / w0.size());
-  // The copies live where and as the engine keeps an expert's matrices: side
-  // by side in one block of the backend's memory, like a stacked expert tensor.
-  auto* block = static_cast<uint8_t*>(be->DeviceAlloc(copies * w0.size(), "weights").value());
-  std::vector<const uint8_t*> ws(copies);
-  for (size_t c = 0; c < copies; ++c) {
-    ws[c] = block + c * w0.size();
-    std::memcpy(block + c * w0.size(), w0.data(), w0.size());
-  }
+  const WeightCopies ws(*be, w0, std::max<size_t>(1, kStreamBytes / w0.size()));
   std::vector<float> x(n_in), y(n_out);
   std::mt19937 rng(2);
   std::normal_distribution<float> nd;
   for (auto& v : x) v = nd(rng);
   size_t k = 0;
   uint64_t bytes = 0;
-  // The baseline is measured right before and after the products and the
-  // faster is kept, so a pass slowed by other work on the machine does not
-  // flatter the ratio.
-  const double memcpy_before = MemcpyGbpsNow(threads, 2);
-  const double read_before = cpu::MeasureReadGbps(threads, 2);
-  const auto t0 = Clock::now();
+  const BandwidthCounters counters(threads);
   for (auto _ : state) {
-    be->MatMul({t, n_in, n_out, ws[k]}, x.data(), 1, y.data());
+    be->MatMul({t, n_in, n_out, ws.at(k++)}, x.data(), 1, y.data());
     benchmark::DoNotOptimize(y.data());
-    k = (k + 1) % copies;
     bytes += w0.size();
   }
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  const double memcpy_gbps = std::max(memcpy_before, MemcpyGbpsNow(threads, 2));
-  const double read_gbps = std::max(read_before, cpu::MeasureReadGbps(threads, 2));
-  const double gbps = bytes / secs / 1e9;
-  state.counters["read_GBps"] = read_gbps;
-  state.counters["read_ratio"] = gbps / read_gbps;
-  state.counters["weight_GBps"] = gbps;
-  state.counters["threads"] = threads;
-  state.counters["memcpy_GBps"] = memcpy_gbps;
-  state.counters["ratio"] = gbps / (2 * memcpy_gbps);
+  counters.Report(state, bytes);
   state.SetLabel(std::string(GgmlTypeName(t)));
-  be->DeviceFree(block);
 }
 
 // A decode step's expert phase as the engine runs it: the gate and up
@@ -148,36 +179,22 @@ void BM_ExpertBatch(benchmark::State& state, GgmlType t) {
   const int threads = AllThreads();
   auto be = MakeBackend(threads);
   const std::vector<uint8_t> w0 = MakeWeight(t, n_in, n_out);
-  const size_t mats = std::max<size_t>(2 * kExperts, kStreamBytes / w0.size());
-  auto* block = static_cast<uint8_t*>(be->DeviceAlloc(mats * w0.size(), "experts").value());
-  for (size_t c = 0; c < mats; ++c) std::memcpy(block + c * w0.size(), w0.data(), w0.size());
+  const WeightCopies ws(*be, w0, std::max<size_t>(2 * kExperts, kStreamBytes / w0.size()));
   std::vector<float> x(n_in, 0.5f), y(2 * kExperts * n_out);
   std::vector<MatMulJob> jobs(2 * kExperts);
   size_t next = 0;
   uint64_t bytes = 0;
-  const double memcpy_before = MemcpyGbpsNow(threads, 2);
-  const double read_before = cpu::MeasureReadGbps(threads, 2);
-  const auto t0 = Clock::now();
+  const BandwidthCounters counters(threads);
   for (auto _ : state) {
     for (int j = 0; j < 2 * kExperts; ++j) {
-      jobs[j] = {{t, n_in, n_out, block + next * w0.size()}, x.data(), 1, y.data() + j * n_out};
-      next = (next + 1) % mats;
+      jobs[j] = {{t, n_in, n_out, ws.at(next++)}, x.data(), 1, y.data() + j * n_out};
     }
     be->MatMulBatch(jobs);
     benchmark::DoNotOptimize(y.data());
     bytes += 2 * kExperts * w0.size();
   }
-  const double secs = std::chrono::duration<double>(Clock::now() - t0).count();
-  const double memcpy_gbps = std::max(memcpy_before, MemcpyGbpsNow(threads, 2));
-  const double read_gbps = std::max(read_before, cpu::MeasureReadGbps(threads, 2));
-  const double gbps = bytes / secs / 1e9;
-  state.counters["weight_GBps"] = gbps;
-  state.counters["memcpy_GBps"] = memcpy_gbps;
-  state.counters["ratio"] = gbps / (2 * memcpy_gbps);
-  state.counters["read_GBps"] = read_gbps;
-  state.counters["read_ratio"] = gbps / read_gbps;
+  counters.Report(state, bytes);
   state.SetLabel(std::string(GgmlTypeName(t)));
-  be->DeviceFree(block);
 }
 
 // The kernel's own speed, memory aside: one thread, a 4096-wide matrix of 64
