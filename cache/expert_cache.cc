@@ -109,8 +109,7 @@ absl::Status ExpertCache::AllocateSlots() {
   // Quotas that move: the slots are one pool, the layers' shares are counts.
   moving_quotas_ = opt_.per_layer && policy_->LayerQuota(0) >= 0;
   const int pools = opt_.per_layer && !moving_quotas_ ? opt_.n_layers : 1;
-  const int64_t total_slots = int64_t(opt_.slots) * (opt_.per_layer ? opt_.n_layers : 1);
-  const int64_t total = total_slots;
+  const int64_t total = int64_t(opt_.slots) * (opt_.per_layer ? opt_.n_layers : 1);
   if (total > (int64_t(1) << kLoadSlotBits)) {
     return absl::InvalidArgumentError(absl::StrCat("expert cache: ", total, " slots is too many"));
   }
@@ -637,7 +636,7 @@ absl::Status ExpertCache::Acquire(int layer, std::span<const int32_t> experts,
   }
   if (in_step) {
     for (int32_t x : experts) step_need_[KeyIndex({uint16_t(layer), uint16_t(x)})] = 0;
-    step_left_ -= int(experts.size());
+    step_left_ -= int(experts.size());  // Acquire refuses repeated ids
   } else {
     EndStep();
     policy_->OnStep(layer, experts, tick_);
