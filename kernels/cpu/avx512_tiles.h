@@ -175,7 +175,7 @@ struct Mxfp4Codes {
   static constexpr bool kE8M0Scale = true;
   static __m256i Unsigned(const Block& b) {
     const __m256i t = _mm256_broadcastsi128_si256(
-        _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Codes)));
     return _mm256_shuffle_epi8(t, simd::UnpackNibbles16(b.qs));
   }
   static __m256i Signed(const Block& b) {
@@ -185,7 +185,7 @@ struct Mxfp4Codes {
   }
   static constexpr bool kUnsignedPair = true;
   static __m512i UnsignedPair(const Block* b) {
-    const __m512i t = _mm512_broadcast_i32x4(_mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+    const __m512i t = _mm512_broadcast_i32x4(_mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Codes)));
     return _mm512_shuffle_epi8(t, NibblePair(b[0].qs, b[1].qs));
   }
   // The two blocks' scales (Mxfp4Scale: 2^(e - 128), E8M0 halved for the

@@ -189,7 +189,7 @@ struct Mxfp4Weights {
   static constexpr int kOffset = 12;
   static __m256i Codes(const Block& b) {
     const __m256i table = _mm256_broadcastsi128_si256(
-        _mm_setr_epi8(12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0));
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(kMxfp4Codes)));
     return _mm256_shuffle_epi8(table, UnpackNibbles16(b.qs));
   }
   // Mxfp4Scale(e) from a table, broadcast from memory.

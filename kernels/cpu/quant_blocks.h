@@ -98,6 +98,9 @@ struct BlockMXFP4 {
   uint8_t qs[kQK / 2];
 };
 inline constexpr int8_t kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12};
+// The same values as unsigned codes (value + 12, 0..24), for kernels whose
+// byte products take an unsigned operand.
+inline constexpr uint8_t kMxfp4Codes[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
 // 2^(e - 128) as a float (denormal for e < 2), built from its bits. Static:
 // each kernel file, whatever its ISA flags, keeps its own copy.
 static inline float Mxfp4Scale(uint8_t e) {
