@@ -103,17 +103,15 @@ inline constexpr int8_t kMxfp4Values[16] = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, 
 inline constexpr uint8_t kMxfp4Codes[16] = {12, 13, 14, 15, 16, 18, 20, 24, 12, 11, 10, 9, 8, 6, 4, 0};
 // 2^(e - 128) as a float (denormal for e < 2), built from its bits. Static:
 // each kernel file, whatever its ISA flags, keeps its own copy.
-static inline float Mxfp4Scale(uint8_t e) {
-  const uint32_t bits = e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23;
-  float f;
-  __builtin_memcpy(&f, &bits, 4);
-  return f;
+static constexpr float Mxfp4Scale(uint8_t e) {
+  return std::bit_cast<float>(e < 2 ? 0x00200000u << e : static_cast<uint32_t>(e - 1) << 23);
 }
 // Mxfp4Scale(e) for every e, for kernels that load the scale from memory
-// (a broadcast from memory needs no shuffle unit). Data, built at compile time.
-inline constexpr std::array<float, 256> kMxfp4Scales = [] {
+// (a broadcast from memory needs no shuffle unit). Data, built at compile
+// time; static like Mxfp4Scale, which it is made from.
+static constexpr std::array<float, 256> kMxfp4Scales = [] {
   std::array<float, 256> t{};
-  for (uint32_t e = 0; e < 256; ++e) t[e] = std::bit_cast<float>(e < 2 ? 0x00200000u << e : (e - 1) << 23);
+  for (int e = 0; e < 256; ++e) t[e] = Mxfp4Scale(static_cast<uint8_t>(e));
   return t;
 }();
 
